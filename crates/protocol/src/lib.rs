@@ -235,7 +235,11 @@ pub struct DirectMessage {
 impl DirectMessage {
     /// The conversation this message belongs to, from `me`'s point of view.
     pub fn conversation_for(&self, me: &str) -> String {
-        let peer = if self.from == me { &self.to } else { &self.from };
+        let peer = if self.from == me {
+            &self.to
+        } else {
+            &self.from
+        };
         conversation::dm(peer)
     }
 }
@@ -759,7 +763,10 @@ mod tests {
             .iter(),
         );
         for name in all {
-            assert!(!reserved.contains(&name.to_ascii_lowercase().as_str()), "{name}");
+            assert!(
+                !reserved.contains(&name.to_ascii_lowercase().as_str()),
+                "{name}"
+            );
         }
     }
 

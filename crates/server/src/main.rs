@@ -1,1 +1,32 @@
-fn main(){}
+use clap::Parser;
+use papo_server::{shutdown_signal, Config, Server};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("PAPO_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = Config::parse();
+    let server = match Server::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("papo-server: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match server.local_addr() {
+        // Tests and scripts read this line to learn the port.
+        Ok(addr) => println!("listening on {addr}"),
+        Err(e) => {
+            eprintln!("papo-server: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    server.serve(shutdown_signal()).await;
+    tracing::info!("stopped");
+    std::process::ExitCode::SUCCESS
+}

@@ -1,0 +1,154 @@
+//! The account endpoints over HTTP JSON: register, login, refresh, logout, health.
+
+use papo_protocol::http::{Credentials, ErrorResponse, Health, RefreshRequest, Session};
+use papo_protocol::{ErrorBody, ErrorCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+
+/// Why an account request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The server could not be reached (or answered garbage at the HTTP level).
+    #[error("cannot reach the server: {0}")]
+    Network(String),
+    /// The server answered with an error body.
+    #[error("{} (HTTP {status}): {}", error_code_str(&.error.code), .error.message)]
+    Server { status: u16, error: ErrorBody },
+    /// A non-2xx answer without the expected error body.
+    #[error("unexpected answer from the server (HTTP {status})")]
+    Unexpected { status: u16 },
+}
+
+fn error_code_str(code: &ErrorCode) -> String {
+    serde_json::to_value(code)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+impl ApiError {
+    /// The server's machine code, when it gave one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ApiError::Server { error, .. } => Some(error.code),
+            _ => None,
+        }
+    }
+    /// True when the server refused the credentials or token (as opposed to being unreachable).
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            ApiError::Server { status, .. } | ApiError::Unexpected { status } => {
+                (400..500).contains(status)
+            }
+            ApiError::Network(_) => false,
+        }
+    }
+}
+
+/// Client of the account endpoints.
+#[derive(Clone, Debug)]
+pub struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    /// `base_url` like `http://127.0.0.1:8080` (a trailing slash is fine).
+    pub fn new(base_url: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .expect("reqwest client builds");
+        Api {
+            base: base_url.trim_end_matches('/').to_string(),
+            http,
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn register(&self, creds: &Credentials) -> Result<Session, ApiError> {
+        self.post("/api/register", creds).await
+    }
+
+    pub async fn login(&self, creds: &Credentials) -> Result<Session, ApiError> {
+        self.post("/api/login", creds).await
+    }
+
+    /// Exchanges a refresh token for a new session (the old refresh token is revoked).
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Session, ApiError> {
+        let body = RefreshRequest {
+            refresh_token: refresh_token.to_string(),
+        };
+        self.post("/api/refresh", &body).await
+    }
+
+    /// Revokes a refresh token.
+    pub async fn logout(&self, refresh_token: &str) -> Result<(), ApiError> {
+        let body = RefreshRequest {
+            refresh_token: refresh_token.to_string(),
+        };
+        let resp = self
+            .http
+            .post(format!("{}/api/logout", self.base))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(Self::error_from(resp).await)
+        }
+    }
+
+    pub async fn health(&self) -> Result<Health, ApiError> {
+        let resp = self
+            .http
+            .get(format!("{}/healthz", self.base))
+            .send()
+            .await
+            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+        if !resp.status().is_success() {
+            return Err(Self::error_from(resp).await);
+        }
+        resp.json()
+            .await
+            .map_err(|e| ApiError::Network(e.without_url().to_string()))
+    }
+
+    async fn post<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<R, ApiError> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+        if !resp.status().is_success() {
+            return Err(Self::error_from(resp).await);
+        }
+        resp.json()
+            .await
+            .map_err(|e| ApiError::Network(e.without_url().to_string()))
+    }
+
+    async fn error_from(resp: reqwest::Response) -> ApiError {
+        let status = resp.status().as_u16();
+        match resp.json::<ErrorResponse>().await {
+            Ok(body) => ApiError::Server {
+                status,
+                error: body.error,
+            },
+            Err(_) => ApiError::Unexpected { status },
+        }
+    }
+}

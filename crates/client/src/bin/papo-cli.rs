@@ -1,0 +1,366 @@
+//! `papo-cli`: the Papo client core from a terminal or a script.
+//!
+//! The cache lives in `--cache DIR` (env `PAPO_CACHE`) as `cache.sqlite3`. **CLI only:** the
+//! session (tokens) is kept next to it in `session.json`, mode 0600; the desktop app keeps it in
+//! the OS keyring instead. Output is JSON (one object per line for `tail`).
+
+use clap::{Parser, Subcommand};
+use papo_client::tokens::FileSessionStore;
+use papo_client::{ConnectionState, Core, CoreConfig, CoreEvent};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+#[derive(Parser)]
+#[command(name = "papo-cli", about = "Papo chat from the command line", version)]
+struct Cli {
+    /// Server URL.
+    #[arg(
+        long,
+        env = "PAPO_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    server: String,
+    /// Directory of the cache (and, for the CLI, of the session file).
+    #[arg(long, env = "PAPO_CACHE", global = true)]
+    cache: Option<PathBuf>,
+    /// Outbox requests per second (keep under the server's rate limit).
+    #[arg(long, env = "PAPO_SEND_RATE", default_value_t = 20.0, global = true)]
+    send_rate: f64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an account and sign in.
+    Register {
+        username: String,
+        /// Password (else env PAPO_PASSWORD, else read from stdin).
+        #[arg(long, env = "PAPO_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// Sign in.
+    Login {
+        username: String,
+        #[arg(long, env = "PAPO_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// Sign out (revokes the session).
+    Logout,
+    /// Print every event as a JSON line.
+    Tail {
+        /// Exit once the replay reached live.
+        #[arg(long)]
+        until_live: bool,
+        /// Exit after this many seconds.
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+    /// Public chat message.
+    Send {
+        text: String,
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+    },
+    /// Private message.
+    Dm {
+        to: String,
+        text: String,
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+    },
+    /// New post.
+    Post {
+        text: String,
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+    },
+    /// Like a post (server id).
+    Like {
+        post_id: i64,
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+    },
+    /// Follow a user.
+    Follow {
+        username: String,
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+    },
+    /// Connect and wait until the outbox is empty.
+    Flush {
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Full-text search in the cache (offline).
+    Search {
+        query: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// A conversation from the cache (offline), oldest first.
+    History {
+        #[arg(default_value = "public")]
+        conversation: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Who I am, cursor, outbox and unread counts (offline).
+    Status,
+}
+
+fn default_cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(d).join("papo");
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        return PathBuf::from(h).join(".local/share/papo");
+    }
+    PathBuf::from(".papo")
+}
+
+fn print(v: &impl serde::Serialize) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, v);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+fn password(given: Option<String>) -> Result<String, String> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PAPO_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            print(&serde_json::json!({ "error": e }));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, String> {
+    let dir = cli.cache.clone().unwrap_or_else(default_cache_dir);
+    if matches!(
+        cli.command,
+        Command::Search { .. } | Command::History { .. } | Command::Status
+    ) {
+        // Offline reads: no connection at all.
+        let cache =
+            papo_client::Cache::open(dir.join("cache.sqlite3")).map_err(|e| e.to_string())?;
+        return offline(&cache, cli.command);
+    }
+    let store = Arc::new(FileSessionStore::new(dir.join("session.json")));
+    let mut config = CoreConfig::new(&cli.server, dir.join("cache.sqlite3"));
+    config.supervisor.send_rate = cli.send_rate;
+    config.supervisor.send_burst = cli.send_rate.max(1.0);
+    let core = Core::start(config, store).map_err(|e| e.to_string())?;
+    let code = command(&core, cli.command).await;
+    core.shutdown().await;
+    code
+}
+
+async fn command(core: &Core, command: Command) -> Result<ExitCode, String> {
+    let action = |r: Result<uuid::Uuid, papo_client::CoreError>| r.map_err(|e| e.to_string());
+    match command {
+        Command::Register {
+            username,
+            password: p,
+        } => {
+            let me = core
+                .register(&username, &password(p)?)
+                .await
+                .map_err(|e| e.to_string())?;
+            print(&serde_json::json!({ "signed_in": me }));
+        }
+        Command::Login {
+            username,
+            password: p,
+        } => {
+            let me = core
+                .login(&username, &password(p)?)
+                .await
+                .map_err(|e| e.to_string())?;
+            print(&serde_json::json!({ "signed_in": me }));
+        }
+        Command::Logout => {
+            core.sign_out().await;
+            print(&serde_json::json!({ "signed_out": true }));
+        }
+        Command::Tail {
+            until_live,
+            seconds,
+        } => return tail(core, until_live, seconds).await,
+        Command::Send { text, wait } => {
+            return deliver(core, action(core.send_chat(&text))?, wait).await
+        }
+        Command::Dm { to, text, wait } => {
+            return deliver(core, action(core.send_dm(&to, &text))?, wait).await
+        }
+        Command::Post { text, wait } => {
+            return deliver(core, action(core.create_post(&text))?, wait).await
+        }
+        Command::Like { post_id, wait } => {
+            return deliver(core, action(core.like(post_id))?, wait).await
+        }
+        Command::Follow { username, wait } => {
+            return deliver(core, action(core.follow(&username))?, wait).await
+        }
+        Command::Flush { timeout } => return flush(core, timeout).await,
+        Command::Search { .. } | Command::History { .. } | Command::Status => {
+            unreachable!("offline commands are handled before the core starts")
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn offline(cache: &papo_client::Cache, command: Command) -> Result<ExitCode, String> {
+    match command {
+        Command::Search { query, limit } => {
+            for hit in cache.search(&query, limit).map_err(|e| e.to_string())? {
+                print(&hit);
+            }
+        }
+        Command::History {
+            conversation,
+            limit,
+        } => {
+            let mut rows = cache
+                .conversation_page(&conversation, None, limit)
+                .map_err(|e| e.to_string())?;
+            rows.reverse();
+            for row in rows {
+                print(&row);
+            }
+        }
+        Command::Status => {
+            let (cursor, epoch) = cache.resume_point().map_err(|e| e.to_string())?;
+            let (pending, sent, failed) = cache.outbox_counts().map_err(|e| e.to_string())?;
+            let me = cache.me().map_err(|e| e.to_string())?;
+            let unread = cache
+                .unread_counts(me.as_deref().unwrap_or_default())
+                .map_err(|e| e.to_string())?;
+            print(&serde_json::json!({
+                "me": me,
+                "cursor": cursor,
+                "epoch": epoch,
+                "outbox": { "pending": pending, "sent": sent, "failed": failed },
+                "unread": unread,
+            }));
+        }
+        _ => unreachable!(),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn tail(core: &Core, until_live: bool, seconds: Option<u64>) -> Result<ExitCode, String> {
+    let mut rx = core.subscribe();
+    print(&CoreEvent::Connection(core.connection_state()));
+    let deadline = seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    loop {
+        let next = async {
+            match deadline {
+                Some(d) => tokio::time::timeout_at(d, rx.recv()).await.ok(),
+                None => Some(rx.recv().await),
+            }
+        };
+        tokio::select! {
+            r = next => match r {
+                None => return Ok(ExitCode::SUCCESS),
+                Some(Ok(ev)) => {
+                    print(&ev);
+                    match &ev {
+                        CoreEvent::Sync(s) if until_live && s.state == papo_protocol::SyncState::Live => {
+                            return Ok(ExitCode::SUCCESS)
+                        }
+                        CoreEvent::Connection(ConnectionState::SignedOut { .. }) => {
+                            return Ok(ExitCode::from(4))
+                        }
+                        _ => {}
+                    }
+                }
+                Some(Err(RecvError::Lagged(n))) => {
+                    print(&serde_json::json!({ "event": "lagged", "data": { "missed": n } }))
+                }
+                Some(Err(RecvError::Closed)) => return Ok(ExitCode::SUCCESS),
+            },
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
+/// Waits until one outbox item is sent or failed. Exit codes: 0 sent, 2 failed, 3 still queued
+/// (it stays in the outbox and goes out on the next run), 4 signed out.
+async fn deliver(core: &Core, id: uuid::Uuid, wait: u64) -> Result<ExitCode, String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    loop {
+        let item = core
+            .cache()
+            .outbox_item(id)
+            .map_err(|e| e.to_string())?
+            .ok_or("outbox item vanished")?;
+        let state = item.state;
+        let done = state != papo_client::outbox::OutboxState::Pending;
+        let signed_out = matches!(core.connection_state(), ConnectionState::SignedOut { .. });
+        if done || signed_out || tokio::time::Instant::now() >= deadline {
+            print(&serde_json::json!({
+                "client_id": id,
+                "state": state,
+                "error": item.error,
+                "connection": core.connection_state(),
+            }));
+            return Ok(ExitCode::from(match state {
+                papo_client::outbox::OutboxState::Sent => 0,
+                papo_client::outbox::OutboxState::Failed => 2,
+                _ if signed_out => 4,
+                _ => 3,
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Connects and waits until no outbox item is pending.
+async fn flush(core: &Core, timeout: u64) -> Result<ExitCode, String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+    loop {
+        let (pending, sent, failed) = core.cache().outbox_counts().map_err(|e| e.to_string())?;
+        let signed_out = matches!(core.connection_state(), ConnectionState::SignedOut { .. });
+        if pending == 0 || signed_out || tokio::time::Instant::now() >= deadline {
+            print(&serde_json::json!({
+                "pending": pending, "sent": sent, "failed": failed,
+                "connection": core.connection_state(),
+            }));
+            return Ok(ExitCode::from(if pending == 0 {
+                0
+            } else if signed_out {
+                4
+            } else {
+                3
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -1,0 +1,384 @@
+use super::*;
+use crate::outbox::OutboxState;
+use papo_protocol::{
+    ChatMessage, ChatSend, DirectMessage, DmSend, ErrorBody, ErrorCode, LikeChange, Post,
+    ReadState, Request,
+};
+
+fn open() -> (tempfile::TempDir, Cache) {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path().join("cache.sqlite3")).unwrap();
+    cache.set_me("ana").unwrap();
+    (dir, cache)
+}
+
+fn chat(seq: u64, id: i64, from: &str, text: &str) -> LogEvent {
+    LogEvent {
+        stream: Stream::Public,
+        seq,
+        at: 1000 + id,
+        cid: None,
+        body: EventBody::ChatMessage(ChatMessage {
+            id,
+            from: from.into(),
+            text: text.into(),
+            at: 1000 + id,
+        }),
+    }
+}
+
+fn public_texts(cache: &Cache) -> Vec<String> {
+    let mut rows = cache.conversation_page("public", None, 100_000).unwrap();
+    rows.reverse();
+    rows.into_iter().map(|r| r.text).collect()
+}
+
+#[test]
+fn migrations_apply_to_a_fresh_file_and_reopen_is_a_no_op() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.sqlite3");
+    drop(Cache::open(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    let v: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, MIGRATIONS.len() as i64);
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    drop(conn);
+    Cache::open(&path).unwrap();
+}
+
+#[test]
+fn a_cache_from_a_newer_app_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.sqlite3");
+    drop(Cache::open(&path).unwrap());
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    assert!(matches!(
+        Cache::open(&path),
+        Err(CacheError::TooNew { found: 99, .. })
+    ));
+}
+
+#[test]
+fn each_event_is_applied_once_and_duplicates_are_skipped() {
+    let (_d, cache) = open();
+    let out = cache
+        .apply_batch("ana", &[chat(1, 1, "bia", "a"), chat(2, 2, "bia", "b")])
+        .unwrap();
+    assert_eq!(out.applied.len(), 2);
+    let out = cache
+        .apply_batch(
+            "ana",
+            &[
+                chat(1, 1, "bia", "a"),
+                chat(2, 2, "bia", "b"),
+                chat(3, 3, "caio", "c"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(out.duplicates, 2);
+    assert_eq!(out.applied.len(), 1);
+    assert_eq!(public_texts(&cache), ["a", "b", "c"]);
+    assert_eq!(cache.resume_point().unwrap().0.public, 3);
+}
+
+#[test]
+fn a_gap_stops_the_batch_and_keeps_what_came_before() {
+    let (_d, cache) = open();
+    let out = cache
+        .apply_batch(
+            "ana",
+            &[
+                chat(1, 1, "bia", "a"),
+                chat(3, 3, "bia", "c"),
+                chat(4, 4, "bia", "d"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(out.gap, Some((Stream::Public, 2, 3)));
+    assert_eq!(public_texts(&cache), ["a"]);
+    assert_eq!(cache.resume_point().unwrap().0.public, 1);
+}
+
+#[test]
+fn a_batch_that_fails_midway_leaves_neither_effects_nor_cursor() {
+    let (_d, cache) = open();
+    cache
+        .writer
+        .lock()
+        .unwrap()
+        .execute_batch(
+            "CREATE TEMP TRIGGER boom BEFORE INSERT ON messages WHEN new.text = 'boom' \
+             BEGIN SELECT RAISE(ABORT, 'simulated crash'); END;",
+        )
+        .unwrap();
+    let batch = [
+        chat(1, 1, "bia", "a"),
+        chat(2, 2, "bia", "boom"),
+        chat(3, 3, "bia", "c"),
+    ];
+    assert!(cache.apply_batch("ana", &batch).is_err());
+    assert!(public_texts(&cache).is_empty());
+    assert_eq!(cache.resume_point().unwrap().0, Cursor::default());
+    // After "restart", the same events arrive again and are applied exactly once.
+    drop(cache);
+    let cache = Cache::open(_d.path().join("cache.sqlite3")).unwrap();
+    let out = cache.apply_batch("ana", &batch).unwrap();
+    assert_eq!(out.applied.len(), 3);
+    cache.apply_batch("ana", &batch).unwrap();
+    assert_eq!(public_texts(&cache), ["a", "boom", "c"]);
+}
+
+#[test]
+fn events_are_deduplicated_by_server_id_even_across_a_reset() {
+    let (_d, cache) = open();
+    cache
+        .apply_batch("ana", &[chat(1, 10, "bia", "a")])
+        .unwrap();
+    cache.reset("epoch-2").unwrap();
+    assert_eq!(
+        cache.resume_point().unwrap(),
+        (Cursor::default(), Some("epoch-2".into()))
+    );
+    cache
+        .apply_batch("ana", &[chat(1, 10, "bia", "a"), chat(2, 11, "bia", "b")])
+        .unwrap();
+    assert_eq!(public_texts(&cache), ["a", "b"]);
+}
+
+#[test]
+fn outbox_write_is_atomic_with_the_local_copy_and_confirmation_gives_server_id() {
+    let (_d, cache) = open();
+    let cid = Uuid::now_v7();
+    let req = Request::ChatSend(ChatSend {
+        id: cid,
+        text: "oi".into(),
+    });
+    cache.enqueue("ana", &req).unwrap();
+    let rows = cache.conversation_page("public", None, 10).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].state, LocalState::Pending);
+    assert_eq!(rows[0].client_id, Some(cid));
+    assert_eq!(cache.next_outbox_item().unwrap().unwrap().client_id, cid);
+
+    // The log event with our client id confirms it and replaces nothing twice.
+    let mut ev = chat(1, 42, "ana", "oi");
+    ev.cid = Some(cid);
+    let out = cache.apply_batch("ana", &[ev]).unwrap();
+    assert_eq!(out.confirmed, vec![cid]);
+    let rows = cache.conversation_page("public", None, 10).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].server_id, Some(42));
+    assert_eq!(rows[0].state, LocalState::Sent);
+    assert!(cache.next_outbox_item().unwrap().is_none());
+    assert_eq!(cache.outbox_counts().unwrap(), (0, 1, 0));
+}
+
+#[test]
+fn reply_confirmation_then_log_event_gives_one_row() {
+    let (_d, cache) = open();
+    let cid = Uuid::now_v7();
+    let req = Request::DmSend(DmSend {
+        id: cid,
+        to: "joao".into(),
+        text: "oi".into(),
+    });
+    cache.enqueue("ana", &req).unwrap();
+    let ev = LogEvent {
+        stream: Stream::Private,
+        seq: 1,
+        at: 5,
+        cid: Some(cid),
+        body: EventBody::DmMessage(DirectMessage {
+            id: 7,
+            from: "ana".into(),
+            to: "joao".into(),
+            text: "oi".into(),
+            at: 5,
+        }),
+    };
+    assert!(cache.outbox_confirm("ana", cid, Some(&ev)).unwrap());
+    assert!(!cache.outbox_confirm("ana", cid, Some(&ev)).unwrap());
+    cache.apply_batch("ana", &[ev]).unwrap();
+    let rows = cache.conversation_page("dm:joao", None, 10).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].server_id, rows[0].at), (Some(7), 5));
+}
+
+#[test]
+fn failed_items_keep_the_reason_and_can_be_retried_or_discarded() {
+    let (_d, cache) = open();
+    let a = Uuid::now_v7();
+    let b = Uuid::now_v7();
+    for (id, t) in [(a, "a"), (b, "b")] {
+        cache
+            .enqueue("ana", &Request::ChatSend(ChatSend { id, text: t.into() }))
+            .unwrap();
+    }
+    let err = ErrorBody::new(ErrorCode::InvalidText, "too long");
+    assert!(cache.outbox_fail(a, &err).unwrap());
+    let item = cache.outbox_item(a).unwrap().unwrap();
+    assert_eq!(item.state, OutboxState::Failed);
+    assert_eq!(item.error, Some(err));
+    assert_eq!(cache.next_outbox_item().unwrap().unwrap().client_id, b);
+    assert!(cache.retry_outbox(a).unwrap());
+    assert_eq!(cache.next_outbox_item().unwrap().unwrap().client_id, a);
+    assert!(cache.discard_outbox(a).unwrap());
+    assert_eq!(public_texts(&cache), ["b"]);
+    // Deferral keeps it pending with a due time.
+    cache
+        .outbox_defer(b, 123, &ErrorBody::new(ErrorCode::RateLimited, "slow"))
+        .unwrap();
+    let item = cache.next_outbox_item().unwrap().unwrap();
+    assert_eq!(item.next_attempt_at, Some(123));
+}
+
+#[test]
+fn outbox_survives_reopening_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.sqlite3");
+    let cache = Cache::open(&path).unwrap();
+    cache.set_me("ana").unwrap();
+    let ids: Vec<Uuid> = (0..20).map(|_| Uuid::now_v7()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        cache
+            .enqueue(
+                "ana",
+                &Request::ChatSend(ChatSend {
+                    id: *id,
+                    text: format!("m{i}"),
+                }),
+            )
+            .unwrap();
+    }
+    drop(cache);
+    let cache = Cache::open(&path).unwrap();
+    let items = cache.outbox().unwrap();
+    assert_eq!(items.iter().map(|i| i.client_id).collect::<Vec<_>>(), ids);
+}
+
+#[test]
+fn keyset_pages_walk_a_conversation_without_overlap() {
+    let (_d, cache) = open();
+    let events: Vec<_> = (1..=250)
+        .map(|i| chat(i, i as i64, "bia", &format!("m{i}")))
+        .collect();
+    cache.apply_batch("ana", &events).unwrap();
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = cache.conversation_page("public", before, 100).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        before = Some(page.last().unwrap().key);
+        seen.extend(page.into_iter().map(|r| r.server_id.unwrap()));
+    }
+    assert_eq!(seen, (1..=250).rev().collect::<Vec<i64>>());
+}
+
+#[test]
+fn feed_likes_unread_read_marks_and_search() {
+    let (_d, cache) = open();
+    let post = |seq, id, text: &str| LogEvent {
+        stream: Stream::Public,
+        seq,
+        at: id,
+        cid: None,
+        body: EventBody::PostCreated(Post {
+            id,
+            author: "bia".into(),
+            text: text.into(),
+            at: id,
+            edited_at: None,
+            like_count: 0,
+            comment_count: 0,
+        }),
+    };
+    let liked = LogEvent {
+        stream: Stream::Public,
+        seq: 3,
+        at: 3,
+        cid: None,
+        body: EventBody::PostLiked(LikeChange {
+            post_id: 1,
+            by: "ana".into(),
+            like_count: 1,
+        }),
+    };
+    cache
+        .apply_batch(
+            "ana",
+            &[
+                post(1, 1, "bom dia pessoal"),
+                post(2, 2, "boa noite"),
+                liked,
+            ],
+        )
+        .unwrap();
+    let feed = cache.feed_page("ana", None, 10).unwrap();
+    assert_eq!(feed.len(), 2);
+    assert_eq!(feed[0].server_id, Some(2));
+    assert!(feed[1].liked_by_me && feed[1].like_count == 1);
+
+    let dm = |seq, id, from: &str| LogEvent {
+        stream: Stream::Private,
+        seq,
+        at: id,
+        cid: None,
+        body: EventBody::DmMessage(DirectMessage {
+            id,
+            from: from.into(),
+            to: "ana".into(),
+            text: format!("recado {id}"),
+            at: id,
+        }),
+    };
+    cache
+        .apply_batch("ana", &[dm(1, 10, "joao"), dm(2, 11, "joao")])
+        .unwrap();
+    let unread = cache.unread_counts("ana").unwrap();
+    assert_eq!(unread.total, 2);
+    assert_eq!(unread.conversations, vec![("dm:joao".to_string(), 2)]);
+    let read = LogEvent {
+        stream: Stream::Private,
+        seq: 3,
+        at: 12,
+        cid: None,
+        body: EventBody::ReadUpdated(ReadState {
+            conversation: "dm:joao".into(),
+            last_read: 10,
+        }),
+    };
+    cache.apply_batch("ana", &[read]).unwrap();
+    assert_eq!(cache.unread_counts("ana").unwrap().total, 1);
+    let convs = cache.conversations("ana").unwrap();
+    assert_eq!(convs[0].id, "dm:joao");
+    assert_eq!(convs[0].unread, 1);
+
+    let hits = cache.search("bom", 10).unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].kind, HitKind::Post);
+    let hits = cache.search("recado", 10).unwrap();
+    assert_eq!(hits.len(), 2);
+    assert_eq!(hits[0].conversation.as_deref(), Some("dm:joao"));
+    // Hostile FTS syntax is just text.
+    assert!(cache.search("\"unbalanced AND (", 10).unwrap().is_empty());
+}
+
+#[test]
+fn another_user_signing_in_wipes_the_cache() {
+    let (_d, cache) = open();
+    cache.apply_batch("ana", &[chat(1, 1, "bia", "a")]).unwrap();
+    assert!(!cache.set_me("ana").unwrap());
+    assert!(cache.set_me("caio").unwrap());
+    assert!(public_texts(&cache).is_empty());
+    assert_eq!(cache.resume_point().unwrap(), (Cursor::default(), None));
+}

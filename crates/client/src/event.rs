@@ -1,0 +1,46 @@
+//! The one typed stream the core publishes: connection states and everything that happened.
+
+use crate::outbox::OutboxChange;
+use crate::policy::OsNotification;
+use papo_protocol::{LogEvent, Millis, Presence, SyncStatus, Typing};
+use serde::{Deserialize, Serialize};
+
+/// Connection state, for the UI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ConnectionState {
+    /// Opening a session (attempt 1 is the first after a success or a reset).
+    Connecting { attempt: u32 },
+    /// The session is open: live events flow and the outbox drains.
+    Connected,
+    /// Waiting before the next attempt.
+    Retrying {
+        attempt: u32,
+        /// Wall-clock time of the next attempt.
+        at: Millis,
+        in_ms: u64,
+        reason: String,
+    },
+    /// The server refused our tokens (after one refresh): the user must sign in.
+    SignedOut { reason: String },
+    /// The core was shut down.
+    Stopped,
+}
+
+/// Everything the core tells its subscribers. Serialized as `{"event": "...", "data": ...}` so
+/// the shell can forward it to the web UI unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", content = "data", rename_all = "snake_case")]
+pub enum CoreEvent {
+    Connection(ConnectionState),
+    /// A durable event, after it was committed to the cache.
+    Log(LogEvent),
+    /// Replay progress (`reset` means the cache was wiped and is being refilled).
+    Sync(SyncStatus),
+    Presence(Presence),
+    Typing(Typing),
+    /// An outbox item changed state.
+    Outbox(OutboxChange),
+    /// The notification policy says: raise this OS notification.
+    Notify(OsNotification),
+}

@@ -1,0 +1,819 @@
+//! The connection supervisor: one task owns the Socket.IO session; callers hold a
+//! [`SupervisorHandle`] (commands in) and subscribe to [`CoreEvent`]s (events and states out).
+//!
+//! Per attempt: take the access token and the durable cursor, open a fresh transport session
+//! (connect timeout), wait for `Open` (open timeout; nothing is emitted before it), then pump:
+//! apply `log` batches to the cache, answer `sync`, match `reply` events by client id, drain the
+//! outbox one request at a time, and ping on our own timer — silence longer than the liveness
+//! timeout ends the session. Between attempts: exponential backoff with jitter after the cap,
+//! reset after a stable session, skipped on "retry now" or when the wall clock jumps ahead of
+//! the monotonic clock (the machine slept). A refused token is refreshed once; a second refusal
+//! (or a refused refresh) is the `SignedOut` state, which waits for a new sign-in.
+
+use crate::backoff::{Backoff, BackoffConfig};
+use crate::cache::{now_ms, Cache};
+use crate::event::{ConnectionState, CoreEvent};
+use crate::outbox::{OutboxChange, OutboxState};
+use crate::policy::{self, NotificationSettings, PolicyContext};
+use crate::tokens::{TokenError, TokenSource};
+use crate::transport::{Inbound, Link, Refusal, Transport};
+use papo_protocol::{
+    events, ConnectAuth, Cursor, ErrorBody, ErrorCode, LogBatch, Millis, Presence, Reply,
+    SyncState, SyncStatus, Typing, TypingSet,
+};
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::{interval, interval_at, sleep_until, timeout, Instant, MissedTickBehavior};
+use uuid::Uuid;
+
+/// Reads the wall clock (unix ms). Injectable so tests can simulate a wake from sleep.
+#[derive(Clone)]
+pub struct WallClock(Arc<dyn Fn() -> Millis + Send + Sync>);
+
+impl WallClock {
+    pub fn new(f: impl Fn() -> Millis + Send + Sync + 'static) -> Self {
+        WallClock(Arc::new(f))
+    }
+    pub fn now(&self) -> Millis {
+        (self.0)()
+    }
+}
+
+impl Default for WallClock {
+    fn default() -> Self {
+        WallClock::new(now_ms)
+    }
+}
+
+impl std::fmt::Debug for WallClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WallClock")
+    }
+}
+
+/// Timeouts and pacing of the supervisor.
+#[derive(Debug, Clone)]
+pub struct SupervisorConfig {
+    /// Server base URL, e.g. `http://127.0.0.1:8080`.
+    pub server_url: String,
+    pub connect_timeout: Duration,
+    pub open_timeout: Duration,
+    /// How often we send `sys:ping`.
+    pub ping_interval: Duration,
+    /// A session that heard nothing for this long is dead.
+    pub liveness_timeout: Duration,
+    pub close_timeout: Duration,
+    /// A session that lasted this long resets the backoff.
+    pub stable_after: Duration,
+    /// An outbox request unanswered for this long is sent again (same client id).
+    pub request_timeout: Duration,
+    pub backoff: BackoffConfig,
+    /// Backoff for transient request errors (`rate_limited`, `internal`).
+    pub outbox_backoff: BackoffConfig,
+    /// Outbox requests per second (below the server's per-connection limit).
+    pub send_rate: f64,
+    pub send_burst: f64,
+    /// How often the wall clock is compared with the monotonic clock while waiting.
+    pub wake_check: Duration,
+    /// A wall-clock advance this much larger than the monotonic one means we slept.
+    pub wake_jump: Duration,
+    pub wall_clock: WallClock,
+}
+
+impl SupervisorConfig {
+    pub fn new(server_url: impl Into<String>) -> Self {
+        SupervisorConfig {
+            server_url: server_url.into(),
+            connect_timeout: Duration::from_secs(5),
+            open_timeout: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(2),
+            liveness_timeout: Duration::from_secs(4),
+            close_timeout: Duration::from_secs(1),
+            stable_after: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            backoff: BackoffConfig::default(),
+            outbox_backoff: BackoffConfig {
+                base: Duration::from_millis(500),
+                cap: Duration::from_secs(30),
+                jitter: 0.5,
+            },
+            send_rate: 20.0,
+            send_burst: 40.0,
+            wake_check: Duration::from_secs(1),
+            wake_jump: Duration::from_secs(5),
+            wall_clock: WallClock::default(),
+        }
+    }
+}
+
+/// What the notification policy needs from the UI; shared between the core and the task.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    pub on_screen: Option<String>,
+    pub settings: NotificationSettings,
+}
+
+enum Command {
+    RetryNow,
+    OutboxChanged,
+    SignedIn,
+    SignOut,
+    Typing(TypingSet),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A cloneable handle on the supervisor task.
+#[derive(Clone)]
+pub struct SupervisorHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    events: broadcast::Sender<CoreEvent>,
+    state: watch::Receiver<ConnectionState>,
+}
+
+impl SupervisorHandle {
+    /// Skip the current backoff wait.
+    pub fn retry_now(&self) {
+        let _ = self.commands.send(Command::RetryNow);
+    }
+    /// New work in the outbox.
+    pub fn outbox_changed(&self) {
+        let _ = self.commands.send(Command::OutboxChanged);
+    }
+    /// New tokens are available (after login): leave `SignedOut`.
+    pub fn signed_in(&self) {
+        let _ = self.commands.send(Command::SignedIn);
+    }
+    /// Close the session and stay signed out.
+    pub fn sign_out(&self) {
+        let _ = self.commands.send(Command::SignOut);
+    }
+    /// Ephemeral typing indicator (dropped when not connected).
+    pub fn typing(&self, conversation: String, typing: bool) {
+        let _ = self.commands.send(Command::Typing(TypingSet {
+            conversation,
+            typing,
+        }));
+    }
+    /// Stops the task (closing the session) and waits for it, at most a few seconds.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(tx)).is_ok() {
+            let _ = timeout(Duration::from_secs(5), rx).await;
+        }
+    }
+    /// Events and states from now on. A subscriber that lags loses events (it gets
+    /// `RecvError::Lagged`) and should re-read the cache, which is the source of truth.
+    pub fn subscribe(&self) -> broadcast::Receiver<CoreEvent> {
+        self.events.subscribe()
+    }
+    pub fn state(&self) -> ConnectionState {
+        self.state.borrow().clone()
+    }
+    pub fn watch_state(&self) -> watch::Receiver<ConnectionState> {
+        self.state.clone()
+    }
+}
+
+/// Starts the supervisor task on the current tokio runtime.
+pub fn spawn(
+    config: SupervisorConfig,
+    cache: Arc<Cache>,
+    tokens: Arc<dyn TokenSource>,
+    transport: Arc<dyn Transport>,
+    view: Arc<Mutex<View>>,
+) -> SupervisorHandle {
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (ev_tx, _) = broadcast::channel(4096);
+    let (state_tx, state_rx) = watch::channel(ConnectionState::Connecting { attempt: 1 });
+    let outbox_backoff = Backoff::new(config.outbox_backoff.clone());
+    let sup = Supervisor {
+        config,
+        cache,
+        tokens,
+        transport,
+        view,
+        commands: cmd_rx,
+        events: ev_tx.clone(),
+        state: state_tx,
+        refreshed: false,
+        signed_out: false,
+        shutdown_ack: None,
+        outbox_backoff,
+    };
+    tokio::spawn(sup.run());
+    SupervisorHandle {
+        commands: cmd_tx,
+        events: ev_tx,
+        state: state_rx,
+    }
+}
+
+enum End {
+    Shutdown,
+    SignedOut(String),
+    /// Try again at once (a fresh token was obtained).
+    Again,
+    Failed {
+        reason: String,
+        stable: bool,
+    },
+}
+
+fn failed(reason: impl Into<String>) -> End {
+    End::Failed {
+        reason: reason.into(),
+        stable: false,
+    }
+}
+
+enum Wait {
+    Timer,
+    Now,
+    SignedOut,
+    Shutdown,
+}
+
+struct Supervisor {
+    config: SupervisorConfig,
+    cache: Arc<Cache>,
+    tokens: Arc<dyn TokenSource>,
+    transport: Arc<dyn Transport>,
+    view: Arc<Mutex<View>>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    events: broadcast::Sender<CoreEvent>,
+    state: watch::Sender<ConnectionState>,
+    /// A refresh already succeeded since the last open session.
+    refreshed: bool,
+    signed_out: bool,
+    shutdown_ack: Option<oneshot::Sender<()>>,
+    outbox_backoff: Backoff,
+}
+
+/// Token bucket pacing outbox sends under the server's rate limit.
+struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(rate: f64, burst: f64) -> Self {
+        Bucket {
+            rate: rate.max(0.001),
+            burst: burst.max(1.0),
+            tokens: burst.max(1.0),
+            last: Instant::now(),
+        }
+    }
+    fn take(&mut self) -> Result<(), Duration> {
+        let now = Instant::now();
+        let elapsed = (now - self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+        }
+    }
+}
+
+impl Supervisor {
+    fn publish(&self, ev: CoreEvent) {
+        let _ = self.events.send(ev);
+    }
+
+    fn set_state(&self, s: ConnectionState) {
+        tracing::debug!(state = ?s, "connection state");
+        self.state.send_replace(s.clone());
+        self.publish(CoreEvent::Connection(s));
+    }
+
+    async fn run(mut self) {
+        let mut backoff = Backoff::new(self.config.backoff.clone());
+        loop {
+            if self.signed_out && !self.wait_signed_in().await {
+                break;
+            }
+            self.set_state(ConnectionState::Connecting {
+                attempt: backoff.attempt() + 1,
+            });
+            let reason = match self.session().await {
+                End::Shutdown => break,
+                End::SignedOut(reason) => {
+                    tracing::info!(%reason, "signed out");
+                    self.signed_out = true;
+                    self.set_state(ConnectionState::SignedOut { reason });
+                    continue;
+                }
+                End::Again => continue,
+                End::Failed { reason, stable } => {
+                    if stable {
+                        backoff.reset();
+                    }
+                    reason
+                }
+            };
+            let delay = backoff.next_delay();
+            tracing::info!(%reason, delay_ms = delay.as_millis() as u64, "session ended; retrying");
+            self.set_state(ConnectionState::Retrying {
+                attempt: backoff.attempt(),
+                at: self.config.wall_clock.now() + delay.as_millis() as i64,
+                in_ms: delay.as_millis() as u64,
+                reason,
+            });
+            match self.wait_retry(delay).await {
+                Wait::Timer | Wait::Now => {}
+                Wait::SignedOut => {
+                    self.signed_out = true;
+                    self.set_state(ConnectionState::SignedOut {
+                        reason: "signed out".into(),
+                    });
+                }
+                Wait::Shutdown => break,
+            }
+        }
+        self.set_state(ConnectionState::Stopped);
+        if let Some(ack) = self.shutdown_ack.take() {
+            let _ = ack.send(());
+        }
+    }
+
+    /// A command while idle (waiting to retry, or signed out).
+    fn idle_command(&mut self, cmd: Option<Command>) -> Option<Wait> {
+        match cmd {
+            None => Some(Wait::Shutdown),
+            Some(Command::Shutdown(ack)) => {
+                self.shutdown_ack = Some(ack);
+                Some(Wait::Shutdown)
+            }
+            Some(Command::RetryNow) => Some(Wait::Now),
+            Some(Command::SignedIn) => {
+                self.signed_out = false;
+                self.refreshed = false;
+                Some(Wait::Now)
+            }
+            Some(Command::SignOut) => Some(Wait::SignedOut),
+            Some(Command::OutboxChanged) | Some(Command::Typing(_)) => None,
+        }
+    }
+
+    /// A command while connecting or connected that ends the session, if it does.
+    fn busy_command(&mut self, cmd: Option<Command>) -> Option<End> {
+        match cmd {
+            None => Some(End::Shutdown),
+            Some(Command::Shutdown(ack)) => {
+                self.shutdown_ack = Some(ack);
+                Some(End::Shutdown)
+            }
+            Some(Command::SignOut) => Some(End::SignedOut("signed out".into())),
+            _ => None,
+        }
+    }
+
+    async fn wait_signed_in(&mut self) -> bool {
+        loop {
+            let cmd = self.commands.recv().await;
+            match self.idle_command(cmd) {
+                Some(Wait::Shutdown) => return false,
+                Some(Wait::Now) if !self.signed_out => return true,
+                _ => {}
+            }
+        }
+    }
+
+    async fn wait_retry(&mut self, delay: Duration) -> Wait {
+        let deadline = Instant::now() + delay;
+        let step = self.config.wake_check;
+        let mut check = interval_at(Instant::now() + step, step);
+        check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_wall = self.config.wall_clock.now();
+        let mut last_mono = Instant::now();
+        loop {
+            tokio::select! {
+                _ = sleep_until(deadline) => return Wait::Timer,
+                _ = check.tick() => {
+                    let wall = self.config.wall_clock.now();
+                    let mono = Instant::now();
+                    let wall_d = wall - last_wall;
+                    let mono_d = (mono - last_mono).as_millis() as i64;
+                    last_wall = wall;
+                    last_mono = mono;
+                    if wall_d - mono_d > self.config.wake_jump.as_millis() as i64 {
+                        tracing::info!(jump_ms = wall_d - mono_d, "woke from sleep: retrying now");
+                        return Wait::Now;
+                    }
+                }
+                cmd = self.commands.recv() => {
+                    if let Some(w) = self.idle_command(cmd) {
+                        return w;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn teardown(&self, link: Box<dyn Link>) {
+        let _ = timeout(self.config.close_timeout, link.close()).await;
+        drop(link);
+    }
+
+    async fn refused(&mut self, r: Refusal) -> End {
+        match r {
+            Refusal::TokenExpired | Refusal::TokenInvalid => {
+                if self.refreshed {
+                    return End::SignedOut(format!("{r:?} after a refresh: sign in again"));
+                }
+                match self.tokens.refresh().await {
+                    Ok(_) => {
+                        self.refreshed = true;
+                        End::Again
+                    }
+                    Err(TokenError::Refused(m)) => End::SignedOut(m),
+                    Err(TokenError::Unavailable(m)) => failed(m),
+                }
+            }
+            Refusal::BadAuth => {
+                End::SignedOut("the server refused the connection (bad_auth)".into())
+            }
+            Refusal::Other(m) => failed(m),
+        }
+    }
+
+    async fn session(&mut self) -> End {
+        let Some(token) = self.tokens.access_token().await else {
+            return End::SignedOut("not signed in".into());
+        };
+        let me = match self.cache.me() {
+            Ok(Some(me)) => me,
+            Ok(None) => return End::SignedOut("not signed in".into()),
+            Err(e) => return failed(format!("cache: {e}")),
+        };
+        let (cursor, epoch) = match self.cache.resume_point() {
+            Ok(x) => x,
+            Err(e) => return failed(format!("cache: {e}")),
+        };
+        let auth = ConnectAuth {
+            token: token.expose().clone(),
+            cursor: (epoch.is_some() || cursor != Cursor::default()).then_some(cursor),
+            epoch,
+        };
+        let auth = serde_json::to_value(&auth).expect("auth serializes");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let transport = self.transport.clone();
+        let url = self.config.server_url.clone();
+        let connect = timeout(
+            self.config.connect_timeout,
+            transport.connect(&url, auth, tx),
+        );
+        tokio::pin!(connect);
+        let link = loop {
+            tokio::select! {
+                r = &mut connect => match r {
+                    Err(_) => return failed("connect timed out"),
+                    Ok(Err(e)) => return failed(e.to_string()),
+                    Ok(Ok(link)) => break link,
+                },
+                cmd = self.commands.recv() => {
+                    if let Some(end) = self.busy_command(cmd) {
+                        return end;
+                    }
+                }
+            }
+        };
+
+        // Nothing may be emitted before the server accepted the namespace CONNECT.
+        let open_deadline = Instant::now() + self.config.open_timeout;
+        let mut early = Vec::new();
+        loop {
+            tokio::select! {
+                _ = sleep_until(open_deadline) => {
+                    self.teardown(link).await;
+                    return failed("no answer to CONNECT (open timeout)");
+                }
+                ev = rx.recv() => match ev {
+                    Some(Inbound::Open) => break,
+                    Some(Inbound::Refused(r)) => {
+                        self.teardown(link).await;
+                        return self.refused(r).await;
+                    }
+                    Some(ev @ Inbound::Event { .. }) => early.push(ev),
+                    Some(Inbound::Error(e)) => tracing::debug!(error = %e, "transport error before open"),
+                    Some(Inbound::Close) | None => {
+                        self.teardown(link).await;
+                        return failed("closed before open");
+                    }
+                },
+                cmd = self.commands.recv() => {
+                    if let Some(end) = self.busy_command(cmd) {
+                        self.teardown(link).await;
+                        return end;
+                    }
+                }
+            }
+        }
+
+        self.refreshed = false;
+        self.set_state(ConnectionState::Connected);
+        let started = Instant::now();
+        let end = self.connected(&*link, &mut rx, &me, early).await;
+        self.teardown(link).await;
+        match end {
+            End::Failed { reason, .. } => End::Failed {
+                reason,
+                stable: started.elapsed() >= self.config.stable_after,
+            },
+            other => other,
+        }
+    }
+
+    async fn emit(&self, link: &dyn Link, event: &str, data: serde_json::Value) -> Result<(), End> {
+        match timeout(self.config.liveness_timeout, link.emit(event, data)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(failed(format!("emit failed: {e}"))),
+            Err(_) => Err(failed("emit timed out")),
+        }
+    }
+
+    async fn connected(
+        &mut self,
+        link: &dyn Link,
+        rx: &mut mpsc::UnboundedReceiver<Inbound>,
+        me: &str,
+        early: Vec<Inbound>,
+    ) -> End {
+        let mut s = Pump {
+            inflight: None,
+            outbox_dirty: true,
+        };
+        for ev in early {
+            if let Some(end) = self.inbound(ev, me, &mut s) {
+                return end;
+            }
+        }
+        let mut last_heard = Instant::now();
+        let mut ping = interval(self.config.ping_interval);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut bucket = Bucket::new(self.config.send_rate, self.config.send_burst);
+        let mut next_send: Option<Instant> = None;
+        loop {
+            if s.inflight.is_none() && s.outbox_dirty {
+                s.outbox_dirty = false;
+                next_send = None;
+                match self.cache.next_outbox_item() {
+                    Ok(Some(item)) => {
+                        let wall = self.config.wall_clock.now();
+                        let due = item.next_attempt_at.unwrap_or(0);
+                        if due > wall {
+                            next_send =
+                                Some(Instant::now() + Duration::from_millis((due - wall) as u64));
+                        } else if let Err(wait) = bucket.take() {
+                            next_send = Some(Instant::now() + wait);
+                        } else {
+                            let _ = self.cache.outbox_attempt(item.client_id);
+                            let r = &item.request;
+                            if let Err(end) = self.emit(link, r.event_name(), r.payload()).await {
+                                return end;
+                            }
+                            s.inflight = Some((
+                                item.client_id,
+                                Instant::now() + self.config.request_timeout,
+                            ));
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
+                }
+            }
+            let inflight_deadline = s.inflight.map(|(_, d)| d);
+            tokio::select! {
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::OutboxChanged) => s.outbox_dirty = true,
+                    Some(Command::Typing(t)) => {
+                        let data = serde_json::to_value(&t).expect("typing serializes");
+                        if let Err(end) = self.emit(link, events::TYPING_SET, data).await {
+                            return end;
+                        }
+                    }
+                    Some(Command::RetryNow) | Some(Command::SignedIn) => {}
+                    other => {
+                        if let Some(end) = self.busy_command(other) {
+                            return end;
+                        }
+                    }
+                },
+                ev = rx.recv() => {
+                    let Some(ev) = ev else { return failed("transport gone") };
+                    last_heard = Instant::now();
+                    if let Some(end) = self.inbound(ev, me, &mut s) {
+                        return end;
+                    }
+                }
+                _ = ping.tick() => {
+                    let silent = last_heard.elapsed();
+                    if silent > self.config.liveness_timeout {
+                        return failed(format!("server silent for {} ms", silent.as_millis()));
+                    }
+                    let data = json!({ "id": Uuid::now_v7() });
+                    if let Err(end) = self.emit(link, events::SYS_PING, data).await {
+                        return end;
+                    }
+                }
+                _ = sleep_until(next_send.unwrap_or_else(Instant::now)), if next_send.is_some() => {
+                    next_send = None;
+                    s.outbox_dirty = true;
+                }
+                _ = sleep_until(inflight_deadline.unwrap_or_else(Instant::now)), if inflight_deadline.is_some() => {
+                    tracing::warn!("outbox request unanswered; sending it again");
+                    s.inflight = None;
+                    s.outbox_dirty = true;
+                }
+            }
+        }
+    }
+
+    fn inbound(&mut self, ev: Inbound, me: &str, s: &mut Pump) -> Option<End> {
+        match ev {
+            Inbound::Open => None,
+            Inbound::Close => Some(failed("the server closed the session")),
+            Inbound::Refused(r) => Some(failed(format!("refused mid-session: {r:?}"))),
+            Inbound::Error(e) => {
+                tracing::debug!(error = %e, "transport error");
+                None
+            }
+            Inbound::Event { name, data } => self.server_event(&name, data, me, s),
+        }
+    }
+
+    fn server_event(
+        &mut self,
+        name: &str,
+        data: serde_json::Value,
+        me: &str,
+        s: &mut Pump,
+    ) -> Option<End> {
+        match name {
+            events::LOG => {
+                let batch: LogBatch = match serde_json::from_value(data) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "undecodable log packet: resyncing");
+                        return Some(failed("undecodable log packet"));
+                    }
+                };
+                let out = match self.cache.apply_batch(me, &batch.events) {
+                    Ok(out) => out,
+                    Err(e) => return Some(failed(format!("cache: {e}"))),
+                };
+                for cid in &out.confirmed {
+                    if s.inflight.map(|(c, _)| c) == Some(*cid) {
+                        s.inflight = None;
+                    }
+                    s.outbox_dirty = true;
+                    self.publish(CoreEvent::Outbox(OutboxChange {
+                        client_id: *cid,
+                        state: OutboxState::Sent,
+                        error: None,
+                    }));
+                }
+                let view = self.view.lock().unwrap().clone();
+                for ev in out.applied {
+                    // No OS notifications while filling an empty cache.
+                    if out.cursor_before.get(ev.stream) > 0 {
+                        let ctx = PolicyContext {
+                            me,
+                            on_screen: view.on_screen.as_deref(),
+                            settings: &view.settings,
+                        };
+                        if let Some(n) = policy::decide(&ev.body, &ctx) {
+                            self.publish(CoreEvent::Notify(n));
+                        }
+                    }
+                    self.publish(CoreEvent::Log(ev));
+                }
+                if let Some((stream, expected, got)) = out.gap {
+                    return Some(failed(format!(
+                        "gap in the {} stream: expected {expected}, got {got}",
+                        stream.as_str()
+                    )));
+                }
+            }
+            events::SYNC => {
+                let status: SyncStatus = match serde_json::from_value(data) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "undecodable sync packet");
+                        return None;
+                    }
+                };
+                let r = match status.state {
+                    SyncState::Reset => self.cache.reset(&status.epoch),
+                    SyncState::Live => self.cache.set_epoch(&status.epoch),
+                };
+                if let Err(e) = r {
+                    return Some(failed(format!("cache: {e}")));
+                }
+                self.publish(CoreEvent::Sync(status));
+            }
+            events::REPLY => match serde_json::from_value::<Reply>(data) {
+                Ok(reply) => return self.reply(reply, me, s),
+                Err(e) => tracing::warn!(error = %e, "undecodable reply"),
+            },
+            events::PRESENCE => match serde_json::from_value::<Presence>(data) {
+                Ok(p) => {
+                    if let Err(e) = self.cache.apply_presence(&p) {
+                        tracing::warn!(error = %e, "cannot store presence");
+                    }
+                    self.publish(CoreEvent::Presence(p));
+                }
+                Err(e) => tracing::warn!(error = %e, "undecodable presence"),
+            },
+            events::TYPING => match serde_json::from_value::<Typing>(data) {
+                Ok(t) => self.publish(CoreEvent::Typing(t)),
+                Err(e) => tracing::warn!(error = %e, "undecodable typing"),
+            },
+            other => tracing::debug!(event = other, "ignoring unknown event"),
+        }
+        None
+    }
+
+    fn reply(&mut self, reply: Reply, me: &str, s: &mut Pump) -> Option<End> {
+        if reply.event == events::SYS_PING || reply.event == events::TYPING_SET {
+            return None;
+        }
+        let Some(cid) = reply.id else {
+            tracing::warn!(event = %reply.event, error = ?reply.error, "reply without id");
+            return None;
+        };
+        let is_inflight = s.inflight.map(|(c, _)| c) == Some(cid);
+        if is_inflight {
+            s.inflight = None;
+            s.outbox_dirty = true;
+        }
+        if reply.ok {
+            let ev = reply.result.as_ref().and_then(|r| r.event.as_ref());
+            match self.cache.outbox_confirm(me, cid, ev) {
+                Ok(true) => self.publish(CoreEvent::Outbox(OutboxChange {
+                    client_id: cid,
+                    state: OutboxState::Sent,
+                    error: None,
+                })),
+                Ok(false) => {}
+                Err(e) => return Some(failed(format!("cache: {e}"))),
+            }
+            return None;
+        }
+        let error = reply
+            .error
+            .unwrap_or_else(|| ErrorBody::new(ErrorCode::Internal, "error reply without a body"));
+        match error.code {
+            code if code.is_transient() => {
+                let attempts = self
+                    .cache
+                    .outbox_item(cid)
+                    .ok()
+                    .flatten()
+                    .map(|i| i.attempts)
+                    .unwrap_or(1);
+                let delay = self
+                    .outbox_backoff
+                    .delay_for(attempts.saturating_sub(1).clamp(0, 31) as u32);
+                let at = self.config.wall_clock.now() + delay.as_millis() as i64;
+                tracing::info!(code = ?code, delay_ms = delay.as_millis() as u64, "transient request error; will retry");
+                if let Err(e) = self.cache.outbox_defer(cid, at, &error) {
+                    return Some(failed(format!("cache: {e}")));
+                }
+                None
+            }
+            ErrorCode::TokenExpired | ErrorCode::TokenInvalid => {
+                Some(failed("the server refused our token mid-session"))
+            }
+            _ => {
+                tracing::warn!(code = ?error.code, message = %error.message, "request refused");
+                match self.cache.outbox_fail(cid, &error) {
+                    Ok(true) => self.publish(CoreEvent::Outbox(OutboxChange {
+                        client_id: cid,
+                        state: OutboxState::Failed,
+                        error: Some(error),
+                    })),
+                    Ok(false) => {}
+                    Err(e) => return Some(failed(format!("cache: {e}"))),
+                }
+                None
+            }
+        }
+    }
+}
+
+struct Pump {
+    inflight: Option<(Uuid, Instant)>,
+    outbox_dirty: bool,
+}
+
+#[cfg(test)]
+#[path = "supervisor_tests.rs"]
+mod tests;

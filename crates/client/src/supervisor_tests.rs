@@ -1,0 +1,463 @@
+//! Supervisor behaviour against a scripted fake transport, in paused tokio time.
+
+use super::*;
+use crate::secret::Sensitive;
+use crate::transport::TransportError;
+use async_trait::async_trait;
+use papo_protocol::{ChatMessage, ChatSend, EventBody, LogEvent, ReplyResult, Request, Stream};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Behaviour {
+    /// connect() fails at once.
+    Fail,
+    /// connect() never returns.
+    Hang,
+    /// connect() succeeds but the server never answers the CONNECT.
+    NoOpen,
+    /// The server refuses the CONNECT.
+    Refuse(&'static str),
+    /// A healthy server: opens, answers pings and requests.
+    Healthy,
+    /// Opens, then goes silent (black hole): emits succeed, nothing comes back.
+    Silent,
+}
+
+#[derive(Default)]
+struct Fake {
+    script: Mutex<VecDeque<Behaviour>>,
+    default: Mutex<Option<Behaviour>>,
+    connects: Mutex<Vec<Instant>>,
+    emitted: Arc<Mutex<Vec<(String, serde_json::Value)>>>,
+    auths: Mutex<Vec<serde_json::Value>>,
+}
+
+impl Fake {
+    fn new(default: Behaviour, script: &[Behaviour]) -> Arc<Fake> {
+        let f = Fake::default();
+        *f.default.lock().unwrap() = Some(default);
+        f.script.lock().unwrap().extend(script.iter().copied());
+        Arc::new(f)
+    }
+    fn connect_times(&self) -> Vec<Instant> {
+        self.connects.lock().unwrap().clone()
+    }
+    fn requests(&self) -> Vec<String> {
+        self.emitted
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(e, _)| e != events::SYS_PING)
+            .map(|(_, v)| v["text"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+struct FakeLink {
+    behaviour: Behaviour,
+    inbound: mpsc::UnboundedSender<Inbound>,
+    emitted: Arc<Mutex<Vec<(String, serde_json::Value)>>>,
+    opened: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait]
+impl Transport for Fake {
+    async fn connect(
+        &self,
+        _url: &str,
+        auth: serde_json::Value,
+        inbound: mpsc::UnboundedSender<Inbound>,
+    ) -> Result<Box<dyn Link>, TransportError> {
+        self.connects.lock().unwrap().push(Instant::now());
+        self.auths.lock().unwrap().push(auth);
+        let b = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| self.default.lock().unwrap().unwrap());
+        let opened = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        match b {
+            Behaviour::Fail => return Err(TransportError("connection refused".into())),
+            Behaviour::Hang => std::future::pending::<()>().await,
+            Behaviour::NoOpen => {}
+            Behaviour::Refuse(reason) => {
+                let _ = inbound.send(Inbound::Refused(
+                    Refusal::from_error_text(&format!(
+                        "Received an ConnectError frame: {{\"message\":\"{reason}\"}}"
+                    ))
+                    .unwrap(),
+                ));
+            }
+            Behaviour::Healthy | Behaviour::Silent => {
+                // The open arrives a little later, as over a real network.
+                let tx = inbound.clone();
+                let opened = opened.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    opened.store(true, Ordering::SeqCst);
+                    let _ = tx.send(Inbound::Open);
+                });
+            }
+        }
+        Ok(Box::new(FakeLink {
+            behaviour: b,
+            inbound,
+            emitted: self.emitted.clone(),
+            opened,
+        }))
+    }
+}
+
+#[async_trait]
+impl Link for FakeLink {
+    async fn emit(&self, event: &str, data: serde_json::Value) -> Result<(), TransportError> {
+        assert!(
+            self.opened.load(Ordering::SeqCst),
+            "emitted {event} before open"
+        );
+        self.emitted
+            .lock()
+            .unwrap()
+            .push((event.to_string(), data.clone()));
+        if self.behaviour == Behaviour::Healthy {
+            let id = data["id"].as_str().and_then(|s| Uuid::parse_str(s).ok());
+            let reply = Reply::ok(id, event, ReplyResult::default());
+            let _ = self.inbound.send(Inbound::Event {
+                name: events::REPLY.into(),
+                data: serde_json::to_value(reply).unwrap(),
+            });
+        }
+        Ok(())
+    }
+    async fn close(&self) {}
+}
+
+struct Tokens {
+    refreshes: AtomicUsize,
+    refresh_ok: bool,
+}
+
+#[async_trait]
+impl TokenSource for Tokens {
+    async fn access_token(&self) -> Option<Sensitive<String>> {
+        Some(Sensitive::new("tok".into()))
+    }
+    async fn refresh(&self) -> Result<Sensitive<String>, TokenError> {
+        self.refreshes.fetch_add(1, Ordering::SeqCst);
+        if self.refresh_ok {
+            Ok(Sensitive::new("tok2".into()))
+        } else {
+            Err(TokenError::Refused("token_invalid".into()))
+        }
+    }
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    cache: Arc<Cache>,
+    fake: Arc<Fake>,
+    tokens: Arc<Tokens>,
+    handle: SupervisorHandle,
+}
+
+fn config() -> SupervisorConfig {
+    let mut c = SupervisorConfig::new("http://fake");
+    c.backoff = BackoffConfig {
+        base: Duration::from_secs(1),
+        cap: Duration::from_secs(8),
+        jitter: 0.5,
+    };
+    c
+}
+
+fn setup(fake: Arc<Fake>, config: SupervisorConfig, refresh_ok: bool) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Arc::new(Cache::open(dir.path().join("c.sqlite3")).unwrap());
+    cache.set_me("ana").unwrap();
+    let tokens = Arc::new(Tokens {
+        refreshes: AtomicUsize::new(0),
+        refresh_ok,
+    });
+    let handle = spawn(
+        config,
+        cache.clone(),
+        tokens.clone(),
+        fake.clone(),
+        Arc::new(Mutex::new(View::default())),
+    );
+    Setup {
+        _dir: dir,
+        cache,
+        fake,
+        tokens,
+        handle,
+    }
+}
+
+async fn wait_for(
+    rx: &mut watch::Receiver<ConnectionState>,
+    f: impl Fn(&ConnectionState) -> bool,
+) -> ConnectionState {
+    timeout(Duration::from_secs(600), async {
+        loop {
+            let s = rx.borrow_and_update().clone();
+            if f(&s) {
+                return s;
+            }
+            rx.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("state not reached")
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_between_failed_attempts_grows_to_the_cap_with_jitter() {
+    let s = setup(Fake::new(Behaviour::Fail, &[]), config(), true);
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let times = s.fake.connect_times();
+    let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.len() >= 10, "{} attempts", times.len());
+    // Ceilings 1, 2, 4, 8, 8, ... seconds; each delay is in [ceiling/2, ceiling].
+    for (i, gap) in gaps.iter().enumerate() {
+        let ceiling = Duration::from_secs(1u64 << i.min(3));
+        assert!(
+            *gap >= ceiling / 2 && *gap <= ceiling + Duration::from_millis(5),
+            "gap {i} = {gap:?}, ceiling {ceiling:?}"
+        );
+    }
+    // Jitter is applied after the cap: capped delays differ from each other.
+    let capped: Vec<_> = gaps[4..].iter().map(|g| g.as_millis()).collect();
+    let mut distinct = capped.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert!(distinct.len() > capped.len() / 2, "{capped:?}");
+    match s.handle.state() {
+        ConnectionState::Retrying { reason, .. } => assert!(reason.contains("refused")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_connect_is_cut_by_the_connect_timeout() {
+    let s = setup(
+        Fake::new(Behaviour::Fail, &[Behaviour::Hang]),
+        config(),
+        true,
+    );
+    let mut rx = s.handle.watch_state();
+    let start = Instant::now();
+    let st = wait_for(&mut rx, |s| matches!(s, ConnectionState::Retrying { .. })).await;
+    assert_eq!(start.elapsed(), Duration::from_secs(5));
+    assert!(
+        matches!(st, ConnectionState::Retrying { reason, .. } if reason.contains("connect timed out"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_never_answers_connect_is_cut_by_the_open_timeout() {
+    let s = setup(
+        Fake::new(Behaviour::Fail, &[Behaviour::NoOpen]),
+        config(),
+        true,
+    );
+    let mut rx = s.handle.watch_state();
+    let start = Instant::now();
+    let st = wait_for(&mut rx, |s| matches!(s, ConnectionState::Retrying { .. })).await;
+    assert_eq!(start.elapsed(), Duration::from_secs(5));
+    assert!(
+        matches!(st, ConnectionState::Retrying { reason, .. } if reason.contains("open timeout"))
+    );
+    assert!(
+        s.fake.emitted.lock().unwrap().is_empty(),
+        "emitted before open"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_token_is_refreshed_once_then_signed_out_without_a_storm() {
+    let s = setup(
+        Fake::new(Behaviour::Refuse("token_expired"), &[]),
+        config(),
+        true,
+    );
+    let mut rx = s.handle.watch_state();
+    wait_for(&mut rx, |s| matches!(s, ConnectionState::SignedOut { .. })).await;
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(s.tokens.refreshes.load(Ordering::SeqCst), 1);
+    assert_eq!(s.fake.connect_times().len(), 2);
+    assert!(matches!(
+        s.handle.state(),
+        ConnectionState::SignedOut { .. }
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_refresh_signs_out_at_once_and_sign_in_resumes() {
+    let s = setup(
+        Fake::new(Behaviour::Healthy, &[Behaviour::Refuse("token_invalid")]),
+        config(),
+        false,
+    );
+    let mut rx = s.handle.watch_state();
+    wait_for(&mut rx, |s| matches!(s, ConnectionState::SignedOut { .. })).await;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(s.fake.connect_times().len(), 1);
+    s.handle.signed_in();
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_black_hole_is_noticed_by_liveness_within_a_few_seconds() {
+    let s = setup(
+        Fake::new(Behaviour::Healthy, &[Behaviour::Silent]),
+        config(),
+        true,
+    );
+    let mut rx = s.handle.watch_state();
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    let start = Instant::now();
+    let st = wait_for(&mut rx, |s| matches!(s, ConnectionState::Retrying { .. })).await;
+    let took = start.elapsed();
+    assert!(took <= Duration::from_secs(7), "took {took:?}");
+    assert!(matches!(st, ConnectionState::Retrying { reason, .. } if reason.contains("silent")));
+    // ... and the next (healthy) attempt connects again.
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_now_skips_the_backoff_wait() {
+    let mut c = config();
+    c.backoff.base = Duration::from_secs(60);
+    c.backoff.cap = Duration::from_secs(60);
+    let s = setup(Fake::new(Behaviour::Healthy, &[Behaviour::Fail]), c, true);
+    let mut rx = s.handle.watch_state();
+    wait_for(&mut rx, |s| matches!(s, ConnectionState::Retrying { .. })).await;
+    let start = Instant::now();
+    s.handle.retry_now();
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wall_clock_jump_wakes_the_retry_at_once() {
+    let offset = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let mut c = config();
+    c.backoff.base = Duration::from_secs(60);
+    c.backoff.cap = Duration::from_secs(60);
+    // Wall clock = paused monotonic clock + offset, as on a real machine that does not sleep.
+    let origin = Instant::now();
+    let o = offset.clone();
+    c.wall_clock = WallClock::new(move || {
+        1_000_000 + origin.elapsed().as_millis() as i64 + o.load(Ordering::SeqCst)
+    });
+    let s = setup(Fake::new(Behaviour::Healthy, &[Behaviour::Fail]), c, true);
+    let mut rx = s.handle.watch_state();
+    wait_for(&mut rx, |s| matches!(s, ConnectionState::Retrying { .. })).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(matches!(s.handle.state(), ConnectionState::Retrying { .. }));
+    // The machine slept an hour: the monotonic clock did not move, the wall clock did.
+    let start = Instant::now();
+    offset.store(3_600_000, Ordering::SeqCst);
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    assert!(
+        start.elapsed() <= Duration::from_millis(1100),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stable_session_resets_the_backoff() {
+    let fake = Fake::new(
+        Behaviour::Fail,
+        &[
+            Behaviour::Fail,
+            Behaviour::Fail,
+            Behaviour::Fail,
+            Behaviour::Silent,
+        ],
+    );
+    let mut c = config();
+    c.stable_after = Duration::from_secs(2);
+    c.liveness_timeout = Duration::from_secs(4);
+    let s = setup(fake, c, true);
+    let mut rx = s.handle.watch_state();
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    // The silent session lasts > stable_after, so the next delay is back to the first ceiling.
+    let st = wait_for(&mut rx, |s| matches!(s, ConnectionState::Retrying { .. })).await;
+    match st {
+        ConnectionState::Retrying { attempt, in_ms, .. } => {
+            assert_eq!(attempt, 1);
+            assert!(in_ms <= 1000);
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn outbox_is_sent_after_open_in_order_and_confirmed_by_reply() {
+    let s = setup(
+        Fake::new(Behaviour::Healthy, &[Behaviour::Fail]),
+        config(),
+        true,
+    );
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let id = Uuid::now_v7();
+        ids.push(id);
+        s.cache
+            .enqueue(
+                "ana",
+                &Request::ChatSend(ChatSend {
+                    id,
+                    text: format!("m{i}"),
+                }),
+            )
+            .unwrap();
+    }
+    s.handle.outbox_changed();
+    let mut rx = s.handle.watch_state();
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    timeout(Duration::from_secs(30), async {
+        while s.cache.outbox_counts().unwrap() != (0, 5, 0) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.fake.requests(), ["m0", "m1", "m2", "m3", "m4"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_durable_cursor_and_epoch_are_sent_on_reconnect() {
+    let s = setup(Fake::new(Behaviour::Healthy, &[]), config(), true);
+    let mut rx = s.handle.watch_state();
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    let ev = |seq: u64| LogEvent {
+        stream: Stream::Public,
+        seq,
+        at: 1,
+        cid: None,
+        body: EventBody::ChatMessage(ChatMessage {
+            id: seq as i64,
+            from: "bia".into(),
+            text: "x".into(),
+            at: 1,
+        }),
+    };
+    s.cache.set_epoch("e1").unwrap();
+    s.cache.apply_batch("ana", &[ev(1), ev(2)]).unwrap();
+    s.handle.sign_out();
+    wait_for(&mut rx, |s| matches!(s, ConnectionState::SignedOut { .. })).await;
+    s.handle.signed_in();
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    let auths = s.fake.auths.lock().unwrap().clone();
+    let last = auths.last().unwrap();
+    assert_eq!(last["cursor"]["public"], 2);
+    assert_eq!(last["epoch"], "e1");
+    assert_eq!(last["token"], "tok");
+    assert!(auths[0].get("cursor").is_none());
+}

@@ -1,0 +1,196 @@
+//! The per-session Socket.IO transport. This is the ONLY module that touches rust_socketio.
+//!
+//! The supervisor sees one small trait: [`Transport::connect`] opens one session and forwards
+//! everything the server sends into a channel as [`Inbound`]; the returned [`Link`] emits and
+//! closes. A fresh rust_socketio client is built for every attempt, with its own reconnection
+//! turned off; its callbacks only forward to the channel (they run while the library holds a
+//! lock, so doing real work there would starve its ping/pong).
+
+use async_trait::async_trait;
+use futures_util::FutureExt;
+use rust_socketio::asynchronous::{Client, ClientBuilder};
+use rust_socketio::{Event, Payload, TransportType};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+/// Something the server (or the library) said during a session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    /// The namespace CONNECT was accepted: emitting is now safe.
+    Open,
+    /// A server event with its first argument.
+    Event { name: String, data: Value },
+    /// The namespace CONNECT was refused.
+    Refused(Refusal),
+    /// The server closed the namespace (a kick).
+    Close,
+    /// A library-level error text (often harmless; liveness decides).
+    Error(String),
+}
+
+/// Why the server refused the CONNECT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    TokenExpired,
+    TokenInvalid,
+    BadAuth,
+    Other(String),
+}
+
+impl Refusal {
+    /// Recognises the refusal inside rust_socketio's `"Received an ConnectError frame: ..."`.
+    pub fn from_error_text(text: &str) -> Option<Refusal> {
+        if !text.contains("ConnectError") {
+            return None;
+        }
+        use papo_protocol::connect_errors::*;
+        Some(if text.contains(TOKEN_EXPIRED) {
+            Refusal::TokenExpired
+        } else if text.contains(TOKEN_INVALID) {
+            Refusal::TokenInvalid
+        } else if text.contains(BAD_AUTH) {
+            Refusal::BadAuth
+        } else {
+            Refusal::Other(text.to_string())
+        })
+    }
+}
+
+/// A transport failure.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("transport: {0}")]
+pub struct TransportError(pub String);
+
+/// Opens sessions.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Opens one session to `url` with the CONNECT `auth` payload; everything received is sent
+    /// to `inbound`. Returns once the underlying connection is up (not necessarily `Open`).
+    async fn connect(
+        &self,
+        url: &str,
+        auth: Value,
+        inbound: mpsc::UnboundedSender<Inbound>,
+    ) -> Result<Box<dyn Link>, TransportError>;
+}
+
+/// One open session.
+#[async_trait]
+pub trait Link: Send + Sync {
+    /// Sends one event (no library ack: replies are matched by client id).
+    async fn emit(&self, event: &str, data: Value) -> Result<(), TransportError>;
+    /// Best-effort close; the caller bounds it with a timeout and then drops the link.
+    async fn close(&self);
+}
+
+/// rust_socketio 0.6 (`async`) over WebSocket.
+#[derive(Debug, Default, Clone)]
+pub struct SocketIoTransport;
+
+fn first_value(payload: Payload) -> Value {
+    match payload {
+        Payload::Text(mut values) => {
+            if values.is_empty() {
+                Value::Null
+            } else {
+                values.swap_remove(0)
+            }
+        }
+        #[allow(deprecated)]
+        Payload::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+        // The protocol has no binary payloads.
+        Payload::Binary(_) => Value::Null,
+    }
+}
+
+fn error_text(payload: Payload) -> String {
+    match first_value(payload) {
+        Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+#[async_trait]
+impl Transport for SocketIoTransport {
+    async fn connect(
+        &self,
+        url: &str,
+        auth: Value,
+        inbound: mpsc::UnboundedSender<Inbound>,
+    ) -> Result<Box<dyn Link>, TransportError> {
+        let on_open = inbound.clone();
+        let on_close = inbound.clone();
+        let on_error = inbound.clone();
+        let on_any = inbound;
+        let client = ClientBuilder::new(url)
+            .namespace("/")
+            .transport_type(TransportType::Websocket)
+            .reconnect(false)
+            .reconnect_on_disconnect(false)
+            .auth(auth)
+            .on("open", move |_p, _c| {
+                let _ = on_open.send(Inbound::Open);
+                async {}.boxed()
+            })
+            .on("close", move |_p, _c| {
+                let _ = on_close.send(Inbound::Close);
+                async {}.boxed()
+            })
+            .on("error", move |p, _c| {
+                let text = error_text(p);
+                let msg = match Refusal::from_error_text(&text) {
+                    Some(r) => Inbound::Refused(r),
+                    None => Inbound::Error(text),
+                };
+                let _ = on_error.send(msg);
+                async {}.boxed()
+            })
+            .on_any(move |event: Event, p, _c| {
+                let _ = on_any.send(Inbound::Event {
+                    name: event.as_str().to_string(),
+                    data: first_value(p),
+                });
+                async {}.boxed()
+            })
+            .connect()
+            .await
+            .map_err(|e| TransportError(e.to_string()))?;
+        Ok(Box::new(SocketIoLink { client }))
+    }
+}
+
+struct SocketIoLink {
+    client: Client,
+}
+
+#[async_trait]
+impl Link for SocketIoLink {
+    async fn emit(&self, event: &str, data: Value) -> Result<(), TransportError> {
+        self.client
+            .emit(event.to_string(), data)
+            .await
+            .map_err(|e| TransportError(e.to_string()))
+    }
+
+    async fn close(&self) {
+        if let Err(e) = self.client.disconnect().await {
+            tracing::debug!(error = %e, "disconnect failed (connection probably already gone)");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_connect_error_reasons() {
+        let t = r#"Received an ConnectError frame: {"message":"token_expired"}"#;
+        assert_eq!(Refusal::from_error_text(t), Some(Refusal::TokenExpired));
+        let t = r#"Received an ConnectError frame: {"message":"token_invalid"}"#;
+        assert_eq!(Refusal::from_error_text(t), Some(Refusal::TokenInvalid));
+        let t = r#"Received an ConnectError frame: {"message":"bad_auth"}"#;
+        assert_eq!(Refusal::from_error_text(t), Some(Refusal::BadAuth));
+        assert_eq!(Refusal::from_error_text("Network error"), None);
+    }
+}

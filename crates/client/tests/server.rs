@@ -1,0 +1,425 @@
+//! The client core against the real `papo-server` process.
+
+mod common;
+
+use common::*;
+use papo_client::cache::LocalState;
+use papo_client::tokens::{FileSessionStore, SessionStore};
+use papo_client::{ConnectionState, CoreEvent};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "correct-horse-battery";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_arrives_exactly_once_in_order_through_a_server_kill_mid_burst() {
+    let dir = tempfile::tempdir().unwrap();
+    // A generous rate limit: this test is about the kill, not about pacing.
+    let mut server = ServerProc::start(
+        dir.path(),
+        &[("PAPO_RATE", "100000"), ("PAPO_BURST", "100000")],
+    );
+    let url = server.url();
+    let (ana, _) = core(&url, &dir.path().join("ana.sqlite3"));
+    ana.register("ana", PASSWORD).await.unwrap();
+    wait_state(&ana, Duration::from_secs(10), |s| {
+        *s == ConnectionState::Connected
+    })
+    .await;
+
+    let mut senders = Vec::new();
+    for name in ["bia", "caio"] {
+        let mut config = fast_config(&url, &dir.path().join(format!("{name}.sqlite3")));
+        config.supervisor.send_rate = 100_000.0;
+        config.supervisor.send_burst = 100_000.0;
+        let c = core_with(config);
+        c.register(name, PASSWORD).await.unwrap();
+        for i in 0..2500 {
+            c.send_chat(&format!("{name}-{i:04}")).unwrap();
+        }
+        senders.push(c);
+    }
+
+    let received = || {
+        ana.cache()
+            .conversation_page("public", None, 10_000)
+            .unwrap()
+            .len()
+    };
+    eventually("part of the burst", Duration::from_secs(60), || {
+        received() >= 1000
+    })
+    .await;
+    server.kill();
+    let at_kill = received();
+    assert!(at_kill < 5000, "the burst finished before the kill");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.restart();
+
+    eventually("the whole burst", Duration::from_secs(120), || {
+        received() >= 5000
+    })
+    .await;
+    for c in &senders {
+        eventually(
+            "senders' outboxes to drain",
+            Duration::from_secs(30),
+            || c.cache().outbox_counts().unwrap().0 == 0,
+        )
+        .await;
+        assert_eq!(c.cache().outbox_counts().unwrap(), (0, 2500, 0));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut rows = ana
+        .cache()
+        .conversation_page("public", None, 100_000)
+        .unwrap();
+    rows.reverse();
+    assert_eq!(rows.len(), 5000, "exactly once");
+    let ids: HashSet<_> = rows.iter().map(|r| r.server_id.unwrap()).collect();
+    assert_eq!(ids.len(), 5000);
+    rows.sort_by_key(|r| r.server_id);
+    for name in ["bia", "caio"] {
+        let mine: Vec<_> = rows
+            .iter()
+            .filter(|r| r.sender == name)
+            .map(|r| r.text.clone())
+            .collect();
+        let expected: Vec<_> = (0..2500).map(|i| format!("{name}-{i:04}")).collect();
+        assert_eq!(mine, expected, "{name}'s messages in order");
+    }
+    // The sender's own copies were confirmed in place, not duplicated.
+    let bia_rows = senders[0]
+        .cache()
+        .conversation_page("public", None, 100_000)
+        .unwrap();
+    assert_eq!(bia_rows.len(), 5000);
+    assert!(bia_rows
+        .iter()
+        .all(|r| r.state == LocalState::Sent && r.server_id.is_some()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_written_offline_survive_a_restart_of_the_core_and_are_delivered_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProc::start(dir.path(), &[]);
+    let url = server.url();
+    let cache_dir = dir.path().join("ana");
+    let cli = env!("CARGO_BIN_EXE_papo-cli");
+    let out = std::process::Command::new(cli)
+        .args(["--server", &url, "--cache"])
+        .arg(&cache_dir)
+        .args(["register", "ana"])
+        .env("PAPO_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    server.kill();
+
+    // The app writes 200 actions while the server is down, then closes.
+    {
+        let store: Arc<dyn SessionStore> =
+            Arc::new(FileSessionStore::new(cache_dir.join("session.json")));
+        let core =
+            papo_client::Core::start(fast_config(&url, &cache_dir.join("cache.sqlite3")), store)
+                .unwrap();
+        for i in 0..200 {
+            core.send_chat(&format!("offline-{i:03}")).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(core.cache().outbox_counts().unwrap(), (200, 0, 0));
+        core.shutdown().await;
+    }
+
+    // A new process of the app starts before the server returns.
+    let mut flush = tokio::process::Command::new(cli)
+        .args(["--server", &url, "--cache"])
+        .arg(&cache_dir)
+        .args(["--send-rate", "25", "flush", "--timeout", "90"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.restart();
+    let status = tokio::time::timeout(Duration::from_secs(100), flush.wait())
+        .await
+        .expect("flush finished")
+        .unwrap();
+    assert!(status.success(), "flush exit {status:?}");
+
+    // Another user sees each message exactly once, in order.
+    let (bia, _) = core(&url, &dir.path().join("bia.sqlite3"));
+    bia.register("bia", PASSWORD).await.unwrap();
+    let expected: Vec<_> = (0..200).map(|i| format!("offline-{i:03}")).collect();
+    eventually("bia to see the messages", Duration::from_secs(20), || {
+        texts(&bia, "public").len() >= 200
+    })
+    .await;
+    assert_eq!(texts(&bia, "public"), expected);
+    // ... and the author's cache has them all sent, with server ids.
+    let cache = papo_client::Cache::open(cache_dir.join("cache.sqlite3")).unwrap();
+    assert_eq!(cache.outbox_counts().unwrap(), (0, 200, 0));
+    let mut rows = cache.conversation_page("public", None, 1000).unwrap();
+    rows.reverse();
+    assert_eq!(
+        rows.iter().map(|r| r.text.clone()).collect::<Vec<_>>(),
+        expected
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r.state == LocalState::Sent && r.server_id.is_some()));
+}
+
+/// A TCP proxy that can stop forwarding without closing anything.
+struct Proxy {
+    port: u16,
+    hole: Arc<AtomicBool>,
+}
+
+async fn proxy(upstream: u16) -> Proxy {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hole = Arc::new(AtomicBool::new(false));
+    let h = hole.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let hole = h.clone();
+            tokio::spawn(async move {
+                if hole.load(Ordering::SeqCst) {
+                    // New connections during the black hole: accepted, never answered.
+                    while hole.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    drop(client);
+                    return;
+                }
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    return;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pipe(cr, sw, hole.clone()));
+                tokio::spawn(pipe(sr, cw, hole));
+            });
+        }
+    });
+    Proxy { port, hole }
+}
+
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    hole: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16384];
+    let mut holed = false;
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if hole.load(Ordering::SeqCst) {
+            holed = true;
+        }
+        if holed {
+            // Swallow everything, keep the socket open: a black hole. This connection never
+            // forwards again (as after a NAT mapping vanished).
+            continue;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_hole_is_noticed_within_seconds_and_recovered_soon_after_it_lifts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path(), &[]);
+    let p = proxy(server.port).await;
+    let via_proxy = format!("http://127.0.0.1:{}", p.port);
+    let (ana, _) = core(&via_proxy, &dir.path().join("ana.sqlite3"));
+    ana.register("ana", PASSWORD).await.unwrap();
+    wait_state(&ana, Duration::from_secs(10), |s| {
+        *s == ConnectionState::Connected
+    })
+    .await;
+    let (bia, _) = core(&server.url(), &dir.path().join("bia.sqlite3"));
+    bia.register("bia", PASSWORD).await.unwrap();
+
+    p.hole.store(true, Ordering::SeqCst);
+    let start = Instant::now();
+    wait_state(&ana, Duration::from_secs(10), |s| {
+        *s != ConnectionState::Connected
+    })
+    .await;
+    let noticed = start.elapsed();
+    assert!(
+        noticed < Duration::from_secs(4),
+        "noticed after {noticed:?}"
+    );
+
+    // Something happens meanwhile.
+    bia.send_dm("ana", "are you there?").unwrap();
+    eventually("bia's DM to be sent", Duration::from_secs(10), || {
+        bia.cache().outbox_counts().unwrap() == (0, 1, 0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_ne!(ana.connection_state(), ConnectionState::Connected);
+
+    p.hole.store(false, Ordering::SeqCst);
+    let lifted = Instant::now();
+    wait_state(&ana, Duration::from_secs(10), |s| {
+        *s == ConnectionState::Connected
+    })
+    .await;
+    let recovered = lifted.elapsed();
+    assert!(
+        recovered < Duration::from_secs(4),
+        "recovered after {recovered:?}"
+    );
+    eventually("the missed DM", Duration::from_secs(5), || {
+        texts(&ana, "dm:bia") == ["are you there?"]
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_an_error_and_the_core_stays_signed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path(), &[]);
+    let (bia, _) = core(&server.url(), &dir.path().join("bia.sqlite3"));
+    bia.register("bia", PASSWORD).await.unwrap();
+    let (ana, _) = core(&server.url(), &dir.path().join("ana.sqlite3"));
+    wait_state(&ana, Duration::from_secs(5), |s| {
+        matches!(s, ConnectionState::SignedOut { .. })
+    })
+    .await;
+    let err = ana.login("bia", "wrong-password!").await.unwrap_err();
+    assert_eq!(err.code(), "invalid_credentials");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(matches!(
+        ana.connection_state(),
+        ConnectionState::SignedOut { .. }
+    ));
+    assert!(ana.send_chat("hello").is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_session_signs_out_after_one_refresh_without_a_retry_storm() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path(), &[("PAPO_ACCESS_TTL_SECS", "1")]);
+    let (ana, store) = core(&server.url(), &dir.path().join("ana.sqlite3"));
+    ana.register("ana", PASSWORD).await.unwrap();
+    wait_state(&ana, Duration::from_secs(10), |s| {
+        *s == ConnectionState::Connected
+    })
+    .await;
+    ana.shutdown().await;
+    // The session is revoked elsewhere (another device signed out), and the access token ages.
+    let session = store.load().unwrap().unwrap();
+    papo_client::api::Api::new(&server.url())
+        .logout(&session.refresh_token)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    let s: Arc<dyn SessionStore> = store.clone();
+    let ana = papo_client::Core::start(
+        fast_config(&server.url(), &dir.path().join("ana.sqlite3")),
+        s,
+    )
+    .unwrap();
+    let mut rx = ana.subscribe();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let a = attempts.clone();
+    tokio::spawn(async move {
+        while let Ok(ev) = rx.recv().await {
+            if matches!(
+                ev,
+                CoreEvent::Connection(ConnectionState::Connecting { .. })
+            ) {
+                a.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    wait_state(&ana, Duration::from_secs(10), |s| {
+        matches!(s, ConnectionState::SignedOut { .. })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(matches!(
+        ana.connection_state(),
+        ConnectionState::SignedOut { .. }
+    ));
+    // At most: the first attempt (refused, expired) and nothing after the refused refresh.
+    assert!(
+        attempts.load(Ordering::SeqCst) <= 2,
+        "{} attempts",
+        attempts.load(Ordering::SeqCst)
+    );
+    assert!(
+        store.load().unwrap().is_none(),
+        "the refused session is forgotten"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_devices_of_one_user_end_with_the_same_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path(), &[]);
+    let url = server.url();
+    let (phone, _) = core(&url, &dir.path().join("phone.sqlite3"));
+    phone.register("ana", PASSWORD).await.unwrap();
+    let (laptop, _) = core(&url, &dir.path().join("laptop.sqlite3"));
+    laptop.login("ana", PASSWORD).await.unwrap();
+    let (bia, _) = core(&url, &dir.path().join("bia.sqlite3"));
+    bia.register("bia", PASSWORD).await.unwrap();
+
+    for i in 0..15 {
+        phone.send_chat(&format!("phone {i}")).unwrap();
+        laptop.send_chat(&format!("laptop {i}")).unwrap();
+        bia.send_dm("ana", &format!("to ana {i}")).unwrap();
+        if i % 3 == 0 {
+            laptop.send_dm("bia", &format!("to bia {i}")).unwrap();
+        }
+    }
+    phone.create_post("a post from the phone").unwrap();
+
+    let done = |c: &papo_client::Core| {
+        c.cache().outbox_counts().unwrap().0 == 0
+            && texts(c, "public").len() == 30
+            && texts(c, "dm:bia").len() == 20
+            && c.feed_page(None, 10).unwrap().len() == 1
+    };
+    eventually("both devices to converge", Duration::from_secs(30), || {
+        done(&phone) && done(&laptop)
+    })
+    .await;
+    let view = |c: &papo_client::Core, conv: &str| -> Vec<(Option<i64>, String, String)> {
+        let mut rows = c.conversation_page(conv, None, 1000).unwrap();
+        rows.reverse();
+        rows.into_iter()
+            .map(|r| (r.server_id, r.sender, r.text))
+            .collect()
+    };
+    assert_eq!(view(&phone, "public"), view(&laptop, "public"));
+    assert_eq!(view(&phone, "dm:bia"), view(&laptop, "dm:bia"));
+    assert_eq!(
+        phone.feed_page(None, 10).unwrap()[0].server_id,
+        laptop.feed_page(None, 10).unwrap()[0].server_id
+    );
+    assert_eq!(
+        phone.cache().resume_point().unwrap().0,
+        laptop.cache().resume_point().unwrap().0
+    );
+}

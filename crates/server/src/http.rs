@@ -1,0 +1,205 @@
+//! Account endpoints (register, login, refresh, logout) and the health check.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use papo_protocol::http::{Credentials, Health, RefreshRequest, Session};
+use papo_protocol::{valid_username, ErrorCode};
+
+use crate::auth::{self, Claims};
+use crate::error::ApiError;
+use crate::realtime::session_room;
+use crate::store::{SessionRow, User};
+use crate::App;
+
+/// Longest accepted password, in bytes (argon2 cost grows with it).
+const MAX_PASSWORD: usize = 1024;
+const MIN_PASSWORD: usize = 8;
+
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/api/register", post(register))
+        .route("/api/login", post(login))
+        .route("/api/refresh", post(refresh))
+        .route("/api/logout", post(logout))
+}
+
+/// Reads a JSON body, turning every rejection into our error shape.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(e) => Err(ApiError::new(ErrorCode::BadRequest, e.body_text())),
+        }
+    }
+}
+
+async fn health(State(app): State<App>) -> Json<Health> {
+    Json(Health {
+        ok: true,
+        epoch: app.epoch.clone(),
+        protocol: papo_protocol::PROTOCOL_VERSION,
+    })
+}
+
+fn check_password(password: &str) -> Result<(), ApiError> {
+    if password.len() < MIN_PASSWORD || password.len() > MAX_PASSWORD {
+        return Err(ApiError::new(
+            ErrorCode::WeakPassword,
+            format!("password must be {MIN_PASSWORD} to {MAX_PASSWORD} bytes long"),
+        ));
+    }
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        tracing::error!(error = %e, "blocking task failed");
+        ApiError::internal()
+    })
+}
+
+/// Opens a device session and signs its first tokens.
+async fn open_session(app: &App, user: User) -> Result<Session, ApiError> {
+    let now = crate::now_ms();
+    let refresh_token = auth::new_refresh_token();
+    let session = SessionRow {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        user_id: user.id,
+        expires_at: now + app.limits.refresh_ttl_secs as i64 * 1000,
+    };
+    app.store
+        .create_session(&session, &auth::refresh_hash(&refresh_token))
+        .await?;
+    Ok(sign(app, &user, &session.id, refresh_token))
+}
+
+fn sign(app: &App, user: &User, session_id: &str, refresh_token: String) -> Session {
+    let ttl = app.limits.access_ttl_secs;
+    let access_token = app.signer.sign(&Claims {
+        uid: user.id,
+        name: user.username.clone(),
+        sid: session_id.to_string(),
+        exp: crate::now_ms() / 1000 + ttl as i64,
+    });
+    Session {
+        username: user.username.clone(),
+        access_token,
+        expires_in: ttl,
+        refresh_token,
+    }
+}
+
+async fn register(
+    State(app): State<App>,
+    JsonBody(c): JsonBody<Credentials>,
+) -> Result<impl IntoResponse, ApiError> {
+    if !valid_username(&c.username) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidUsername,
+            "username must be 3 to 20 characters of a-z, 0-9 and _",
+        ));
+    }
+    check_password(&c.password)?;
+    let password = c.password;
+    let hash = blocking(move || auth::hash_password(&password))
+        .await?
+        .map_err(|e| {
+            tracing::error!(error = %e, "password hashing failed");
+            ApiError::internal()
+        })?;
+    let user = app.store.create_user(&c.username, &hash).await?;
+    tracing::info!(user = %user.username, "registered");
+    Ok((StatusCode::OK, Json(open_session(&app, user).await?)))
+}
+
+async fn login(
+    State(app): State<App>,
+    JsonBody(c): JsonBody<Credentials>,
+) -> Result<Json<Session>, ApiError> {
+    let found = if valid_username(&c.username) && c.password.len() <= MAX_PASSWORD {
+        app.store.user_credentials(&c.username).await?
+    } else {
+        None
+    };
+    let (user, hash) = match found {
+        Some((u, h)) => (Some(u), h),
+        None => (None, auth::dummy_hash().to_string()),
+    };
+    let password = c.password;
+    let ok = blocking(move || auth::verify_password(&password, &hash)).await?;
+    match (user, ok) {
+        (Some(user), true) => {
+            tracing::info!(user = %user.username, "logged in");
+            Ok(Json(open_session(&app, user).await?))
+        }
+        _ => {
+            tracing::info!("login refused");
+            Err(ApiError::new(
+                ErrorCode::InvalidCredentials,
+                "wrong username or password",
+            ))
+        }
+    }
+}
+
+async fn refresh(
+    State(app): State<App>,
+    JsonBody(r): JsonBody<RefreshRequest>,
+) -> Result<Json<Session>, ApiError> {
+    let now = crate::now_ms();
+    let new_token = auth::new_refresh_token();
+    let session = app
+        .store
+        .rotate_refresh(
+            &auth::refresh_hash(&r.refresh_token),
+            &auth::refresh_hash(&new_token),
+            now + app.limits.refresh_ttl_secs as i64 * 1000,
+            now,
+        )
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::TokenInvalid,
+                "refresh token unknown, used or expired; sign in again",
+            )
+        })?;
+    let user = app
+        .store
+        .user_by_id(session.user_id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::TokenInvalid, "user no longer exists"))?;
+    Ok(Json(sign(&app, &user, &session.id, new_token)))
+}
+
+async fn logout(
+    State(app): State<App>,
+    JsonBody(r): JsonBody<RefreshRequest>,
+) -> Result<StatusCode, ApiError> {
+    if let Some(session_id) = app
+        .store
+        .delete_session_by_refresh(&auth::refresh_hash(&r.refresh_token))
+        .await?
+    {
+        // Sockets of that session lose their right to stay connected.
+        if let Some(io) = app.io.get() {
+            if let Err(e) = io.to(session_room(&session_id)).disconnect().await {
+                tracing::warn!(error = %e, "could not disconnect the session's sockets");
+            }
+        }
+        tracing::info!("logged out");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

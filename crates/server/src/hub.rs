@@ -1,0 +1,232 @@
+//! In-memory state of the live server: the head of each stream a connected user reads, a small
+//! cache of recent events, and presence counts.
+//!
+//! The database is the truth; the hub only wakes the per-socket pumps (a `watch` of each
+//! stream's head) and spares them a database read for recent events. Every sequence number a
+//! head announces is already committed, so a pump that finds the cache short reads the database.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use crate::store::{StoredEvent, StreamKey, UserId};
+
+/// Live view of one stream.
+pub struct StreamState {
+    head: watch::Sender<u64>,
+    recent: Mutex<VecDeque<Arc<StoredEvent>>>,
+    capacity: usize,
+}
+
+impl StreamState {
+    fn new(capacity: usize) -> Self {
+        StreamState {
+            head: watch::Sender::new(0),
+            recent: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
+            capacity,
+        }
+    }
+
+    /// A receiver that wakes when the head moves.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    fn publish(&self, ev: StoredEvent) {
+        let seq = ev.event.seq;
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            // Publishers may race after their commits; keep the cache sorted by seq.
+            let pos = recent.partition_point(|e| e.event.seq < seq);
+            if recent.get(pos).map(|e| e.event.seq) != Some(seq) {
+                recent.insert(pos, Arc::new(ev));
+            }
+            while recent.len() > self.capacity {
+                recent.pop_front();
+            }
+        }
+        self.head.send_if_modified(|h| {
+            if seq > *h {
+                *h = seq;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// The events `after+1 ..= upto` (at most `limit`) if the cache holds all of them.
+    pub fn cached_range(
+        &self,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Option<Vec<Arc<StoredEvent>>> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let first = recent.front()?.event.seq;
+        if first > after + 1 {
+            return None;
+        }
+        let start = (after + 1 - first) as usize;
+        let want = ((upto - after) as usize).min(limit);
+        let out: Vec<_> = recent.iter().skip(start).take(want).cloned().collect();
+        // Contiguity check: a racing publisher may not have inserted a middle event yet.
+        let contiguous = out
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.event.seq == after + 1 + i as u64);
+        (out.len() == want && contiguous).then_some(out)
+    }
+}
+
+/// Shared live state.
+pub struct Hub {
+    public: Arc<StreamState>,
+    users: Mutex<HashMap<UserId, (Arc<StreamState>, usize)>>,
+    presence: Mutex<HashMap<String, usize>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            public: Arc::new(StreamState::new(4096)),
+            users: Mutex::new(HashMap::new()),
+            presence: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Hub {
+    pub fn public(&self) -> Arc<StreamState> {
+        self.public.clone()
+    }
+
+    /// The live state of a user's private stream, kept while any of its sockets is attached.
+    pub fn attach_user(&self, user: UserId) -> Arc<StreamState> {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = users
+            .entry(user)
+            .or_insert_with(|| (Arc::new(StreamState::new(256)), 0));
+        entry.1 += 1;
+        entry.0.clone()
+    }
+
+    pub fn detach_user(&self, user: UserId) {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = users.get_mut(&user) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                users.remove(&user);
+            }
+        }
+    }
+
+    /// Hands committed events to live readers.
+    pub fn publish(&self, written: Vec<(StreamKey, StoredEvent)>) {
+        for (key, ev) in written {
+            match key {
+                StreamKey::Public => self.public.publish(ev),
+                StreamKey::User(id) => {
+                    let state = {
+                        let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+                        users.get(&id).map(|(s, _)| s.clone())
+                    };
+                    // Nobody of that user is connected here: the log has it for later.
+                    if let Some(state) = state {
+                        state.publish(ev);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts a device in; true if the user just came online.
+    pub fn presence_join(&self, username: &str) -> bool {
+        let mut p = self.presence.lock().unwrap_or_else(|p| p.into_inner());
+        let n = p.entry(username.to_string()).or_insert(0);
+        *n += 1;
+        *n == 1
+    }
+
+    /// Counts a device out; true if the user just went offline.
+    pub fn presence_leave(&self, username: &str) -> bool {
+        let mut p = self.presence.lock().unwrap_or_else(|p| p.into_inner());
+        match p.get_mut(username) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
+                p.remove(username);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Everyone online, sorted.
+    pub fn online(&self) -> Vec<String> {
+        let p = self.presence.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<String> = p.keys().cloned().collect();
+        v.sort();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use papo_protocol::{ChatMessage, EventBody, LogEvent, Stream};
+
+    fn ev(seq: u64) -> StoredEvent {
+        StoredEvent {
+            event: LogEvent {
+                stream: Stream::Public,
+                seq,
+                at: 0,
+                cid: None,
+                body: EventBody::ChatMessage(ChatMessage {
+                    id: seq as i64,
+                    from: "a".into(),
+                    text: "x".into(),
+                    at: 0,
+                }),
+            },
+            actor: None,
+        }
+    }
+
+    #[test]
+    fn cache_serves_only_contiguous_ranges() {
+        let s = StreamState::new(4);
+        for i in [1, 2, 4] {
+            s.publish(ev(i));
+        }
+        assert_eq!(*s.subscribe().borrow(), 4);
+        assert_eq!(s.cached_range(0, 2, 10).unwrap().len(), 2);
+        assert!(s.cached_range(0, 4, 10).is_none(), "3 is missing");
+        s.publish(ev(3));
+        let got: Vec<u64> = s
+            .cached_range(1, 4, 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.event.seq)
+            .collect();
+        assert_eq!(got, vec![2, 3, 4]);
+        s.publish(ev(5)); // evicts 1
+        assert!(s.cached_range(0, 5, 10).is_none());
+        assert_eq!(s.cached_range(1, 5, 2).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn presence_counts_devices() {
+        let h = Hub::default();
+        assert!(h.presence_join("ana"));
+        assert!(!h.presence_join("ana"));
+        assert!(!h.presence_leave("ana"));
+        assert!(h.presence_leave("ana"));
+        assert!(!h.presence_leave("ana"));
+        assert!(h.online().is_empty());
+    }
+}

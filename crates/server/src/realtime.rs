@@ -1,0 +1,625 @@
+//! The Socket.IO side: handshake auth, request handling, and one delivery pump per socket.
+//!
+//! Delivery never goes through broadcasts for durable events. Each socket has a pump task that
+//! owns its cursor and sends whatever lies between the cursor and the stream heads, reading from
+//! the hub's cache or the database. Replay after a reconnect and live delivery are therefore the
+//! same loop: there is no seam where an event could be skipped or sent twice, and a slow client
+//! simply falls behind in the log and catches up (or is disconnected and resumes by cursor).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use papo_protocol::{
+    connect_errors, conversation, events, ConnectAuth, Cursor, ErrorCode, LogBatch, LogEvent,
+    Presence, Reply, ReplyResult, Request, Stream, SyncState, SyncStatus, Typing, TypingSet,
+};
+use serde::Deserialize;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, Event, Extension, SocketRef, State, TryData};
+use socketioxide::handler::{ConnectHandler, FromMessageParts, Value};
+use socketioxide::socket::{DisconnectReason, Socket};
+use socketioxide::{SendError, SocketIo};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::auth::TokenError;
+use crate::error::ApiError;
+use crate::hub::StreamState;
+use crate::store::{Actor, StoredEvent, StreamKey};
+use crate::App;
+
+/// Events per `log` packet.
+const BATCH: usize = 500;
+/// How long a pump waits for a full socket buffer to drain before giving up on the client.
+const SLOW_CLIENT_GRACE: Duration = Duration::from_secs(10);
+
+/// Per-connection state, kept in the socket's extensions.
+pub struct Conn {
+    pub actor: Actor,
+    pub session_id: String,
+    start: Cursor,
+    reset: bool,
+    limiter: Mutex<TokenBucket>,
+    closed: watch::Sender<bool>,
+}
+
+/// Extension wrapper (extensions need `Clone`).
+#[derive(Clone)]
+pub struct ConnRef(pub Arc<Conn>);
+
+/// Why a CONNECT was refused; its text is the `connect_error` message clients branch on.
+#[derive(Debug)]
+pub struct Refusal(&'static str);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// A token bucket: `rate` requests per second, bursts up to `burst`.
+struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+    rate: f64,
+    burst: f64,
+}
+
+impl TokenBucket {
+    fn new(rate: f64, burst: f64) -> Self {
+        TokenBucket {
+            tokens: burst,
+            last: Instant::now(),
+            rate,
+            burst,
+        }
+    }
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Whether the client asked for an ack (then the reply goes there, else in a `reply` event).
+pub struct AckWanted(bool);
+
+impl<A: Adapter> FromMessageParts<A> for AckWanted {
+    type Error = std::convert::Infallible;
+    fn from_message_parts(
+        _: &Arc<Socket<A>>,
+        _: &mut Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Self::Error> {
+        Ok(AckWanted(ack_id.is_some()))
+    }
+}
+
+/// Registers the namespace.
+pub fn install(io: &SocketIo) {
+    io.ns("/", on_connect.with(authenticate));
+}
+
+/// Connect middleware: checks the token and the session, and works out where replay starts.
+async fn authenticate(
+    socket: SocketRef,
+    TryData(auth): TryData<ConnectAuth>,
+    State(app): State<App>,
+) -> Result<(), Refusal> {
+    let Ok(auth) = auth else {
+        tracing::info!(sid = %socket.id, "connect refused: bad auth payload");
+        return Err(Refusal(connect_errors::BAD_AUTH));
+    };
+    let claims = match app.signer.verify(&auth.token, crate::now_ms() / 1000) {
+        Ok(c) => c,
+        Err(TokenError::Expired) => return Err(Refusal(connect_errors::TOKEN_EXPIRED)),
+        Err(TokenError::Invalid) => {
+            tracing::info!(sid = %socket.id, "connect refused: invalid token");
+            return Err(Refusal(connect_errors::TOKEN_INVALID));
+        }
+    };
+    // The signature is not enough: the session must still exist (logout revokes it).
+    match app.store.session(&claims.sid).await {
+        Ok(Some(s)) if s.user_id == claims.uid => {}
+        Ok(_) => return Err(Refusal(connect_errors::TOKEN_INVALID)),
+        Err(e) => {
+            tracing::error!(error = %e, "session lookup failed");
+            return Err(Refusal("internal"));
+        }
+    }
+    let heads = match heads(&app, claims.uid).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "head lookup failed");
+            return Err(Refusal("internal"));
+        }
+    };
+    let (start, reset) = match (auth.cursor, auth.epoch.as_deref()) {
+        (None, _) => (Cursor::default(), false),
+        (Some(c), Some(epoch))
+            if epoch == app.epoch && c.public <= heads.public && c.private <= heads.private =>
+        {
+            (c, false)
+        }
+        // Another epoch, no epoch, or a cursor ahead of the log (database reset): start over.
+        (Some(_), _) => (Cursor::default(), true),
+    };
+    let conn = Conn {
+        actor: Actor {
+            id: claims.uid,
+            username: claims.name,
+        },
+        session_id: claims.sid,
+        start,
+        reset,
+        limiter: Mutex::new(TokenBucket::new(app.limits.rate_per_sec, app.limits.burst)),
+        closed: watch::Sender::new(false),
+    };
+    socket.extensions.insert(ConnRef(Arc::new(conn)));
+    Ok(())
+}
+
+async fn heads(app: &App, user: i64) -> Result<Cursor, crate::store::StoreError> {
+    Ok(Cursor {
+        public: app.store.head(StreamKey::Public).await?,
+        private: app.store.head(StreamKey::User(user)).await?,
+    })
+}
+
+async fn on_connect(socket: SocketRef, State(app): State<App>, io: SocketIo) {
+    let Some(ConnRef(conn)) = socket.extensions.get::<ConnRef>() else {
+        tracing::error!(sid = %socket.id, "socket connected without authentication");
+        let _ = socket.disconnect();
+        return;
+    };
+    tracing::info!(user = %conn.actor.username, sid = %socket.id, "connected");
+    socket.join(user_room(conn.actor.id));
+    socket.join(session_room(&conn.session_id));
+
+    for name in events::REQUESTS {
+        match *name {
+            events::TYPING_SET => socket.on(*name, on_typing),
+            events::SYS_PING => socket.on(*name, on_ping),
+            _ => socket.on(*name, on_request),
+        }
+    }
+    socket.on_fallback(on_unknown);
+    socket.on_disconnect(on_disconnect);
+
+    let private = app.hub.attach_user(conn.actor.id);
+    if app.hub.presence_join(&conn.actor.username) {
+        let p = Presence {
+            snapshot: false,
+            online: vec![conn.actor.username.clone()],
+            offline: vec![],
+        };
+        let _ = io.emit(events::PRESENCE, &p).await;
+    }
+    tokio::spawn(pump(socket.clone(), app, conn, private));
+}
+
+async fn on_disconnect(
+    socket: SocketRef,
+    reason: DisconnectReason,
+    State(app): State<App>,
+    io: SocketIo,
+) {
+    let Some(ConnRef(conn)) = socket.extensions.get::<ConnRef>() else {
+        return;
+    };
+    tracing::info!(user = %conn.actor.username, sid = %socket.id, ?reason, "disconnected");
+    conn.closed.send_replace(true);
+    app.hub.detach_user(conn.actor.id);
+    if app.hub.presence_leave(&conn.actor.username) {
+        let p = Presence {
+            snapshot: false,
+            online: vec![],
+            offline: vec![conn.actor.username.clone()],
+        };
+        let _ = io.emit(events::PRESENCE, &p).await;
+    }
+}
+
+pub fn user_room(user: i64) -> String {
+    format!("u:{user}")
+}
+
+pub fn session_room(session: &str) -> String {
+    format!("s:{session}")
+}
+
+/// Sends a reply the way the client asked: as the ack, or as a `reply` event.
+fn send_reply(socket: &SocketRef, wanted: AckWanted, ack: AckSender, reply: &Reply) {
+    let res = if wanted.0 {
+        ack.send(reply)
+    } else {
+        socket.emit(events::REPLY, reply)
+    };
+    if let Err(e) = res {
+        // The client is gone or stuck; it will get the same reply when it retries the id.
+        tracing::debug!(sid = %socket.id, error = %e, "could not send reply");
+    }
+}
+
+fn refusal(id: Option<Uuid>, event: &str, e: ApiError) -> Reply {
+    Reply::err(id, event, e.body())
+}
+
+/// Reads the client id of a payload, even when the rest is malformed, so errors can echo it.
+fn client_id_of(data: &serde_json::Value) -> Option<Uuid> {
+    data.get("id")
+        .and_then(|v| v.as_str())
+        .and_then(|s| Uuid::parse_str(s).ok())
+}
+
+fn rate_limited(conn: &Conn) -> bool {
+    !conn
+        .limiter
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take(Instant::now())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn on_request(
+    socket: SocketRef,
+    Event(event): Event,
+    wanted: AckWanted,
+    ack: AckSender,
+    Extension(ConnRef(conn)): Extension<ConnRef>,
+    State(app): State<App>,
+    TryData(data): TryData<serde_json::Value>,
+) {
+    let data = data.unwrap_or(serde_json::Value::Null);
+    let id = client_id_of(&data);
+    if rate_limited(&conn) {
+        tracing::warn!(user = %conn.actor.username, %event, "rate limited");
+        let e = ApiError::new(
+            ErrorCode::RateLimited,
+            "too many requests on this connection; slow down and retry",
+        );
+        return send_reply(&socket, wanted, ack, &refusal(id, &event, e));
+    }
+    let request: Request = match serde_json::from_value(serde_json::json!({
+        "event": event,
+        "payload": data,
+    })) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(user = %conn.actor.username, %event, error = %e, "malformed request");
+            let e = ApiError::new(
+                ErrorCode::BadRequest,
+                format!("malformed {event} payload: {e}"),
+            );
+            return send_reply(&socket, wanted, ack, &refusal(id, &event, e));
+        }
+    };
+    let reply = match app.store.apply(&conn.actor, &request).await {
+        Ok(applied) => {
+            app.hub.publish(applied.written);
+            applied.reply
+        }
+        Err(e) => refusal(id, &event, e.into()),
+    };
+    if let Some(err) = &reply.error {
+        tracing::info!(user = %conn.actor.username, %event, code = ?err.code, "request refused");
+    }
+    send_reply(&socket, wanted, ack, &reply);
+}
+
+#[derive(Deserialize)]
+struct Ping {
+    #[serde(default)]
+    id: Option<Uuid>,
+}
+
+async fn on_ping(
+    socket: SocketRef,
+    wanted: AckWanted,
+    ack: AckSender,
+    Extension(ConnRef(conn)): Extension<ConnRef>,
+    TryData(data): TryData<Ping>,
+) {
+    let id = data.ok().and_then(|p| p.id);
+    if rate_limited(&conn) {
+        // Still an answer: a liveness check only needs to hear back.
+        let e = ApiError::new(ErrorCode::RateLimited, "too many requests; slow down");
+        return send_reply(&socket, wanted, ack, &refusal(id, events::SYS_PING, e));
+    }
+    let reply = Reply::ok(
+        id,
+        events::SYS_PING,
+        ReplyResult {
+            event: None,
+            at: Some(crate::now_ms()),
+        },
+    );
+    send_reply(&socket, wanted, ack, &reply);
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn on_typing(
+    socket: SocketRef,
+    wanted: AckWanted,
+    ack: AckSender,
+    Extension(ConnRef(conn)): Extension<ConnRef>,
+    State(app): State<App>,
+    io: SocketIo,
+    TryData(data): TryData<TypingSet>,
+) {
+    let ev = events::TYPING_SET;
+    if rate_limited(&conn) {
+        let e = ApiError::new(ErrorCode::RateLimited, "too many requests; slow down");
+        return send_reply(&socket, wanted, ack, &refusal(None, ev, e));
+    }
+    let data = match data {
+        Ok(d) => d,
+        Err(e) => {
+            let e = ApiError::new(
+                ErrorCode::BadRequest,
+                format!("malformed {ev} payload: {e}"),
+            );
+            return send_reply(&socket, wanted, ack, &refusal(None, ev, e));
+        }
+    };
+    let me = &conn.actor.username;
+    let result = if data.conversation == conversation::PUBLIC {
+        let t = Typing {
+            conversation: conversation::PUBLIC.to_string(),
+            username: me.clone(),
+            typing: data.typing,
+        };
+        io.except(user_room(conn.actor.id))
+            .emit(events::TYPING, &t)
+            .await
+            .map_err(|e| e.to_string())
+    } else if let Some(peer) = conversation::dm_peer(&data.conversation) {
+        match app.store.user_by_name(peer).await {
+            Ok(Some(user)) if user.id != conn.actor.id => {
+                let t = Typing {
+                    conversation: conversation::dm(me),
+                    username: me.clone(),
+                    typing: data.typing,
+                };
+                io.to(user_room(user.id))
+                    .emit(events::TYPING, &t)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Ok(_) => {
+                let e = ApiError::new(ErrorCode::NotFound, format!("no user named {peer:?}"));
+                return send_reply(&socket, wanted, ack, &refusal(None, ev, e));
+            }
+            Err(e) => {
+                return send_reply(&socket, wanted, ack, &refusal(None, ev, e.into()));
+            }
+        }
+    } else {
+        let e = ApiError::new(
+            ErrorCode::BadRequest,
+            "conversation must be \"public\" or \"dm:<username>\"",
+        );
+        return send_reply(&socket, wanted, ack, &refusal(None, ev, e));
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "typing broadcast incomplete");
+    }
+    // Typing is fire-and-forget: only answer when an ack was asked for.
+    if wanted.0 {
+        let _ = ack.send(&Reply::ok(None, ev, ReplyResult::default()));
+    }
+}
+
+async fn on_unknown(
+    socket: SocketRef,
+    Event(event): Event,
+    wanted: AckWanted,
+    ack: AckSender,
+    TryData(data): TryData<serde_json::Value>,
+) {
+    tracing::warn!(sid = %socket.id, event = %truncate(&event, 64), "unknown event");
+    let id = data.ok().as_ref().and_then(client_id_of);
+    let e = ApiError::new(
+        ErrorCode::UnknownEvent,
+        format!("unknown event {:?}", truncate(&event, 64)),
+    );
+    send_reply(&socket, wanted, ack, &refusal(id, &truncate(&event, 64), e));
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// Reads `after+1 ..= upto` (at most `limit`) of a stream, from the cache when it can.
+async fn fetch(
+    app: &App,
+    state: &StreamState,
+    key: StreamKey,
+    after: u64,
+    upto: u64,
+    limit: usize,
+) -> Result<Vec<Arc<StoredEvent>>, crate::store::StoreError> {
+    if upto <= after {
+        return Ok(Vec::new());
+    }
+    if let Some(cached) = state.cached_range(after, upto, limit) {
+        return Ok(cached);
+    }
+    let want = ((upto - after) as usize).min(limit);
+    let rows = app.store.read_events(key, after, want).await?;
+    Ok(rows.into_iter().map(Arc::new).collect())
+}
+
+/// Merges two stream-ordered lists by time without ever reordering within a stream.
+fn merge(reader: i64, a: Vec<Arc<StoredEvent>>, b: Vec<Arc<StoredEvent>>) -> Vec<LogEvent> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let take_a = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => x.event.at <= y.event.at,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let next = if take_a { a.next() } else { b.next() };
+        if let Some(e) = next {
+            out.push(e.for_reader(reader));
+        }
+    }
+    out
+}
+
+/// Emits, waiting for a full socket buffer to drain; false if the client is gone or too slow.
+async fn emit_patiently<T: serde::Serialize + ?Sized>(
+    socket: &SocketRef,
+    event: &str,
+    data: &T,
+) -> bool {
+    let deadline = Instant::now() + SLOW_CLIENT_GRACE;
+    loop {
+        match socket.emit(event, data) {
+            Ok(()) => return true,
+            Err(SendError::Socket(socketioxide::SocketError::InternalChannelFull)) => {
+                if Instant::now() >= deadline {
+                    tracing::warn!(sid = %socket.id, "slow client: buffer full for too long, disconnecting; it resumes by cursor");
+                    let _ = socket.clone().disconnect();
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => {
+                tracing::debug!(sid = %socket.id, error = %e, "emit failed");
+                return false;
+            }
+        }
+    }
+}
+
+/// Delivers the socket's two streams from its cursor onwards, forever, in order.
+async fn pump(socket: SocketRef, app: App, conn: Arc<Conn>, private: Arc<StreamState>) {
+    let public = app.hub.public();
+    let user = conn.actor.id;
+    let mut closed = conn.closed.subscribe();
+    // Subscribe first, then read the database heads: anything committed after the read also
+    // moves a head we are watching, so nothing falls between the two.
+    let mut pub_rx = public.subscribe();
+    let mut me_rx = private.subscribe();
+    let db_heads = match heads(&app, user).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read heads; dropping the connection");
+            let _ = socket.disconnect();
+            return;
+        }
+    };
+    let mut cursor = conn.start;
+    let mut target = Cursor {
+        public: db_heads.public.max(*pub_rx.borrow_and_update()),
+        private: db_heads.private.max(*me_rx.borrow_and_update()),
+    };
+    if conn.reset {
+        let status = SyncStatus {
+            state: SyncState::Reset,
+            epoch: app.epoch.clone(),
+            heads: target,
+        };
+        if !emit_patiently(&socket, events::SYNC, &status).await {
+            return;
+        }
+    }
+    let mut live = false;
+    loop {
+        while cursor.public < target.public || cursor.private < target.private {
+            if *closed.borrow() {
+                return;
+            }
+            let pubs = fetch(
+                &app,
+                &public,
+                StreamKey::Public,
+                cursor.public,
+                target.public,
+                BATCH,
+            );
+            let privs = fetch(
+                &app,
+                &private,
+                StreamKey::User(user),
+                cursor.private,
+                target.private,
+                BATCH,
+            );
+            let (pubs, privs) = match tokio::try_join!(pubs, privs) {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the log; dropping the connection");
+                    let _ = socket.disconnect();
+                    return;
+                }
+            };
+            if let Some(last) = pubs.last() {
+                cursor.set(Stream::Public, last.event.seq);
+            }
+            if let Some(last) = privs.last() {
+                cursor.set(Stream::Private, last.event.seq);
+            }
+            let batch = LogBatch {
+                events: merge(user, pubs, privs),
+            };
+            if !emit_patiently(&socket, events::LOG, &batch).await {
+                return;
+            }
+            target.public = target.public.max(*pub_rx.borrow_and_update());
+            target.private = target.private.max(*me_rx.borrow_and_update());
+        }
+        if !live {
+            live = true;
+            let status = SyncStatus {
+                state: SyncState::Live,
+                epoch: app.epoch.clone(),
+                heads: cursor,
+            };
+            let presence = Presence {
+                snapshot: true,
+                online: app.hub.online(),
+                offline: vec![],
+            };
+            if !emit_patiently(&socket, events::SYNC, &status).await
+                || !emit_patiently(&socket, events::PRESENCE, &presence).await
+            {
+                return;
+            }
+        }
+        if *closed.borrow() {
+            return;
+        }
+        tokio::select! {
+            r = pub_rx.changed() => if r.is_err() { return },
+            r = me_rx.changed() => if r.is_err() { return },
+            r = closed.changed() => if r.is_err() || *closed.borrow() { return },
+        }
+        target.public = target.public.max(*pub_rx.borrow_and_update());
+        target.private = target.private.max(*me_rx.borrow_and_update());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_bucket_allows_bursts_then_refills() {
+        let mut b = TokenBucket::new(10.0, 3.0);
+        let t0 = Instant::now();
+        assert!(b.take(t0) && b.take(t0) && b.take(t0));
+        assert!(!b.take(t0));
+        assert!(b.take(t0 + Duration::from_millis(150)));
+        assert!(!b.take(t0 + Duration::from_millis(150)));
+    }
+}

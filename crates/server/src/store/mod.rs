@@ -1,0 +1,163 @@
+//! Storage behind one trait, so the embedded SQLite default and a shared database can be swapped
+//! without touching the socket layer.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use papo_protocol::{ErrorBody, LogEvent, Reply, Request};
+
+use crate::error::ApiError;
+
+/// Database row id of a user.
+pub type UserId = i64;
+
+/// An event stream in the log: the shared public stream, or one user's private stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamKey {
+    Public,
+    User(UserId),
+}
+
+impl StreamKey {
+    /// The key as stored in the `streams` and `events` tables.
+    pub fn db_key(self) -> String {
+        match self {
+            StreamKey::Public => "public".to_string(),
+            StreamKey::User(id) => format!("u:{id}"),
+        }
+    }
+}
+
+/// An event as stored: the wire event plus who caused it, so the client id can be shown to the
+/// author only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub event: LogEvent,
+    pub actor: Option<UserId>,
+}
+
+impl StoredEvent {
+    /// The event as `reader` may see it: the client id only for its author.
+    pub fn for_reader(&self, reader: UserId) -> LogEvent {
+        let mut ev = self.event.clone();
+        if self.actor != Some(reader) {
+            ev.cid = None;
+        }
+        ev
+    }
+}
+
+/// A user account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+}
+
+/// Who is acting: the authenticated user of a socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub id: UserId,
+    pub username: String,
+}
+
+/// The outcome of applying a request.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// The reply to send (fresh, or the stored one for a repeated client id).
+    pub reply: Reply,
+    /// Events written by this request, to hand to live readers. Empty on a repeat.
+    pub written: Vec<(StreamKey, StoredEvent)>,
+}
+
+/// A device session, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub id: String,
+    pub user_id: UserId,
+    pub expires_at: i64,
+}
+
+/// Errors of a store call.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("username already taken")]
+    UsernameTaken,
+    #[error("database error: {0}")]
+    Db(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UsernameTaken => ApiError::new(
+                papo_protocol::ErrorCode::UsernameTaken,
+                "that username is taken",
+            ),
+            StoreError::Db(msg) => {
+                tracing::error!(error = %msg, "store failure");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+/// Everything the server persists.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Identifies this event log; changes only when the database is recreated.
+    async fn epoch(&self) -> Result<String, StoreError>;
+
+    async fn create_user(&self, username: &str, password_hash: &str) -> Result<User, StoreError>;
+    /// The user and its password hash.
+    async fn user_credentials(&self, username: &str) -> Result<Option<(User, String)>, StoreError>;
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
+    async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError>;
+
+    async fn create_session(
+        &self,
+        session: &SessionRow,
+        refresh_hash: &str,
+    ) -> Result<(), StoreError>;
+    async fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError>;
+    /// Replaces the refresh token of the session that holds `old_refresh_hash`; returns that
+    /// session, or None if no session holds it (already rotated, revoked or expired).
+    async fn rotate_refresh(
+        &self,
+        old_refresh_hash: &str,
+        new_refresh_hash: &str,
+        new_expires_at: i64,
+        now: i64,
+    ) -> Result<Option<SessionRow>, StoreError>;
+    /// Deletes the session holding this refresh token; returns its id.
+    async fn delete_session_by_refresh(
+        &self,
+        refresh_hash: &str,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Applies a request exactly once per (actor, client id), atomically: its effects, its
+    /// events and the stored reply commit together or not at all.
+    async fn apply(&self, actor: &Actor, request: &Request) -> Result<Applied, StoreError>;
+
+    /// Events of a stream with `seq > after`, in order, at most `limit`.
+    async fn read_events(
+        &self,
+        stream: StreamKey,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The last sequence number of a stream (0 if empty).
+    async fn head(&self, stream: StreamKey) -> Result<u64, StoreError>;
+}
+
+/// A permanent error reply for a request, as stored for idempotency.
+pub fn error_reply(request: &Request, error: ErrorBody) -> Reply {
+    Reply::err(Some(request.client_id()), request.event_name(), error)
+}

@@ -1,0 +1,453 @@
+// The Papo server against the official socket.io-client: accounts, chat, DMs, feed,
+// notifications, presence, auth, resume, idempotency, authorization and bad input.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startServer, api, register, login, connect, until, ofType, req, close, signToken,
+  decodeToken, randomUUID, tempDb,
+} from './harness.mjs';
+
+let srv;
+before(async () => { srv = await startServer(); });
+after(async () => { await srv?.kill('SIGTERM'); });
+
+test('register and login: sessions, wrong password, taken and invalid names', async () => {
+  const s = await register(srv.url, 'acct');
+  assert.ok(s.access_token.startsWith('v1.'));
+  assert.equal(s.expires_in, 900);
+  assert.match(s.refresh_token, /^[0-9a-f]{64}$/);
+
+  const again = await api(srv.url, '/api/register', { username: s.username, password: 'another password' });
+  assert.equal(again.status, 409);
+  assert.equal(again.body.error.code, 'username_taken');
+
+  const wrong = await api(srv.url, '/api/login', { username: s.username, password: 'not the password' });
+  assert.equal(wrong.status, 401);
+  assert.equal(wrong.body.error.code, 'invalid_credentials');
+  const ghost = await api(srv.url, '/api/login', { username: 'nobody_here', password: 'whatever123' });
+  assert.equal(ghost.body.error.code, 'invalid_credentials');
+
+  const ok = await login(srv.url, s.username);
+  assert.equal(ok.username, s.username);
+
+  for (const [body, code] of [
+    [{ username: 'A B', password: 'long enough' }, 'invalid_username'],
+    [{ username: 'ab', password: 'long enough' }, 'invalid_username'],
+    [{ username: 'fine_name', password: 'short' }, 'weak_password'],
+    [{ username: 'fine_name' }, 'bad_request'],
+    ['{not json', 'bad_request'],
+  ]) {
+    const r = await api(srv.url, '/api/register', body);
+    assert.equal(r.body.error.code, code, JSON.stringify(body));
+  }
+  const h = await fetch(srv.url + '/healthz').then((r) => r.json());
+  assert.equal(h.ok, true);
+  assert.equal(h.protocol, 1);
+});
+
+test('public chat reaches every connected user, with the sender\'s client id only for the sender', async () => {
+  const users = await Promise.all([1, 2, 3].map(() => register(srv.url, 'pub')));
+  const cs = users.map((u) => connect(srv.url, u.access_token));
+  await Promise.all(cs.map((c) => c.live));
+  const base = cs.map((c) => c.cursor.public);
+  const id = randomUUID();
+  const reply = await cs[0].socket.timeout(5000).emitWithAck('chat:send', { id, text: 'olá a todos' });
+  assert.equal(reply.ok, true);
+  assert.equal(reply.id, id);
+  assert.equal(reply.event, 'chat:send');
+  assert.equal(reply.result.event.type, 'chat.message');
+  assert.equal(reply.result.event.cid, id);
+  for (const [i, c] of cs.entries()) {
+    await until(c, () => ofType(c, 'chat.message').some((e) => e.data.text === 'olá a todos'), 'chat message');
+    const ev = ofType(c, 'chat.message').find((e) => e.data.text === 'olá a todos');
+    assert.equal(ev.data.from, users[0].username);
+    assert.equal(ev.seq, reply.result.event.seq);
+    assert.ok(ev.seq > base[i]);
+    if (i === 0) assert.equal(ev.cid, id); else assert.equal(ev.cid, undefined);
+    assert.deepEqual(c.gaps, []);
+  }
+  close(...cs);
+});
+
+test('a DM reaches every device of the recipient and the sender\'s other devices, nobody else', async () => {
+  const [ana, joao, eve] = await Promise.all(['ana', 'joao', 'eve'].map((p) => register(srv.url, p)));
+  const joao2 = await login(srv.url, joao.username);
+  const ana2 = await login(srv.url, ana.username);
+  const cAna = connect(srv.url, ana.access_token);
+  const cAna2 = connect(srv.url, ana2.access_token);
+  const cJoao = connect(srv.url, joao.access_token);
+  const cJoao2 = connect(srv.url, joao2.access_token);
+  const cEve = connect(srv.url, eve.access_token);
+  const all = [cAna, cAna2, cJoao, cJoao2, cEve];
+  await Promise.all(all.map((c) => c.live));
+
+  const r = await req(cAna, 'dm:send', { to: joao.username, text: 'oi joão' });
+  assert.equal(r.ok, true, JSON.stringify(r));
+  assert.equal(r.result.event.stream, 'private');
+  for (const c of [cAna, cAna2, cJoao, cJoao2]) {
+    await until(c, () => ofType(c, 'dm.message').length === 1, 'dm');
+    const dm = ofType(c, 'dm.message')[0].data;
+    assert.deepEqual([dm.from, dm.to, dm.text], [ana.username, joao.username, 'oi joão']);
+  }
+  for (const c of [cJoao, cJoao2]) {
+    await until(c, () => ofType(c, 'notification').length === 1, 'dm notification');
+    const n = ofType(c, 'notification')[0].data;
+    assert.equal(n.kind, 'dm');
+    assert.equal(n.actor, ana.username);
+    assert.equal(n.excerpt, 'oi joão');
+  }
+  // A ping round trip after the DM proves eve had every chance to receive it.
+  await req(cEve, 'sys:ping');
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(ofType(cEve, 'dm.message').length, 0);
+  assert.equal(ofType(cEve, 'notification').length, 0);
+  assert.equal(ofType(cAna, 'notification').length, 0, 'no notification for my own DM');
+
+  const unknown = await req(cAna, 'dm:send', { to: 'no_such_user', text: 'hello?' });
+  assert.equal(unknown.ok, false);
+  assert.equal(unknown.error.code, 'not_found');
+  const self = await req(cAna, 'dm:send', { to: ana.username, text: 'me' });
+  assert.equal(self.error.code, 'bad_request');
+  close(...all);
+});
+
+test('feed: posts, likes, comments and follows with consistent counters and notifications', async () => {
+  const [author, fan, other] = await Promise.all(['author', 'fan', 'other'].map((p) => register(srv.url, p)));
+  const cA = connect(srv.url, author.access_token);
+  const cF = connect(srv.url, fan.access_token);
+  const cO = connect(srv.url, other.access_token);
+  await Promise.all([cA.live, cF.live, cO.live]);
+
+  const created = await req(cA, 'post:create', { text: 'primeiro post' });
+  assert.equal(created.ok, true);
+  const post = created.result.event.data;
+  assert.deepEqual([post.author, post.like_count, post.comment_count], [author.username, 0, 0]);
+
+  const like1 = await req(cF, 'post:like', { post_id: post.id });
+  assert.equal(like1.result.event.data.like_count, 1);
+  const like2 = await req(cF, 'post:like', { post_id: post.id });
+  assert.equal(like2.ok, true, 'liking twice is fine');
+  assert.equal(like2.result.event, undefined, 'and changes nothing');
+  const like3 = await req(cO, 'post:like', { post_id: post.id });
+  assert.equal(like3.result.event.data.like_count, 2);
+  const selfLike = await req(cA, 'post:like', { post_id: post.id });
+  assert.equal(selfLike.result.event.data.like_count, 3);
+  const unlike = await req(cO, 'post:unlike', { post_id: post.id });
+  assert.equal(unlike.result.event.data.like_count, 2);
+
+  const comment = await req(cF, 'comment:create', { post_id: post.id, text: 'boa!' });
+  assert.equal(comment.result.event.data.comment_count, 1);
+  const follow = await req(cF, 'user:follow', { username: author.username });
+  assert.equal(follow.result.event.data.follower_count, 1);
+  const follow2 = await req(cO, 'user:follow', { username: author.username });
+  assert.equal(follow2.result.event.data.follower_count, 2);
+  const unfollow = await req(cO, 'user:unfollow', { username: author.username });
+  assert.equal(unfollow.result.event.data.follower_count, 1);
+
+  const edit = await req(cA, 'post:edit', { post_id: post.id, text: 'primeiro post (editado)' });
+  assert.equal(edit.result.event.type, 'post.edited');
+
+  // Everyone sees the feed events live, in the same order.
+  const feedTypes = (c) => c.events.filter((e) => e.stream === 'public' && e.type !== 'chat.message'
+    && (e.data.post_id === post.id || e.data.id === post.id || e.data.comment?.post_id === post.id
+      || e.data.followee === author.username)).map((e) => e.type);
+  for (const c of [cA, cF, cO]) {
+    await until(c, () => feedTypes(c).length === 10, 'feed events');
+  }
+  assert.deepEqual(feedTypes(cF), feedTypes(cA));
+  assert.deepEqual(feedTypes(cO), feedTypes(cA));
+
+  // The author got: 2 likes (fan, other), 1 comment, 2 follows — never its own like.
+  await until(cA, () => ofType(cA, 'notification').length === 5, 'notifications');
+  const kinds = ofType(cA, 'notification').map((n) => `${n.data.kind}:${n.data.actor}`);
+  assert.deepEqual(kinds, [
+    `like:${fan.username}`, `like:${other.username}`, `comment:${fan.username}`,
+    `follow:${fan.username}`, `follow:${other.username}`,
+  ]);
+  assert.equal(ofType(cA, 'notification')[2].data.excerpt, 'boa!');
+  assert.equal(ofType(cF, 'notification').length, 0);
+
+  const del = await req(cA, 'post:delete', { post_id: post.id });
+  assert.equal(del.result.event.type, 'post.deleted');
+  const likeDeleted = await req(cF, 'post:like', { post_id: post.id });
+  assert.equal(likeDeleted.error.code, 'not_found');
+  close(cA, cF, cO);
+});
+
+test('counters stay exact under concurrent likes from many connections', async () => {
+  const author = await register(srv.url, 'conc');
+  const cA = connect(srv.url, author.access_token);
+  await cA.live;
+  const post = (await req(cA, 'post:create', { text: 'like me' })).result.event.data;
+  const likers = await Promise.all(Array.from({ length: 12 }, () => register(srv.url, 'liker')));
+  const cs = likers.map((u) => connect(srv.url, u.access_token));
+  await Promise.all(cs.map((c) => c.live));
+  const replies = await Promise.all(cs.flatMap((c) => [req(c, 'post:like', { post_id: post.id }), req(c, 'post:like', { post_id: post.id })]));
+  assert.ok(replies.every((r) => r.ok));
+  const counts = replies.filter((r) => r.result.event).map((r) => r.result.event.data.like_count).sort((a, b) => a - b);
+  assert.deepEqual(counts, Array.from({ length: 12 }, (_, i) => i + 1));
+  close(cA, ...cs);
+});
+
+test('presence: online while any device is connected, offline when the last leaves', async () => {
+  const [watcher, multi] = await Promise.all([register(srv.url, 'watch'), register(srv.url, 'multi')]);
+  const multi2 = await login(srv.url, multi.username);
+  const cW = connect(srv.url, watcher.access_token);
+  await cW.live;
+  const snap = cW.presence.find((p) => p.snapshot);
+  assert.ok(snap.online.includes(watcher.username));
+  const d1 = connect(srv.url, multi.access_token);
+  await d1.live;
+  await until(cW, () => cW.presence.some((p) => !p.snapshot && p.online.includes(multi.username)), 'online');
+  const d2 = connect(srv.url, multi2.access_token);
+  await d2.live;
+  d1.socket.disconnect();
+  await req(cW, 'sys:ping');
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(!cW.presence.some((p) => p.offline.includes(multi.username)), 'still online on device 2');
+  d2.socket.disconnect();
+  await until(cW, () => cW.presence.some((p) => p.offline.includes(multi.username)), 'offline');
+  close(cW);
+});
+
+test('typing reaches the conversation\'s readers only; read state syncs to my other devices', async () => {
+  const [a, b, c] = await Promise.all(['ta', 'tb', 'tc'].map((p) => register(srv.url, p)));
+  const a2 = await login(srv.url, a.username);
+  const cA = connect(srv.url, a.access_token);
+  const cA2 = connect(srv.url, a2.access_token);
+  const cB = connect(srv.url, b.access_token);
+  const cC = connect(srv.url, c.access_token);
+  await Promise.all([cA, cA2, cB, cC].map((x) => x.live));
+  cA.socket.emit('typing:set', { conversation: `dm:${b.username}`, typing: true });
+  await until(cB, () => cB.typing.length === 1, 'typing');
+  assert.deepEqual(cB.typing[0], { conversation: `dm:${a.username}`, username: a.username, typing: true });
+  await req(cC, 'sys:ping');
+  assert.equal(cC.typing.length, 0);
+
+  const dm = await req(cB, 'dm:send', { to: a.username, text: 'lê isto' });
+  const read = await req(cA, 'read:mark', { conversation: `dm:${b.username}`, last_read: dm.result.event.data.id });
+  assert.equal(read.result.event.type, 'read.updated');
+  await until(cA2, () => ofType(cA2, 'read.updated').length === 1, 'read state on device 2');
+  assert.deepEqual(ofType(cA2, 'read.updated')[0].data, { conversation: `dm:${b.username}`, last_read: dm.result.event.data.id });
+  const older = await req(cA, 'read:mark', { conversation: `dm:${b.username}`, last_read: 0 });
+  assert.equal(older.ok, true);
+  assert.equal(older.result.event, undefined, 'read state never moves back');
+  assert.equal(ofType(cB, 'read.updated').length, 0);
+  close(cA, cA2, cB, cC);
+});
+
+test('tokens: invalid, forged, expired and revoked tokens are refused with the right reason', async () => {
+  const u = await register(srv.url, 'tok');
+  const claims = decodeToken(u.access_token);
+  const cases = [
+    ['garbage', 'token_invalid'],
+    [signToken(claims, 'some-other-secret-value'), 'token_invalid'],
+    [signToken({ ...claims, exp: Math.floor(Date.now() / 1000) - 5 }), 'token_expired'],
+    [signToken({ ...claims, sid: 'no-such-session' }), 'token_invalid'],
+  ];
+  for (const [token, reason] of cases) {
+    const c = connect(srv.url, token);
+    const err = await c.connectError;
+    assert.equal(err.message, reason);
+    c.socket.close();
+  }
+  const noAuth = connect(srv.url, undefined);
+  assert.equal((await noAuth.connectError).message, 'bad_auth');
+  noAuth.socket.close();
+
+  // Refresh rotates: the new pair works, the old refresh token is dead.
+  const r1 = await api(srv.url, '/api/refresh', { refresh_token: u.refresh_token });
+  assert.equal(r1.status, 200);
+  const reused = await api(srv.url, '/api/refresh', { refresh_token: u.refresh_token });
+  assert.equal(reused.body.error.code, 'token_invalid');
+
+  // Logout revokes the session: live sockets are dropped, its tokens refused.
+  const live = connect(srv.url, r1.body.access_token);
+  await live.live;
+  const dropped = new Promise((res) => live.socket.on('disconnect', res));
+  const out = await fetch(srv.url + '/api/logout', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refresh_token: r1.body.refresh_token }) });
+  assert.equal(out.status, 204);
+  await dropped;
+  const after = connect(srv.url, r1.body.access_token);
+  assert.equal((await after.connectError).message, 'token_invalid');
+  after.socket.close();
+});
+
+test('idempotency: the same client id sent 3 times, across a reconnect, has one effect', async () => {
+  const [u, watcher] = await Promise.all([register(srv.url, 'idem'), register(srv.url, 'idw')]);
+  const cW = connect(srv.url, watcher.access_token);
+  await cW.live;
+  const id = randomUUID();
+  const c1 = connect(srv.url, u.access_token);
+  await c1.live;
+  const r1 = await c1.socket.timeout(5000).emitWithAck('chat:send', { id, text: 'só uma vez' });
+  const r2 = await c1.socket.timeout(5000).emitWithAck('chat:send', { id, text: 'só uma vez' });
+  c1.socket.disconnect();
+  const c2 = connect(srv.url, u.access_token, { cursor: c1.cursor, epoch: c1.epoch });
+  await c2.live;
+  const r3 = await c2.socket.timeout(5000).emitWithAck('chat:send', { id, text: 'só uma vez' });
+  assert.deepEqual(r2, r1);
+  assert.deepEqual(r3, r1);
+  const conflict = await c2.socket.timeout(5000).emitWithAck('post:create', { id, text: 'x' });
+  assert.equal(conflict.error.code, 'id_conflict');
+  await req(cW, 'sys:ping');
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(ofType(cW, 'chat.message').filter((e) => e.data.text === 'só uma vez').length, 1);
+  // Without an ack the reply comes as a `reply` event, echoing the id.
+  c2.socket.emit('chat:send', { id, text: 'só uma vez' });
+  await until(c2, () => c2.replies.length === 1, 'reply event');
+  assert.deepEqual(c2.replies[0], r1);
+  close(cW, c2);
+});
+
+test('authorization: nobody edits, deletes or reads what is not theirs, or acts as someone else', async () => {
+  const [a, b, c] = await Promise.all(['az', 'bz', 'cz'].map((p) => register(srv.url, p)));
+  const cA = connect(srv.url, a.access_token);
+  const cB = connect(srv.url, b.access_token);
+  const cC = connect(srv.url, c.access_token);
+  await Promise.all([cA.live, cB.live, cC.live]);
+  const post = (await req(cB, 'post:create', { text: 'do B' })).result.event.data;
+  assert.equal((await req(cA, 'post:edit', { post_id: post.id, text: 'hacked' })).error.code, 'forbidden');
+  assert.equal((await req(cA, 'post:delete', { post_id: post.id })).error.code, 'forbidden');
+  // A field claiming another author is ignored: the token decides who acts.
+  const spoof = await req(cA, 'chat:send', { text: 'quem sou eu', from: b.username });
+  assert.equal(spoof.result.event.data.from, a.username);
+  // B's DM to C never reaches A, live or by replaying its private stream from 0.
+  await req(cB, 'dm:send', { to: c.username, text: 'segredo' });
+  await until(cC, () => ofType(cC, 'dm.message').length === 1, 'dm to c');
+  cA.socket.disconnect();
+  const replay = connect(srv.url, a.access_token, { cursor: { public: 0, private: 0 }, epoch: cA.epoch });
+  await replay.live;
+  assert.ok(!replay.events.some((e) => JSON.stringify(e).includes('segredo')));
+  assert.ok(replay.events.filter((e) => e.stream === 'private').every((e) => e.type !== 'dm.message'));
+  // A cursor beyond my own stream does not reveal anybody else's: it is a reset.
+  replay.socket.disconnect();
+  const ahead = connect(srv.url, a.access_token, { cursor: { public: 0, private: 10_000 }, epoch: cA.epoch });
+  await ahead.live;
+  assert.equal(ahead.syncs[0].state, 'reset');
+  close(ahead, cB, cC);
+});
+
+test('bad input: every malformed, oversized or unknown request gets its error code and the server keeps serving', async () => {
+  const u = await register(srv.url, 'bad');
+  const c = connect(srv.url, u.access_token);
+  await c.live;
+  const long = 'x'.repeat(4001);
+  const cases = [
+    ['chat:send', { id: randomUUID() }, 'bad_request'],
+    ['chat:send', { id: randomUUID(), text: 42 }, 'bad_request'],
+    ['chat:send', { id: 'not-a-uuid', text: 'hi' }, 'bad_request'],
+    ['chat:send', { text: 'no id' }, 'bad_request'],
+    ['chat:send', 'just a string', 'bad_request'],
+    ['chat:send', { id: randomUUID(), text: '   ' }, 'invalid_text'],
+    ['chat:send', { id: randomUUID(), text: long }, 'invalid_text'],
+    ['post:create', { id: randomUUID(), text: long }, 'invalid_text'],
+    ['post:edit', { id: randomUUID(), post_id: 999999, text: 'x' }, 'not_found'],
+    ['post:like', { id: randomUUID(), post_id: 'one' }, 'bad_request'],
+    ['post:like', { id: randomUUID(), post_id: 999999 }, 'not_found'],
+    ['comment:create', { id: randomUUID(), post_id: 999999, text: 'x' }, 'not_found'],
+    ['user:follow', { id: randomUUID(), username: 'nobody_at_all' }, 'not_found'],
+    ['user:follow', { id: randomUUID(), username: u.username }, 'bad_request'],
+    ['read:mark', { id: randomUUID(), conversation: 'room:42', last_read: 1 }, 'bad_request'],
+    ['read:mark', { id: randomUUID(), conversation: 'public', last_read: -1 }, 'bad_request'],
+    ['dm:send', { id: randomUUID(), to: 'nobody_at_all', text: 'x' }, 'not_found'],
+    ['typing:set', { conversation: 42 }, 'bad_request'],
+    ['typing:set', { conversation: 'dm:nobody_at_all', typing: true }, 'not_found'],
+    ['no:such:event', { id: randomUUID() }, 'unknown_event'],
+    ['message', { id: randomUUID() }, 'unknown_event'],
+  ];
+  for (const [event, payload, code] of cases) {
+    const r = await c.socket.timeout(5000).emitWithAck(event, payload);
+    assert.equal(r.ok, false, `${event} ${JSON.stringify(payload).slice(0, 60)}`);
+    assert.equal(r.error.code, code, `${event} ${JSON.stringify(payload).slice(0, 60)}: ${r.error.message}`);
+    assert.ok(r.error.message.length > 0);
+  }
+  // The echoed id lets a client match an error to its request even when the rest was bad.
+  const id = randomUUID();
+  const echoed = await c.socket.timeout(5000).emitWithAck('chat:send', { id, text: 7 });
+  assert.equal(echoed.id, id);
+
+  // A packet above the payload cap closes that connection only.
+  const big = connect(srv.url, u.access_token);
+  await big.live;
+  const gone = new Promise((res) => big.socket.on('disconnect', res));
+  big.socket.emit('chat:send', { id: randomUUID(), text: 'y'.repeat(200_000) });
+  await gone;
+  // Everything else still works.
+  const ok = await req(c, 'chat:send', { text: 'still here' });
+  assert.equal(ok.ok, true);
+  assert.ok(!/panicked/.test(srv.stderr));
+  close(c);
+});
+
+test('rate limit: a flood gets rate_limited errors, not a dead server', async () => {
+  const u = await register(srv.url, 'flood');
+  const c = connect(srv.url, u.access_token);
+  await c.live;
+  const replies = await Promise.all(Array.from({ length: 150 }, () => req(c, 'sys:ping').catch(() => null)));
+  const limited = replies.filter((r) => r && r.error?.code === 'rate_limited').length;
+  assert.ok(limited > 0, 'some requests were limited');
+  assert.ok(replies.filter((r) => r && r.ok).length >= 60, 'the burst went through');
+  close(c);
+});
+
+test('resume: after a disconnect and a server SIGKILL + restart, the client gets exactly what it missed, in order', async () => {
+  const db = tempDb();
+  let s = await startServer({ db });
+  const [reader, w1, w2] = await Promise.all(['reader', 'wa', 'wb'].map((p) => register(s.url, p)));
+  let cR = connect(s.url, reader.access_token);
+  const cW1 = connect(s.url, w1.access_token);
+  const cW2 = connect(s.url, w2.access_token);
+  await Promise.all([cR.live, cW1.live, cW2.live]);
+  await req(cW1, 'chat:send', { text: 'before' });
+  await until(cR, () => ofType(cR, 'chat.message').length === 1, 'first message');
+  const cursor = { ...cR.cursor };
+  const epoch = cR.epoch;
+  cR.socket.disconnect();
+
+  const sent = [];
+  for (let i = 0; i < 40; i++) {
+    const w = i % 2 ? cW2 : cW1;
+    const text = `missed ${i}`;
+    sent.push(text);
+    if (i % 10 === 0) {
+      await req(w, 'dm:send', { to: reader.username, text: `dm ${text}` });
+    }
+    await req(w, 'chat:send', { text });
+  }
+  await s.kill('SIGKILL');
+  s = await startServer({ db, port: s.port });
+  cR = connect(s.url, reader.access_token, { cursor, epoch });
+  await cR.live;
+  assert.equal(cR.syncs[0].state, 'live', 'no reset: the cursor is served from the log');
+  assert.deepEqual(ofType(cR, 'chat.message').map((e) => e.data.text), sent);
+  assert.deepEqual(ofType(cR, 'dm.message').map((e) => e.data.text), sent.filter((_, i) => i % 10 === 0).map((t) => `dm ${t}`));
+  assert.deepEqual(cR.gaps, []);
+  const seqs = cR.events.filter((e) => e.stream === 'public').map((e) => e.seq);
+  assert.deepEqual(seqs, Array.from({ length: seqs.length }, (_, i) => cursor.public + 1 + i));
+  // Live events continue after the replay with the next sequence number.
+  const cW = connect(s.url, w1.access_token);
+  await cW.live;
+  await req(cW, 'chat:send', { text: 'after restart' });
+  await until(cR, () => ofType(cR, 'chat.message').at(-1)?.data.text === 'after restart', 'live after replay');
+  assert.deepEqual(cR.gaps, []);
+  close(cR, cW);
+  await s.kill('SIGTERM');
+});
+
+test('a cursor from another database (epoch) gets an explicit reset and a full replay', async () => {
+  const s = await startServer({ db: tempDb() });
+  const u = await register(s.url, 'epoch');
+  const c0 = connect(s.url, u.access_token);
+  await c0.live;
+  await req(c0, 'chat:send', { text: 'in this epoch' });
+  c0.socket.disconnect();
+  const c = connect(s.url, u.access_token, { cursor: { public: 1, private: 0 }, epoch: 'some-old-epoch' });
+  await c.live;
+  assert.equal(c.syncs[0].state, 'reset');
+  assert.notEqual(c.syncs[0].epoch, 'some-old-epoch');
+  assert.ok(ofType(c, 'chat.message').some((e) => e.data.text === 'in this epoch'));
+  assert.deepEqual(c.gaps, []);
+  close(c);
+  await s.kill('SIGTERM');
+});

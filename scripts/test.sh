@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the tests need on Debian/Ubuntu, then runs every test: formatting, lints, Rust
+# unit and integration tests, and the interop suites driven by the official socket.io packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+bash scripts/install-deps.sh test
+
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+echo "== cargo fmt"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo build (binaries used by the tests)"
+cargo build --workspace --bins --locked
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+export PAPO_SERVER_BIN="$TARGET_DIR/debug/papo-server"
+export PAPO_CLI_BIN="$TARGET_DIR/debug/papo-cli"
+
+echo "== cargo test"
+cargo test --workspace --locked
+
+echo "== server interop suite (official socket.io-client)"
+(cd crates/server/tests/node && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
+if [ -f crates/client/tests/node/package.json ]; then
+  echo "== client interop deps (official socket.io server)"
+  (cd crates/client/tests/node && npm ci --no-audit --no-fund --loglevel=error)
+fi
+echo "== all tests passed"
