@@ -85,6 +85,8 @@ pub struct Hub {
     public: Arc<StreamState>,
     users: Mutex<HashMap<UserId, (Arc<StreamState>, usize)>>,
     presence: Mutex<HashMap<String, usize>>,
+    /// Net presence changes since the last broadcast: username -> online.
+    presence_changes: Mutex<HashMap<String, bool>>,
 }
 
 impl Default for Hub {
@@ -93,6 +95,7 @@ impl Default for Hub {
             public: Arc::new(StreamState::new(4096)),
             users: Mutex::new(HashMap::new()),
             presence: Mutex::new(HashMap::new()),
+            presence_changes: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -165,6 +168,37 @@ impl Hub {
         }
     }
 
+    /// Records that a user came online or went offline, for the next coalesced broadcast.
+    pub fn presence_changed(&self, username: &str, online: bool) {
+        let mut c = self
+            .presence_changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        c.insert(username.to_string(), online);
+    }
+
+    /// The changes since the last call, as (came online, went offline), each sorted. A user who
+    /// left and came back within the window appears once, in its final state.
+    pub fn take_presence_changes(&self) -> (Vec<String>, Vec<String>) {
+        let changes = std::mem::take(
+            &mut *self
+                .presence_changes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        let (mut on, mut off): (Vec<_>, Vec<_>) = (Vec::new(), Vec::new());
+        for (name, online) in changes {
+            if online {
+                on.push(name)
+            } else {
+                off.push(name)
+            }
+        }
+        on.sort();
+        off.sort();
+        (on, off)
+    }
+
     /// Everyone online, sorted.
     pub fn online(&self) -> Vec<String> {
         let p = self.presence.lock().unwrap_or_else(|p| p.into_inner());
@@ -228,5 +262,18 @@ mod tests {
         assert!(h.presence_leave("ana"));
         assert!(!h.presence_leave("ana"));
         assert!(h.online().is_empty());
+    }
+
+    #[test]
+    fn presence_changes_coalesce_to_the_final_state() {
+        let h = Hub::default();
+        h.presence_changed("ana", true);
+        h.presence_changed("bia", true);
+        h.presence_changed("ana", false);
+        assert_eq!(
+            h.take_presence_changes(),
+            (vec!["bia".into()], vec!["ana".into()])
+        );
+        assert_eq!(h.take_presence_changes(), (vec![], vec![]));
     }
 }

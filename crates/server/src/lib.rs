@@ -215,7 +215,7 @@ impl Server {
             .max_buffer_size(1024)
             .build_layer();
         let _ = app.io.set(io.clone());
-        realtime::install(&io);
+        realtime::install(&io, &app);
 
         let origins = config
             .cors_origins

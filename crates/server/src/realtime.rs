@@ -101,9 +101,34 @@ impl<A: Adapter> FromMessageParts<A> for AckWanted {
     }
 }
 
-/// Registers the namespace.
-pub fn install(io: &SocketIo) {
+/// How often presence changes are broadcast, coalesced. A storm of reconnects then costs one
+/// broadcast per window instead of one per user.
+const PRESENCE_WINDOW: Duration = Duration::from_millis(250);
+
+/// Registers the namespace and starts the presence broadcaster.
+pub fn install(io: &SocketIo, app: &App) {
     io.ns("/", on_connect.with(authenticate));
+    let io = io.clone();
+    let hub = app.hub.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PRESENCE_WINDOW);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let (online, offline) = hub.take_presence_changes();
+            if online.is_empty() && offline.is_empty() {
+                continue;
+            }
+            let p = Presence {
+                snapshot: false,
+                online,
+                offline,
+            };
+            if let Err(e) = io.emit(events::PRESENCE, &p).await {
+                tracing::debug!(error = %e, "presence broadcast incomplete");
+            }
+        }
+    });
 }
 
 /// Connect middleware: checks the token and the session, and works out where replay starts.
@@ -172,7 +197,7 @@ async fn heads(app: &App, user: i64) -> Result<Cursor, crate::store::StoreError>
     })
 }
 
-async fn on_connect(socket: SocketRef, State(app): State<App>, io: SocketIo) {
+async fn on_connect(socket: SocketRef, State(app): State<App>) {
     let Some(ConnRef(conn)) = socket.extensions.get::<ConnRef>() else {
         tracing::error!(sid = %socket.id, "socket connected without authentication");
         let _ = socket.disconnect();
@@ -194,22 +219,12 @@ async fn on_connect(socket: SocketRef, State(app): State<App>, io: SocketIo) {
 
     let private = app.hub.attach_user(conn.actor.id);
     if app.hub.presence_join(&conn.actor.username) {
-        let p = Presence {
-            snapshot: false,
-            online: vec![conn.actor.username.clone()],
-            offline: vec![],
-        };
-        let _ = io.emit(events::PRESENCE, &p).await;
+        app.hub.presence_changed(&conn.actor.username, true);
     }
     tokio::spawn(pump(socket.clone(), app, conn, private));
 }
 
-async fn on_disconnect(
-    socket: SocketRef,
-    reason: DisconnectReason,
-    State(app): State<App>,
-    io: SocketIo,
-) {
+async fn on_disconnect(socket: SocketRef, reason: DisconnectReason, State(app): State<App>) {
     let Some(ConnRef(conn)) = socket.extensions.get::<ConnRef>() else {
         return;
     };
@@ -217,12 +232,7 @@ async fn on_disconnect(
     conn.closed.send_replace(true);
     app.hub.detach_user(conn.actor.id);
     if app.hub.presence_leave(&conn.actor.username) {
-        let p = Presence {
-            snapshot: false,
-            online: vec![],
-            offline: vec![conn.actor.username.clone()],
-        };
-        let _ = io.emit(events::PRESENCE, &p).await;
+        app.hub.presence_changed(&conn.actor.username, false);
     }
 }
 
