@@ -18,14 +18,14 @@ TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import js
 export PAPO_SERVER_BIN="$TARGET_DIR/debug/papo-server"
 export PAPO_CLI_BIN="$TARGET_DIR/debug/papo-cli"
 
+echo "== npm peers (official socket.io-client and socket.io server)"
+npm ci --prefix crates/server/tests/node --no-audit --no-fund --loglevel=error
+npm ci --prefix crates/client/tests/node --no-audit --no-fund --loglevel=error
+export PAPO_REQUIRE_NODE=1
+
 echo "== cargo test"
 cargo test --workspace --locked
 
 echo "== server interop suite (official socket.io-client)"
-(cd crates/server/tests/node && npm ci --no-audit --no-fund --loglevel=error && npm test)
-
-if [ -f crates/client/tests/node/package.json ]; then
-  echo "== client interop deps (official socket.io server)"
-  (cd crates/client/tests/node && npm ci --no-audit --no-fund --loglevel=error)
-fi
+(cd crates/server/tests/node && npm test)
 echo "== all tests passed"

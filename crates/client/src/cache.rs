@@ -609,7 +609,7 @@ impl Cache {
             for row in rows {
                 out.push(row?);
             }
-            out.sort_by(|a, b| b.at.cmp(&a.at));
+            out.sort_by_key(|h| std::cmp::Reverse(h.at));
             out.truncate(limit);
             Ok(out)
         })

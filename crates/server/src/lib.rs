@@ -70,6 +70,13 @@ pub struct Config {
     /// Requests allowed per connection in a burst.
     #[arg(long, env = "PAPO_BURST", default_value_t = 60.0)]
     pub burst: f64,
+    /// Packets buffered per socket before the server treats the client as slow.
+    #[arg(long, env = "PAPO_SOCKET_BUFFER", default_value_t = 1024)]
+    pub socket_buffer: usize,
+    /// How long a slow client's full buffer may stay full before it is disconnected (it then
+    /// resumes by cursor), in milliseconds.
+    #[arg(long, env = "PAPO_SLOW_CLIENT_GRACE_MS", default_value_t = 10_000)]
+    pub slow_client_grace_ms: u64,
     /// Largest Socket.IO packet accepted, in bytes.
     #[arg(long, env = "PAPO_MAX_PAYLOAD", default_value_t = 64 * 1024)]
     pub max_payload: u64,
@@ -82,6 +89,7 @@ pub struct Limits {
     pub refresh_ttl_secs: u64,
     pub rate_per_sec: f64,
     pub burst: f64,
+    pub slow_client_grace: Duration,
 }
 
 /// Everything a handler needs; cheap to clone.
@@ -201,6 +209,7 @@ impl Server {
                 refresh_ttl_secs: config.refresh_ttl_secs,
                 rate_per_sec: config.rate_per_sec,
                 burst: config.burst,
+                slow_client_grace: Duration::from_millis(config.slow_client_grace_ms),
             }),
             io: Default::default(),
         };
@@ -212,7 +221,7 @@ impl Server {
             .ping_interval(Duration::from_secs(20))
             .ping_timeout(Duration::from_secs(20))
             .connect_timeout(Duration::from_secs(20))
-            .max_buffer_size(1024)
+            .max_buffer_size(config.socket_buffer.max(8))
             .build_layer();
         let _ = app.io.set(io.clone());
         realtime::install(&io, &app);

@@ -30,8 +30,6 @@ use crate::App;
 
 /// Events per `log` packet.
 const BATCH: usize = 500;
-/// How long a pump waits for a full socket buffer to drain before giving up on the client.
-const SLOW_CLIENT_GRACE: Duration = Duration::from_secs(10);
 
 /// Per-connection state, kept in the socket's extensions.
 pub struct Conn {
@@ -245,14 +243,28 @@ pub fn session_room(session: &str) -> String {
 }
 
 /// Sends a reply the way the client asked: as the ack, or as a `reply` event.
-fn send_reply(socket: &SocketRef, wanted: AckWanted, ack: AckSender, reply: &Reply) {
+///
+/// A `reply` event waits a little for a full socket buffer; an ack cannot be retried (the
+/// library consumes it). Either way a lost reply costs nothing: the client retries the same id
+/// and gets the same answer.
+async fn send_reply(socket: &SocketRef, wanted: AckWanted, ack: AckSender, reply: &Reply) {
     let res = if wanted.0 {
         ack.send(reply)
     } else {
-        socket.emit(events::REPLY, reply)
+        let mut tries = 0;
+        loop {
+            match socket.emit(events::REPLY, reply) {
+                Err(SendError::Socket(socketioxide::SocketError::InternalChannelFull))
+                    if tries < 100 =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                res => break res,
+            }
+        }
     };
     if let Err(e) = res {
-        // The client is gone or stuck; it will get the same reply when it retries the id.
         tracing::debug!(sid = %socket.id, error = %e, "could not send reply");
     }
 }
@@ -294,7 +306,7 @@ async fn on_request(
             ErrorCode::RateLimited,
             "too many requests on this connection; slow down and retry",
         );
-        return send_reply(&socket, wanted, ack, &refusal(id, &event, e));
+        return send_reply(&socket, wanted, ack, &refusal(id, &event, e)).await;
     }
     let request: Request = match serde_json::from_value(serde_json::json!({
         "event": event,
@@ -307,7 +319,7 @@ async fn on_request(
                 ErrorCode::BadRequest,
                 format!("malformed {event} payload: {e}"),
             );
-            return send_reply(&socket, wanted, ack, &refusal(id, &event, e));
+            return send_reply(&socket, wanted, ack, &refusal(id, &event, e)).await;
         }
     };
     let reply = match app.store.apply(&conn.actor, &request).await {
@@ -320,7 +332,7 @@ async fn on_request(
     if let Some(err) = &reply.error {
         tracing::info!(user = %conn.actor.username, %event, code = ?err.code, "request refused");
     }
-    send_reply(&socket, wanted, ack, &reply);
+    send_reply(&socket, wanted, ack, &reply).await;
 }
 
 #[derive(Deserialize)]
@@ -340,7 +352,7 @@ async fn on_ping(
     if rate_limited(&conn) {
         // Still an answer: a liveness check only needs to hear back.
         let e = ApiError::new(ErrorCode::RateLimited, "too many requests; slow down");
-        return send_reply(&socket, wanted, ack, &refusal(id, events::SYS_PING, e));
+        return send_reply(&socket, wanted, ack, &refusal(id, events::SYS_PING, e)).await;
     }
     let reply = Reply::ok(
         id,
@@ -350,7 +362,7 @@ async fn on_ping(
             at: Some(crate::now_ms()),
         },
     );
-    send_reply(&socket, wanted, ack, &reply);
+    send_reply(&socket, wanted, ack, &reply).await;
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -366,7 +378,7 @@ async fn on_typing(
     let ev = events::TYPING_SET;
     if rate_limited(&conn) {
         let e = ApiError::new(ErrorCode::RateLimited, "too many requests; slow down");
-        return send_reply(&socket, wanted, ack, &refusal(None, ev, e));
+        return send_reply(&socket, wanted, ack, &refusal(None, ev, e)).await;
     }
     let data = match data {
         Ok(d) => d,
@@ -375,7 +387,7 @@ async fn on_typing(
                 ErrorCode::BadRequest,
                 format!("malformed {ev} payload: {e}"),
             );
-            return send_reply(&socket, wanted, ack, &refusal(None, ev, e));
+            return send_reply(&socket, wanted, ack, &refusal(None, ev, e)).await;
         }
     };
     let me = &conn.actor.username;
@@ -404,10 +416,10 @@ async fn on_typing(
             }
             Ok(_) => {
                 let e = ApiError::new(ErrorCode::NotFound, format!("no user named {peer:?}"));
-                return send_reply(&socket, wanted, ack, &refusal(None, ev, e));
+                return send_reply(&socket, wanted, ack, &refusal(None, ev, e)).await;
             }
             Err(e) => {
-                return send_reply(&socket, wanted, ack, &refusal(None, ev, e.into()));
+                return send_reply(&socket, wanted, ack, &refusal(None, ev, e.into())).await;
             }
         }
     } else {
@@ -415,7 +427,7 @@ async fn on_typing(
             ErrorCode::BadRequest,
             "conversation must be \"public\" or \"dm:<username>\"",
         );
-        return send_reply(&socket, wanted, ack, &refusal(None, ev, e));
+        return send_reply(&socket, wanted, ack, &refusal(None, ev, e)).await;
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "typing broadcast incomplete");
@@ -439,7 +451,7 @@ async fn on_unknown(
         ErrorCode::UnknownEvent,
         format!("unknown event {:?}", truncate(&event, 64)),
     );
-    send_reply(&socket, wanted, ack, &refusal(id, &truncate(&event, 64), e));
+    send_reply(&socket, wanted, ack, &refusal(id, &truncate(&event, 64), e)).await;
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -487,11 +499,12 @@ fn merge(reader: i64, a: Vec<Arc<StoredEvent>>, b: Vec<Arc<StoredEvent>>) -> Vec
 
 /// Emits, waiting for a full socket buffer to drain; false if the client is gone or too slow.
 async fn emit_patiently<T: serde::Serialize + ?Sized>(
+    app: &App,
     socket: &SocketRef,
     event: &str,
     data: &T,
 ) -> bool {
-    let deadline = Instant::now() + SLOW_CLIENT_GRACE;
+    let deadline = Instant::now() + app.limits.slow_client_grace;
     loop {
         match socket.emit(event, data) {
             Ok(()) => return true,
@@ -539,7 +552,7 @@ async fn pump(socket: SocketRef, app: App, conn: Arc<Conn>, private: Arc<StreamS
             epoch: app.epoch.clone(),
             heads: target,
         };
-        if !emit_patiently(&socket, events::SYNC, &status).await {
+        if !emit_patiently(&app, &socket, events::SYNC, &status).await {
             return;
         }
     }
@@ -582,7 +595,7 @@ async fn pump(socket: SocketRef, app: App, conn: Arc<Conn>, private: Arc<StreamS
             let batch = LogBatch {
                 events: merge(user, pubs, privs),
             };
-            if !emit_patiently(&socket, events::LOG, &batch).await {
+            if !emit_patiently(&app, &socket, events::LOG, &batch).await {
                 return;
             }
             target.public = target.public.max(*pub_rx.borrow_and_update());
@@ -600,8 +613,8 @@ async fn pump(socket: SocketRef, app: App, conn: Arc<Conn>, private: Arc<StreamS
                 online: app.hub.online(),
                 offline: vec![],
             };
-            if !emit_patiently(&socket, events::SYNC, &status).await
-                || !emit_patiently(&socket, events::PRESENCE, &presence).await
+            if !emit_patiently(&app, &socket, events::SYNC, &status).await
+                || !emit_patiently(&app, &socket, events::PRESENCE, &presence).await
             {
                 return;
             }
