@@ -1,6 +1,8 @@
 //! Storage behind one trait, so the embedded SQLite default and a shared database can be swapped
 //! without touching the socket layer.
 
+pub mod logic;
+pub mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -155,6 +157,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// The last sequence number of a stream (0 if empty).
     async fn head(&self, stream: StreamKey) -> Result<u64, StoreError>;
+
+    /// Whether several server processes share this store (then presence and stream heads must
+    /// be learned from it, not only from this process).
+    fn shared(&self) -> bool;
+
+    /// Stream heads advanced by any process sharing the store, as they commit. None when this
+    /// process is the only writer.
+    fn commits(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<(StreamKey, u64)>>;
+
+    /// Records this node's presence changes (username, devices here; 0 = gone) and that the node
+    /// is alive, and returns everyone online on any node seen within `alive_ms`.
+    async fn sync_presence(
+        &self,
+        node: &str,
+        changes: Vec<(String, i64)>,
+        alive_ms: i64,
+    ) -> Result<Vec<String>, StoreError>;
 }
 
 /// A permanent error reply for a request, as stored for idempotency.
