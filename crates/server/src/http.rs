@@ -10,7 +10,6 @@ use papo_protocol::{valid_username, ErrorCode};
 
 use crate::auth::{self, Claims};
 use crate::error::ApiError;
-use crate::realtime::session_room;
 use crate::store::{SessionRow, User};
 use crate::App;
 
@@ -194,10 +193,8 @@ async fn logout(
         .await?
     {
         // Sockets of that session lose their right to stay connected.
-        if let Some(io) = app.io.get() {
-            if let Err(e) = io.to(session_room(&session_id)).disconnect().await {
-                tracing::warn!(error = %e, "could not disconnect the session's sockets");
-            }
+        if let Some(kick) = app.disconnect_session.get() {
+            kick(session_id).await;
         }
         tracing::info!("logged out");
     }

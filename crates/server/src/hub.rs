@@ -5,7 +5,7 @@
 //! stream's head) and spares them a database read for recent events. Every sequence number a
 //! head announces is already committed, so a pump that finds the cache short reads the database.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
@@ -33,6 +33,17 @@ impl StreamState {
         self.head.subscribe()
     }
 
+    fn advance(&self, seq: u64) {
+        self.head.send_if_modified(|h| {
+            if seq > *h {
+                *h = seq;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
     fn publish(&self, ev: StoredEvent) {
         let seq = ev.event.seq;
         {
@@ -46,14 +57,7 @@ impl StreamState {
                 recent.pop_front();
             }
         }
-        self.head.send_if_modified(|h| {
-            if seq > *h {
-                *h = seq;
-                true
-            } else {
-                false
-            }
-        });
+        self.advance(seq);
     }
 
     /// The events `after+1 ..= upto` (at most `limit`) if the cache holds all of them.
@@ -85,8 +89,10 @@ pub struct Hub {
     public: Arc<StreamState>,
     users: Mutex<HashMap<UserId, (Arc<StreamState>, usize)>>,
     presence: Mutex<HashMap<String, usize>>,
-    /// Net presence changes since the last broadcast: username -> online.
-    presence_changes: Mutex<HashMap<String, bool>>,
+    /// Users whose device count here changed since the last presence sync.
+    presence_changes: Mutex<HashSet<String>>,
+    /// Everyone online as last broadcast (on every node, when the store is shared).
+    global_online: Mutex<BTreeSet<String>>,
 }
 
 impl Default for Hub {
@@ -95,7 +101,8 @@ impl Default for Hub {
             public: Arc::new(StreamState::new(4096)),
             users: Mutex::new(HashMap::new()),
             presence: Mutex::new(HashMap::new()),
-            presence_changes: Mutex::new(HashMap::new()),
+            presence_changes: Mutex::new(HashSet::new()),
+            global_online: Mutex::new(BTreeSet::new()),
         }
     }
 }
@@ -168,35 +175,79 @@ impl Hub {
         }
     }
 
-    /// Records that a user came online or went offline, for the next coalesced broadcast.
-    pub fn presence_changed(&self, username: &str, online: bool) {
+    /// Records that a user's device count here changed, for the next presence sync.
+    pub fn presence_changed(&self, username: &str) {
         let mut c = self
             .presence_changes
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        c.insert(username.to_string(), online);
+        c.insert(username.to_string());
     }
 
-    /// The changes since the last call, as (came online, went offline), each sorted. A user who
-    /// left and came back within the window appears once, in its final state.
-    pub fn take_presence_changes(&self) -> (Vec<String>, Vec<String>) {
-        let changes = std::mem::take(
+    /// The users whose count changed since the last call, with their device count here now
+    /// (0 = no device here any more).
+    pub fn take_presence_changes(&self) -> Vec<(String, i64)> {
+        let changed = std::mem::take(
             &mut *self
                 .presence_changes
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()),
         );
-        let (mut on, mut off): (Vec<_>, Vec<_>) = (Vec::new(), Vec::new());
-        for (name, online) in changes {
-            if online {
-                on.push(name)
-            } else {
-                off.push(name)
-            }
-        }
-        on.sort();
-        off.sort();
+        let counts = self.presence.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<(String, i64)> = changed
+            .into_iter()
+            .map(|u| {
+                let n = counts.get(&u).copied().unwrap_or(0) as i64;
+                (u, n)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Puts changes back after a failed sync, so they are sent with the next one.
+    pub fn requeue_presence_changes(&self, changes: Vec<(String, i64)>) {
+        let mut c = self
+            .presence_changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        c.extend(changes.into_iter().map(|(u, _)| u));
+    }
+
+    /// Replaces the set of everyone online; returns (came online, went offline) since the last
+    /// call, each sorted. A user who left and came back in between does not appear.
+    pub fn set_global_online(&self, online: Vec<String>) -> (Vec<String>, Vec<String>) {
+        let new: BTreeSet<String> = online.into_iter().collect();
+        let mut old = self.global_online.lock().unwrap_or_else(|p| p.into_inner());
+        let on = new.difference(&old).cloned().collect();
+        let off = old.difference(&new).cloned().collect();
+        *old = new;
         (on, off)
+    }
+
+    /// Everyone online, for a snapshot: the last global view plus this node's own users.
+    pub fn snapshot_online(&self) -> Vec<String> {
+        let mut all = self
+            .global_online
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        all.extend(self.online());
+        all.into_iter().collect()
+    }
+
+    /// A stream head moved on another node: wake the readers of that stream here.
+    pub fn advance(&self, key: StreamKey, seq: u64) {
+        let state = match key {
+            StreamKey::Public => Some(self.public.clone()),
+            StreamKey::User(id) => {
+                let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+                users.get(&id).map(|(s, _)| s.clone())
+            }
+        };
+        if let Some(state) = state {
+            state.advance(seq);
+        }
     }
 
     /// Everyone online, sorted.
@@ -265,15 +316,31 @@ mod tests {
     }
 
     #[test]
-    fn presence_changes_coalesce_to_the_final_state() {
+    fn presence_changes_report_current_counts_and_diffs() {
         let h = Hub::default();
-        h.presence_changed("ana", true);
-        h.presence_changed("bia", true);
-        h.presence_changed("ana", false);
+        h.presence_join("ana");
+        h.presence_changed("ana");
+        h.presence_join("bia");
+        h.presence_join("bia");
+        h.presence_changed("bia");
+        h.presence_leave("ana");
+        h.presence_changed("ana");
         assert_eq!(
             h.take_presence_changes(),
-            (vec!["bia".into()], vec!["ana".into()])
+            vec![("ana".to_string(), 0), ("bia".to_string(), 2)]
         );
-        assert_eq!(h.take_presence_changes(), (vec![], vec![]));
+        assert!(h.take_presence_changes().is_empty());
+        assert_eq!(
+            h.set_global_online(vec!["bia".into(), "caio".into()]),
+            (vec!["bia".into(), "caio".into()], vec![])
+        );
+        assert_eq!(
+            h.set_global_online(vec!["caio".into()]),
+            (vec![], vec!["bia".into()])
+        );
+        assert_eq!(
+            h.snapshot_online(),
+            vec!["bia".to_string(), "caio".to_string()]
+        );
     }
 }

@@ -14,11 +14,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+use socketioxide::handler::ConnectHandler;
+use socketioxide::{SocketIo, SocketIoBuilder};
+use socketioxide_redis::{RedisAdapter, RedisAdapterCtr};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::TokenSigner;
 use crate::hub::Hub;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::{Durability, SqliteStore};
 use crate::store::Store;
 
@@ -41,9 +45,14 @@ pub struct Config {
     /// Address to listen on (port 0 picks a free port; the chosen one is printed).
     #[arg(long, env = "PAPO_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
-    /// Database: a SQLite file path (or `sqlite://path`).
+    /// Database: a SQLite file path (or `sqlite://path`), or a `postgres://` URL shared by
+    /// several server processes.
     #[arg(long, env = "PAPO_DB", default_value = "papo.db")]
     pub db: String,
+    /// Redis URL for the Socket.IO adapter when several server processes serve the same users
+    /// (Redis >= 7, e.g. `redis://127.0.0.1:6379/?protocol=resp3`). Requires a postgres:// `--db`.
+    #[arg(long, env = "PAPO_REDIS")]
+    pub redis: Option<String>,
     /// SQLite commit durability: `full` survives power loss, `normal` a process crash.
     #[arg(long, env = "PAPO_SQLITE_SYNC", value_enum, default_value = "full")]
     pub sqlite_sync: Durability,
@@ -100,9 +109,17 @@ pub struct App {
     pub signer: TokenSigner,
     pub epoch: String,
     pub limits: Arc<Limits>,
-    /// Set once the Socket.IO layer is built (it needs the state first).
-    pub io: Arc<std::sync::OnceLock<SocketIo>>,
+    /// Random id of this server process (presence bookkeeping across nodes).
+    pub node_id: String,
+    /// Disconnects every socket of a device session, on any node. Set once the Socket.IO layer
+    /// is built (it needs the state first).
+    pub disconnect_session: Arc<std::sync::OnceLock<SessionKicker>>,
 }
+
+/// See [`App::disconnect_session`].
+pub type SessionKicker = Arc<
+    dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
+>;
 
 /// Errors that stop the server from starting.
 #[derive(Debug, thiserror::Error)]
@@ -120,16 +137,52 @@ pub enum StartError {
     Config(String),
 }
 
-fn sqlite_path(db: &str) -> Result<PathBuf, StartError> {
+/// Where the data lives.
+enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+fn database(db: &str) -> Result<Database, StartError> {
+    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        return Ok(Database::Postgres(db.to_string()));
+    }
     if let Some(rest) = db.strip_prefix("sqlite://") {
-        return Ok(PathBuf::from(rest));
+        return Ok(Database::Sqlite(PathBuf::from(rest)));
     }
     if db.contains("://") {
         return Err(StartError::Config(format!(
-            "unsupported database URL {db:?}: use a SQLite file path"
+            "unsupported database URL: use a SQLite file path or postgres://… (got {})",
+            db.split("://").next().unwrap_or_default()
         )));
     }
-    Ok(PathBuf::from(db))
+    Ok(Database::Sqlite(PathBuf::from(db)))
+}
+
+/// Socket.IO settings shared by every adapter.
+fn configure<A: Adapter>(b: SocketIoBuilder<A>, config: &Config) -> SocketIoBuilder<A> {
+    b.max_payload(config.max_payload)
+        .ws_max_message_size(config.max_payload as usize)
+        .ws_max_frame_size(config.max_payload as usize)
+        .ping_interval(Duration::from_secs(20))
+        .ping_timeout(Duration::from_secs(20))
+        .connect_timeout(Duration::from_secs(20))
+        .max_buffer_size(config.socket_buffer.max(8))
+}
+
+/// What `serve` needs to close the Socket.IO side, whatever its adapter.
+type Closer =
+    Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send>;
+
+fn kicker<A: Adapter>(io: SocketIo<A>) -> SessionKicker {
+    Arc::new(move |session: String| {
+        let io = io.clone();
+        Box::pin(async move {
+            if let Err(e) = io.to(realtime::session_room(&session)).disconnect().await {
+                tracing::warn!(error = %e, "could not disconnect the session's sockets");
+            }
+        })
+    })
 }
 
 /// Reads the secret file, or creates it with a fresh random secret readable only by us.
@@ -168,40 +221,63 @@ fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, StartError> {
 pub struct Server {
     listener: tokio::net::TcpListener,
     router: axum::Router,
-    io: SocketIo,
+    closer: Closer,
 }
 
 impl Server {
     /// Opens the database, binds the port and wires everything; does not serve yet.
     pub async fn start(config: Config) -> Result<Server, StartError> {
-        let path = sqlite_path(&config.db)?;
-        let secret = match &config.token_secret {
-            Some(s) if s.len() >= 16 => s.as_bytes().to_vec(),
-            Some(_) => {
+        let db = database(&config.db)?;
+        let secret = match (&config.token_secret, &config.token_secret_file, &db) {
+            (Some(s), _, _) if s.len() >= 16 => s.as_bytes().to_vec(),
+            (Some(_), _, _) => {
                 return Err(StartError::Secret(
                     "PAPO_TOKEN_SECRET must be at least 16 characters".into(),
                 ))
             }
-            None => {
-                let file = config.token_secret_file.clone().unwrap_or_else(|| {
-                    let mut p = path.clone().into_os_string();
-                    p.push(".key");
-                    PathBuf::from(p)
-                });
-                load_or_create_secret(&file)?
+            (None, Some(file), _) => load_or_create_secret(file)?,
+            (None, None, Database::Sqlite(path)) => {
+                let mut p = path.clone().into_os_string();
+                p.push(".key");
+                load_or_create_secret(Path::new(&p))?
+            }
+            (None, None, Database::Postgres(_)) => {
+                return Err(StartError::Secret(
+                    "with a shared database every node needs the same secret: set PAPO_TOKEN_SECRET or --token-secret-file".into(),
+                ))
             }
         };
-        let store_path = path.clone();
+        if config.redis.is_some() && matches!(db, Database::Sqlite(_)) {
+            return Err(StartError::Config(
+                "--redis serves several nodes, which need a shared postgres:// database".into(),
+            ));
+        }
         let durability = config.sqlite_sync;
-        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&store_path, durability))
-            .await
-            .map_err(|e| StartError::Config(e.to_string()))??;
-        let store: Arc<dyn Store> = Arc::new(store);
+        let store: Arc<dyn Store> = tokio::task::spawn_blocking(move || match db {
+            Database::Sqlite(path) => {
+                SqliteStore::open(&path, durability).map(|s| Arc::new(s) as Arc<dyn Store>)
+            }
+            Database::Postgres(url) => {
+                PostgresStore::open(&url).map(|s| Arc::new(s) as Arc<dyn Store>)
+            }
+        })
+        .await
+        .map_err(|e| StartError::Config(e.to_string()))??;
         let epoch = store.epoch().await?;
+        let hub = Arc::new(Hub::default());
+        if let Some(mut commits) = store.commits() {
+            // Other nodes' commits wake this node's readers of the same streams.
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                while let Some((key, seq)) = commits.recv().await {
+                    hub.advance(key, seq);
+                }
+            });
+        }
 
         let app = App {
             store,
-            hub: Arc::new(Hub::default()),
+            hub,
             signer: TokenSigner::new(&secret),
             epoch,
             limits: Arc::new(Limits {
@@ -211,20 +287,41 @@ impl Server {
                 burst: config.burst,
                 slow_client_grace: Duration::from_millis(config.slow_client_grace_ms),
             }),
-            io: Default::default(),
+            node_id: uuid::Uuid::new_v4().simple().to_string(),
+            disconnect_session: Default::default(),
         };
-        let (layer, io) = SocketIo::builder()
-            .with_state(app.clone())
-            .max_payload(config.max_payload)
-            .ws_max_message_size(config.max_payload as usize)
-            .ws_max_frame_size(config.max_payload as usize)
-            .ping_interval(Duration::from_secs(20))
-            .ping_timeout(Duration::from_secs(20))
-            .connect_timeout(Duration::from_secs(20))
-            .max_buffer_size(config.socket_buffer.max(8))
-            .build_layer();
-        let _ = app.io.set(io.clone());
-        realtime::install(&io, &app);
+        let builder = SocketIo::builder().with_state(app.clone());
+        let (router, closer): (axum::Router, Closer) = match &config.redis {
+            None => {
+                let (layer, io) = configure(builder, &config).build_layer();
+                io.ns("/", realtime::on_connect.with(realtime::authenticate));
+                let _ = app.disconnect_session.set(kicker(io.clone()));
+                realtime::install(&io, &app);
+                (
+                    http::routes().with_state(app.clone()).layer(layer),
+                    Box::new(move || Box::pin(async move { io.close().await })),
+                )
+            }
+            Some(url) => {
+                let client = redis::Client::open(url.as_str())
+                    .map_err(|e| StartError::Config(format!("bad Redis URL: {e}")))?;
+                let adapter = RedisAdapterCtr::new_with_redis(&client)
+                    .await
+                    .map_err(|e| StartError::Config(format!("cannot reach Redis: {e}")))?;
+                let (layer, io) =
+                    configure(builder.with_adapter::<RedisAdapter<_>>(adapter), &config)
+                        .build_layer();
+                io.ns("/", realtime::on_connect.with(realtime::authenticate))
+                    .await
+                    .map_err(|e| StartError::Config(format!("Redis adapter: {e}")))?;
+                let _ = app.disconnect_session.set(kicker(io.clone()));
+                realtime::install(&io, &app);
+                (
+                    http::routes().with_state(app.clone()).layer(layer),
+                    Box::new(move || Box::pin(async move { io.close().await })),
+                )
+            }
+        };
 
         let origins = config
             .cors_origins
@@ -239,10 +336,7 @@ impl Server {
             .allow_origin(AllowOrigin::list(origins))
             .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
             .allow_headers([axum::http::header::CONTENT_TYPE]);
-
-        let router = http::routes()
-            .with_state(app)
-            .layer(layer)
+        let router = router
             .layer(cors)
             .layer(axum::extract::DefaultBodyLimit::max(16 * 1024));
         let listener = tokio::net::TcpListener::bind(config.bind)
@@ -254,7 +348,7 @@ impl Server {
         Ok(Server {
             listener,
             router,
-            io,
+            closer,
         })
     }
 
@@ -265,7 +359,7 @@ impl Server {
     /// Serves until `shutdown` resolves, then closes every socket. Every reply already sent was
     /// committed first, so nothing acknowledged is lost.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
-        let io = self.io.clone();
+        let closer = self.closer;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
             shutdown.await;
@@ -274,7 +368,7 @@ impl Server {
         let closer = async move {
             if rx.await.is_ok() {
                 tracing::info!("shutting down: closing sockets");
-                io.close().await;
+                closer().await;
             }
         };
         let (res, ()) = tokio::join!(serve, closer);

@@ -16,7 +16,7 @@ use papo_protocol::{
 use serde::Deserialize;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Event, Extension, SocketRef, State, TryData};
-use socketioxide::handler::{ConnectHandler, FromMessageParts, Value};
+use socketioxide::handler::{FromMessageParts, Value};
 use socketioxide::socket::{DisconnectReason, Socket};
 use socketioxide::{SendError, SocketIo};
 use tokio::sync::watch;
@@ -102,18 +102,50 @@ impl<A: Adapter> FromMessageParts<A> for AckWanted {
 /// How often presence changes are broadcast, coalesced. A storm of reconnects then costs one
 /// broadcast per window instead of one per user.
 const PRESENCE_WINDOW: Duration = Duration::from_millis(250);
+/// With a shared store: how often a node proves it is alive, and how long after its last proof
+/// its users stop counting as online (a node that died).
+const PRESENCE_HEARTBEAT: Duration = Duration::from_secs(1);
+const PRESENCE_ALIVE_MS: i64 = 5_000;
 
-/// Registers the namespace and starts the presence broadcaster.
-pub fn install(io: &SocketIo, app: &App) {
-    io.ns("/", on_connect.with(authenticate));
+/// Starts the presence broadcaster. (The namespace itself is registered by the caller, which
+/// knows the adapter: `io.ns("/", on_connect.with(authenticate))`.)
+pub fn install<A: Adapter>(io: &SocketIo<A>, app: &App) {
     let io = io.clone();
-    let hub = app.hub.clone();
+    let app = app.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PRESENCE_WINDOW);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_sync: Option<Instant> = None;
         loop {
             tick.tick().await;
-            let (online, offline) = hub.take_presence_changes();
+            let changes = app.hub.take_presence_changes();
+            let online = if app.store.shared() {
+                // Several nodes: this node's counts go to the database, which also says who
+                // is online anywhere (on nodes that beat recently).
+                let due = last_sync.is_none_or(|t| t.elapsed() >= PRESENCE_HEARTBEAT);
+                if changes.is_empty() && !due {
+                    continue;
+                }
+                last_sync = Some(Instant::now());
+                match app
+                    .store
+                    .sync_presence(&app.node_id, changes.clone(), PRESENCE_ALIVE_MS)
+                    .await
+                {
+                    Ok(online) => online,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "presence sync failed; will retry");
+                        app.hub.requeue_presence_changes(changes);
+                        continue;
+                    }
+                }
+            } else {
+                if changes.is_empty() {
+                    continue;
+                }
+                app.hub.online()
+            };
+            let (online, offline) = app.hub.set_global_online(online);
             if online.is_empty() && offline.is_empty() {
                 continue;
             }
@@ -122,7 +154,8 @@ pub fn install(io: &SocketIo, app: &App) {
                 online,
                 offline,
             };
-            if let Err(e) = io.emit(events::PRESENCE, &p).await {
+            // Every node computes the same change and tells its own sockets.
+            if let Err(e) = io.local().emit(events::PRESENCE, &p).await {
                 tracing::debug!(error = %e, "presence broadcast incomplete");
             }
         }
@@ -130,8 +163,8 @@ pub fn install(io: &SocketIo, app: &App) {
 }
 
 /// Connect middleware: checks the token and the session, and works out where replay starts.
-async fn authenticate(
-    socket: SocketRef,
+pub async fn authenticate<A: Adapter>(
+    socket: SocketRef<A>,
     TryData(auth): TryData<ConnectAuth>,
     State(app): State<App>,
 ) -> Result<(), Refusal> {
@@ -195,7 +228,7 @@ async fn heads(app: &App, user: i64) -> Result<Cursor, crate::store::StoreError>
     })
 }
 
-async fn on_connect(socket: SocketRef, State(app): State<App>) {
+pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(app): State<App>) {
     let Some(ConnRef(conn)) = socket.extensions.get::<ConnRef>() else {
         tracing::error!(sid = %socket.id, "socket connected without authentication");
         let _ = socket.disconnect();
@@ -216,22 +249,25 @@ async fn on_connect(socket: SocketRef, State(app): State<App>) {
     socket.on_disconnect(on_disconnect);
 
     let private = app.hub.attach_user(conn.actor.id);
-    if app.hub.presence_join(&conn.actor.username) {
-        app.hub.presence_changed(&conn.actor.username, true);
-    }
+    // Every count change is recorded (the shared store keeps per-node device counts).
+    app.hub.presence_join(&conn.actor.username);
+    app.hub.presence_changed(&conn.actor.username);
     tokio::spawn(pump(socket.clone(), app, conn, private));
 }
 
-async fn on_disconnect(socket: SocketRef, reason: DisconnectReason, State(app): State<App>) {
+async fn on_disconnect<A: Adapter>(
+    socket: SocketRef<A>,
+    reason: DisconnectReason,
+    State(app): State<App>,
+) {
     let Some(ConnRef(conn)) = socket.extensions.get::<ConnRef>() else {
         return;
     };
     tracing::info!(user = %conn.actor.username, sid = %socket.id, ?reason, "disconnected");
     conn.closed.send_replace(true);
     app.hub.detach_user(conn.actor.id);
-    if app.hub.presence_leave(&conn.actor.username) {
-        app.hub.presence_changed(&conn.actor.username, false);
-    }
+    app.hub.presence_leave(&conn.actor.username);
+    app.hub.presence_changed(&conn.actor.username);
 }
 
 pub fn user_room(user: i64) -> String {
@@ -247,7 +283,12 @@ pub fn session_room(session: &str) -> String {
 /// A `reply` event waits a little for a full socket buffer; an ack cannot be retried (the
 /// library consumes it). Either way a lost reply costs nothing: the client retries the same id
 /// and gets the same answer.
-async fn send_reply(socket: &SocketRef, wanted: AckWanted, ack: AckSender, reply: &Reply) {
+async fn send_reply<A: Adapter>(
+    socket: &SocketRef<A>,
+    wanted: AckWanted,
+    ack: AckSender<A>,
+    reply: &Reply,
+) {
     let res = if wanted.0 {
         ack.send(reply)
     } else {
@@ -289,11 +330,11 @@ fn rate_limited(conn: &Conn) -> bool {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn on_request(
-    socket: SocketRef,
+async fn on_request<A: Adapter>(
+    socket: SocketRef<A>,
     Event(event): Event,
     wanted: AckWanted,
-    ack: AckSender,
+    ack: AckSender<A>,
     Extension(ConnRef(conn)): Extension<ConnRef>,
     State(app): State<App>,
     TryData(data): TryData<serde_json::Value>,
@@ -341,10 +382,10 @@ struct Ping {
     id: Option<Uuid>,
 }
 
-async fn on_ping(
-    socket: SocketRef,
+async fn on_ping<A: Adapter>(
+    socket: SocketRef<A>,
     wanted: AckWanted,
-    ack: AckSender,
+    ack: AckSender<A>,
     Extension(ConnRef(conn)): Extension<ConnRef>,
     TryData(data): TryData<Ping>,
 ) {
@@ -366,13 +407,13 @@ async fn on_ping(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn on_typing(
-    socket: SocketRef,
+async fn on_typing<A: Adapter>(
+    socket: SocketRef<A>,
     wanted: AckWanted,
-    ack: AckSender,
+    ack: AckSender<A>,
     Extension(ConnRef(conn)): Extension<ConnRef>,
     State(app): State<App>,
-    io: SocketIo,
+    io: SocketIo<A>,
     TryData(data): TryData<TypingSet>,
 ) {
     let ev = events::TYPING_SET;
@@ -438,11 +479,11 @@ async fn on_typing(
     }
 }
 
-async fn on_unknown(
-    socket: SocketRef,
+async fn on_unknown<A: Adapter>(
+    socket: SocketRef<A>,
     Event(event): Event,
     wanted: AckWanted,
-    ack: AckSender,
+    ack: AckSender<A>,
     TryData(data): TryData<serde_json::Value>,
 ) {
     tracing::warn!(sid = %socket.id, event = %truncate(&event, 64), "unknown event");
@@ -498,9 +539,9 @@ fn merge(reader: i64, a: Vec<Arc<StoredEvent>>, b: Vec<Arc<StoredEvent>>) -> Vec
 }
 
 /// Emits, waiting for a full socket buffer to drain; false if the client is gone or too slow.
-async fn emit_patiently<T: serde::Serialize + ?Sized>(
+async fn emit_patiently<A: Adapter, T: serde::Serialize + ?Sized>(
     app: &App,
-    socket: &SocketRef,
+    socket: &SocketRef<A>,
     event: &str,
     data: &T,
 ) -> bool {
@@ -525,7 +566,12 @@ async fn emit_patiently<T: serde::Serialize + ?Sized>(
 }
 
 /// Delivers the socket's two streams from its cursor onwards, forever, in order.
-async fn pump(socket: SocketRef, app: App, conn: Arc<Conn>, private: Arc<StreamState>) {
+async fn pump<A: Adapter>(
+    socket: SocketRef<A>,
+    app: App,
+    conn: Arc<Conn>,
+    private: Arc<StreamState>,
+) {
     let public = app.hub.public();
     let user = conn.actor.id;
     let mut closed = conn.closed.subscribe();
@@ -610,7 +656,7 @@ async fn pump(socket: SocketRef, app: App, conn: Arc<Conn>, private: Arc<StreamS
             };
             let presence = Presence {
                 snapshot: true,
-                online: app.hub.online(),
+                online: app.hub.snapshot_online(),
                 offline: vec![],
             };
             if !emit_patiently(&app, &socket, events::SYNC, &status).await

@@ -20,7 +20,8 @@ use super::{
 use crate::error::ApiError;
 
 /// A closure run against a connection on a blocking thread.
-pub type Job<T> = Box<dyn FnOnce(&mut dyn Sql) -> Result<T, StoreError> + Send>;
+/// It may run more than once (a Postgres deadlock is retried), hence `Fn`.
+pub type Job<T> = Box<dyn Fn(&mut dyn Sql) -> Result<T, StoreError> + Send>;
 
 /// What a backend provides: connections, transactions, and news of other processes' commits.
 pub trait Backend: Send + Sync + 'static {
@@ -660,7 +661,7 @@ fn apply_once(
 }
 
 fn is_unique_violation(e: &StoreError) -> bool {
-    matches!(e, StoreError::Db(m) if m.contains("UNIQUE") || m.contains("unique") || m.contains("duplicate key"))
+    matches!(e, StoreError::Db(m) if m.contains("UNIQUE constraint") || m.contains("sqlstate 23505"))
 }
 
 #[async_trait]
@@ -684,7 +685,7 @@ impl<B: Backend> Store for SqlStore<B> {
             .write(Box::new(move |db| {
                 let r = db.query_one(
                     "INSERT INTO users(username, password_hash, created_at) VALUES ($1, $2, $3) RETURNING id, username",
-                    &[name.into(), hash.into(), crate::now_ms().into()],
+                    &[name.as_str().into(), hash.as_str().into(), crate::now_ms().into()],
                 )?;
                 user_of(&r)
             }))
@@ -701,7 +702,7 @@ impl<B: Backend> Store for SqlStore<B> {
             .read(Box::new(move |db| {
                 db.query_opt(
                     "SELECT id, username, password_hash FROM users WHERE username = $1",
-                    &[name.into()],
+                    &[name.as_str().into()],
                 )?
                 .map(|r| Ok((user_of(&r)?, r.text(2)?)))
                 .transpose()
@@ -725,7 +726,7 @@ impl<B: Backend> Store for SqlStore<B> {
             .read(Box::new(move |db| {
                 db.query_opt(
                     "SELECT id, username FROM users WHERE username = $1",
-                    &[name.into()],
+                    &[name.as_str().into()],
                 )?
                 .map(|r| user_of(&r))
                 .transpose()
@@ -739,7 +740,7 @@ impl<B: Backend> Store for SqlStore<B> {
             .write(Box::new(move |db| {
                 db.exec(
                     "INSERT INTO sessions(id, user_id, refresh_hash, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
-                    &[s.id.into(), s.user_id.into(), h.into(), s.expires_at.into(), crate::now_ms().into()],
+                    &[s.id.as_str().into(), s.user_id.into(), h.as_str().into(), s.expires_at.into(), crate::now_ms().into()],
                 )?;
                 Ok(())
             }))
@@ -752,7 +753,7 @@ impl<B: Backend> Store for SqlStore<B> {
             .read(Box::new(move |db| {
                 db.query_opt(
                     "SELECT id, user_id, expires_at FROM sessions WHERE id = $1",
-                    &[id.into()],
+                    &[id.as_str().into()],
                 )?
                 .map(|r| session_of(&r))
                 .transpose()
@@ -774,7 +775,12 @@ impl<B: Backend> Store for SqlStore<B> {
                     "UPDATE sessions SET refresh_hash = $1, expires_at = $2
                      WHERE refresh_hash = $3 AND expires_at > $4
                      RETURNING id, user_id, expires_at",
-                    &[new.into(), new_expires_at.into(), old.into(), now.into()],
+                    &[
+                        new.as_str().into(),
+                        new_expires_at.into(),
+                        old.as_str().into(),
+                        now.into(),
+                    ],
                 )?
                 .map(|r| session_of(&r))
                 .transpose()
@@ -791,7 +797,7 @@ impl<B: Backend> Store for SqlStore<B> {
             .write(Box::new(move |db| {
                 db.query_opt(
                     "DELETE FROM sessions WHERE refresh_hash = $1 RETURNING id",
-                    &[h.into()],
+                    &[h.as_str().into()],
                 )?
                 .map(|r| r.text(0))
                 .transpose()
@@ -858,17 +864,17 @@ impl<B: Backend> Store for SqlStore<B> {
                     "INSERT INTO nodes(id, seen_at) VALUES ($1, $2) ON CONFLICT(id) DO UPDATE SET seen_at = excluded.seen_at",
                     &[node.as_str().into(), now.into()],
                 )?;
-                for (username, devices) in changes {
-                    if devices > 0 {
+                for (username, devices) in &changes {
+                    if *devices > 0 {
                         db.exec(
                             "INSERT INTO presence(node_id, username, devices) VALUES ($1, $2, $3)
                              ON CONFLICT(node_id, username) DO UPDATE SET devices = excluded.devices",
-                            &[node.as_str().into(), username.into(), devices.into()],
+                            &[node.as_str().into(), username.as_str().into(), (*devices).into()],
                         )?;
                     } else {
                         db.exec(
                             "DELETE FROM presence WHERE node_id = $1 AND username = $2",
-                            &[node.as_str().into(), username.into()],
+                            &[node.as_str().into(), username.as_str().into()],
                         )?;
                     }
                 }

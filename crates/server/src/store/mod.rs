@@ -1,7 +1,10 @@
 //! Storage behind one trait, so the embedded SQLite default and a shared database can be swapped
 //! without touching the socket layer.
 
+#[cfg(test)]
+mod conformance;
 pub mod logic;
+pub mod postgres;
 pub mod sql;
 pub mod sqlite;
 

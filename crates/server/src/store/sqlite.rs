@@ -205,31 +205,7 @@ impl Backend for SqliteBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Actor, Store};
-    use papo_protocol::{
-        ChatSend, DmSend, ErrorCode, EventBody, NotificationKind, PostAction, PostCreate, Request,
-    };
-
-    fn open_temp() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("t.db"), Durability::Normal).unwrap();
-        (dir, store)
-    }
-
-    async fn actor(store: &SqliteStore, name: &str) -> Actor {
-        let u = store.create_user(name, "hash").await.unwrap();
-        Actor {
-            id: u.id,
-            username: u.username,
-        }
-    }
-
-    fn chat(text: &str) -> Request {
-        Request::ChatSend(ChatSend {
-            id: Uuid::now_v7(),
-            text: text.into(),
-        })
-    }
+    use crate::store::Store;
 
     #[tokio::test]
     async fn reopening_keeps_the_epoch_and_refuses_a_newer_schema() {
@@ -254,120 +230,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_repeated_client_id_returns_the_stored_reply_and_writes_nothing() {
-        let (_d, store) = open_temp();
-        let ana = actor(&store, "ana").await;
-        let req = chat("oi");
-        let first = store.apply(&ana, &req).await.unwrap();
-        assert!(first.reply.ok);
-        assert_eq!(first.written.len(), 1);
-        let again = store.apply(&ana, &req).await.unwrap();
-        assert_eq!(again.reply, first.reply);
-        assert!(again.written.is_empty());
-        assert_eq!(store.head(StreamKey::Public).await.unwrap(), 1);
-        // The same id from another user is a different request (ids are per user).
-        let bia = actor(&store, "bia").await;
-        let other = store.apply(&bia, &req).await.unwrap();
-        assert!(other.reply.ok);
-        assert_eq!(store.head(StreamKey::Public).await.unwrap(), 2);
-    }
-
-    #[tokio::test]
-    async fn a_refused_request_leaves_no_partial_write_and_is_remembered() {
-        let (_d, store) = open_temp();
-        let ana = actor(&store, "ana").await;
-        let req = Request::DmSend(DmSend {
-            id: Uuid::now_v7(),
-            to: "nobody".into(),
-            text: "oi".into(),
-        });
-        let r = store.apply(&ana, &req).await.unwrap();
-        assert_eq!(r.reply.error.as_ref().unwrap().code, ErrorCode::NotFound);
-        assert!(r.written.is_empty());
-        let count: i64 = store
-            .backend
-            .writer
-            .lock()
-            .unwrap()
-            .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(count, 0);
-        // Even once "nobody" exists, the same id keeps its first answer.
-        actor(&store, "nobody").await;
-        let again = store.apply(&ana, &req).await.unwrap();
-        assert_eq!(again.reply, r.reply);
-    }
-
-    #[tokio::test]
-    async fn sequences_stay_gap_free_under_concurrent_writers() {
-        let (_d, store) = open_temp();
-        let store = Arc::new(store);
-        let mut tasks = Vec::new();
-        for w in 0..8 {
-            let store = store.clone();
-            let a = actor(&store, &format!("writer{w}")).await;
-            tasks.push(tokio::spawn(async move {
-                for i in 0..40 {
-                    let r = store.apply(&a, &chat(&format!("{w}-{i}"))).await.unwrap();
-                    assert!(r.reply.ok);
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let evs = store
-            .read_events(StreamKey::Public, 0, 10_000)
-            .await
-            .unwrap();
-        let seqs: Vec<u64> = evs.iter().map(|e| e.event.seq).collect();
-        assert_eq!(seqs, (1..=320).collect::<Vec<u64>>());
-        assert!(evs.windows(2).all(|w| w[0].event.at <= w[1].event.at));
-        assert_eq!(store.head(StreamKey::Public).await.unwrap(), 320);
-    }
-
-    #[tokio::test]
-    async fn likes_count_once_per_user_and_notify_the_author_only() {
-        let (_d, store) = open_temp();
-        let ana = actor(&store, "ana").await;
-        let bia = actor(&store, "bia").await;
-        let post = store
-            .apply(
-                &ana,
-                &Request::PostCreate(PostCreate {
-                    id: Uuid::now_v7(),
-                    text: "p".into(),
-                }),
+    async fn a_version_1_database_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            // A database as the first release left it: schema 1 and some data.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute(
+                "INSERT INTO users(username, password_hash, created_at) VALUES ('ana', 'h', 1)",
+                [],
             )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path, Durability::Full).unwrap();
+        assert!(store.user_by_name("ana").await.unwrap().is_some());
+        let online = store
+            .sync_presence("node", vec![("ana".into(), 1)], 5000)
             .await
             .unwrap();
-        let post_id = match post.reply.result.unwrap().event.unwrap().body {
-            EventBody::PostCreated(p) => p.id,
-            other => panic!("{other:?}"),
-        };
-        let like = |id| Request::PostLike(PostAction { id, post_id });
-        let first = store.apply(&bia, &like(Uuid::now_v7())).await.unwrap();
-        assert_eq!(
-            first.written.len(),
-            2,
-            "the like and the author's notification"
-        );
-        let second = store.apply(&bia, &like(Uuid::now_v7())).await.unwrap();
-        assert!(second.reply.ok && second.written.is_empty());
-        let own = store.apply(&ana, &like(Uuid::now_v7())).await.unwrap();
-        assert_eq!(
-            own.written.len(),
-            1,
-            "no notification for liking my own post"
-        );
-        let private = store
-            .read_events(StreamKey::User(ana.id), 0, 10)
-            .await
-            .unwrap();
-        assert_eq!(private.len(), 1);
-        assert!(matches!(
-            &private[0].event.body,
-            EventBody::Notification(n) if n.kind == NotificationKind::Like && n.actor == "bia"
-        ));
+        assert_eq!(online, vec!["ana".to_string()]);
     }
 }

@@ -1,0 +1,301 @@
+//! One behaviour suite, run unchanged against every store backend (SQLite always; Postgres when
+//! `PAPO_TEST_POSTGRES_URL` names a database whose role may create databases — the project's
+//! test command sets it and `PAPO_REQUIRE_POSTGRES=1`, so there it cannot be skipped).
+
+use std::sync::Arc;
+
+use papo_protocol::{
+    ChatSend, DmSend, ErrorCode, EventBody, NotificationKind, PostAction, PostCreate, Request,
+};
+use uuid::Uuid;
+
+use super::postgres::PostgresStore;
+use super::sqlite::{Durability, SqliteStore};
+use super::{Actor, Store, StreamKey};
+
+/// A fresh, empty store, and whatever must live as long as it.
+pub struct Fresh {
+    pub store: Arc<dyn Store>,
+    _guard: Box<dyn std::any::Any + Send>,
+}
+
+pub fn sqlite() -> Fresh {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.db"), Durability::Normal).unwrap();
+    Fresh {
+        store: Arc::new(store),
+        _guard: Box::new(dir),
+    }
+}
+
+/// A fresh database on the test Postgres server, or None when none is configured.
+pub fn postgres() -> Option<Fresh> {
+    let Ok(url) = std::env::var("PAPO_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("PAPO_REQUIRE_POSTGRES").is_none(),
+            "PAPO_REQUIRE_POSTGRES is set but PAPO_TEST_POSTGRES_URL is not"
+        );
+        eprintln!("SKIPPED: set PAPO_TEST_POSTGRES_URL to run the Postgres backend");
+        return None;
+    };
+    let name = format!("papo_t_{}", Uuid::new_v4().simple());
+    // The synchronous client must not run on an async worker thread.
+    let store = std::thread::spawn(move || {
+        let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("test Postgres");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        let mut config: postgres::Config = url.parse().unwrap();
+        config.dbname(&name);
+        PostgresStore::open_with(config).unwrap()
+    })
+    .join()
+    .unwrap();
+    Some(Fresh {
+        store: Arc::new(store),
+        _guard: Box::new(()),
+    })
+}
+
+async fn actor(store: &dyn Store, name: &str) -> Actor {
+    let u = store.create_user(name, "hash").await.unwrap();
+    Actor {
+        id: u.id,
+        username: u.username,
+    }
+}
+
+fn chat(text: &str) -> Request {
+    Request::ChatSend(ChatSend {
+        id: Uuid::now_v7(),
+        text: text.into(),
+    })
+}
+
+pub async fn usernames_are_unique(store: Arc<dyn Store>) {
+    actor(&*store, "ana").await;
+    let err = store.create_user("ana", "other").await.err().unwrap();
+    assert!(matches!(err, super::StoreError::UsernameTaken), "{err}");
+    assert_eq!(
+        store.user_credentials("ana").await.unwrap().unwrap().1,
+        "hash"
+    );
+}
+
+pub async fn a_repeated_client_id_returns_the_stored_reply_and_writes_nothing(
+    store: Arc<dyn Store>,
+) {
+    let ana = actor(&*store, "ana").await;
+    let req = chat("oi");
+    let first = store.apply(&ana, &req).await.unwrap();
+    assert!(first.reply.ok);
+    assert_eq!(first.written.len(), 1);
+    let again = store.apply(&ana, &req).await.unwrap();
+    assert_eq!(again.reply, first.reply);
+    assert!(again.written.is_empty());
+    assert_eq!(store.head(StreamKey::Public).await.unwrap(), 1);
+    // The same id from another user is a different request (ids are per user).
+    let bia = actor(&*store, "bia").await;
+    assert!(store.apply(&bia, &req).await.unwrap().reply.ok);
+    assert_eq!(store.head(StreamKey::Public).await.unwrap(), 2);
+    // Reusing an id for another kind of request is refused.
+    let other = Request::PostCreate(PostCreate {
+        id: req.client_id(),
+        text: "x".into(),
+    });
+    let conflict = store.apply(&ana, &other).await.unwrap();
+    assert_eq!(conflict.reply.error.unwrap().code, ErrorCode::IdConflict);
+}
+
+pub async fn a_refused_request_writes_nothing_and_keeps_its_answer(store: Arc<dyn Store>) {
+    let ana = actor(&*store, "ana").await;
+    let req = Request::DmSend(DmSend {
+        id: Uuid::now_v7(),
+        to: "nobody".into(),
+        text: "oi".into(),
+    });
+    let r = store.apply(&ana, &req).await.unwrap();
+    assert_eq!(r.reply.error.as_ref().unwrap().code, ErrorCode::NotFound);
+    assert!(r.written.is_empty());
+    assert_eq!(store.head(StreamKey::User(ana.id)).await.unwrap(), 0);
+    // Even once "nobody" exists, the same id keeps its first answer.
+    actor(&*store, "nobody").await;
+    assert_eq!(store.apply(&ana, &req).await.unwrap().reply, r.reply);
+}
+
+pub async fn sequences_stay_gap_free_under_concurrent_writers(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for w in 0..6 {
+        let store = store.clone();
+        let a = actor(&*store, &format!("writer{w}")).await;
+        let peer = format!("writer{}", (w + 1) % 6);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                assert!(
+                    store
+                        .apply(&a, &chat(&format!("{w}-{i}")))
+                        .await
+                        .unwrap()
+                        .reply
+                        .ok
+                );
+                // Crossing DMs lock two private streams in opposite orders.
+                let dm = Request::DmSend(DmSend {
+                    id: Uuid::now_v7(),
+                    to: peer.clone(),
+                    text: format!("dm {w}-{i}"),
+                });
+                let r = store.apply(&a, &dm).await.unwrap();
+                assert!(r.reply.ok || r.reply.error.unwrap().code == ErrorCode::NotFound);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let evs = store
+        .read_events(StreamKey::Public, 0, 10_000)
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = evs.iter().map(|e| e.event.seq).collect();
+    assert_eq!(seqs, (1..=150).collect::<Vec<u64>>());
+    assert_eq!(store.head(StreamKey::Public).await.unwrap(), 150);
+    let w0 = store.user_by_name("writer0").await.unwrap().unwrap();
+    let private = store
+        .read_events(StreamKey::User(w0.id), 0, 10_000)
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = private.iter().map(|e| e.event.seq).collect();
+    assert_eq!(seqs, (1..=private.len() as u64).collect::<Vec<u64>>());
+}
+
+pub async fn likes_count_once_per_user_and_notify_the_author_only(store: Arc<dyn Store>) {
+    let ana = actor(&*store, "ana").await;
+    let bia = actor(&*store, "bia").await;
+    let post = store
+        .apply(
+            &ana,
+            &Request::PostCreate(PostCreate {
+                id: Uuid::now_v7(),
+                text: "p".into(),
+            }),
+        )
+        .await
+        .unwrap();
+    let post_id = match post.reply.result.unwrap().event.unwrap().body {
+        EventBody::PostCreated(p) => p.id,
+        other => panic!("{other:?}"),
+    };
+    let like = |id| Request::PostLike(PostAction { id, post_id });
+    let first = store.apply(&bia, &like(Uuid::now_v7())).await.unwrap();
+    assert_eq!(
+        first.written.len(),
+        2,
+        "the like and the author's notification"
+    );
+    let second = store.apply(&bia, &like(Uuid::now_v7())).await.unwrap();
+    assert!(second.reply.ok && second.written.is_empty());
+    let own = store.apply(&ana, &like(Uuid::now_v7())).await.unwrap();
+    assert_eq!(
+        own.written.len(),
+        1,
+        "no notification for liking my own post"
+    );
+    match &own.reply.result.unwrap().event.unwrap().body {
+        EventBody::PostLiked(l) => assert_eq!(l.like_count, 2),
+        other => panic!("{other:?}"),
+    }
+    let private = store
+        .read_events(StreamKey::User(ana.id), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(private.len(), 1);
+    assert!(matches!(
+        &private[0].event.body,
+        EventBody::Notification(n) if n.kind == NotificationKind::Like && n.actor == "bia"
+    ));
+}
+
+pub async fn sessions_rotate_and_revoke(store: Arc<dyn Store>) {
+    let ana = actor(&*store, "ana").await;
+    let s = super::SessionRow {
+        id: "s1".into(),
+        user_id: ana.id,
+        expires_at: crate::now_ms() + 60_000,
+    };
+    store.create_session(&s, "h1").await.unwrap();
+    assert_eq!(store.session("s1").await.unwrap(), Some(s.clone()));
+    let now = crate::now_ms();
+    let rotated = store
+        .rotate_refresh("h1", "h2", now + 120_000, now)
+        .await
+        .unwrap();
+    assert_eq!(rotated.unwrap().id, "s1");
+    assert!(store
+        .rotate_refresh("h1", "h3", now, now)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store.delete_session_by_refresh("h2").await.unwrap(),
+        Some("s1".into())
+    );
+    assert!(store.session("s1").await.unwrap().is_none());
+}
+
+pub async fn presence_spans_nodes_and_expires_with_a_dead_node(store: Arc<dyn Store>) {
+    let on_a = store
+        .sync_presence("a", vec![("ana".into(), 2)], 5_000)
+        .await
+        .unwrap();
+    assert_eq!(on_a, vec!["ana".to_string()]);
+    let on_b = store
+        .sync_presence("b", vec![("bia".into(), 1), ("ana".into(), 1)], 5_000)
+        .await
+        .unwrap();
+    assert_eq!(on_b, vec!["ana".to_string(), "bia".to_string()]);
+    // ana leaves node b but is still on node a.
+    let now = store
+        .sync_presence("b", vec![("ana".into(), 0)], 5_000)
+        .await
+        .unwrap();
+    assert_eq!(now, vec!["ana".to_string(), "bia".to_string()]);
+    // Seen from a node whose window is tiny, nodes a and b have not beaten recently: offline.
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let later = store.sync_presence("c", vec![], 10).await.unwrap();
+    assert!(later.is_empty(), "{later:?}");
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let fresh = super::sqlite();
+                    super::$name(fresh.store.clone()).await;
+                }
+            )*
+        }
+        mod postgres_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(fresh) = super::postgres() {
+                        super::$name(fresh.store.clone()).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    usernames_are_unique,
+    a_repeated_client_id_returns_the_stored_reply_and_writes_nothing,
+    a_refused_request_writes_nothing_and_keeps_its_answer,
+    sequences_stay_gap_free_under_concurrent_writers,
+    likes_count_once_per_user_and_notify_the_author_only,
+    sessions_rotate_and_revoke,
+    presence_spans_nodes_and_expires_with_a_dead_node,
+);
