@@ -4,6 +4,8 @@ use papo_protocol::http::{Credentials, ErrorResponse, Health, RefreshRequest, Se
 use papo_protocol::{ErrorBody, ErrorCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why an account request failed.
@@ -46,10 +48,12 @@ impl ApiError {
     }
 }
 
-/// Client of the account endpoints.
+/// Client of the account endpoints. Given several nodes of one deployment (comma-separated),
+/// it uses the one that last answered and moves on to the others when it is unreachable.
 #[derive(Clone, Debug)]
 pub struct Api {
-    base: String,
+    bases: Vec<String>,
+    preferred: Arc<AtomicUsize>,
     http: reqwest::Client,
 }
 
@@ -62,13 +66,35 @@ impl Api {
             .build()
             .expect("reqwest client builds");
         Api {
-            base: base_url.trim_end_matches('/').to_string(),
+            bases: crate::supervisor::server_urls(base_url),
+            preferred: Arc::new(AtomicUsize::new(0)),
             http,
         }
     }
 
+    /// The node currently used.
     pub fn base_url(&self) -> &str {
-        &self.base
+        &self.bases[self.preferred.load(Ordering::Relaxed) % self.bases.len()]
+    }
+
+    /// Sends a request to the preferred node, then to the others while they are unreachable.
+    async fn send(
+        &self,
+        make: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ApiError> {
+        let first = self.preferred.load(Ordering::Relaxed);
+        let mut last = None;
+        for i in 0..self.bases.len() {
+            let idx = (first + i) % self.bases.len();
+            match make(&self.bases[idx]).send().await {
+                Ok(resp) => {
+                    self.preferred.store(idx, Ordering::Relaxed);
+                    return Ok(resp);
+                }
+                Err(e) => last = Some(ApiError::Network(e.without_url().to_string())),
+            }
+        }
+        Err(last.unwrap_or_else(|| ApiError::Network("no server configured".into())))
     }
 
     pub async fn register(&self, creds: &Credentials) -> Result<Session, ApiError> {
@@ -93,12 +119,8 @@ impl Api {
             refresh_token: refresh_token.to_string(),
         };
         let resp = self
-            .http
-            .post(format!("{}/api/logout", self.base))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+            .send(|base| self.http.post(format!("{base}/api/logout")).json(&body))
+            .await?;
         if resp.status().is_success() {
             Ok(())
         } else {
@@ -108,11 +130,8 @@ impl Api {
 
     pub async fn health(&self) -> Result<Health, ApiError> {
         let resp = self
-            .http
-            .get(format!("{}/healthz", self.base))
-            .send()
-            .await
-            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+            .send(|base| self.http.get(format!("{base}/healthz")))
+            .await?;
         if !resp.status().is_success() {
             return Err(Self::error_from(resp).await);
         }
@@ -127,12 +146,8 @@ impl Api {
         body: &B,
     ) -> Result<R, ApiError> {
         let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+            .send(|base| self.http.post(format!("{base}{path}")).json(body))
+            .await?;
         if !resp.status().is_success() {
             return Err(Self::error_from(resp).await);
         }

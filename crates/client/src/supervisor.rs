@@ -56,7 +56,9 @@ impl std::fmt::Debug for WallClock {
 /// Timeouts and pacing of the supervisor.
 #[derive(Debug, Clone)]
 pub struct SupervisorConfig {
-    /// Server base URL, e.g. `http://127.0.0.1:8080`.
+    /// Server base URL, e.g. `http://127.0.0.1:8080`; several nodes of one deployment may be
+    /// given separated by commas, and the supervisor moves to the next one when a connection
+    /// attempt fails (resuming by cursor there).
     pub server_url: String,
     pub connect_timeout: Duration,
     pub open_timeout: Duration,
@@ -201,6 +203,7 @@ pub fn spawn(
         signed_out: false,
         shutdown_ack: None,
         outbox_backoff,
+        server: 0,
     };
     tokio::spawn(sup.run());
     SupervisorHandle {
@@ -249,6 +252,22 @@ struct Supervisor {
     signed_out: bool,
     shutdown_ack: Option<oneshot::Sender<()>>,
     outbox_backoff: Backoff,
+    /// Index of the server (in `server_urls`) the next attempt goes to.
+    server: usize,
+}
+
+/// The servers of a comma-separated `server_url`, in order.
+pub fn server_urls(server_url: &str) -> Vec<String> {
+    let urls: Vec<String> = server_url
+        .split(',')
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() {
+        vec![server_url.to_string()]
+    } else {
+        urls
+    }
 }
 
 /// Token bucket pacing outbox sends under the server's rate limit.
@@ -313,7 +332,12 @@ impl Supervisor {
                 End::Again => continue,
                 End::Failed { reason, stable } => {
                     if stable {
+                        // A session that lasted: its server is worth one more try.
                         backoff.reset();
+                    } else {
+                        // This server is down or failing: the next attempt goes to the next
+                        // node, if there is one.
+                        self.server = self.server.wrapping_add(1);
                     }
                     reason
                 }
@@ -465,7 +489,8 @@ impl Supervisor {
         let auth = serde_json::to_value(&auth).expect("auth serializes");
         let (tx, mut rx) = mpsc::unbounded_channel();
         let transport = self.transport.clone();
-        let url = self.config.server_url.clone();
+        let urls = server_urls(&self.config.server_url);
+        let url = urls[self.server % urls.len()].clone();
         let connect = timeout(
             self.config.connect_timeout,
             transport.connect(&url, auth, tx),

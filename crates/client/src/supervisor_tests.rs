@@ -31,6 +31,7 @@ struct Fake {
     connects: Mutex<Vec<Instant>>,
     emitted: Arc<Mutex<Vec<(String, serde_json::Value)>>>,
     auths: Mutex<Vec<serde_json::Value>>,
+    urls: Mutex<Vec<String>>,
 }
 
 impl Fake {
@@ -65,11 +66,12 @@ struct FakeLink {
 impl Transport for Fake {
     async fn connect(
         &self,
-        _url: &str,
+        url: &str,
         auth: serde_json::Value,
         inbound: mpsc::UnboundedSender<Inbound>,
     ) -> Result<Box<dyn Link>, TransportError> {
         self.connects.lock().unwrap().push(Instant::now());
+        self.urls.lock().unwrap().push(url.to_string());
         self.auths.lock().unwrap().push(auth);
         let b = self
             .script
@@ -460,4 +462,28 @@ async fn the_durable_cursor_and_epoch_are_sent_on_reconnect() {
     assert_eq!(last["epoch"], "e1");
     assert_eq!(last["token"], "tok");
     assert!(auths[0].get("cursor").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_stays_down_is_left_for_the_next_node() {
+    let mut c = config();
+    c.server_url = "http://node-a:1, http://node-b:2/".into();
+    let fake = Fake::new(Behaviour::Healthy, &[Behaviour::Fail, Behaviour::Fail]);
+    let s = setup(fake.clone(), c, true);
+    let mut rx = s.handle.watch_state();
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    // a fails, b fails, back to a which answers; every attempt carried the cursor.
+    assert_eq!(
+        *fake.urls.lock().unwrap(),
+        vec!["http://node-a:1", "http://node-b:2", "http://node-a:1"]
+    );
+}
+
+#[test]
+fn server_lists_are_split_and_trimmed() {
+    assert_eq!(
+        server_urls("http://a:1/, ,http://b:2"),
+        vec!["http://a:1".to_string(), "http://b:2".to_string()]
+    );
+    assert_eq!(server_urls("http://a:1"), vec!["http://a:1".to_string()]);
 }
