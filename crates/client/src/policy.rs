@@ -59,16 +59,6 @@ pub struct PolicyContext<'a> {
     pub settings: &'a NotificationSettings,
 }
 
-fn excerpt(text: &str) -> String {
-    const MAX: usize = 140;
-    if text.chars().count() <= MAX {
-        text.to_string()
-    } else {
-        let mut s: String = text.chars().take(MAX - 1).collect();
-        s.push('…');
-        s
-    }
-}
 
 /// Decides whether `event` deserves an OS notification.
 ///
@@ -87,7 +77,7 @@ pub fn decide(event: &EventBody, ctx: &PolicyContext<'_>) -> Option<OsNotificati
             let conv = conversation::dm(&m.from);
             OsNotification {
                 title: m.from.clone(),
-                body: excerpt(&m.text),
+                body: papo_protocol::excerpt(&m.text),
                 target: Target::Conversation { id: conv.clone() },
                 group: conv,
             }
@@ -131,7 +121,7 @@ pub fn decide(event: &EventBody, ctx: &PolicyContext<'_>) -> Option<OsNotificati
             }
             OsNotification {
                 title,
-                body: n.excerpt.as_deref().map(excerpt).unwrap_or_default(),
+                body: n.excerpt.as_deref().map(papo_protocol::excerpt).unwrap_or_default(),
                 target,
                 group,
             }

@@ -694,6 +694,21 @@ pub fn valid_username(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// Longest excerpt of a DM or comment carried in a notification, in characters.
+pub const EXCERPT_CHARS: usize = 140;
+
+/// The start of a text, at most [`EXCERPT_CHARS`] characters, with `…` when it was cut. Used for
+/// notification excerpts on the server and notification bodies on clients.
+pub fn excerpt(text: &str) -> String {
+    if text.chars().count() <= EXCERPT_CHARS {
+        text.to_string()
+    } else {
+        let mut s: String = text.chars().take(EXCERPT_CHARS - 1).collect();
+        s.push('…');
+        s
+    }
+}
+
 /// Text rule shared by server and clients: not blank, at most [`MAX_TEXT_CHARS`] characters.
 pub fn valid_text(text: &str) -> bool {
     !text.trim().is_empty() && text.chars().count() <= MAX_TEXT_CHARS
@@ -780,6 +795,10 @@ mod tests {
         assert!(!valid_text("   "));
         assert!(!valid_text(&"x".repeat(MAX_TEXT_CHARS + 1)));
         assert!(valid_text(&"é".repeat(MAX_TEXT_CHARS)));
+        assert_eq!(excerpt("oi"), "oi");
+        let long = excerpt(&"á".repeat(500));
+        assert_eq!(long.chars().count(), EXCERPT_CHARS);
+        assert!(long.ends_with('…'));
     }
 
     #[test]

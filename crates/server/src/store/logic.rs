@@ -174,16 +174,6 @@ fn check_text(text: &str) -> Result<(), TxError> {
     }
 }
 
-fn excerpt(text: &str) -> String {
-    const MAX: usize = 140;
-    if text.chars().count() <= MAX {
-        text.to_string()
-    } else {
-        let mut s: String = text.chars().take(MAX - 1).collect();
-        s.push('…');
-        s
-    }
-}
 
 fn find_user(db: &mut dyn Sql, username: &str) -> Result<User, TxError> {
     match db.query_opt(
@@ -227,7 +217,7 @@ fn notify(
     if recipient == actor.id {
         return Ok(()); // never for my own actions
     }
-    let excerpt = about.text.map(excerpt);
+    let excerpt = about.text.map(papo_protocol::excerpt);
     let id = db
         .query_one(
             "INSERT INTO notifications(user_id, kind, actor_id, post_id, comment_id, message_id, excerpt, created_at)
