@@ -6,6 +6,15 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 pkgs=(build-essential pkg-config libssl-dev python3 curl ca-certificates)
+# The desktop app (Tauri 2 on WebKitGTK 4.1); the tray library is loaded at run time.
+pkgs+=(file libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev)
+if [ "$what" = test ]; then
+  # Headless desktop end-to-end: X server, session bus, WebKitWebDriver, screenshots.
+  pkgs+=(xvfb xauth dbus-x11 dbus-bin dbus-daemon webkit2gtk-driver imagemagick x11-utils
+    libglib2.0-bin at-spi2-core)
+  # Scale-out tests: a shared database and the Socket.IO Redis adapter, on loopback.
+  pkgs+=(postgresql postgresql-client redis-server)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

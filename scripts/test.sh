@@ -8,6 +8,9 @@ ROOT=$PWD
 bash scripts/install-deps.sh test
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+echo "== desktop UI: npm ci, build (the app embeds ui/dist at compile time)"
+npm ci --prefix ui --no-audit --no-fund --loglevel=error
+npm run --prefix ui build
 echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"
@@ -22,10 +25,17 @@ echo "== npm peers (official socket.io-client and socket.io server)"
 npm ci --prefix crates/server/tests/node --no-audit --no-fund --loglevel=error
 npm ci --prefix crates/client/tests/node --no-audit --no-fund --loglevel=error
 export PAPO_REQUIRE_NODE=1
+echo "== Postgres and Redis on loopback (scale-out tests)"
+eval "$(bash scripts/test-services.sh)"
 
 echo "== cargo test"
 cargo test --workspace --locked
 
 echo "== server interop suite (official socket.io-client)"
 (cd crates/server/tests/node && npm test)
+echo "== desktop UI: type check and unit tests (Vitest)"
+npm run --prefix ui check
+npm run --prefix ui test
+echo "== desktop app: end-to-end on the real binary (Xvfb, WebKitWebDriver, papo-server, papo-cli)"
+E2E_SKIP_BUILD=1 bash scripts/e2e.sh
 echo "== all tests passed"

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Cold-start benchmark of the desktop app (a benchmark, not a test): seeds a cache of 100k
+# messages (+2k posts) through the core's cache API, then starts the release app N times with no
+# server reachable and measures the time from exec to "feed rendered" (the UI reports it through
+# the `feed_rendered` command once the first page is painted; PAPO_EXIT_AFTER_FEED=1 exits).
+# Usage: scripts/bench-desktop.sh [runs=7] [messages=100000]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-7}
+MESSAGES=${2:-100000}
+[ -d ui/node_modules ] || npm ci --prefix ui --no-audit --no-fund --loglevel=error
+npm run --prefix ui build >/dev/null
+cargo build --release --locked -p papo --bin papo --example seed_cache
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+DATA=$(mktemp -d)
+trap 'rm -rf "$DATA"' EXIT
+"$TARGET_DIR/release/examples/seed_cache" "$DATA" "$MESSAGES" 2000
+ls -la "$DATA"
+export PAPO_APP_BIN="$TARGET_DIR/release/papo" PAPO_DATA_DIR="$DATA" RUNS
+exec xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- python3 - <<'PY'
+import os, statistics, subprocess, time
+app, runs = os.environ["PAPO_APP_BIN"], int(os.environ["RUNS"])
+env = dict(os.environ, PAPO_EXIT_AFTER_FEED="1", PAPO_SERVER="http://127.0.0.1:9", RUST_LOG="warn")
+walls, inner = [], []
+for i in range(runs):
+    t0 = time.perf_counter()
+    p = subprocess.Popen([app], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = ""
+    for line in p.stdout:
+        if line.startswith("PAPO_FEED_RENDERED_MS="):
+            break
+    wall = (time.perf_counter() - t0) * 1000
+    p.wait(timeout=30)
+    if not line.startswith("PAPO_FEED_RENDERED_MS="):
+        raise SystemExit(f"run {i}: the app exited without rendering the feed")
+    ms = float(line.split()[0].split("=")[1])
+    walls.append(wall); inner.append(ms)
+    print(f"run {i + 1}: exec -> feed rendered {wall:.0f} ms (in-process {ms:.0f} ms; {line.split()[1]})")
+print(f"cold start to feed rendered, {runs} runs: median {statistics.median(walls):.0f} ms, "
+      f"min {min(walls):.0f} ms, max {max(walls):.0f} ms (first run {walls[0]:.0f} ms)")
+PY

@@ -1,0 +1,333 @@
+//! The Tauri commands the UI calls. Each one is a thin call into the core; values are converted
+//! to their UI twins (`ui_types`), errors to `{code, message}`.
+
+use crate::compose::{self, Action};
+use crate::ui_types::{self as ui, to_ui, Boot, ComposeTarget, Sent, Settings, UiError};
+use crate::AppState;
+use papo_client::{Core, CoreError, PageKey};
+use serde::Serialize;
+use tauri::State;
+use uuid::Uuid;
+
+type Res<T> = Result<T, UiError>;
+
+impl From<CoreError> for UiError {
+    fn from(e: CoreError) -> Self {
+        UiError {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<compose::ComposeError> for UiError {
+    fn from(e: compose::ComposeError) -> Self {
+        UiError {
+            code: match e {
+                compose::ComposeError::MsgUsage => "msg_usage",
+                compose::ComposeError::Empty => "empty",
+                compose::ComposeError::BadConversation(_) => "invalid_input",
+            }
+            .into(),
+            message: e.to_string(),
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> UiError {
+    UiError {
+        code: "internal".into(),
+        message: e.to_string(),
+    }
+}
+
+fn conv<T: Serialize, U: serde::de::DeserializeOwned>(v: &T) -> Res<U> {
+    to_ui(v).map_err(internal)
+}
+
+fn key(k: Option<ui::PageKey>) -> Option<PageKey> {
+    k.map(|k| PageKey { at: k.at, sk: k.sk })
+}
+
+fn uuid(s: &str) -> Res<Uuid> {
+    Uuid::parse_str(s).map_err(|e| UiError {
+        code: "invalid_input".into(),
+        message: e.to_string(),
+    })
+}
+
+/// The UI is up: everything it needs to draw, plus the events queued while it loaded.
+#[tauri::command(rename_all = "snake_case")]
+pub fn ui_ready(state: State<'_, AppState>) -> Res<Boot> {
+    state.mark("ui_ready");
+    let core = state.core();
+    let connection = conv(&core.connection_state())?;
+    let session = !matches!(
+        core.connection_state(),
+        papo_client::ConnectionState::SignedOut { .. } | papo_client::ConnectionState::Stopped
+    );
+    Ok(Boot {
+        me: core.me(),
+        session,
+        server_url: state.server_url(),
+        connection,
+        settings: state.settings.lock().unwrap().clone(),
+        queued: state.bridge.ready(),
+        os_locale: crate::os_locale(),
+    })
+}
+
+/// Signs in (or creates the account), reconnecting to another server if the URL changed.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn sign_in(
+    state: State<'_, AppState>,
+    app: tauri::AppHandle,
+    server_url: String,
+    username: String,
+    password: String,
+    create: bool,
+) -> Res<String> {
+    let server_url = server_url.trim().trim_end_matches('/').to_string();
+    if !server_url.is_empty() && server_url != state.server_url() {
+        state.switch_server(&app, &server_url).await?;
+    }
+    let core = state.core();
+    let username = username.trim().to_lowercase();
+    let me = if create {
+        core.register(&username, &password).await?
+    } else {
+        core.login(&username, &password).await?
+    };
+    Ok(me)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn sign_out(state: State<'_, AppState>) -> Res<()> {
+    state.core().sign_out().await;
+    Ok(())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn retry_now(state: State<'_, AppState>) {
+    state.core().retry_now();
+}
+
+/// Sends what was typed in a composer (`/msg user text` from any composer is a DM).
+#[tauri::command(rename_all = "snake_case")]
+pub fn compose(state: State<'_, AppState>, target: ComposeTarget, text: String) -> Res<Sent> {
+    let core = state.core();
+    let (id, conversation) = match compose::parse(&target, &text)? {
+        Action::Chat { text } => (
+            core.send_chat(&text)?,
+            Some(papo_protocol::conversation::PUBLIC.to_string()),
+        ),
+        Action::Dm { to, text } => (
+            core.send_dm(&to, &text)?,
+            Some(papo_protocol::conversation::dm(&to)),
+        ),
+        Action::Post { text } => (core.create_post(&text)?, None),
+        Action::Comment { post_id, text } => (core.comment(post_id, &text)?, None),
+    };
+    Ok(Sent {
+        client_id: id.to_string(),
+        conversation,
+    })
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn edit_post(state: State<'_, AppState>, post_id: i64, text: String) -> Res<()> {
+    state.core().edit_post(post_id, &text)?;
+    Ok(())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn delete_post(state: State<'_, AppState>, post_id: i64) -> Res<()> {
+    state.core().delete_post(post_id)?;
+    Ok(())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn set_like(state: State<'_, AppState>, post_id: i64, liked: bool) -> Res<()> {
+    let core = state.core();
+    if liked {
+        core.like(post_id)?;
+    } else {
+        core.unlike(post_id)?;
+    }
+    Ok(())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn set_follow(state: State<'_, AppState>, username: String, follow: bool) -> Res<()> {
+    let core = state.core();
+    if follow {
+        core.follow(&username)?;
+    } else {
+        core.unfollow(&username)?;
+    }
+    Ok(())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn is_following(state: State<'_, AppState>, username: String) -> Res<bool> {
+    let core = state.core();
+    let Some(me) = core.me() else {
+        return Ok(false);
+    };
+    Ok(core
+        .cache()
+        .follows(&me, &username)
+        .map_err(CoreError::from)?)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn mark_read(state: State<'_, AppState>, conversation: String, last_read: i64) -> Res<()> {
+    state.core().mark_read(&conversation, last_read)?;
+    Ok(())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn set_typing(state: State<'_, AppState>, conversation: String, typing: bool) {
+    state.core().set_typing(&conversation, typing);
+}
+
+/// The conversation on screen gets no OS notifications.
+#[tauri::command(rename_all = "snake_case")]
+pub fn set_on_screen(state: State<'_, AppState>, conversation: Option<String>) {
+    state.core().set_on_screen(conversation.as_deref());
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn retry_outbox(state: State<'_, AppState>, client_id: String) -> Res<bool> {
+    Ok(state.core().retry_outbox(uuid(&client_id)?)?)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn discard_outbox(state: State<'_, AppState>, client_id: String) -> Res<bool> {
+    Ok(state.core().discard_outbox(uuid(&client_id)?)?)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn outbox(state: State<'_, AppState>) -> Res<Vec<ui::OutboxEntry>> {
+    let items = state.core().outbox()?;
+    items
+        .iter()
+        .map(|i| {
+            Ok(ui::OutboxEntry {
+                client_id: i.client_id.to_string(),
+                event: i.request.event_name().to_string(),
+                state: conv(&i.state)?,
+                attempts: i.attempts,
+                error: i.error.as_ref().map(conv).transpose()?,
+            })
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------ reads (work offline)
+// Reads are `async` so Tauri runs them off the main thread: a slow query never blocks the
+// webview.
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn feed_page(
+    state: State<'_, AppState>,
+    before: Option<ui::PageKey>,
+    limit: usize,
+) -> Res<Vec<ui::PostRow>> {
+    conv(&state.core().feed_page(key(before), limit)?)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn comments(state: State<'_, AppState>, post_id: i64) -> Res<Vec<ui::CommentRow>> {
+    let rows = state
+        .core()
+        .cache()
+        .comments(post_id)
+        .map_err(CoreError::from)?;
+    conv(&rows)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn conversation_page(
+    state: State<'_, AppState>,
+    conversation: String,
+    before: Option<ui::PageKey>,
+    limit: usize,
+) -> Res<Vec<ui::MessageRow>> {
+    conv(
+        &state
+            .core()
+            .conversation_page(&conversation, key(before), limit)?,
+    )
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn conversations(state: State<'_, AppState>) -> Res<Vec<ui::ConversationRow>> {
+    conv(&state.core().conversations()?)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn notifications_page(
+    state: State<'_, AppState>,
+    before_at: Option<i64>,
+    before_id: Option<i64>,
+    limit: usize,
+) -> Res<Vec<ui::Notification>> {
+    let before = before_at.zip(before_id);
+    conv(&state.core().notifications_page(before, limit)?)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn unread_counts(state: State<'_, AppState>) -> Res<ui::UnreadCounts> {
+    conv(&state.core().unread_counts()?)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn search(
+    state: State<'_, AppState>,
+    query: String,
+    limit: usize,
+) -> Res<Vec<ui::SearchHit>> {
+    conv(&state.core().search(&query, limit)?)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn online_users(state: State<'_, AppState>) -> Res<Vec<String>> {
+    Ok(state
+        .core()
+        .cache()
+        .online_users()
+        .map_err(CoreError::from)?)
+}
+
+// ------------------------------------------------------------------ settings, diagnostics
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn set_settings(state: State<'_, AppState>, settings: Settings) -> Res<()> {
+    state
+        .core()
+        .set_notification_settings(crate::settings::to_core(&settings.notifications));
+    state.settings_file.save(&settings).map_err(internal)?;
+    *state.settings.lock().unwrap() = settings;
+    Ok(())
+}
+
+/// The UI drew the first page of the feed: logs the time since the process started (the
+/// cold-start benchmark reads this line) and exits when `PAPO_EXIT_AFTER_FEED=1`.
+#[tauri::command(rename_all = "snake_case")]
+pub fn feed_rendered(state: State<'_, AppState>, app: tauri::AppHandle, posts: usize) {
+    let ms = state.started.elapsed().as_secs_f64() * 1000.0;
+    let marks = state.marks.lock().unwrap().join(" ");
+    println!("PAPO_FEED_RENDERED_MS={ms:.1} posts={posts} {marks}");
+    tracing::info!(ms, posts, "feed rendered");
+    if state.exit_after_feed {
+        app.exit(0);
+    }
+}
+
+/// Current core, for commands (cheap clone).
+impl AppState {
+    pub fn core(&self) -> Core {
+        self.core.lock().unwrap().clone()
+    }
+}

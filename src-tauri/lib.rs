@@ -1,0 +1,253 @@
+//! Papo desktop shell: wires the client core ([`papo_client::Core`]) to the web UI.
+//!
+//! - [`commands`]: what the UI can ask (thin calls into the core).
+//! - [`bridge`]: the one typed event stream core → UI, queued until the UI is ready.
+//! - [`ui_types`]: the types crossing the boundary, generated into TypeScript.
+//! - [`compose`]: what a composer's text means (`/msg user text`).
+//! - [`settings`], [`session_store`], [`notifications`]: OS-facing pieces that later grow
+//!   (keyring, native notifications, tray).
+//!
+//! Configuration (for tests and power users): `--server URL` / `PAPO_SERVER`,
+//! `--data-dir DIR` / `PAPO_DATA_DIR`, `PAPO_EXIT_AFTER_FEED=1` (benchmark).
+
+pub mod bridge;
+pub mod commands;
+pub mod compose;
+pub mod notifications;
+pub mod session_store;
+pub mod settings;
+pub mod ui_types;
+
+use bridge::{Bridge, Sink};
+use notifications::{LogNotifier, Notifier};
+use papo_client::{Core, CoreConfig, CoreEvent};
+use settings::SettingsFile;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tauri::{AppHandle, Emitter, Manager};
+use ui_types::{to_ui, Settings, UiError, UiEvent};
+
+/// The server used when nothing else is configured.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
+/// Shared state behind every command.
+pub struct AppState {
+    core: Mutex<Core>,
+    /// Bumped when the core is replaced (another server): old forwarders stop.
+    generation: Arc<AtomicU64>,
+    bridge: Arc<Bridge>,
+    notifier: Arc<dyn Notifier>,
+    settings: Mutex<Settings>,
+    settings_file: SettingsFile,
+    cache_path: PathBuf,
+    server_url: Mutex<String>,
+    started: Instant,
+    /// Startup milestones (`name=ms`), printed with the feed-rendered line.
+    marks: Mutex<Vec<String>>,
+    exit_after_feed: bool,
+}
+
+impl AppState {
+    /// Records a startup milestone (milliseconds since the process started).
+    pub fn mark(&self, name: &str) {
+        let ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        self.marks.lock().unwrap().push(format!("{name}={ms:.0}"));
+    }
+
+    pub fn server_url(&self) -> String {
+        self.server_url.lock().unwrap().clone()
+    }
+
+    /// Stops the current core and starts one connected to `url` (same cache file; the server's
+    /// epoch decides whether it is reused).
+    async fn switch_server(&self, app: &AppHandle, url: &str) -> Result<(), UiError> {
+        let old = self.core();
+        old.shutdown().await;
+        let core = start_core(url, &self.cache_path)?;
+        core.set_notification_settings(settings::to_core(
+            &self.settings.lock().unwrap().notifications,
+        ));
+        let gen = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        spawn_forwarder(app.clone(), &core, gen, self);
+        *self.core.lock().unwrap() = core;
+        *self.server_url.lock().unwrap() = url.to_string();
+        let mut s = self.settings.lock().unwrap();
+        s.server_url = Some(url.to_string());
+        let _ = self.settings_file.save(&s);
+        Ok(())
+    }
+}
+
+fn start_core(url: &str, cache_path: &std::path::Path) -> Result<Core, UiError> {
+    Core::start(
+        CoreConfig::new(url, cache_path),
+        session_store::session_store(),
+    )
+    .map_err(UiError::from)
+}
+
+struct WebviewSink(AppHandle);
+
+impl Sink for WebviewSink {
+    fn deliver(&self, event: &UiEvent) {
+        if let Err(e) = self.0.emit(bridge::EVENT, event) {
+            tracing::warn!("could not emit to the UI: {e}");
+        }
+    }
+}
+
+/// Forwards the core's events to the bridge (and OS notifications to the notifier).
+fn spawn_forwarder(app: AppHandle, core: &Core, gen: u64, state: &AppState) {
+    let mut rx = core.subscribe();
+    let (bridge, notifier, generation) = (
+        state.bridge.clone(),
+        state.notifier.clone(),
+        state.generation.clone(),
+    );
+    tauri::async_runtime::spawn(async move {
+        let sink = WebviewSink(app);
+        loop {
+            let event = match rx.recv().await {
+                Ok(event) => event,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(n, "UI forwarder lagged; asking the UI to resync");
+                    bridge.push(&sink, UiEvent::Resync);
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            };
+            if generation.load(Ordering::SeqCst) != gen {
+                break;
+            }
+            if let CoreEvent::Notify(n) = &event {
+                notifier.notify(n);
+            }
+            match to_ui(&event) {
+                Ok(ui) => bridge.push(&sink, UiEvent::Core(ui)),
+                Err(e) => tracing::error!("core event with an unexpected shape: {e}"),
+            }
+        }
+    });
+}
+
+/// The OS locale as a BCP 47 tag (`pt-BR`), from the usual environment variables.
+pub fn os_locale() -> String {
+    ["LC_ALL", "LC_MESSAGES", "LANG"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|v| !v.is_empty() && v != "C" && v != "POSIX")
+        .map(|v| v.split('.').next().unwrap_or("").replace('_', "-"))
+        .unwrap_or_else(|| "en".into())
+}
+
+fn arg(name: &str) -> Option<String> {
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == name {
+            return args.next();
+        }
+        if let Some(v) = a.strip_prefix(&format!("{name}=")) {
+            return Some(v.to_string());
+        }
+    }
+    None
+}
+
+/// Runs the desktop app until its window is closed.
+pub fn run() {
+    let started = Instant::now();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,papo_client=info".into()),
+        )
+        .try_init();
+
+    tauri::Builder::default()
+        .setup(move |app| {
+            let data_dir = match arg("--data-dir").or_else(|| std::env::var("PAPO_DATA_DIR").ok()) {
+                Some(d) => PathBuf::from(d),
+                None => app.path().app_data_dir()?,
+            };
+            std::fs::create_dir_all(&data_dir)?;
+            let settings_file = SettingsFile::new(&data_dir);
+            let settings = settings_file.load();
+            let server_url = arg("--server")
+                .or_else(|| std::env::var("PAPO_SERVER").ok())
+                .or_else(|| settings.server_url.clone())
+                .unwrap_or_else(|| DEFAULT_SERVER.to_string());
+            let cache_path = data_dir.join("cache.sqlite");
+            tracing::info!(data_dir = %data_dir.display(), server = %server_url, "starting");
+            let core =
+                tauri::async_runtime::block_on(async { start_core(&server_url, &cache_path) })
+                    .map_err(|e| format!("{}: {}", e.code, e.message))?;
+            core.set_notification_settings(settings::to_core(&settings.notifications));
+            let state = AppState {
+                core: Mutex::new(core.clone()),
+                generation: Arc::new(AtomicU64::new(0)),
+                bridge: Arc::new(Bridge::default()),
+                notifier: Arc::new(LogNotifier),
+                settings: Mutex::new(settings),
+                settings_file,
+                cache_path,
+                server_url: Mutex::new(server_url),
+                started,
+                marks: Mutex::new(vec![format!(
+                    "core_started={:.0}",
+                    started.elapsed().as_secs_f64() * 1000.0
+                )]),
+                exit_after_feed: std::env::var("PAPO_EXIT_AFTER_FEED").as_deref() == Ok("1"),
+            };
+            spawn_forwarder(app.handle().clone(), &core, 0, &state);
+            app.manage(state);
+            Ok(())
+        })
+        .on_page_load(|webview, payload| {
+            // A reload drops the UI's listeners: queue until it says it is ready again.
+            if matches!(payload.event(), tauri::webview::PageLoadEvent::Started) {
+                if let Some(state) = webview.try_state::<AppState>() {
+                    state.bridge.not_ready();
+                }
+            }
+        })
+        .invoke_handler(tauri::generate_handler![
+            commands::ui_ready,
+            commands::sign_in,
+            commands::sign_out,
+            commands::retry_now,
+            commands::compose,
+            commands::edit_post,
+            commands::delete_post,
+            commands::set_like,
+            commands::set_follow,
+            commands::is_following,
+            commands::mark_read,
+            commands::set_typing,
+            commands::set_on_screen,
+            commands::retry_outbox,
+            commands::discard_outbox,
+            commands::outbox,
+            commands::feed_page,
+            commands::comments,
+            commands::conversation_page,
+            commands::conversations,
+            commands::notifications_page,
+            commands::unread_counts,
+            commands::search,
+            commands::online_users,
+            commands::set_settings,
+            commands::feed_rendered,
+        ])
+        .build(tauri::generate_context!())
+        .expect("error while building the Papo app")
+        .run(|app, event| {
+            if let tauri::RunEvent::Exit = event {
+                if let Some(state) = app.try_state::<AppState>() {
+                    let core = state.core();
+                    tauri::async_runtime::block_on(core.shutdown());
+                }
+            }
+        });
+}

@@ -1,0 +1,78 @@
+//! The shell's settings file: notification settings, language, server URL. Not secret (the
+//! tokens never go here); a JSON file in the data directory, written atomically.
+
+use crate::ui_types::{Language, NotificationSettings, Settings};
+use std::path::{Path, PathBuf};
+
+pub struct SettingsFile {
+    path: PathBuf,
+}
+
+impl SettingsFile {
+    pub fn new(dir: &Path) -> Self {
+        SettingsFile {
+            path: dir.join("settings.json"),
+        }
+    }
+
+    /// The stored settings, or defaults when missing or unreadable.
+    pub fn load(&self) -> Settings {
+        std::fs::read(&self.path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_else(defaults)
+    }
+
+    pub fn save(&self, settings: &Settings) -> std::io::Result<()> {
+        let tmp = self.path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(settings)?)?;
+        std::fs::rename(&tmp, &self.path)
+    }
+}
+
+pub fn defaults() -> Settings {
+    let core = papo_client::NotificationSettings::default();
+    Settings {
+        notifications: NotificationSettings {
+            do_not_disturb: core.do_not_disturb,
+            muted: core.muted.into_iter().collect(),
+            likes: core.likes,
+            follows: core.follows,
+            comments: core.comments,
+            direct_messages: core.direct_messages,
+        },
+        language: Language::System,
+        notifications_seen_at: 0,
+        server_url: None,
+    }
+}
+
+/// The core's notification settings from the UI's.
+pub fn to_core(s: &NotificationSettings) -> papo_client::NotificationSettings {
+    papo_client::NotificationSettings {
+        do_not_disturb: s.do_not_disturb,
+        muted: s.muted.iter().cloned().collect(),
+        likes: s.likes,
+        follows: s.follows,
+        comments: s.comments,
+        direct_messages: s.direct_messages,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_survive_a_save_and_load_and_default_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SettingsFile::new(dir.path());
+        assert_eq!(file.load(), defaults());
+        let mut s = defaults();
+        s.language = Language::PtBr;
+        s.notifications.muted.push("dm:joao".into());
+        file.save(&s).unwrap();
+        assert_eq!(file.load(), s);
+        assert!(to_core(&s.notifications).muted.contains("dm:joao"));
+    }
+}

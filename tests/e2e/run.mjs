@@ -1,0 +1,308 @@
+// End-to-end test of the real Papo desktop app: the real papo-server, the app binary driven
+// through WebKitWebDriver (W3C WebDriver over plain HTTP), and a second user driven by papo-cli.
+// Run inside a display and a session bus (scripts/e2e.sh does that). Exits non-zero on failure.
+//
+// Env: PAPO_APP_BIN, PAPO_SERVER_BIN, PAPO_CLI_BIN (required); E2E_SCREENSHOTS (dir, optional).
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import net from "node:net";
+
+const APP = need("PAPO_APP_BIN");
+const SERVER = need("PAPO_SERVER_BIN");
+const CLI = need("PAPO_CLI_BIN");
+const SHOTS = process.env.E2E_SCREENSHOTS || null;
+const WD_PORT = Number(process.env.E2E_WEBDRIVER_PORT || (await freePort()));
+const PORT = await freePort();
+const URL_ = `http://127.0.0.1:${PORT}`;
+const tmp = mkdtempSync(join(tmpdir(), "papo-e2e-"));
+const appData = join(tmp, "app");
+const joaoCache = join(tmp, "joao");
+const PASSWORD = "correct horse 1";
+const children = [];
+let server = null;
+let session = null;
+const t0 = Date.now();
+
+function need(name) {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set`);
+  return v;
+}
+
+function log(...a) {
+  console.log(`[e2e +${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
+}
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what, fn, timeoutMs = 20000, everyMs = 200) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out waiting for: ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+}
+
+function start(cmd, args, env = {}, name = cmd) {
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  child.output = "";
+  child.stdout.on("data", (d) => (child.output += d));
+  child.stderr.on("data", (d) => (child.output += d));
+  child.name = name;
+  children.push(child);
+  return child;
+}
+
+async function startServer() {
+  server = start(SERVER, ["--bind", `127.0.0.1:${PORT}`, "--db", join(tmp, "server.db")], { RUST_LOG: "warn" }, "papo-server");
+  await until("server healthz", async () => (await fetch(`${URL_}/healthz`)).ok, 20000);
+  log("server up on", URL_);
+}
+
+async function stopServer() {
+  const s = server;
+  server = null;
+  s.kill("SIGKILL");
+  await new Promise((r) => (s.exitCode !== null || s.signalCode ? r() : s.on("exit", r)));
+  log("server stopped");
+}
+
+function cli(...args) {
+  return execFileSync(CLI, ["--server", URL_, "--cache", joaoCache, ...args], {
+    env: { ...process.env, PAPO_PASSWORD: PASSWORD, RUST_LOG: "warn" },
+    encoding: "utf8",
+    timeout: 30000,
+  });
+}
+
+// ------------------------------------------------------------------ WebDriver over HTTP
+
+const WD = `http://127.0.0.1:${WD_PORT}`;
+
+async function wd(method, path, body) {
+  const res = await fetch(`${WD}${path}`, {
+    method,
+    headers: { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const json = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json.value ?? json).slice(0, 300)}`);
+  return json.value;
+}
+
+async function openApp() {
+  const caps = {
+    capabilities: {
+      alwaysMatch: { "webkitgtk:browserOptions": { binary: APP, args: ["--data-dir", appData, "--server", URL_] } },
+    },
+  };
+  const v = await wd("POST", "/session", caps);
+  session = v.sessionId;
+  log("app session", session);
+}
+
+async function closeApp() {
+  if (!session) return;
+  await wd("DELETE", `/session/${session}`).catch((e) => log("close:", e.message));
+  session = null;
+  await sleep(500);
+}
+
+const S = () => `/session/${session}`;
+const js = (script, ...args) => wd("POST", `${S()}/execute/sync`, { script, args });
+const find = async (css) => {
+  const v = await wd("POST", `${S()}/element`, { using: "css selector", value: css });
+  return Object.values(v)[0];
+};
+const click = async (css) => wd("POST", `${S()}/element/${await find(css)}/click`, {});
+const type = async (css, text) => wd("POST", `${S()}/element/${await find(css)}/value`, { text });
+const clear = async (css) => wd("POST", `${S()}/element/${await find(css)}/clear`, {});
+const ENTER = "\uE007";
+const textOf = (css) => js(`const e = document.querySelector(arguments[0]); return e ? e.innerText : null;`, css);
+const attr = (css, name) => js(`const e = document.querySelector(arguments[0]); return e ? e.getAttribute(arguments[1]) : null;`, css, name);
+const bannerState = () => attr('[data-testid="banner"]', "data-state");
+
+async function waitText(css, text, timeout = 20000) {
+  return until(`"${text}" in ${css}`, async () => ((await textOf(css)) ?? "").includes(text), timeout);
+}
+
+/** The data-state of the newest own message containing `text`. */
+const messageState = (text) =>
+  js(
+    `const ms = [...document.querySelectorAll('[data-testid="message"]')].filter(m => m.innerText.includes(arguments[0]));
+     return ms.length ? ms[ms.length - 1].getAttribute('data-state') : null;`,
+    text,
+  );
+
+async function screenshot(name) {
+  if (!SHOTS) return;
+  await sleep(400);
+  const b64 = await wd("GET", `${S()}/screenshot`);
+  mkdirSync(SHOTS, { recursive: true });
+  writeFileSync(join(SHOTS, `${name}.png`), Buffer.from(b64, "base64"));
+  log("screenshot", name);
+}
+
+function check(cond, message) {
+  if (!cond) throw new Error(`assertion failed: ${message}`);
+  log("ok:", message);
+}
+
+// ------------------------------------------------------------------ the scenario
+
+async function scenario() {
+  await startServer();
+  cli("register", "joao");
+  log("joao registered via papo-cli");
+
+  start("WebKitWebDriver", [`--port=${WD_PORT}`, "--host=127.0.0.1"], { TAURI_WEBVIEW_AUTOMATION: "true" }, "WebKitWebDriver");
+  await until("WebKitWebDriver", async () => (await fetch(`${WD}/status`)).ok, 10000);
+  await openApp();
+
+  // Sign in: the wrong password first, then create the account.
+  await until("sign-in form", () => find('[data-testid="username"]'));
+  await type('[data-testid="username"]', "joao");
+  await type('[data-testid="password"]', "wrong password");
+  await click('[data-testid="signin-submit"]');
+  await waitText('[data-testid="signin-error"]', "Wrong username or password");
+  check(true, "wrong password shows a clear message");
+  await screenshot("sign-in");
+  await clear('[data-testid="username"]');
+  await clear('[data-testid="password"]');
+  await type('[data-testid="username"]', "ana");
+  await type('[data-testid="password"]', PASSWORD);
+  await click('[data-testid="signin-toggle"]');
+  await click('[data-testid="signin-submit"]');
+  await until("connected", async () => (await bannerState()) === "connected");
+  check(true, "account created in the app and connected");
+
+  // A public message and a DM from joao appear live.
+  await click('[data-testid="nav-chat"]');
+  await until("public conversation", () => find('[data-testid="conversation"][data-conversation="public"]'));
+  cli("send", "bom dia from joao");
+  await waitText('[data-testid="messages"]', "bom dia from joao");
+  check(true, "public message from papo-cli appears live");
+  cli("dm", "ana", "oi ana, tudo bem?");
+  await until("DM conversation listed", () => find('[data-testid="conv-dm:joao"]'));
+  const unread = await textOf('[data-testid="unread-dm:joao"]');
+  check(unread === "1", `DM conversation shows 1 unread (got ${unread})`);
+
+  // /msg from the public room composer reaches joao.
+  await type('[data-testid="chat-composer"]', "/msg joao oi joao, from the app" + ENTER);
+  await until("joao got the /msg", () => {
+    cli("tail", "--until-live", "--seconds", "10");
+    return cli("history", "dm:ana").includes("oi joao, from the app");
+  }, 30000, 500);
+  check(true, "/msg typed in the public composer reaches joao");
+  await type('[data-testid="chat-composer"]', "hello everyone" + ENTER);
+  await until("own public message sent", async () => (await messageState("hello everyone")) === "sent");
+  await screenshot("chat");
+
+  await click('[data-testid="conv-dm:joao"]');
+  await waitText('[data-testid="messages"]', "oi ana, tudo bem?");
+  await waitText('[data-testid="messages"]', "oi joao, from the app");
+  await until("DM read", async () => (await textOf('[data-testid="unread-dm:joao"]')) === null);
+  check(true, "DM view shows both directions and clears the unread count");
+  await type('[data-testid="chat-composer"]', "vamos almoçar?" + ENTER);
+  await until("dm sent", async () => (await messageState("vamos almoçar?")) === "sent");
+  await screenshot("dm");
+
+  // Feed: a post from joao, one from the app, a like.
+  cli("post", "Primeiro post do joao: bom dia, Papo!");
+  await click('[data-testid="nav-feed"]');
+  await waitText('[data-testid="feed-list"]', "Primeiro post do joao");
+  await type('[data-testid="post-composer"]', "Hello from the Papo desktop app" + ENTER);
+  await waitText('[data-testid="feed-list"]', "Hello from the Papo desktop app");
+  await until("joao's post liked", async () => {
+    const n = await js(
+      `const p = [...document.querySelectorAll('[data-testid="post"]')].find(p => p.innerText.includes('Primeiro post'));
+       if (!p) return null;
+       if (p.querySelector('[data-testid="like"]').getAttribute('aria-pressed') !== 'true') p.querySelector('[data-testid="like"]').click();
+       return p.querySelector('[data-testid="like-count"]').innerText;`,
+    );
+    return n === "1";
+  }, 20000, 1000);
+  check(true, "post composed in the app, like counter updated");
+  await screenshot("feed");
+
+  // Stop the server: the banner says retrying; a message written now is pending.
+  await click('[data-testid="nav-chat"]');
+  await click('[data-testid="conv-public"]');
+  await stopServer();
+  await until("banner retrying", async () => (await bannerState()) === "retrying", 30000);
+  const bannerText = await textOf('[data-testid="banner"]');
+  check(/Retrying in \d+ s/.test(bannerText), `banner shows retrying with a countdown ("${bannerText}")`);
+  await type('[data-testid="chat-composer"]', "written while offline" + ENTER);
+  await until("offline message pending", async () => (await messageState("written while offline")) === "pending");
+  check(true, "a message written offline is pending");
+  await screenshot("offline-banner");
+
+  // Start the server again: the message is sent, once.
+  await startServer();
+  await click('[data-testid="retry-now"]').catch(() => {});
+  await until("reconnected", async () => (await bannerState()) === "connected", 40000);
+  await until("offline message sent", async () => (await messageState("written while offline")) === "sent", 30000);
+  cli("tail", "--until-live", "--seconds", "10");
+  const history = cli("history", "public");
+  const copies = history.split("written while offline").length - 1;
+  check(copies === 1, `the offline message reached the server exactly once (${copies})`);
+
+  // Quit the app, stop the server, start the app: the cache is readable and searchable.
+  await closeApp();
+  await stopServer();
+  await openApp();
+  await until("cached app", async () => ["signed_out", "offline", "retrying", "connecting"].includes(await bannerState()), 20000);
+  await waitText('[data-testid="feed-list"]', "Primeiro post do joao");
+  check(true, "feed readable from the cache with no server");
+  await click('[data-testid="nav-chat"]');
+  await click('[data-testid="conv-dm:joao"]');
+  await waitText('[data-testid="messages"]', "oi ana, tudo bem?");
+  check(true, "DM conversation readable from the cache with no server");
+  await js(`document.dispatchEvent(new KeyboardEvent('keydown', {key: 'k', ctrlKey: true, bubbles: true}));
+            window.dispatchEvent(new KeyboardEvent('keydown', {key: 'k', ctrlKey: true}));`);
+  await until("search dialog", () => find('[data-testid="search-input"]'));
+  await type('[data-testid="search-input"]', "offline");
+  await waitText('[data-testid="search-results"]', "written while offline");
+  check(true, "search works offline (Ctrl+K)");
+  await screenshot("offline-search");
+  await js(`window.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'}));`);
+  await click('[data-testid="nav-feed"]');
+  await screenshot("offline-cached");
+}
+
+let failed = false;
+try {
+  await scenario();
+  log("E2E PASSED");
+} catch (e) {
+  failed = true;
+  console.error("E2E FAILED:", e.stack || e);
+  if (session) await screenshot("failure").catch(() => {});
+  for (const c of children) {
+    if (c.output) console.error(`---- ${c.name} output (tail) ----\n${c.output.slice(-3000)}`);
+  }
+} finally {
+  await closeApp().catch(() => {});
+  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+  if (!process.env.E2E_KEEP_TMP) rmSync(tmp, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,63 @@
+// The UI's one interface to the shell: typed Tauri commands and the typed event stream. The
+// types come from src/lib/bindings/papo.ts, generated from the Rust types.
+import { invoke } from "@tauri-apps/api/core";
+import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+import type {
+  Boot,
+  CommentRow,
+  ComposeTarget,
+  ConversationRow,
+  MessageRow,
+  Notification,
+  OutboxEntry,
+  PageKey,
+  PostRow,
+  SearchHit,
+  Sent,
+  Settings,
+  UiError,
+  UiEvent,
+  UnreadCounts,
+} from "./bindings/papo";
+
+export const EVENT = "papo://event";
+
+export function isUiError(e: unknown): e is UiError {
+  return typeof e === "object" && e !== null && "code" in e && "message" in e;
+}
+
+export const api = {
+  uiReady: () => invoke<Boot>("ui_ready"),
+  signIn: (server_url: string, username: string, password: string, create: boolean) =>
+    invoke<string>("sign_in", { server_url, username, password, create }),
+  signOut: () => invoke<void>("sign_out"),
+  retryNow: () => invoke<void>("retry_now"),
+  compose: (target: ComposeTarget, text: string) => invoke<Sent>("compose", { target, text }),
+  editPost: (post_id: number, text: string) => invoke<void>("edit_post", { post_id, text }),
+  deletePost: (post_id: number) => invoke<void>("delete_post", { post_id }),
+  setLike: (post_id: number, liked: boolean) => invoke<void>("set_like", { post_id, liked }),
+  setFollow: (username: string, follow: boolean) => invoke<void>("set_follow", { username, follow }),
+  isFollowing: (username: string) => invoke<boolean>("is_following", { username }),
+  markRead: (conversation: string, last_read: number) =>
+    invoke<void>("mark_read", { conversation, last_read }),
+  setTyping: (conversation: string, typing: boolean) =>
+    invoke<void>("set_typing", { conversation, typing }),
+  setOnScreen: (conversation: string | null) => invoke<void>("set_on_screen", { conversation }),
+  retryOutbox: (client_id: string) => invoke<boolean>("retry_outbox", { client_id }),
+  discardOutbox: (client_id: string) => invoke<boolean>("discard_outbox", { client_id }),
+  outbox: () => invoke<OutboxEntry[]>("outbox"),
+  feedPage: (before: PageKey | null, limit: number) => invoke<PostRow[]>("feed_page", { before, limit }),
+  comments: (post_id: number) => invoke<CommentRow[]>("comments", { post_id }),
+  conversationPage: (conversation: string, before: PageKey | null, limit: number) =>
+    invoke<MessageRow[]>("conversation_page", { conversation, before, limit }),
+  conversations: () => invoke<ConversationRow[]>("conversations"),
+  notificationsPage: (limit: number) =>
+    invoke<Notification[]>("notifications_page", { before_at: null, before_id: null, limit }),
+  unreadCounts: () => invoke<UnreadCounts>("unread_counts"),
+  search: (query: string, limit: number) => invoke<SearchHit[]>("search", { query, limit }),
+  onlineUsers: () => invoke<string[]>("online_users"),
+  setSettings: (settings: Settings) => invoke<void>("set_settings", { settings }),
+  feedRendered: (posts: number) => invoke<void>("feed_rendered", { posts }),
+  onEvent: (handler: (e: UiEvent) => void): Promise<UnlistenFn> =>
+    listen<UiEvent>(EVENT, (e) => handler(e.payload)),
+};

@@ -1,0 +1,126 @@
+// Generated from src-tauri/ui_types.rs by `cargo test --test bindings` (PAPO_BLESS=1 rewrites it). Do not edit.
+
+export type Stream = "public" | "private";
+
+export type Cursor = { public: number, private: number, };
+
+export type SyncState = "reset" | "live";
+
+export type SyncStatus = { state: SyncState, epoch: string, heads: Cursor, };
+
+export type LogEvent = { stream: Stream, seq: number, at: number, cid?: string, } & ({ "type": "chat.message", "data": ChatMessage } | { "type": "dm.message", "data": DirectMessage } | { "type": "post.created", "data": Post } | { "type": "post.edited", "data": PostEdited } | { "type": "post.deleted", "data": PostRef } | { "type": "post.liked", "data": LikeChange } | { "type": "post.unliked", "data": LikeChange } | { "type": "comment.created", "data": CommentCreated } | { "type": "user.followed", "data": FollowChange } | { "type": "user.unfollowed", "data": FollowChange } | { "type": "notification", "data": Notification } | { "type": "read.updated", "data": ReadState });
+
+export type EventBody = { "type": "chat.message", "data": ChatMessage } | { "type": "dm.message", "data": DirectMessage } | { "type": "post.created", "data": Post } | { "type": "post.edited", "data": PostEdited } | { "type": "post.deleted", "data": PostRef } | { "type": "post.liked", "data": LikeChange } | { "type": "post.unliked", "data": LikeChange } | { "type": "comment.created", "data": CommentCreated } | { "type": "user.followed", "data": FollowChange } | { "type": "user.unfollowed", "data": FollowChange } | { "type": "notification", "data": Notification } | { "type": "read.updated", "data": ReadState };
+
+export type ChatMessage = { id: number, from: string, text: string, at: number, };
+
+export type DirectMessage = { id: number, from: string, to: string, text: string, at: number, };
+
+export type Post = { id: number, author: string, text: string, at: number, edited_at?: number, like_count: number, comment_count: number, };
+
+export type PostEdited = { post_id: number, text: string, edited_at: number, };
+
+export type PostRef = { post_id: number, };
+
+export type LikeChange = { post_id: number, by: string, like_count: number, };
+
+export type Comment = { id: number, post_id: number, author: string, text: string, at: number, };
+
+export type CommentCreated = { comment: Comment, comment_count: number, };
+
+export type FollowChange = { follower: string, followee: string, follower_count: number, };
+
+export type NotificationKind = "like" | "follow" | "comment" | "dm";
+
+export type Notification = { id: number, kind: NotificationKind, actor: string, post_id?: number, comment_id?: number, message_id?: number, excerpt?: string, at: number, };
+
+export type ReadState = { conversation: string, last_read: number, };
+
+export type Presence = { snapshot: boolean, online: Array<string>, offline: Array<string>, };
+
+export type Typing = { conversation: string, username: string, typing: boolean, };
+
+export type ErrorCode = "bad_request" | "invalid_text" | "unknown_event" | "not_found" | "forbidden" | "rate_limited" | "invalid_username" | "weak_password" | "username_taken" | "invalid_credentials" | "token_expired" | "token_invalid" | "id_conflict" | "internal";
+
+export type ErrorBody = { code: ErrorCode, message: string, };
+
+export type ConnectionState = { "state": "connecting", attempt: number, } | { "state": "connected" } | { "state": "retrying", attempt: number, at: number, in_ms: number, reason: string, } | { "state": "signed_out", reason: string, } | { "state": "stopped" };
+
+export type OutboxState = "pending" | "sent" | "failed";
+
+export type OutboxChange = { client_id: string, state: OutboxState, error?: ErrorBody, };
+
+export type Target = { "kind": "conversation", id: string, } | { "kind": "post", post_id: number, } | { "kind": "user", username: string, };
+
+export type OsNotification = { title: string, body: string, target: Target, group: string, };
+
+export type CoreEvent = { "event": "connection", "data": ConnectionState } | { "event": "log", "data": LogEvent } | { "event": "sync", "data": SyncStatus } | { "event": "presence", "data": Presence } | { "event": "typing", "data": Typing } | { "event": "outbox", "data": OutboxChange } | { "event": "notify", "data": OsNotification };
+
+export type UiEvent = { "kind": "core", "payload": CoreEvent } | { "kind": "resync" } | { "kind": "open", "payload": Target };
+
+export type LocalState = "pending" | "sent" | "failed";
+
+export type PageKey = { at: number, sk: number, };
+
+export type MessageRow = { local_id: number, server_id: number | null, client_id: string | null, conversation: string, sender: string, text: string, at: number, state: LocalState, key: PageKey, };
+
+export type PostRow = { local_id: number, server_id: number | null, client_id: string | null, author: string, text: string, at: number, edited_at: number | null, like_count: number, comment_count: number, liked_by_me: boolean, state: LocalState, key: PageKey, };
+
+export type CommentRow = { local_id: number, server_id: number | null, post_id: number, author: string, text: string, at: number, state: LocalState, };
+
+export type ConversationRow = { id: string, last_at: number, last_sender: string, last_text: string, unread: number, };
+
+export type UnreadCounts = { total: number, conversations: Array<[string, number]>, };
+
+export type HitKind = "message" | "post";
+
+export type SearchHit = { kind: HitKind, local_id: number, server_id: number | null, conversation: string | null, author: string, text: string, at: number, };
+
+export type NotificationSettings = { do_not_disturb: boolean, muted: Array<string>, likes: boolean, follows: boolean, comments: boolean, direct_messages: boolean, };
+
+export type Language = "system" | "en" | "pt_br";
+
+export type Settings = { notifications: NotificationSettings, language: Language, 
+/**
+ * Time the notifications list was last opened (for its unread badge).
+ */
+notifications_seen_at: number, 
+/**
+ * The server last signed in to (the `PAPO_SERVER` env var / `--server` flag win).
+ */
+server_url: string | null, };
+
+export type Boot = { 
+/**
+ * The signed-in user, or the owner of the cache when signed out / offline.
+ */
+me: string | null, 
+/**
+ * Whether tokens are held (a connection is being made or is up).
+ */
+session: boolean, server_url: string, connection: ConnectionState, settings: Settings, 
+/**
+ * Events that arrived before the UI was ready, in order.
+ */
+queued: Array<UiEvent>, 
+/**
+ * The OS locale (BCP 47), for `Language::System`.
+ */
+os_locale: string, };
+
+export type UiError = { code: string, message: string, };
+
+export type OutboxEntry = { client_id: string, 
+/**
+ * The request's event name (`chat:send`, `dm:send`, ...).
+ */
+event: string, state: OutboxState, attempts: number, error: ErrorBody | null, };
+
+export type ComposeTarget = { "kind": "conversation", id: string, } | { "kind": "post" } | { "kind": "comment", post_id: number, };
+
+export type Sent = { client_id: string, 
+/**
+ * The conversation the message went to (`dm:joao` for `/msg joao ...`); `None` for posts
+ * and comments.
+ */
+conversation: string | null, };

@@ -1,0 +1,14 @@
+import { defineConfig } from "vitest/config";
+import { svelte } from "@sveltejs/vite-plugin-svelte";
+
+// Tauri serves ui/dist; the dev server is only for `tauri dev`.
+export default defineConfig({
+  plugins: [svelte()],
+  clearScreen: false,
+  server: { port: 5173, strictPort: true },
+  build: { target: "es2022", outDir: "dist", emptyOutDir: true },
+  test: {
+    environment: "node",
+    include: ["src/**/*.test.ts"],
+  },
+});
