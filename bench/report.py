@@ -1,0 +1,341 @@
+#!/usr/bin/env python3
+"""Turns bench/results/latest.json into the plot and the tables of docs/benchmarks.md.
+
+    report.py RESULTS.json META.json --plot docs/benchmarks-p99.png [--docs docs/benchmarks.md]
+
+Without --docs the tables are printed (to paste). With it, the text between the markers
+`<!-- results:begin -->` and `<!-- results:end -->` is replaced.
+"""
+import argparse
+import json
+import math
+import sys
+
+BEGIN = "<!-- results:begin -->"
+END = "<!-- results:end -->"
+
+NAMES = {
+    "papo": "Papo",
+    "papo-tmpfs": "Papo, DB on tmpfs, sync=normal",
+    "papo-jemalloc": "Papo + jemalloc (LD_PRELOAD)",
+    "papo-one-user": "Papo, all sockets one user",
+    "node": "Node socket.io + SQLite",
+    "node-nopersist": "Node socket.io, no DB",
+    "raw-ws": "raw WebSocket baseline",
+}
+
+
+def fmt_int(x):
+    return f"{x:,.0f}"
+
+
+def kib(x):
+    return f"{x / 1024:,.1f} MiB"
+
+
+SLOS = (250, 1000)
+
+
+def sustained(r, slo):
+    return r["delivery_pct"] >= 100.0 and r["p99_ms"] <= slo
+
+
+def knee(rows, slo=250):
+    """Highest step (its target deliveries/s, all of which were delivered) before the first one
+    that misses the objective. Targets, not achieved rates, so timer jitter cannot flip a ratio."""
+    best = 0.0
+    for r in rows:
+        if not sustained(r, slo):
+            break
+        best = max(best, r.get("target_dps", r["dps"]))
+    return best
+
+
+def slowest(s):
+    return "—" if s["catch_up_max_s"] is None else f"{s['catch_up_max_s']:.2f}"
+
+
+def tables(res, meta):
+    out = []
+    w = out.append
+    w(f"Measured {meta.get('date')} on {meta.get('machine')}. Load average (1/5/15 min) before "
+      f"the run: {' '.join(meta.get('load_before', []))}; at the start of the scenarios: "
+      f"{res.get('load_at_start')}; at the end: {res.get('load_at_end')}. "
+      f"Scenarios took {res.get('total_secs', 0):.0f} s{' (QUICK smoke run: small numbers, not results)' if res.get('quick') else ''}.")
+    w("")
+    w(f"Versions: Papo {meta.get('papo_rev')} ({meta.get('rustc')}, socketioxide {meta.get('socketioxide')}, "
+      f"rusqlite {meta.get('rusqlite')}); Node {meta.get('node')}, socket.io {meta.get('socket_io')}, "
+      f"better-sqlite3 {meta.get('better_sqlite3')}; load generator and baseline: tokio-tungstenite "
+      f"{meta.get('tokio_tungstenite')}.")
+    w("")
+
+    fan = res.get("fanout", [])
+    by = {}
+    for r in fan:
+        by.setdefault((r["server"], r["n"]), []).append(r)
+
+    # ---- summary against the targets ---------------------------------------------------------
+    w("### Summary against the targets")
+    w("")
+    w("| target | result | met? |")
+    w("|---|---|---|")
+    for slo in SLOS:
+        for n in sorted({r["n"] for r in fan}):
+            p, nd, raw = (knee(by.get((s, n), []), slo) for s in ("papo", "node", "raw-ws"))
+            ratio = p / nd if nd else math.inf
+            w(f"| fan-out, {fmt_int(n)} clients, p99 ≤ {slo} ms: ≥ 5× Node's sustainable deliveries/s | "
+              f"Papo {fmt_int(p)}/s, Node {fmt_int(nd)}/s: **{ratio:.1f}×** | {'yes' if ratio >= 5 else 'no'} |")
+            if raw:
+                w(f"| fan-out, {fmt_int(n)} clients, p99 ≤ {slo} ms: ≥ ½ of the raw WebSocket baseline | "
+                  f"Papo {fmt_int(p)}/s, raw {fmt_int(raw)}/s: **{p / raw:.2f}** | {'yes' if p >= raw / 2 else 'no'} |")
+    idle = res.get("idle", [])
+    for r in idle:
+        if r["server"] == "papo" and r["n"] == 15000:
+            w(f"| idle memory per connection ≤ 10 KB (15k sockets) | Papo {r['per_conn_bytes'] / 1000:.1f} KB | "
+              f"{'yes' if r['per_conn_bytes'] <= 10000 else 'no'} |")
+    held = max([r["held"] for r in idle if r["server"] == "papo"] or [0])
+    if idle:
+        w(f"| ≥ 19,000 sockets held | Papo held {fmt_int(held)} | {'yes' if held >= 19000 else 'no'} |")
+    for s in res.get("storm", []):
+        if s["server"] == "papo":
+            mx = s["catch_up_max_s"]
+            ok = mx is not None and mx <= 10 and s["lost"] == 0
+            w(f"| reconnect storm, {fmt_int(s['n'])} clients: all caught up ≤ 10 s, 0 lost | "
+              f"{s['caught_up']}/{s['n']} caught up, slowest {f'{mx:.1f}' if mx is not None else '—'} s, lost {s['lost']} | {'yes' if ok else 'no'} |")
+    c = res.get("client")
+    if c:
+        ing, raw = c["ingest_events_per_sec"], c["raw_insert_rows_per_sec_schema"]
+        w(f"| client ingest ≥ 50,000 events/s | {fmt_int(ing)} events/s | {'yes' if ing >= 50000 else 'no'} |")
+        w(f"| client ingest ≥ ½ raw batched inserts (same schema) | {ing / raw:.2f} of {fmt_int(raw)} rows/s "
+          f"(bare table, no index: {fmt_int(c['raw_insert_rows_per_sec_bare'])} rows/s → {ing / c['raw_insert_rows_per_sec_bare']:.2f}) | "
+          f"{'yes' if ing >= raw / 2 else 'no'} (same schema) |")
+        cp = c["conversation_page_first"]["p99_ms"]
+        w(f"| conversation page ≤ 5 ms ({fmt_int(c['messages'])} messages) | p99 {cp} ms | {'yes' if cp <= 5 else 'no'} |")
+        worst = max(s["time"]["p99_ms"] for s in c["search"])
+        w(f"| full-text search ≤ 20 ms | worst p99 {worst} ms over {len(c['search'])} queries | {'yes' if worst <= 20 else 'no'} |")
+        op = c["open_first_page"]["max_ms"]
+        w(f"| open cache + first page ≤ 100 ms | max {op} ms | {'yes' if op <= 100 else 'no'} |")
+    w("| desktop app memory (PSS, 100k cached messages) | SKIPPED in this suite (the desktop engineer measures the app; see the Desktop section) | — |")
+    w("")
+
+    # ---- idle ----------------------------------------------------------------------------------
+    if idle:
+        w("### 1. Idle connections")
+        w("")
+        w("Command: `bench/run.sh --scenarios idle`. Server RSS (VmRSS) after the sockets are up and the "
+          "server is quiet, minus its RSS before the first connection, divided by the sockets held.")
+        w("")
+        w("| server | sockets | held | RSS before | RSS after | per connection | connect rate | machine CPU while measuring | load avg |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+        for r in idle:
+            w(f"| {NAMES.get(r['server'], r['server'])} | {fmt_int(r['n'])} | {fmt_int(r['held'])} | {kib(r['rss0_kib'])} | "
+              f"{kib(r['rss_kib'])} | **{r['per_conn_bytes'] / 1000:.1f} KB** | {fmt_int(r['connect_rate'])}/s | {r.get('machine_cpu_pct_idle', float('nan')):.0f}% | {r['load']} |")
+        w("")
+        for n in sorted({r["n"] for r in idle}):
+            p = [r for r in idle if r["n"] == n and r["server"] == "papo"]
+            q = [r for r in idle if r["n"] == n and r["server"] == "node"]
+            if p and q and q[0]["per_conn_bytes"]:
+                w(f"- {fmt_int(n)} sockets: Papo / Node memory per connection = "
+                  f"**{p[0]['per_conn_bytes'] / q[0]['per_conn_bytes']:.2f}**")
+        w("")
+
+    # ---- fan-out -------------------------------------------------------------------------------
+    if fan:
+        w("### 2. Public-room fan-out")
+        w("")
+        w("Command: `bench/run.sh --scenarios fanout`. N clients in the public room; 100 of them send "
+          "`chat:send` at a rate rising step by step (target deliveries/s = rate × N); every client "
+          f"(sender included) must receive every message. Each step sends for {res.get('step_secs')} s and "
+          "then waits up to 3 s for stragglers. Latency = receive time − send time (same clock). "
+          "A step is *sustained* when 100% arrived within the window and p99 is within the latency "
+          "objective (250 ms, and separately 1 s); a server's run stops after its first step under "
+          "100% or over 2 s p99. CPU is % of one core (2 cores = 200%); the load generator shares "
+          "the same 2 cores.")
+        w("")
+        w("| N | server | msg/s | deliveries/s | delivered | p50 ms | p99 ms | max ms | server CPU | server CPU µs / delivery | load-gen CPU | other CPU | server RSS | load avg | |")
+        w("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+        for r in fan:
+            w(f"| {fmt_int(r['n'])} | {NAMES.get(r['server'], r['server'])} | {r['msg_rate']:g} | {fmt_int(r['dps'])} | "
+              f"{r['delivery_pct']:.2f}% | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['server_cpu_pct']:.0f}% | "
+              f"{r['server_cpu_pct'] / 100 / max(r['dps'], 1) * 1e6:.1f} | "
+              f"{r['loadgen_cpu_pct']:.0f}% | {r.get('other_cpu_pct', float('nan')):.0f}% | {kib(r['server_rss_kib'])} | {r['load']} | {'ok' if sustained(r, 250) else ('≤ 1 s' if sustained(r, 1000) else '**over**')} |")
+        w("")
+        w("Sustainable deliveries/s (highest step meeting the objective; the real knee lies between it "
+          "and the next step, so ratios are coarse: steps double):")
+        w("")
+        servers = [s for s in ["papo", "node", "raw-ws", "papo-tmpfs", "node-nopersist"] if any(k[0] == s for k in by)]
+        w("| N | p99 ≤ | " + " | ".join(NAMES[s] for s in servers) + " | Papo / Node | Papo / raw |")
+        w("|---:|---:|" + "---:|" * (len(servers) + 2))
+        for slo in SLOS:
+            for n in sorted({r["n"] for r in fan}):
+                ks = {s: knee(by.get((s, n), []), slo) if (s, n) in by else None for s in servers}
+                cells = [fmt_int(ks[s]) if ks[s] is not None else "—" for s in servers]
+                pn = f"{ks['papo'] / ks['node']:.1f}×" if ks.get("node") else "∞"
+                pr = f"{ks['papo'] / ks['raw-ws']:.2f}" if ks.get("raw-ws") else "—"
+                w(f"| {fmt_int(n)} | {slo} ms | " + " | ".join(cells) + f" | {pn} | {pr} |")
+        w("")
+        conn = {}
+        for r in fan:
+            conn.setdefault((r["server"], r["n"]), r["connect_secs"])
+        w("Time to connect the N clients before the steps: " + "; ".join(
+            f"{NAMES.get(s, s)} {fmt_int(n)}: {t:.1f} s" for (s, n), t in conn.items()) + ".")
+        w("")
+        w("![p99 latency against load](benchmarks-p99.png)")
+        w("")
+
+    # ---- DMs -----------------------------------------------------------------------------------
+    dm = res.get("dm", [])
+    if dm:
+        w("### 3. Private messages")
+        w("")
+        w("Command: `bench/run.sh --scenarios dm`. 5,000 connected users; each message goes from a random "
+          "user to another random user (`dm:send`), at a total rate rising step by step; delivery is "
+          "counted at the recipient only.")
+        w("")
+        w("| server | msg/s offered | delivered/s | delivered | p50 ms | p99 ms | max ms | server CPU | other CPU | replies ok/err | load avg | |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+        for r in dm:
+            w(f"| {NAMES.get(r['server'], r['server'])} | {r['rate']:g} | {fmt_int(r['throughput'])} | {r['delivery_pct']:.2f}% | "
+              f"{r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['server_cpu_pct']:.0f}% | {r.get('other_cpu_pct', float('nan')):.0f}% | {r['replies_ok']}/{r['replies_err']} | "
+              f"{r['load']} | {'ok' if r['sustained'] else '**knee**'} |")
+        w("")
+
+    # ---- storm ---------------------------------------------------------------------------------
+    st = res.get("storm", [])
+    if st:
+        w("### 4. Reconnect storm")
+        w("")
+        w("Command: `bench/run.sh --scenarios storm`. N clients follow the public stream; all drop at "
+          "once (TCP RST); 1,000 messages are written while they are away; all reconnect at once with "
+          "their cursors while 50 messages/s keep arriving for 3 s. Caught up = has received the head "
+          "that existed when the reconnect started; lost = sequence numbers never received (gaps, or "
+          "short of the final head after the run).")
+        w("")
+        w("| server | clients | events owed | caught up | p50 s | p99 s | slowest s | final head reached s | lost | duplicates | server CPU | other CPU | load avg |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        for s in st:
+            w(f"| {NAMES.get(s['server'], s['server'])} | {fmt_int(s['n'])} | {fmt_int(s['events_owed'])} | {s['caught_up']} | "
+              f"{s['catch_up_p50_s']:.2f} | {s['catch_up_p99_s']:.2f} | {slowest(s)} | "
+              f"{s['all_final_secs']:.2f} | {s['lost']} | {s['duplicates_ignored']} | {s['server_cpu_pct']:.0f}% | {s.get('other_cpu_pct', float('nan')):.0f}% | {s['load']} |")
+        w("")
+
+    w("### 5. Desktop app memory")
+    w("")
+    w("| scenario | result |")
+    w("|---|---|")
+    w("| PSS of all desktop processes (WebKit included) with 100k cached messages | **SKIPPED** in this suite: the desktop engineer measures the app (see the Desktop section of this page) |")
+    w("")
+
+    # ---- client core ---------------------------------------------------------------------------
+    if c:
+        w("## Client core")
+        w("")
+        w(f"Command: `bench/run.sh --scenarios client` (or `target/release/papo-bench client --messages {c['messages']}`). "
+          f"A synthetic log of {fmt_int(c['events'])} events ({fmt_int(c['messages'])} messages: 80% public chat, 20% DMs "
+          "with 100 peers, plus a post every 21st event), in `log` batches of 500 as the server sends them, is "
+          "received (JSON parsed into `LogBatch`), applied (`Cache::apply_batch`: one transaction per batch, "
+          "exactly-once with the cursor, FTS kept by triggers) and published (`CoreEvent::Log` on a tokio "
+          f"broadcast channel, drained by a subscriber). Final cache: {c['cache_bytes'] / 1e6:,.0f} MB. Load average: {c['load']}.")
+        w("")
+        s = c["ingest_stage_secs"]
+        w("| measure | result |")
+        w("|---|---|")
+        w(f"| ingest, received → applied → published | **{fmt_int(c['ingest_events_per_sec'])} events/s** over {c['ingest_secs']:.1f} s "
+          f"(parse {s['parse']:.1f} s, apply {s['apply']:.1f} s, publish {s['publish']:.1f} s) |")
+        segs = c.get("ingest_segment_rates") or []
+        if segs:
+            w(f"| ingest rate per 200k events, first → last | {' → '.join(fmt_int(x) for x in segs)} events/s |")
+        w(f"| raw batched inserts, same rows, same schema (indexes + FTS triggers), 500 per transaction | {fmt_int(c['raw_insert_rows_per_sec_schema'])} rows/s |")
+        if "raw_insert_rows_per_sec_schema_5000" in c:
+            w(f"| raw batched inserts, same schema, 5,000 per transaction | {fmt_int(c['raw_insert_rows_per_sec_schema_5000'])} rows/s |")
+        w(f"| raw batched inserts, same rows, bare table without index or FTS | {fmt_int(c['raw_insert_rows_per_sec_bare'])} rows/s |")
+        for key, label in [("open_first_page", "open the cache (migrations checked) + first public page"),
+                           ("conversation_page_first", "public conversation, newest page of 50"),
+                           ("conversation_page_deep", "public conversation, a page of 50 from the middle"),
+                           ("dm_page_first", "DM conversation, newest page of 50"),
+                           ("feed_page_first", "feed, newest page of 20"),
+                           ("conversations_list", "conversation list with unread counts")]:
+            v = c[key]
+            w(f"| {label} | median {v['median_ms']} ms, p99 {v['p99_ms']} ms, max {v['max_ms']} ms ({v['runs']} runs) |")
+        for sr in c["search"]:
+            v = sr["time"]
+            w(f"| search, {sr['label']} `{sr['query']}` ({fmt_int(sr['matching_messages'])} matching messages, {sr['hits']} shown) | "
+              f"median {v['median_ms']} ms, p99 {v['p99_ms']} ms, max {v['max_ms']} ms |")
+        w("")
+    return "\n".join(out)
+
+
+def plot(res, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fan = res.get("fanout", [])
+    ns = sorted({r["n"] for r in fan})
+    if not ns:
+        return
+    fig, axes = plt.subplots(1, len(ns), figsize=(5.2 * len(ns), 4.4), squeeze=False)
+    styles = {"papo": ("tab:blue", "-", "o"), "node": ("tab:red", "-", "s"), "raw-ws": ("tab:gray", ":", "^"),
+              "papo-tmpfs": ("tab:blue", "--", "x"), "node-nopersist": ("tab:red", "--", "x")}
+    for ax, n in zip(axes[0], ns):
+        for s, (color, ls, mk) in styles.items():
+            rows = [r for r in fan if r["n"] == n and r["server"] == s]
+            if not rows:
+                continue
+            xs = [r["dps"] for r in rows]
+            ys = [max(r["p99_ms"], 0.1) for r in rows]
+            ax.plot(xs, ys, color=color, linestyle=ls, marker=mk, label=NAMES[s])
+            for r, x, y in zip(rows, xs, ys):
+                if r["delivery_pct"] < 100:
+                    ax.annotate(f"{r['delivery_pct']:.0f}%", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
+        ax.axhline(250, color="k", linewidth=0.6, linestyle="--")
+        ax.axhline(1000, color="k", linewidth=0.6, linestyle="-.")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        from matplotlib.ticker import FuncFormatter
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        ax.set_title(f"public room, {n:,} clients")
+        ax.set_xlabel("deliveries per second (achieved)")
+        ax.set_ylabel("p99 latency, ms")
+        ax.grid(True, which="both", linewidth=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Fan-out p99 latency vs load (loopback; 2 cores shared with the load generator)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("results")
+    ap.add_argument("meta")
+    ap.add_argument("--plot")
+    ap.add_argument("--docs")
+    a = ap.parse_args()
+    res = json.load(open(a.results))
+    try:
+        meta = json.load(open(a.meta))
+    except Exception:
+        meta = {}
+    if a.plot:
+        plot(res, a.plot)
+        print(f"wrote {a.plot}", file=sys.stderr)
+    text = tables(res, meta)
+    if a.docs:
+        doc = open(a.docs).read()
+        if BEGIN in doc and END in doc:
+            head, rest = doc.split(BEGIN, 1)
+            _, tail = rest.split(END, 1)
+            doc = head + BEGIN + "\n" + text + "\n" + END + tail
+        else:
+            doc = doc.rstrip() + "\n\n" + BEGIN + "\n" + text + "\n" + END + "\n"
+        open(a.docs, "w").write(doc)
+        print(f"updated {a.docs}", file=sys.stderr)
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()

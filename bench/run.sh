@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The Papo benchmark suite, in one command (see docs/benchmarks.md):
+#
+#   bench/run.sh            # everything: builds, runs every scenario against Papo and the Node
+#                           # peer, writes bench/results/latest.json, the plot and the tables
+#   bench/run.sh --quick    # a 2-minute smoke run of the same machinery (small numbers)
+#   bench/run.sh --scenarios fanout,storm     # a subset; other `papo-bench run` flags pass through
+#
+# Environment: PAPO_SERVER_BIN=/path/to/papo-server to measure a prebuilt server instead of
+# building crates/server (PAPO_SERVER_REV=<text> says which source it was built from); CARGO_TARGET_DIR as usual; BENCH_NO_DOCS=1 to only print the tables.
+# Traffic goes to 127.0.0.1 only; every step is bounded in time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+RESULTS=$ROOT/bench/results
+mkdir -p "$RESULTS"
+
+echo "== load before building: $(cat /proc/loadavg)"
+if [ -z "${PAPO_SERVER_BIN:-}" ]; then
+  cargo build --release -p papo-server -p papo-bench
+  PAPO_SERVER_BIN=$CARGO_TARGET_DIR/release/papo-server
+else
+  cargo build --release -p papo-bench
+fi
+BENCH=$CARGO_TARGET_DIR/release/papo-bench
+
+# The Node peer: socket.io 4.8 + better-sqlite3 (compiled from source against /usr/include/node
+# when no prebuilt binary can be downloaded).
+if ! (cd bench/node-peer && node -e "require('better-sqlite3')(':memory:')" 2>/dev/null); then
+  (cd bench/node-peer && npm ci --no-audit --no-fund)
+  (cd bench/node-peer && node -e "require('better-sqlite3')(':memory:')") ||
+    (cd bench/node-peer && npm rebuild better-sqlite3 --build-from-source)
+fi
+
+# The plot needs matplotlib: a private venv under bench/.venv (PyPI).
+VENV=$ROOT/bench/.venv
+if ! "$VENV/bin/python" -c "import matplotlib" 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "matplotlib>=3.8,<4"
+fi
+
+# Many sockets: the load generator holds up to 19,000 at once.
+ulimit -n "$(ulimit -Hn)" || true
+echo "== open files limit: $(ulimit -n)"
+
+# What was measured, on what.
+python3 - "$RESULTS/meta.json" "$PAPO_SERVER_BIN" <<'PY'
+import json, os, platform, subprocess, sys, datetime
+def sh(*a):
+    try: return subprocess.run(a, capture_output=True, text=True, timeout=20).stdout.strip()
+    except Exception as e: return f"unknown ({e})"
+def pkg(name):
+    try: return json.load(open(f"bench/node-peer/node_modules/{name}/package.json"))["version"]
+    except Exception: return "?"
+def lock(name):
+    out, cur = [], None
+    for line in open("Cargo.lock"):
+        if line.startswith("name = "): cur = line.split('"')[1]
+        elif line.startswith("version = ") and cur == name: out.append(line.split('"')[1])
+    return max(out, key=lambda v: [int(x) for x in v.split(".") if x.isdigit()]) if out else "?"
+cpu = next((l.split(":",1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "0")
+rev = sh("git", "rev-parse", "--short", "HEAD")
+dirty = sh("git", "status", "--porcelain", "--", "crates", "bench")
+meta = {
+  "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+  "machine": f"{os.cpu_count()} cores ({cpu}), {int(mem)//1024//1024} GiB RAM, Linux {platform.release()}",
+  "papo_rev": os.environ.get("PAPO_SERVER_REV") or (rev + (" + uncommitted changes" if dirty else "")),
+  "papo_server_bin": sys.argv[2],
+  "rustc": sh("rustc", "--version"), "socketioxide": lock("socketioxide"),
+  "tokio_tungstenite": lock("tokio-tungstenite"), "rusqlite": lock("rusqlite"),
+  "node": sh("node", "--version"), "socket_io": pkg("socket.io"), "better_sqlite3": pkg("better-sqlite3"),
+  "load_before": open("/proc/loadavg").read().split()[:3],
+}
+json.dump(meta, open(sys.argv[1], "w"), indent=2)
+print(json.dumps(meta, indent=2))
+PY
+
+echo "== running (load $(cut -d' ' -f1-3 /proc/loadavg))"
+START=$(date +%s)
+"$BENCH" run --papo-server "$PAPO_SERVER_BIN" --node-peer bench/node-peer \
+  --out "$RESULTS/latest.json" "$@" 2>&1 | tee "$RESULTS/latest.log"
+echo "== scenarios took $(( $(date +%s) - START )) s; load now $(cut -d' ' -f1-3 /proc/loadavg)"
+
+DOCS_ARGS=(--docs docs/benchmarks.md)
+[ -n "${BENCH_NO_DOCS:-}" ] && DOCS_ARGS=()
+"$VENV/bin/python" bench/report.py "$RESULTS/latest.json" "$RESULTS/meta.json" \
+  --plot docs/benchmarks-p99.png "${DOCS_ARGS[@]}"

@@ -1,0 +1,371 @@
+//! Client core (issue 3): ingest through the cache's apply path, next to raw batched SQLite
+//! inserts, then offline queries on the resulting cache of ~1,000,000 messages.
+
+use std::time::{Duration, Instant};
+
+use papo_client::cache::Cache;
+use papo_client::{CoreEvent, PageKey};
+use papo_protocol::{ChatMessage, DirectMessage, EventBody, LogBatch, LogEvent, Post, Stream};
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+const MIGRATION: &str = include_str!("../../crates/client/migrations/0001_initial.sql");
+const BATCH: usize = 500;
+const ME: &str = "me";
+const PEERS: usize = 100;
+
+struct Corpus {
+    vocab: Vec<String>,
+}
+
+impl Corpus {
+    fn new(rng: &mut impl Rng) -> Corpus {
+        const SYL: [&str; 24] = [
+            "ba", "ce", "di", "fo", "gu", "la", "me", "ni", "po", "ru", "sa", "te", "vi", "xo",
+            "za", "pre", "tro", "qua", "lin", "mor", "sen", "tal", "vor", "ex",
+        ];
+        let mut vocab = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        while vocab.len() < 20_000 {
+            let n = rng.gen_range(2..=4);
+            let w: String = (0..n).map(|_| SYL[rng.gen_range(0..SYL.len())]).collect();
+            if seen.insert(w.clone()) {
+                vocab.push(w);
+            }
+        }
+        Corpus { vocab }
+    }
+    /// Skewed word choice: low indices are common, high ones rare.
+    fn text(&self, rng: &mut impl Rng) -> String {
+        let n = rng.gen_range(5..=14);
+        (0..n)
+            .map(|_| {
+                let u: f64 = rng.gen();
+                self.vocab[((u * u * u) * self.vocab.len() as f64) as usize].as_str()
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Synthetic log: public chat (80% of messages), DMs with 100 peers (20%), and a post every
+/// 21st event. Returns the events in server order.
+fn events(messages: usize, corpus: &Corpus, rng: &mut impl Rng) -> Vec<LogEvent> {
+    let base = 1_700_000_000_000i64;
+    let (mut pubseq, mut privseq, mut id) = (0u64, 0u64, 0i64);
+    let mut out = Vec::with_capacity(messages + messages / 20);
+    let mut made = 0;
+    let mut i = 0i64;
+    while made < messages {
+        i += 1;
+        id += 1;
+        let at = base + i * 10;
+        if i % 21 == 0 {
+            pubseq += 1;
+            out.push(LogEvent {
+                stream: Stream::Public,
+                seq: pubseq,
+                at,
+                cid: None,
+                body: EventBody::PostCreated(Post {
+                    id,
+                    author: format!("u{}", rng.gen_range(0..PEERS)),
+                    text: corpus.text(rng),
+                    at,
+                    edited_at: None,
+                    like_count: 0,
+                    comment_count: 0,
+                }),
+            });
+            continue;
+        }
+        made += 1;
+        if rng.gen_bool(0.8) {
+            pubseq += 1;
+            out.push(LogEvent {
+                stream: Stream::Public,
+                seq: pubseq,
+                at,
+                cid: None,
+                body: EventBody::ChatMessage(ChatMessage {
+                    id,
+                    from: format!("u{}", rng.gen_range(0..PEERS)),
+                    text: corpus.text(rng),
+                    at,
+                }),
+            });
+        } else {
+            privseq += 1;
+            let peer = format!("u{}", rng.gen_range(0..PEERS));
+            let (from, to) = if rng.gen_bool(0.5) {
+                (peer, ME.to_string())
+            } else {
+                (ME.to_string(), peer)
+            };
+            out.push(LogEvent {
+                stream: Stream::Private,
+                seq: privseq,
+                at,
+                cid: None,
+                body: EventBody::DmMessage(DirectMessage {
+                    id,
+                    from,
+                    to,
+                    text: corpus.text(rng),
+                    at,
+                }),
+            });
+        }
+    }
+    out
+}
+
+fn stats(mut v: Vec<f64>) -> Value {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let q = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
+    json!({"median_ms": (q(0.5) * 1000.0).round() / 1000.0, "p99_ms": (q(0.99) * 1000.0).round() / 1000.0,
+           "max_ms": (q(1.0) * 1000.0).round() / 1000.0, "runs": v.len()})
+}
+
+fn time_ms<T>(f: impl FnOnce() -> T) -> (f64, T) {
+    let t = Instant::now();
+    let r = f();
+    (t.elapsed().as_secs_f64() * 1000.0, r)
+}
+
+fn repeat(runs: usize, mut f: impl FnMut() -> usize) -> (Value, usize) {
+    let mut v = Vec::with_capacity(runs);
+    let mut rows = 0;
+    for _ in 0..runs {
+        let (ms, n) = time_ms(&mut f);
+        v.push(ms);
+        rows = n;
+    }
+    (stats(v), rows)
+}
+
+fn raw_insert(dir: &std::path::Path, evs: &[LogEvent], same_schema: bool, batch: usize) -> f64 {
+    let path = dir.join(format!("raw-{same_schema}-{batch}.db"));
+    let mut c = rusqlite::Connection::open(&path).unwrap();
+    c.pragma_update(None, "journal_mode", "WAL").unwrap();
+    c.pragma_update(None, "synchronous", "NORMAL").unwrap();
+    if same_schema {
+        c.execute_batch(MIGRATION).unwrap();
+    } else {
+        c.execute_batch(
+            "CREATE TABLE messages (id INTEGER PRIMARY KEY, kind TEXT, conversation TEXT, server_id INTEGER, \
+             client_id TEXT, sender TEXT, text TEXT, at INTEGER, sk INTEGER, state TEXT)",
+        )
+        .unwrap();
+    }
+    let rows: Vec<(&str, String, i64, &str, &str, i64)> = evs
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::ChatMessage(m) => Some((
+                "chat",
+                "public".to_string(),
+                m.id,
+                m.from.as_str(),
+                m.text.as_str(),
+                m.at,
+            )),
+            EventBody::DmMessage(m) => Some((
+                "dm",
+                m.conversation_for(ME),
+                m.id,
+                m.from.as_str(),
+                m.text.as_str(),
+                m.at,
+            )),
+            _ => None,
+        })
+        .collect();
+    let t = Instant::now();
+    for chunk in rows.chunks(batch) {
+        let tx = c.transaction().unwrap();
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT INTO messages (kind, conversation, server_id, sender, text, at, sk, state) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?3, 'sent')",
+                )
+                .unwrap();
+            for r in chunk {
+                st.execute(rusqlite::params![r.0, r.1, r.2, r.3, r.4, r.5])
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    rows.len() as f64 / t.elapsed().as_secs_f64()
+}
+
+pub async fn run(messages: usize, keep: Option<std::path::PathBuf>) -> Value {
+    let tmp = tempfile::Builder::new()
+        .prefix("papo-bench-client-")
+        .tempdir_in(std::env::temp_dir())
+        .unwrap();
+    let dir = keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let _ = std::fs::create_dir_all(&dir);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let corpus = Corpus::new(&mut rng);
+    let evs = events(messages, &corpus, &mut rng);
+    let total_events = evs.len();
+    eprintln!(
+        "client: {} events ({} messages), serializing batches",
+        total_events, messages
+    );
+    // What arrives from the socket: one JSON `log` payload per 500 events.
+    let frames: Vec<String> = evs
+        .chunks(BATCH)
+        .map(|c| serde_json::to_string(&LogBatch { events: c.to_vec() }).unwrap())
+        .collect();
+
+    // ---- raw batched inserts (same machine, same rows) --------------------------------------
+    let raw_bare = raw_insert(&dir, &evs, false, BATCH);
+    let raw_schema = raw_insert(&dir, &evs, true, BATCH);
+    let raw_schema_5000 = raw_insert(&dir, &evs, true, 5000);
+    for f in std::fs::read_dir(&dir).unwrap().flatten() {
+        if f.file_name().to_string_lossy().starts_with("raw-") {
+            let _ = std::fs::remove_file(f.path());
+        }
+    }
+    eprintln!("client: raw batched inserts {raw_bare:.0} rows/s (bare table), {raw_schema:.0} rows/s (cache schema, indexes + FTS), {raw_schema_5000:.0} rows/s (same, 5000 per transaction)");
+
+    // ---- ingest: receive (parse) -> apply (cache transaction) -> publish (broadcast) ---------
+    let path = dir.join("cache.db");
+    let _ = std::fs::remove_file(&path);
+    let cache = Cache::open(&path).unwrap();
+    cache.set_me(ME).unwrap();
+    let (tx, mut rx) = tokio::sync::broadcast::channel::<CoreEvent>(4096);
+    let consumer = tokio::spawn(async move {
+        let mut n = 0u64;
+        loop {
+            match rx.recv().await {
+                Ok(_) => n += 1,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(k)) => n += k,
+                Err(_) => return n,
+            }
+        }
+    });
+    let (mut parse, mut apply, mut publish) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut applied = 0usize;
+    let mut segment_rates = Vec::new();
+    let t0 = Instant::now();
+    let mut seg_t = Instant::now();
+    let mut seg_n = 0usize;
+    for (i, f) in frames.iter().enumerate() {
+        let a = Instant::now();
+        let batch: LogBatch = serde_json::from_str(f).unwrap();
+        let b = Instant::now();
+        let out = cache.apply_batch(ME, &batch.events).unwrap();
+        let c = Instant::now();
+        applied += out.applied.len();
+        seg_n += out.applied.len();
+        for ev in out.applied {
+            let _ = tx.send(CoreEvent::Log(ev));
+        }
+        let d = Instant::now();
+        parse += b - a;
+        apply += c - b;
+        publish += d - c;
+        if i % 400 == 399 {
+            segment_rates.push(seg_n as f64 / seg_t.elapsed().as_secs_f64());
+            seg_t = Instant::now();
+            seg_n = 0;
+        }
+        if i % 100 == 99 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    drop(tx);
+    let published = consumer.await.unwrap();
+    let ingest = applied as f64 / secs;
+    eprintln!(
+        "client: ingest {applied} events in {secs:.1}s = {ingest:.0} events/s (parse {:.1}s, apply {:.1}s, publish {:.1}s); published {published}",
+        parse.as_secs_f64(), apply.as_secs_f64(), publish.as_secs_f64()
+    );
+    drop(cache);
+
+    // ---- open ----------------------------------------------------------------------------------
+    let mut opens = Vec::new();
+    for _ in 0..10 {
+        let (ms, _) = time_ms(|| {
+            let c = Cache::open(&path).unwrap();
+            let p = c.conversation_page("public", None, 50).unwrap();
+            assert_eq!(p.len(), 50);
+        });
+        opens.push(ms);
+    }
+    let open = stats(opens);
+
+    // ---- queries on the full cache --------------------------------------------------------------
+    let cache = Cache::open(&path).unwrap();
+    let mid_at = 1_700_000_000_000i64 + (total_events as i64 / 2) * 10;
+    let (conv_first, _) = repeat(200, || {
+        cache.conversation_page("public", None, 50).unwrap().len()
+    });
+    let (conv_deep, _) = repeat(200, || {
+        cache
+            .conversation_page(
+                "public",
+                Some(PageKey {
+                    at: mid_at,
+                    sk: i64::MAX,
+                }),
+                50,
+            )
+            .unwrap()
+            .len()
+    });
+    let (dm_first, _) = repeat(200, || {
+        cache.conversation_page("dm:u7", None, 50).unwrap().len()
+    });
+    let (feed_first, _) = repeat(200, || cache.feed_page(ME, None, 20).unwrap().len());
+    let (convs, nconv) = repeat(50, || cache.conversations(ME).unwrap().len());
+    let rare = corpus.vocab[corpus.vocab.len() - 10].clone();
+    let mid = corpus.vocab[corpus.vocab.len() / 3].clone();
+    let common = corpus.vocab[3].clone();
+    let mut searches = Vec::new();
+    for (label, q) in [
+        ("rare word", rare.clone()),
+        ("mid-frequency word", mid.clone()),
+        ("common word", common.clone()),
+        ("two words", format!("{common} {mid}")),
+        ("prefix", common[..common.len().min(4)].to_string()),
+    ] {
+        let (s, hits) = repeat(50, || cache.search(&q, 50).unwrap().len());
+        let matching: i64 = {
+            let c = rusqlite::Connection::open(&path).unwrap();
+            let fq = q
+                .split_whitespace()
+                .map(|w| format!("\"{w}\""))
+                .collect::<Vec<_>>()
+                .join(" ")
+                + "*";
+            c.query_row(
+                "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH ?1",
+                [fq],
+                |r| r.get(0),
+            )
+            .unwrap_or(-1)
+        };
+        eprintln!("client: search {label:?} {q:?}: {hits} hits shown of {matching} matching, {s}");
+        searches.push(json!({"label": label, "query": q, "hits": hits, "matching_messages": matching, "time": s}));
+    }
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    eprintln!("client: open {open}; conversation page {conv_first}; deep {conv_deep}; dm {dm_first}; feed {feed_first}; conversations list ({nconv}) {convs}");
+    json!({
+        "messages": messages, "events": total_events, "cache_bytes": size,
+        "ingest_events_per_sec": ingest, "ingest_secs": secs,
+        "ingest_stage_secs": {"parse": parse.as_secs_f64(), "apply": apply.as_secs_f64(), "publish": publish.as_secs_f64()},
+        "ingest_segment_rates": segment_rates, "published": published,
+        "raw_insert_rows_per_sec_bare": raw_bare, "raw_insert_rows_per_sec_schema": raw_schema, "raw_insert_rows_per_sec_schema_5000": raw_schema_5000,
+        "open_first_page": open,
+        "conversation_page_first": conv_first, "conversation_page_deep": conv_deep,
+        "dm_page_first": dm_first, "feed_page_first": feed_first,
+        "conversations_list": convs, "search": searches,
+        "load": crate::procs::loadavg(),
+    })
+}

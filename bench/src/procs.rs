@@ -1,0 +1,326 @@
+//! Starting the servers under test, and reading their CPU and memory from /proc.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rusqlite::params;
+
+pub const SECRET: &str = "papo-bench-secret-0123456789abcdef";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// papo-server, SQLite on disk, synchronous=FULL (its default).
+    Papo,
+    /// papo-server with its database on tmpfs and synchronous=NORMAL: storage in RAM. Papo has
+    /// no mode without a database, so this is the closest to "no persistence".
+    PapoTmpfs,
+    /// papo-server as `Papo`, with jemalloc preloaded (LD_PRELOAD) instead of glibc malloc: the
+    /// effect of an allocator change without touching the server.
+    PapoJemalloc,
+    /// Node socket.io 4.8 + better-sqlite3 (WAL, synchronous=FULL).
+    Node,
+    /// Node socket.io 4.8, no database.
+    NodeNoPersist,
+    /// tokio-tungstenite broadcast: no Socket.IO framing, no persistence.
+    RawWs,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Papo => "papo",
+            Kind::PapoTmpfs => "papo-tmpfs",
+            Kind::PapoJemalloc => "papo-jemalloc",
+            Kind::Node => "node",
+            Kind::NodeNoPersist => "node-nopersist",
+            Kind::RawWs => "raw-ws",
+        }
+    }
+}
+
+pub const JEMALLOC: &str = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
+
+pub struct Paths {
+    pub papo_server: PathBuf,
+    pub node_peer: PathBuf,
+    pub self_exe: PathBuf,
+    pub work: PathBuf,
+}
+
+pub struct ServerProc {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub pid: u32,
+    pub dir: PathBuf,
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        // SIGTERM by pid (only the process we started), then make sure.
+        unsafe_kill(self.pid, 15);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                let _ = std::fs::remove_dir_all(&self.dir);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn unsafe_kill(pid: u32, sig: i32) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Users u0 … u{n-1} with one session each, written straight into a Papo database whose schema
+/// the server created (argon2 registration would take ~50 ms a user); returns their tokens.
+pub fn seed_papo(paths: &Paths, db: &Path, users: usize) -> Vec<String> {
+    // Let papo-server create and migrate the database, then stop it.
+    {
+        let mut c = Command::new(&paths.papo_server);
+        c.arg("--bind")
+            .arg("127.0.0.1:0")
+            .arg("--db")
+            .arg(db)
+            .arg("--token-secret")
+            .arg(SECRET)
+            .env("PAPO_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null());
+        let mut child = c.spawn().expect("start papo-server to create the schema");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ok = lines.any(|l| l.map(|l| l.starts_with("listening on")).unwrap_or(false));
+        unsafe_kill(child.id(), 15);
+        let _ = child.wait();
+        assert!(ok, "papo-server did not start");
+    }
+    let mut conn = rusqlite::Connection::open(db).unwrap();
+    let now = now_ms();
+    let tx = conn.transaction().unwrap();
+    {
+        let mut u = tx
+            .prepare("INSERT INTO users (id, username, password_hash, created_at) VALUES (?1, ?2, 'x', ?3)")
+            .unwrap();
+        let mut s = tx
+            .prepare("INSERT INTO sessions (id, user_id, refresh_hash, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .unwrap();
+        for i in 0..users {
+            let id = i as i64 + 1;
+            u.execute(params![id, format!("u{i}"), now]).unwrap();
+            s.execute(params![
+                format!("s{i}"),
+                id,
+                format!("h{i}"),
+                now + 86_400_000,
+                now
+            ])
+            .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    tokens(users)
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Access tokens for u0 … u{n-1} (valid for 6 hours), signed the way papo-server's
+/// `TokenSigner::sign` does: `v1.<base64url(claims JSON)>.<base64url(HMAC-SHA256("v1." + body))>`
+/// with claims `{uid, name, sid, exp}`.
+pub fn tokens(users: usize) -> Vec<String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let exp = now_ms() / 1000 + 6 * 3600;
+    (0..users)
+        .map(|i| {
+            let claims = serde_json::json!({"uid": i as i64 + 1, "name": format!("u{i}"), "sid": format!("s{i}"), "exp": exp});
+            let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+            mac.update(b"v1.");
+            mac.update(body.as_bytes());
+            let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+            format!("v1.{body}.{sig}")
+        })
+        .collect()
+}
+
+/// Starts a server; for Papo the database is seeded with `users` users first.
+pub fn start(kind: Kind, paths: &Paths, users: usize) -> (ServerProc, Vec<String>) {
+    let base = if kind == Kind::PapoTmpfs {
+        PathBuf::from("/dev/shm")
+    } else {
+        paths.work.clone()
+    };
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("papo-bench-{}-", kind.name()))
+        .tempdir_in(&base)
+        .expect("tempdir")
+        .keep();
+    let log = std::fs::File::create(dir.join("server.log")).unwrap();
+    let (mut cmd, toks) = match kind {
+        Kind::Papo | Kind::PapoTmpfs | Kind::PapoJemalloc => {
+            let db = dir.join("papo.db");
+            let toks = seed_papo(paths, &db, users);
+            let mut c = Command::new(&paths.papo_server);
+            c.arg("--bind")
+                .arg("127.0.0.1:0")
+                .arg("--db")
+                .arg(&db)
+                .arg("--token-secret")
+                .arg(SECRET)
+                .arg("--sqlite-sync")
+                .arg(if kind == Kind::Papo { "full" } else { "normal" })
+                .arg("--rate-per-sec")
+                .arg("100000")
+                .arg("--burst")
+                .arg("100000")
+                .env("PAPO_LOG", "warn");
+            if kind == Kind::PapoJemalloc {
+                c.env("LD_PRELOAD", JEMALLOC);
+            }
+            (c, toks)
+        }
+        Kind::Node | Kind::NodeNoPersist => {
+            let mut c = Command::new("node");
+            c.arg(paths.node_peer.join("server.js"))
+                .arg("--port")
+                .arg("0")
+                .arg("--db")
+                .arg(dir.join("node.db"))
+                .arg("--secret")
+                .arg(SECRET)
+                .arg("--sync")
+                .arg("full");
+            if kind == Kind::NodeNoPersist {
+                c.arg("--no-persist");
+            }
+            (c, tokens(users))
+        }
+        Kind::RawWs => {
+            let mut c = Command::new(&paths.self_exe);
+            c.arg("ws-baseline").arg("--bind").arg("127.0.0.1:0");
+            (c, Vec::new())
+        }
+    };
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", kind.name()));
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        match lines.next() {
+            Some(Ok(l)) => {
+                if let Some(a) = l.strip_prefix("listening on ") {
+                    break a.trim().parse::<SocketAddr>().expect("address");
+                }
+            }
+            _ => panic!(
+                "{} exited before listening; see {}",
+                kind.name(),
+                dir.join("server.log").display()
+            ),
+        }
+    };
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (
+        ServerProc {
+            child,
+            addr,
+            pid,
+            dir,
+        },
+        toks,
+    )
+}
+
+/// CPU time (user + system) of a process, in seconds.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some(close) = s.rfind(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = s[close + 2..].split_whitespace().collect();
+    // after the command: state(0) ... utime(11) stime(12)
+    let ut: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0);
+    let st: f64 = f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0.0);
+    (ut + st) / 100.0
+}
+
+/// Resident memory of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return 0;
+    };
+    for l in s.lines() {
+        if let Some(v) = l.strip_prefix("VmRSS:") {
+            return v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+        }
+    }
+    0
+}
+
+/// CPU time the whole machine spent busy (all cores, all processes), in seconds.
+pub fn machine_busy_secs() -> f64 {
+    let Ok(s) = std::fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let Some(line) = s.lines().next() else {
+        return 0.0;
+    };
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() < 5 {
+        return 0.0;
+    }
+    let total: f64 = v.iter().take(8).sum();
+    (total - v[3] - v[4]) / 100.0
+}
+
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Waits until the process uses less than `pct`% of a core over 500 ms windows (max `max`).
+pub async fn settle(pid: u32, pct: f64, max: Duration) {
+    let deadline = Instant::now() + max;
+    let mut last = cpu_secs(pid);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while Instant::now() < deadline {
+        let now = cpu_secs(pid);
+        if (now - last) / 0.5 * 100.0 < pct {
+            return;
+        }
+        last = now;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
