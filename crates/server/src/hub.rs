@@ -23,7 +23,8 @@ impl StreamState {
     fn new(capacity: usize) -> Self {
         StreamState {
             head: watch::Sender::new(0),
-            recent: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
+            // Grows as events arrive: most users' streams stay small or empty.
+            recent: Mutex::new(VecDeque::new()),
             capacity,
         }
     }

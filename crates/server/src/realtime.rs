@@ -28,8 +28,14 @@ use crate::hub::StreamState;
 use crate::store::{Actor, StoredEvent, StreamKey};
 use crate::App;
 
-/// Events per `log` packet.
+/// Events read from the log at a time.
 const BATCH: usize = 500;
+/// Target size of one `log` packet. A socket's write buffer keeps the capacity of the largest
+/// frame it ever sent, so a few large replay frames would cost memory for the socket's whole
+/// life; many small frames cost almost nothing more to send.
+const PACKET_BYTES: usize = 16 * 1024;
+/// Names per `presence` packet, for the same reason (a snapshot of everyone online can be big).
+const PRESENCE_CHUNK: usize = 200;
 
 /// Per-connection state, kept in the socket's extensions.
 pub struct Conn {
@@ -538,6 +544,42 @@ fn merge(reader: i64, a: Vec<Arc<StoredEvent>>, b: Vec<Arc<StoredEvent>>) -> Vec
     out
 }
 
+/// A rough size of an event on the wire, to keep packets near [`PACKET_BYTES`].
+fn approx_size(ev: &LogEvent) -> usize {
+    use papo_protocol::EventBody as B;
+    let text = match &ev.body {
+        B::ChatMessage(m) => m.text.len(),
+        B::DmMessage(m) => m.text.len(),
+        B::PostCreated(p) => p.text.len(),
+        B::PostEdited(p) => p.text.len(),
+        B::CommentCreated(c) => c.comment.text.len(),
+        B::Notification(n) => n.excerpt.as_ref().map_or(0, String::len),
+        _ => 0,
+    };
+    // Texts may grow when escaped; names, ids and field names take about 200 bytes.
+    200 + text + text / 8
+}
+
+/// Splits events into packets of about [`PACKET_BYTES`] (an event bigger than that goes alone).
+fn packets(events: Vec<LogEvent>) -> Vec<Vec<LogEvent>> {
+    let mut out: Vec<Vec<LogEvent>> = Vec::new();
+    let mut size = 0;
+    for ev in events {
+        let n = approx_size(&ev);
+        match out.last_mut() {
+            Some(cur) if size + n <= PACKET_BYTES => {
+                size += n;
+                cur.push(ev);
+            }
+            _ => {
+                size = n;
+                out.push(vec![ev]);
+            }
+        }
+    }
+    out
+}
+
 /// Emits, waiting for a full socket buffer to drain; false if the client is gone or too slow.
 async fn emit_patiently<A: Adapter, T: serde::Serialize + ?Sized>(
     app: &App,
@@ -638,11 +680,10 @@ async fn pump<A: Adapter>(
             if let Some(last) = privs.last() {
                 cursor.set(Stream::Private, last.event.seq);
             }
-            let batch = LogBatch {
-                events: merge(user, pubs, privs),
-            };
-            if !emit_patiently(&app, &socket, events::LOG, &batch).await {
-                return;
+            for events in packets(merge(user, pubs, privs)) {
+                if !emit_patiently(&app, &socket, events::LOG, &LogBatch { events }).await {
+                    return;
+                }
             }
             target.public = target.public.max(*pub_rx.borrow_and_update());
             target.private = target.private.max(*me_rx.borrow_and_update());
@@ -654,15 +695,28 @@ async fn pump<A: Adapter>(
                 epoch: app.epoch.clone(),
                 heads: cursor,
             };
-            let presence = Presence {
-                snapshot: true,
-                online: app.hub.snapshot_online(),
-                offline: vec![],
-            };
-            if !emit_patiently(&app, &socket, events::SYNC, &status).await
-                || !emit_patiently(&app, &socket, events::PRESENCE, &presence).await
-            {
+            if !emit_patiently(&app, &socket, events::SYNC, &status).await {
                 return;
+            }
+            // The snapshot goes in chunks: the first replaces the client's view, the others
+            // add to it (as changes do).
+            let online = app.hub.snapshot_online();
+            let mut chunks = online.chunks(PRESENCE_CHUNK).peekable();
+            let first = chunks.next().map(<[String]>::to_vec).unwrap_or_default();
+            let mut packets = vec![Presence {
+                snapshot: true,
+                online: first,
+                offline: vec![],
+            }];
+            packets.extend(chunks.map(|c| Presence {
+                snapshot: false,
+                online: c.to_vec(),
+                offline: vec![],
+            }));
+            for p in &packets {
+                if !emit_patiently(&app, &socket, events::PRESENCE, p).await {
+                    return;
+                }
             }
         }
         if *closed.borrow() {
@@ -681,6 +735,39 @@ async fn pump<A: Adapter>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn chat(seq: u64, len: usize) -> LogEvent {
+        LogEvent {
+            stream: Stream::Public,
+            seq,
+            at: 0,
+            cid: None,
+            body: papo_protocol::EventBody::ChatMessage(papo_protocol::ChatMessage {
+                id: seq as i64,
+                from: "ana".into(),
+                text: "x".repeat(len),
+                at: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn packets_stay_small_and_keep_order() {
+        let evs: Vec<LogEvent> = (1..=300).map(|i| chat(i, 100)).collect();
+        let ps = packets(evs);
+        assert!(ps.len() > 1);
+        for p in &ps {
+            let bytes = serde_json::to_vec(&LogBatch { events: p.clone() })
+                .unwrap()
+                .len();
+            assert!(bytes <= PACKET_BYTES, "{bytes}");
+        }
+        let seqs: Vec<u64> = ps.iter().flatten().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=300).collect::<Vec<u64>>());
+        // A single event larger than a packet is sent alone.
+        let big = packets(vec![chat(1, 10), chat(2, 40_000), chat(3, 10)]);
+        assert_eq!(big.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1, 1]);
+    }
 
     #[test]
     fn token_bucket_allows_bursts_then_refills() {

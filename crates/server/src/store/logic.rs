@@ -174,7 +174,6 @@ fn check_text(text: &str) -> Result<(), TxError> {
     }
 }
 
-
 fn find_user(db: &mut dyn Sql, username: &str) -> Result<User, TxError> {
     match db.query_opt(
         "SELECT id, username FROM users WHERE username = $1",
