@@ -152,17 +152,25 @@ pub fn install<A: Adapter>(io: &SocketIo<A>, app: &App) {
                 app.hub.online()
             };
             let (online, offline) = app.hub.set_global_online(online);
-            if online.is_empty() && offline.is_empty() {
-                continue;
-            }
-            let p = Presence {
-                snapshot: false,
-                online,
-                offline,
-            };
-            // Every node computes the same change and tells its own sockets.
-            if let Err(e) = io.local().emit(events::PRESENCE, &p).await {
-                tracing::debug!(error = %e, "presence broadcast incomplete");
+            // Every node computes the same change and tells its own sockets, in packets of at
+            // most PRESENCE_CHUNK names (small frames keep per-socket buffers small).
+            let packets = online
+                .chunks(PRESENCE_CHUNK)
+                .map(|c| (c.to_vec(), Vec::new()))
+                .chain(
+                    offline
+                        .chunks(PRESENCE_CHUNK)
+                        .map(|c| (Vec::new(), c.to_vec())),
+                );
+            for (online, offline) in packets {
+                let p = Presence {
+                    snapshot: false,
+                    online,
+                    offline,
+                };
+                if let Err(e) = io.local().emit(events::PRESENCE, &p).await {
+                    tracing::debug!(error = %e, "presence broadcast incomplete");
+                }
             }
         }
     });
