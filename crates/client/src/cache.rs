@@ -572,9 +572,13 @@ impl Cache {
         self.read(|c| {
             let mut out = Vec::new();
             let mut st = c.prepare_cached(
+                // The newest matches by rowid come straight off the full-text index (rows are
+                // inserted in log order, so rowid follows time); sorting every match by `at`
+                // first made a common word cost ~100 ms on a million messages.
                 "SELECT m.id, m.server_id, m.conversation, m.sender, m.text, m.at \
-                 FROM messages_fts f JOIN messages m ON m.id = f.rowid \
-                 WHERE messages_fts MATCH ?1 ORDER BY m.at DESC LIMIT ?2",
+                 FROM (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?1 \
+                       ORDER BY rowid DESC LIMIT ?2) f \
+                 JOIN messages m ON m.id = f.rowid ORDER BY m.at DESC",
             )?;
             let rows = st.query_map(params![fts, limit as i64], |r| {
                 Ok(SearchHit {
@@ -592,8 +596,9 @@ impl Cache {
             }
             let mut st = c.prepare_cached(
                 "SELECT p.id, p.server_id, p.author, p.text, p.at \
-                 FROM posts_fts f JOIN posts p ON p.id = f.rowid \
-                 WHERE posts_fts MATCH ?1 AND p.deleted = 0 ORDER BY p.at DESC LIMIT ?2",
+                 FROM (SELECT rowid FROM posts_fts WHERE posts_fts MATCH ?1 \
+                       ORDER BY rowid DESC LIMIT ?2) f \
+                 JOIN posts p ON p.id = f.rowid WHERE p.deleted = 0 ORDER BY p.at DESC",
             )?;
             let rows = st.query_map(params![fts, limit as i64], |r| {
                 Ok(SearchHit {

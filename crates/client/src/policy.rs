@@ -59,7 +59,6 @@ pub struct PolicyContext<'a> {
     pub settings: &'a NotificationSettings,
 }
 
-
 /// Decides whether `event` deserves an OS notification.
 ///
 /// Notifies for private messages (from `dm.message`) and for likes, follows and comments (from
@@ -121,7 +120,11 @@ pub fn decide(event: &EventBody, ctx: &PolicyContext<'_>) -> Option<OsNotificati
             }
             OsNotification {
                 title,
-                body: n.excerpt.as_deref().map(papo_protocol::excerpt).unwrap_or_default(),
+                body: n
+                    .excerpt
+                    .as_deref()
+                    .map(papo_protocol::excerpt)
+                    .unwrap_or_default(),
                 target,
                 group,
             }
