@@ -17,6 +17,8 @@ trap 'rm -rf "$DATA"' EXIT
 "$TARGET_DIR/release/examples/seed_cache" "$DATA" "$MESSAGES" 2000
 ls -la "$DATA"
 export PAPO_APP_BIN="$TARGET_DIR/release/papo" PAPO_DATA_DIR="$DATA" RUNS
+# Hermetic: no keyring daemon or notification server started by D-Bus activation.
+export PAPO_KEYRING=none PAPO_NOTIFICATIONS=log
 exec xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- python3 - <<'PY'
 import os, statistics, subprocess, time
 app, runs = os.environ["PAPO_APP_BIN"], int(os.environ["RUNS"])

@@ -17,4 +17,8 @@ export PAPO_SERVER_BIN="$TARGET_DIR/debug/papo-server"
 export PAPO_CLI_BIN="$TARGET_DIR/debug/papo-cli"
 export E2E_SCREENSHOTS="${E2E_SCREENSHOTS:-$ROOT/docs/screenshots}"
 export LANG=en_US.UTF-8
+# This scenario is about the app itself: keep it off the machine's keyring (D-Bus activation
+# would start the user's gnome-keyring) and its notification server. The desktop integration
+# has its own hermetic scenario (scripts/e2e-desktop-os.sh).
+export PAPO_KEYRING=none PAPO_NOTIFICATIONS=log
 exec xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- node tests/e2e/run.mjs

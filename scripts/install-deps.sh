@@ -12,6 +12,9 @@ if [ "$what" = test ]; then
   # Headless desktop end-to-end: X server, session bus, WebKitWebDriver, screenshots.
   pkgs+=(xvfb xauth dbus-x11 dbus-bin dbus-daemon webkit2gtk-driver imagemagick x11-utils
     libglib2.0-bin at-spi2-core)
+  # Desktop integration end-to-end: a real notification server, the Secret Service and its
+  # CLI, the kernel keyring tools (scripts/e2e-desktop-os.sh, the keyring unit test).
+  pkgs+=(dunst gnome-keyring libsecret-tools keyutils)
   # Scale-out tests: a shared database and the Socket.IO Redis adapter, on loopback.
   pkgs+=(postgresql postgresql-client redis-server)
 fi

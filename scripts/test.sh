@@ -38,4 +38,11 @@ npm run --prefix ui check
 npm run --prefix ui test
 echo "== desktop app: end-to-end on the real binary (Xvfb, WebKitWebDriver, papo-server, papo-cli)"
 E2E_SKIP_BUILD=1 bash scripts/e2e.sh
+echo "== desktop integration: notifications (dunst + dbus-monitor), tray over D-Bus, keyring, single instance"
+E2E_SKIP_BUILD=1 bash scripts/e2e-desktop-os.sh
+echo "== keyring round trip in the kernel keyring (a fresh session keyring)"
+PAPO_KEYRING=keyutils keyctl session - cargo test -p papo --lib --locked -- --ignored keyring_round_trip
+echo "== installers: .deb + .rpm with the Tauri CLI (release build), install / start / remove the .deb"
+bash scripts/package.sh
+bash scripts/test-package.sh
 echo "== all tests passed"

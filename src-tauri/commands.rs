@@ -2,7 +2,7 @@
 //! to their UI twins (`ui_types`), errors to `{code, message}`.
 
 use crate::compose::{self, Action};
-use crate::ui_types::{self as ui, to_ui, Boot, ComposeTarget, Sent, Settings, UiError};
+use crate::ui_types::{self as ui, to_ui, Boot, ComposeTarget, OsStatus, Sent, Settings, UiError};
 use crate::AppState;
 use papo_client::{Core, CoreError, PageKey};
 use serde::Serialize;
@@ -58,7 +58,7 @@ fn uuid(s: &str) -> Res<Uuid> {
 
 /// The UI is up: everything it needs to draw, plus the events queued while it loaded.
 #[tauri::command(rename_all = "snake_case")]
-pub fn ui_ready(state: State<'_, AppState>) -> Res<Boot> {
+pub fn ui_ready(state: State<'_, AppState>, app: tauri::AppHandle) -> Res<Boot> {
     state.mark("ui_ready");
     let core = state.core();
     let connection = conv(&core.connection_state())?;
@@ -74,6 +74,7 @@ pub fn ui_ready(state: State<'_, AppState>) -> Res<Boot> {
         settings: state.settings.lock().unwrap().clone(),
         queued: state.bridge.ready(),
         os_locale: crate::os_locale(),
+        os: state.os_status(&app),
     })
 }
 
@@ -304,12 +305,26 @@ pub async fn online_users(state: State<'_, AppState>) -> Res<Vec<String>> {
 
 #[tauri::command(rename_all = "snake_case")]
 pub fn set_settings(state: State<'_, AppState>, settings: Settings) -> Res<()> {
-    state
-        .core()
-        .set_notification_settings(crate::settings::to_core(&settings.notifications));
-    state.settings_file.save(&settings).map_err(internal)?;
-    *state.settings.lock().unwrap() = settings;
-    Ok(())
+    state.apply_settings(settings).map_err(internal)
+}
+
+/// Keyring, notification server, tray and start-at-login state (Settings polls it).
+#[tauri::command(rename_all = "snake_case")]
+pub fn os_status(state: State<'_, AppState>, app: tauri::AppHandle) -> OsStatus {
+    state.os_status(&app)
+}
+
+/// Start at login on/off (tauri-plugin-autostart; launched with `--minimized`).
+#[tauri::command(rename_all = "snake_case")]
+pub fn set_autostart(app: tauri::AppHandle, enabled: bool) -> Res<bool> {
+    use tauri_plugin_autostart::ManagerExt;
+    let launcher = app.autolaunch();
+    if enabled {
+        launcher.enable().map_err(internal)?;
+    } else {
+        launcher.disable().map_err(internal)?;
+    }
+    launcher.is_enabled().map_err(internal)
 }
 
 /// The UI drew the first page of the feed: logs the time since the process started (the

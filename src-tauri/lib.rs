@@ -4,11 +4,17 @@
 //! - [`bridge`]: the one typed event stream core → UI, queued until the UI is ready.
 //! - [`ui_types`]: the types crossing the boundary, generated into TypeScript.
 //! - [`compose`]: what a composer's text means (`/msg user text`).
-//! - [`settings`], [`session_store`], [`notifications`]: OS-facing pieces that later grow
-//!   (keyring, native notifications, tray).
+//! - [`settings`]: the settings file; [`session_store`]: tokens in the OS keyring;
+//!   [`notifications`]: native notifications (notify-rust), grouped, click → `UiEvent::Open`;
+//!   [`tray`]: the tray icon (unread count, menu).
+//!
+//! Single instance (tauri-plugin-single-instance: a second launch focuses the running window),
+//! start at login (tauri-plugin-autostart, launched with `--minimized`), close to tray.
 //!
 //! Configuration (for tests and power users): `--server URL` / `PAPO_SERVER`,
-//! `--data-dir DIR` / `PAPO_DATA_DIR`, `PAPO_EXIT_AFTER_FEED=1` (benchmark).
+//! `--data-dir DIR` / `PAPO_DATA_DIR` (a separate profile, with its own single-instance name),
+//! `--minimized`, `PAPO_EXIT_AFTER_FEED=1` (benchmark), `PAPO_NOTIFICATIONS=log` (no native
+//! notifications), `PAPO_KEYRING=none` (no keyring: session-only sign-in), `PAPO_NO_TRAY=1`.
 
 pub mod bridge;
 pub mod commands;
@@ -16,18 +22,22 @@ pub mod compose;
 pub mod notifications;
 pub mod session_store;
 pub mod settings;
+pub mod tray;
 pub mod ui_types;
 
 use bridge::{Bridge, Sink};
-use notifications::{LogNotifier, Notifier};
+use notifications::{LogNotifier, NativeNotifier, Notifier};
+use papo_client::policy::Target;
 use papo_client::{Core, CoreConfig, CoreEvent};
 use settings::SettingsFile;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 use tauri::{AppHandle, Emitter, Manager};
-use ui_types::{to_ui, Settings, UiError, UiEvent};
+use tauri_plugin_autostart::ManagerExt;
+use tray::Tray;
+use ui_types::{to_ui, OsStatus, Settings, UiError, UiEvent};
 
 /// The server used when nothing else is configured.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
@@ -39,6 +49,7 @@ pub struct AppState {
     generation: Arc<AtomicU64>,
     bridge: Arc<Bridge>,
     notifier: Arc<dyn Notifier>,
+    tray: OnceLock<Tray>,
     settings: Mutex<Settings>,
     settings_file: SettingsFile,
     cache_path: PathBuf,
@@ -58,6 +69,51 @@ impl AppState {
 
     pub fn server_url(&self) -> String {
         self.server_url.lock().unwrap().clone()
+    }
+
+    /// The language for texts the shell draws itself (the tray menu).
+    fn locale(&self) -> String {
+        match self.settings.lock().unwrap().language {
+            ui_types::Language::En => "en".into(),
+            ui_types::Language::PtBr => "pt-BR".into(),
+            ui_types::Language::System => os_locale(),
+        }
+    }
+
+    /// Applies and saves new settings (from the UI or the tray) and keeps the tray in line.
+    pub fn apply_settings(&self, settings: Settings) -> std::io::Result<()> {
+        self.core()
+            .set_notification_settings(settings::to_core(&settings.notifications));
+        if let Some(t) = self.tray.get() {
+            t.set_dnd(settings.notifications.do_not_disturb);
+        }
+        let saved = self.settings_file.save(&settings);
+        *self.settings.lock().unwrap() = settings;
+        saved
+    }
+
+    /// The tray shows the messages not read yet.
+    fn refresh_unread(&self) {
+        let Some(tray) = self.tray.get() else { return };
+        match self.core().unread_counts() {
+            Ok(u) => tray.set_unread(u.total, &self.locale()),
+            Err(e) => tracing::warn!("unread count: {e}"),
+        }
+    }
+
+    /// Keyring, notification server, tray, autostart: for Settings and the sign-in screen.
+    pub fn os_status(&self, app: &AppHandle) -> OsStatus {
+        let keyring = session_store::status();
+        let notes = self.notifier.status();
+        OsStatus {
+            keyring: keyring.backend.clone(),
+            keyring_message: keyring.message.clone(),
+            notifications: notes.available,
+            notification_server: notes.server,
+            notifications_message: notes.message,
+            tray: self.tray.get().is_some(),
+            autostart: app.autolaunch().is_enabled().unwrap_or(false),
+        }
     }
 
     /// Stops the current core and starts one connected to `url` (same cache file; the server's
@@ -83,7 +139,7 @@ impl AppState {
 fn start_core(url: &str, cache_path: &std::path::Path) -> Result<Core, UiError> {
     Core::start(
         CoreConfig::new(url, cache_path),
-        session_store::session_store(),
+        session_store::session_store(url),
     )
     .map_err(UiError::from)
 }
@@ -124,9 +180,18 @@ fn spawn_forwarder(app: AppHandle, core: &Core, gen: u64, state: &AppState) {
             if let CoreEvent::Notify(n) = &event {
                 notifier.notify(n);
             }
+            let counts = matches!(
+                event,
+                CoreEvent::Log(_) | CoreEvent::Sync(_) | CoreEvent::Connection(_)
+            );
             match to_ui(&event) {
                 Ok(ui) => bridge.push(&sink, UiEvent::Core(ui)),
                 Err(e) => tracing::error!("core event with an unexpected shape: {e}"),
+            }
+            if counts {
+                if let Some(state) = sink.0.try_state::<AppState>() {
+                    state.refresh_unread();
+                }
             }
         }
     });
@@ -140,6 +205,82 @@ pub fn os_locale() -> String {
         .find(|v| !v.is_empty() && v != "C" && v != "POSIX")
         .map(|v| v.split('.').next().unwrap_or("").replace('_', "-"))
         .unwrap_or_else(|| "en".into())
+}
+
+/// Brings the main window up: shown, not minimized, focused.
+pub fn show_main(app: &AppHandle) {
+    if let Some(w) = app.get_webview_window("main") {
+        let _ = w.show();
+        let _ = w.unminimize();
+        let _ = w.set_focus();
+    }
+}
+
+/// A notification was clicked: the window comes up on the thing it is about.
+fn open_target(app: &AppHandle, target: Target) {
+    show_main(app);
+    let Some(state) = app.try_state::<AppState>() else {
+        return;
+    };
+    match serde_json::to_value(&target).and_then(serde_json::from_value) {
+        Ok(t) => state
+            .bridge
+            .push(&WebviewSink(app.clone()), UiEvent::Open(t)),
+        Err(e) => tracing::error!("target with an unexpected shape: {e}"),
+    }
+}
+
+fn on_tray_menu(app: &AppHandle, id: &str) {
+    tracing::info!(item = id, "tray menu");
+    let Some(state) = app.try_state::<AppState>() else {
+        return;
+    };
+    match id {
+        tray::item::OPEN => show_main(app),
+        tray::item::DND => {
+            let mut s = state.settings.lock().unwrap().clone();
+            s.notifications.do_not_disturb = !s.notifications.do_not_disturb;
+            if let Err(e) = state.apply_settings(s.clone()) {
+                tracing::warn!("could not save the settings: {e}");
+            }
+            state
+                .bridge
+                .push(&WebviewSink(app.clone()), UiEvent::Settings(s));
+        }
+        tray::item::SIGN_OUT => {
+            let app = app.clone();
+            tauri::async_runtime::spawn(async move {
+                let state = app.state::<AppState>();
+                state.core().sign_out().await;
+                state
+                    .bridge
+                    .push(&WebviewSink(app.clone()), UiEvent::SignedOut);
+                state.refresh_unread();
+                show_main(&app);
+            });
+        }
+        tray::item::QUIT => app.exit(0),
+        _ => {}
+    }
+}
+
+fn flag(name: &str) -> bool {
+    std::env::args().skip(1).any(|a| a == name)
+}
+
+/// The single-instance D-Bus name: the app's identifier, plus a hash of the data directory
+/// when a separate profile is used (`--data-dir`), so two profiles can run side by side.
+fn instance_id(data_dir: Option<&str>) -> String {
+    use std::hash::{Hash, Hasher};
+    let base = "app.papo.desktop".to_string();
+    match data_dir {
+        None => base,
+        Some(d) => {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            d.hash(&mut h);
+            format!("{base}.p{:016x}", h.finish())
+        }
+    }
 }
 
 fn arg(name: &str) -> Option<String> {
@@ -165,9 +306,24 @@ pub fn run() {
         )
         .try_init();
 
+    let data_dir_arg = arg("--data-dir").or_else(|| std::env::var("PAPO_DATA_DIR").ok());
     tauri::Builder::default()
+        // First: a second launch hands its arguments over and exits before anything else.
+        .plugin(
+            tauri_plugin_single_instance::Builder::new()
+                .dbus_id(instance_id(data_dir_arg.as_deref()))
+                .callback(|app, _args, _cwd| {
+                    tracing::info!("another instance was started: focusing this one");
+                    show_main(app);
+                })
+                .build(),
+        )
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            Some(vec!["--minimized"]),
+        ))
         .setup(move |app| {
-            let data_dir = match arg("--data-dir").or_else(|| std::env::var("PAPO_DATA_DIR").ok()) {
+            let data_dir = match data_dir_arg {
                 Some(d) => PathBuf::from(d),
                 None => app.path().app_data_dir()?,
             };
@@ -184,11 +340,25 @@ pub fn run() {
                 tauri::async_runtime::block_on(async { start_core(&server_url, &cache_path) })
                     .map_err(|e| format!("{}: {}", e.code, e.message))?;
             core.set_notification_settings(settings::to_core(&settings.notifications));
+            let notifier: Arc<dyn Notifier> =
+                if std::env::var("PAPO_NOTIFICATIONS").as_deref() == Ok("log") {
+                    Arc::new(LogNotifier)
+                } else {
+                    let handle = app.handle().clone();
+                    Arc::new(NativeNotifier::start(Arc::new(move |t| {
+                        open_target(&handle, t)
+                    })))
+                };
+            let (dnd, minimized) = (
+                settings.notifications.do_not_disturb,
+                flag("--minimized") || settings.start_minimized,
+            );
             let state = AppState {
                 core: Mutex::new(core.clone()),
                 generation: Arc::new(AtomicU64::new(0)),
                 bridge: Arc::new(Bridge::default()),
-                notifier: Arc::new(LogNotifier),
+                notifier,
+                tray: OnceLock::new(),
                 settings: Mutex::new(settings),
                 settings_file,
                 cache_path,
@@ -202,7 +372,33 @@ pub fn run() {
             };
             spawn_forwarder(app.handle().clone(), &core, 0, &state);
             app.manage(state);
+            let state = app.state::<AppState>();
+            if std::env::var("PAPO_NO_TRAY").as_deref() != Ok("1") {
+                match Tray::build(app.handle(), dnd, &state.locale(), on_tray_menu) {
+                    Ok(t) => {
+                        let _ = state.tray.set(t);
+                        state.refresh_unread();
+                    }
+                    Err(e) => tracing::warn!("no tray icon: {e}"),
+                }
+            }
+            if minimized && state.tray.get().is_some() {
+                if let Some(w) = app.get_webview_window("main") {
+                    let _ = w.hide();
+                }
+            }
             Ok(())
+        })
+        .on_window_event(|window, event| {
+            // Closing the window hides it to the tray (when configured and there is a tray).
+            if let tauri::WindowEvent::CloseRequested { api, .. } = event {
+                if let Some(state) = window.try_state::<AppState>() {
+                    if state.tray.get().is_some() && state.settings.lock().unwrap().close_to_tray {
+                        api.prevent_close();
+                        let _ = window.hide();
+                    }
+                }
+            }
         })
         .on_page_load(|webview, payload| {
             // A reload drops the UI's listeners: queue until it says it is ready again.
@@ -238,6 +434,8 @@ pub fn run() {
             commands::search,
             commands::online_users,
             commands::set_settings,
+            commands::os_status,
+            commands::set_autostart,
             commands::feed_rendered,
         ])
         .build(tauri::generate_context!())

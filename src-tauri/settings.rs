@@ -44,6 +44,8 @@ pub fn defaults() -> Settings {
         language: Language::System,
         notifications_seen_at: 0,
         server_url: None,
+        close_to_tray: true,
+        start_minimized: false,
     }
 }
 
@@ -74,5 +76,17 @@ mod tests {
         file.save(&s).unwrap();
         assert_eq!(file.load(), s);
         assert!(to_core(&s.notifications).muted.contains("dm:joao"));
+    }
+
+    #[test]
+    fn a_settings_file_from_before_the_tray_gets_the_tray_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut old = serde_json::to_value(defaults()).unwrap();
+        let o = old.as_object_mut().unwrap();
+        o.remove("close_to_tray");
+        o.remove("start_minimized");
+        std::fs::write(dir.path().join("settings.json"), old.to_string()).unwrap();
+        let s = SettingsFile::new(dir.path()).load();
+        assert!(s.close_to_tray && !s.start_minimized);
     }
 }

@@ -342,6 +342,10 @@ pub enum UiEvent {
     Resync,
     /// A notification was clicked (or the shell wants a screen shown).
     Open(Target),
+    /// The settings changed outside the UI (the tray's do-not-disturb).
+    Settings(Settings),
+    /// Signed out outside the UI (the tray menu): show the sign-in screen.
+    SignedOut,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, TS)]
@@ -486,6 +490,33 @@ pub struct Settings {
     /// The server last signed in to (the `PAPO_SERVER` env var / `--server` flag win).
     #[serde(default)]
     pub server_url: Option<String>,
+    /// Closing the window hides it to the tray (when there is a tray).
+    #[serde(default = "yes")]
+    pub close_to_tray: bool,
+    /// Start with the window hidden in the tray (also `--minimized`, used by start-at-login).
+    #[serde(default)]
+    pub start_minimized: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The desktop integration's state, shown in Settings and on the sign-in screen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+pub struct OsStatus {
+    /// Where the session is kept: `secret-service`, `keyutils`, `keychain`,
+    /// `credential-manager`; `null` when there is no keyring (sign-in lasts for this run).
+    pub keyring: Option<String>,
+    pub keyring_message: Option<String>,
+    /// Whether native notifications can be shown (a notification server answers).
+    pub notifications: bool,
+    pub notification_server: Option<String>,
+    pub notifications_message: Option<String>,
+    /// Whether the tray icon exists.
+    pub tray: bool,
+    /// Whether Papo starts at login.
+    pub autostart: bool,
 }
 
 /// What the UI needs at start, in one call.
@@ -502,6 +533,7 @@ pub struct Boot {
     pub queued: Vec<UiEvent>,
     /// The OS locale (BCP 47), for `Language::System`.
     pub os_locale: String,
+    pub os: OsStatus,
 }
 
 /// An error crossing to the UI: a stable machine code and a readable message.
@@ -593,6 +625,7 @@ macro_rules! for_each_ui_type {
             NotificationSettings,
             Language,
             Settings,
+            OsStatus,
             Boot,
             UiError,
             OutboxEntry,

@@ -574,6 +574,7 @@ impl Supervisor {
         let mut s = Pump {
             inflight: None,
             outbox_dirty: true,
+            live: false,
         };
         for ev in early {
             if let Some(end) = self.inbound(ev, me, &mut s) {
@@ -707,8 +708,10 @@ impl Supervisor {
                 }
                 let view = self.view.lock().unwrap().clone();
                 for ev in out.applied {
-                    // No OS notifications while filling an empty cache.
-                    if out.cursor_before.get(ev.stream) > 0 {
+                    // No OS notifications while filling an empty cache; once this
+                    // connection reached live, every event is new (a new account's first
+                    // like or DM notifies too).
+                    if s.live || out.cursor_before.get(ev.stream) > 0 {
                         let ctx = PolicyContext {
                             me,
                             on_screen: view.on_screen.as_deref(),
@@ -737,7 +740,10 @@ impl Supervisor {
                 };
                 let r = match status.state {
                     SyncState::Reset => self.cache.reset(&status.epoch),
-                    SyncState::Live => self.cache.set_epoch(&status.epoch),
+                    SyncState::Live => {
+                        s.live = true;
+                        self.cache.set_epoch(&status.epoch)
+                    }
                 };
                 if let Err(e) = r {
                     return Some(failed(format!("cache: {e}")));
@@ -837,6 +843,8 @@ impl Supervisor {
 struct Pump {
     inflight: Option<(Uuid, Instant)>,
     outbox_dirty: bool,
+    /// The server said the replay is done (`sync` live) on this connection.
+    live: bool,
 }
 
 #[cfg(test)]

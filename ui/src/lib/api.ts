@@ -9,6 +9,7 @@ import type {
   ConversationRow,
   MessageRow,
   Notification,
+  OsStatus,
   OutboxEntry,
   PageKey,
   PostRow,
@@ -26,6 +27,9 @@ export function isUiError(e: unknown): e is UiError {
   return typeof e === "object" && e !== null && "code" in e && "message" in e;
 }
 
+/** The screen last reported as on screen (restored when the window is shown again). */
+let onScreen: string | null = null;
+
 export const api = {
   uiReady: () => invoke<Boot>("ui_ready"),
   signIn: (server_url: string, username: string, password: string, create: boolean) =>
@@ -42,7 +46,12 @@ export const api = {
     invoke<void>("mark_read", { conversation, last_read }),
   setTyping: (conversation: string, typing: boolean) =>
     invoke<void>("set_typing", { conversation, typing }),
-  setOnScreen: (conversation: string | null) => invoke<void>("set_on_screen", { conversation }),
+  setOnScreen: (conversation: string | null) => {
+    onScreen = conversation;
+    return invoke<void>("set_on_screen", { conversation });
+  },
+  /** A hidden window (in the tray, minimized) shows nothing: every conversation may notify. */
+  windowVisible: (visible: boolean) => invoke<void>("set_on_screen", { conversation: visible ? onScreen : null }),
   retryOutbox: (client_id: string) => invoke<boolean>("retry_outbox", { client_id }),
   discardOutbox: (client_id: string) => invoke<boolean>("discard_outbox", { client_id }),
   outbox: () => invoke<OutboxEntry[]>("outbox"),
@@ -57,6 +66,8 @@ export const api = {
   search: (query: string, limit: number) => invoke<SearchHit[]>("search", { query, limit }),
   onlineUsers: () => invoke<string[]>("online_users"),
   setSettings: (settings: Settings) => invoke<void>("set_settings", { settings }),
+  osStatus: () => invoke<OsStatus>("os_status"),
+  setAutostart: (enabled: boolean) => invoke<boolean>("set_autostart", { enabled }),
   feedRendered: (posts: number) => invoke<void>("feed_rendered", { posts }),
   onEvent: (handler: (e: UiEvent) => void): Promise<UnlistenFn> =>
     listen<UiEvent>(EVENT, (e) => handler(e.payload)),

@@ -96,6 +96,15 @@ const en = {
   "settings.account": "Account",
   "settings.signed_in_as": "Signed in as {me}",
   "settings.sign_out": "Sign out",
+  "settings.desktop": "Desktop",
+  "settings.close_to_tray": "Closing the window keeps Papo in the tray",
+  "settings.start_minimized": "Start minimized in the tray",
+  "settings.autostart": "Start Papo when I log in",
+  "settings.native_ok": "Native notifications: {server}",
+  "settings.native_none": "No notification server on the session bus: notifications appear in the app only.",
+  "settings.no_tray": "No tray icon on this desktop.",
+  "settings.keyring_ok": "Your session is kept in the OS keyring ({backend}).",
+  "keyring.none": "No OS keyring is available, so you stay signed in for this session only (nothing is saved in a file).",
   "time.now": "now",
 } as const;
 
@@ -193,6 +202,15 @@ const ptBR: Record<Key, string> = {
   "settings.account": "Conta",
   "settings.signed_in_as": "Conectado como {me}",
   "settings.sign_out": "Sair",
+  "settings.desktop": "Área de trabalho",
+  "settings.close_to_tray": "Fechar a janela mantém o Papo na bandeja",
+  "settings.start_minimized": "Iniciar minimizado na bandeja",
+  "settings.autostart": "Abrir o Papo ao entrar no sistema",
+  "settings.native_ok": "Notificações nativas: {server}",
+  "settings.native_none": "Nenhum servidor de notificações no barramento da sessão: as notificações aparecem só no app.",
+  "settings.no_tray": "Sem ícone na bandeja nesta área de trabalho.",
+  "settings.keyring_ok": "Sua sessão fica guardada no chaveiro do sistema ({backend}).",
+  "keyring.none": "Nenhum chaveiro do sistema disponível: você fica conectado só nesta sessão (nada é salvo em arquivo).",
   "time.now": "agora",
 };
 

@@ -2,7 +2,7 @@
 // read from the cache by the screens themselves when `versions` tell them something changed.
 import { api, isUiError } from "./api";
 import { bannerFor } from "./banner";
-import type { Boot, ConnectionState, ConversationRow, Settings, UiEvent } from "./bindings/papo";
+import type { Boot, ConnectionState, ConversationRow, OsStatus, Settings, UiEvent } from "./bindings/papo";
 import { refreshFor } from "./events";
 import { resolveLocale, translate, type Key, type Locale } from "./i18n";
 import { TypingTracker } from "./typing";
@@ -19,6 +19,8 @@ class AppStore {
   connection = $state<ConnectionState>({ state: "connecting", attempt: 1 });
   everConnected = $state(false);
   settings = $state<Settings | null>(null);
+  /** Keyring, notification server, tray, autostart. */
+  os = $state<OsStatus | null>(null);
   screen = $state<Screen>("feed");
   conversation = $state("public");
   showSignIn = $state(false);
@@ -49,6 +51,7 @@ class AppStore {
     this.serverUrl = boot.server_url;
     this.osLocale = boot.os_locale;
     this.settings = boot.settings;
+    this.os = boot.os;
     this.setConnection(boot.connection);
     for (const e of boot.queued) this.handle(e);
     this.showSignIn = !this.me;
@@ -86,6 +89,11 @@ class AppStore {
         this.typing.set("public", core.data.data.from, false, Date.now());
         this.typingVersion++;
       }
+    } else if (e.kind === "settings") {
+      this.settings = e.payload;
+    } else if (e.kind === "signed_out") {
+      this.session = false;
+      this.showSignIn = true;
     } else if (e.kind === "open") {
       const target = e.payload;
       if (target.kind === "conversation") this.openConversation(target.id);
@@ -144,6 +152,23 @@ class AppStore {
   openConversation(id: string) {
     this.conversation = id;
     this.screen = "chat";
+  }
+
+  async refreshOs() {
+    try {
+      this.os = await api.osStatus();
+    } catch (e) {
+      console.error(e);
+    }
+  }
+
+  async setAutostart(enabled: boolean) {
+    try {
+      await api.setAutostart(enabled);
+    } catch (e) {
+      this.flash(this.errorText(e));
+    }
+    await this.refreshOs();
   }
 
   async saveSettings(s: Settings) {

@@ -56,7 +56,7 @@ export type OsNotification = { title: string, body: string, target: Target, grou
 
 export type CoreEvent = { "event": "connection", "data": ConnectionState } | { "event": "log", "data": LogEvent } | { "event": "sync", "data": SyncStatus } | { "event": "presence", "data": Presence } | { "event": "typing", "data": Typing } | { "event": "outbox", "data": OutboxChange } | { "event": "notify", "data": OsNotification };
 
-export type UiEvent = { "kind": "core", "payload": CoreEvent } | { "kind": "resync" } | { "kind": "open", "payload": Target };
+export type UiEvent = { "kind": "core", "payload": CoreEvent } | { "kind": "resync" } | { "kind": "open", "payload": Target } | { "kind": "settings", "payload": Settings } | { "kind": "signed_out" };
 
 export type LocalState = "pending" | "sent" | "failed";
 
@@ -88,7 +88,34 @@ notifications_seen_at: number,
 /**
  * The server last signed in to (the `PAPO_SERVER` env var / `--server` flag win).
  */
-server_url: string | null, };
+server_url: string | null, 
+/**
+ * Closing the window hides it to the tray (when there is a tray).
+ */
+close_to_tray: boolean, 
+/**
+ * Start with the window hidden in the tray (also `--minimized`, used by start-at-login).
+ */
+start_minimized: boolean, };
+
+export type OsStatus = { 
+/**
+ * Where the session is kept: `secret-service`, `keyutils`, `keychain`,
+ * `credential-manager`; `null` when there is no keyring (sign-in lasts for this run).
+ */
+keyring: string | null, keyring_message: string | null, 
+/**
+ * Whether native notifications can be shown (a notification server answers).
+ */
+notifications: boolean, notification_server: string | null, notifications_message: string | null, 
+/**
+ * Whether the tray icon exists.
+ */
+tray: boolean, 
+/**
+ * Whether Papo starts at login.
+ */
+autostart: boolean, };
 
 export type Boot = { 
 /**
@@ -106,7 +133,7 @@ queued: Array<UiEvent>,
 /**
  * The OS locale (BCP 47), for `Language::System`.
  */
-os_locale: string, };
+os_locale: string, os: OsStatus, };
 
 export type UiError = { code: string, message: string, };
 
