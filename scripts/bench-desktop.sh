@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-7}
 MESSAGES=${2:-100000}
-[ -d ui/node_modules ] || npm ci --prefix ui --no-audit --no-fund --loglevel=error
+[ -d ui/node_modules ] || bash scripts/ui-deps.sh
 npm run --prefix ui build >/dev/null
 cargo build --release --locked -p papo --bin papo --example seed_cache
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')

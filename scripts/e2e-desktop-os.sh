@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${E2E_SKIP_BUILD:-0}" != 1 ]; then
-  [ -d ui/node_modules ] || npm ci --prefix ui --no-audit --no-fund --loglevel=error
+  [ -d ui/node_modules ] || bash scripts/ui-deps.sh
   npm run --prefix ui build
   cargo build --locked -p papo -p papo-server -p papo-client --bins
 fi

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bundles=${1:-deb,rpm}
-[ -d ui/node_modules ] || npm ci --prefix ui --no-audit --no-fund --loglevel=error
+[ -d ui/node_modules ] || bash scripts/ui-deps.sh
 # The UI first, here: the CLI runs beforeBuildCommand in the first directory with a
 # package.json it finds, which is not always ui/'s parent. Then the release binary + bundles.
 npm run --prefix ui build >&2

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh run
 
 echo "== building the UI and the app (release; a few minutes the first time)"
-[ -d ui/node_modules ] || npm ci --prefix ui --no-audit --no-fund --loglevel=error
+[ -d ui/node_modules ] || bash scripts/ui-deps.sh
 npm run --prefix ui build
 cargo build --release --locked -p papo -p papo-server
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')

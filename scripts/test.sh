@@ -8,8 +8,8 @@ ROOT=$PWD
 bash scripts/install-deps.sh test
 
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
-echo "== desktop UI: npm ci, build (the app embeds ui/dist at compile time)"
-npm ci --prefix ui --no-audit --no-fund --loglevel=error
+echo "== desktop UI: dependencies, build (the app embeds ui/dist at compile time)"
+bash scripts/ui-deps.sh
 npm run --prefix ui build
 echo "== cargo fmt"
 cargo fmt --all -- --check
