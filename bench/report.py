@@ -4,15 +4,20 @@
     report.py RESULTS.json META.json --plot docs/benchmarks-p99.png [--docs docs/benchmarks.md]
 
 Without --docs the tables are printed (to paste). With it, the text between the markers
-`<!-- results:begin -->` and `<!-- results:end -->` is replaced.
+`<!-- results:begin -->` and `<!-- results:end -->` is replaced when the run has results of the
+main suite, and the text between `<!-- cluster:begin -->` and `<!-- cluster:end -->` (the
+scale-out section) when it has results of the cluster scenario; the other section is left alone.
 """
 import argparse
 import json
 import math
+import re
 import sys
 
 BEGIN = "<!-- results:begin -->"
 END = "<!-- results:end -->"
+CBEGIN = "<!-- cluster:begin -->"
+CEND = "<!-- cluster:end -->"
 
 NAMES = {
     "papo": "Papo",
@@ -22,6 +27,9 @@ NAMES = {
     "node": "Node socket.io + SQLite",
     "node-nopersist": "Node socket.io, no DB",
     "raw-ws": "raw WebSocket baseline",
+    "papo-sqlite-1": "1 node, SQLite",
+    "papo-pg-1": "1 node, Postgres + Redis",
+    "papo-pg-3": "3 nodes, Postgres + Redis",
 }
 
 
@@ -307,6 +315,77 @@ def plot(res, path):
     fig.savefig(path, dpi=110)
 
 
+def cluster_tables(res, meta):
+    out = []
+    w = out.append
+    rows = [r for r in res.get("cluster", []) if "skipped" not in r]
+    w(f"Measured {meta.get('date')} on {meta.get('machine')}. Load average (1/5/15 min) before "
+      f"the run: {' '.join(meta.get('load_before', []))}; at the start of the scenarios: "
+      f"{res.get('load_at_start')}; at the end: {res.get('load_at_end')}. "
+      f"Scenarios took {res.get('total_secs', 0):.0f} s{' (QUICK smoke run: small numbers, not results)' if res.get('quick') else ''}.")
+    w("")
+    w(f"Versions: Papo {meta.get('papo_rev')} ({meta.get('rustc')}); {meta.get('postgres')}; "
+      f"{meta.get('redis')}. Backend: {res.get('cluster_env', {}).get('postgres', '?')} "
+      f"(a fresh database per configuration, dropped afterwards), {res.get('cluster_env', {}).get('redis', '?')}.")
+    w("")
+    if res.get("cluster_skipped"):
+        w(f"**SKIPPED**: {res['cluster_skipped']}")
+        return "\n".join(out)
+    for r in res.get("cluster", []):
+        if "skipped" in r:
+            w(f"- {NAMES.get(r['server'], r['server'])}, {fmt_int(r['n'])} clients: **SKIPPED**: {r['skipped']}")
+    w("| N | deployment | msg/s | deliveries/s | delivered | sockets dropped | p50 ms | p99 ms | max ms | server CPU (all nodes) | µs / delivery | Postgres + Redis CPU | load-gen CPU | other CPU | server RSS (all nodes) | load avg | |")
+    w("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    for r in rows:
+        w(f"| {fmt_int(r['n'])} | {NAMES.get(r['server'], r['server'])} | {r['msg_rate']:.3g} | {fmt_int(r['dps'])} | "
+          f"{r['delivery_pct']:.2f}% | {r.get('disconnected', 0)} | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['server_cpu_pct']:.0f}% | "
+          f"{r['server_cpu_pct'] / 100 / max(r['dps'], 1) * 1e6:.1f} | {r.get('backend_cpu_pct', 0):.0f}% | "
+          f"{r['loadgen_cpu_pct']:.0f}% | {r.get('other_cpu_pct', float('nan')):.0f}% | {kib(r['server_rss_kib'])} | {r['load']} | "
+          f"{'ok' if sustained(r, 250) else ('≤ 1 s' if sustained(r, 1000) else '**over**')} |")
+    w("")
+    by = {}
+    for r in rows:
+        by.setdefault((r["server"], r["n"]), []).append(r)
+    names = ["papo-sqlite-1", "papo-pg-1", "papo-pg-3"]
+    w("Sustainable deliveries/s (highest step with 100% delivered and p99 within the objective; "
+      "steps double, so the knee lies between it and the next step):")
+    w("")
+    w("| N | p99 ≤ | " + " | ".join(NAMES[s] for s in names) + " | 3 nodes / 1 node (Postgres) | 3 nodes / 1 node (SQLite) |")
+    w("|---:|---:|" + "---:|" * (len(names) + 2))
+    for slo in SLOS:
+        for n in sorted({r["n"] for r in rows}):
+            ks = {s: knee(by.get((s, n), []), slo) for s in names}
+            first = min((r.get("target_dps", 0) for r in rows), default=0)
+            cells = [("—" if (s, n) not in by else fmt_int(ks[s]) if ks[s] else f"< {fmt_int(first)}") for s in names]
+            def ratio(a, b):
+                if not ks[b]:
+                    return "—"
+                if not ks[a]:
+                    return f"< {first / ks[b]:.3f}"
+                return f"{ks[a] / ks[b]:.2f}"
+            r1 = ratio("papo-pg-3", "papo-pg-1")
+            r2 = ratio("papo-pg-3", "papo-sqlite-1")
+            w(f"| {fmt_int(n)} | {slo} ms | " + " | ".join(cells) + f" | {r1} | {r2} |")
+    w("")
+    warn = [(r, r.get("server_log_warnings", 0)) for r in rows if "server_log_warnings" in r]
+    ansi = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+    notes = [f"{NAMES.get(r['server'], r['server'])} at {fmt_int(r['n'])}: {c} (first: `{ansi.sub('', r.get('server_log_first_warning') or '')}`)"
+             for r, c in warn if c]
+    fails = [f"{NAMES.get(r['server'], r['server'])} at {fmt_int(r['n'])}: {r['connect_failed']}"
+             for r in rows if r.get("step") == 1 and r.get("connect_failed")]
+    w("Server log lines at WARN/ERROR during the steps (sum over the nodes): " + ("; ".join(notes) if notes else "none") +
+      ". Failed connections: " + ("; ".join(fails) if fails else "none") + ".")
+    return "\n".join(out)
+
+
+def replace_between(doc, begin, end, text):
+    if begin in doc and end in doc:
+        head, rest = doc.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        return head + begin + "\n" + text + "\n" + end + tail
+    return doc.rstrip() + "\n\n" + begin + "\n" + text + "\n" + end + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
@@ -319,23 +398,25 @@ def main():
         meta = json.load(open(a.meta))
     except Exception:
         meta = {}
-    if a.plot:
+    main_suite = any(res.get(k) for k in ("idle", "fanout", "dm", "storm", "client"))
+    has_cluster = bool(res.get("cluster")) or bool(res.get("cluster_skipped"))
+    if a.plot and res.get("fanout"):
         plot(res, a.plot)
         print(f"wrote {a.plot}", file=sys.stderr)
-    text = tables(res, meta)
+    text = tables(res, meta) if main_suite else None
+    ctext = cluster_tables(res, meta) if has_cluster else None
     if a.docs:
         doc = open(a.docs).read()
-        if BEGIN in doc and END in doc:
-            head, rest = doc.split(BEGIN, 1)
-            _, tail = rest.split(END, 1)
-            doc = head + BEGIN + "\n" + text + "\n" + END + tail
-        else:
-            doc = doc.rstrip() + "\n\n" + BEGIN + "\n" + text + "\n" + END + "\n"
+        if text is not None:
+            doc = replace_between(doc, BEGIN, END, text)
+        if ctext is not None:
+            doc = replace_between(doc, CBEGIN, CEND, ctext)
         open(a.docs, "w").write(doc)
         print(f"updated {a.docs}", file=sys.stderr)
     else:
-        print(text)
-
+        for t in (text, ctext):
+            if t is not None:
+                print(t)
 
 if __name__ == "__main__":
     main()

@@ -5,6 +5,10 @@
 #                           # peer, writes bench/results/latest.json, the plot and the tables
 #   bench/run.sh --quick    # a 2-minute smoke run of the same machinery (small numbers)
 #   bench/run.sh --scenarios fanout,storm     # a subset; other `papo-bench run` flags pass through
+#   bench/run.sh --scenarios cluster          # scale-out: 3 nodes on Postgres + Redis vs 1 node
+#                           # (needs PAPO_BENCH_POSTGRES_URL / PAPO_BENCH_REDIS_URL, or the
+#                           # PAPO_TEST_* ones: eval "$(bash scripts/test-services.sh)"); writes
+#                           # bench/results/cluster.json and only the scale-out section of the docs
 #
 # Environment: PAPO_SERVER_BIN=/path/to/papo-server to measure a prebuilt server instead of
 # building crates/server (PAPO_SERVER_REV=<text> says which source it was built from); CARGO_TARGET_DIR as usual; BENCH_NO_DOCS=1 to only print the tables.
@@ -15,6 +19,18 @@ ROOT=$PWD
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 RESULTS=$ROOT/bench/results
 mkdir -p "$RESULTS"
+
+# A run of only the cluster scenario keeps its own files, so it does not replace the results of
+# the main suite (latest.json, meta.json, the plot).
+NAME=latest
+META=meta.json
+prev=""
+for a in "$@"; do
+  case "$prev" in --scenarios) SCEN=$a ;; esac
+  case "$a" in --scenarios=*) SCEN=${a#--scenarios=} ;; esac
+  prev=$a
+done
+if [ "${SCEN:-}" = cluster ]; then NAME=cluster; META=cluster-meta.json; fi
 
 echo "== load before building: $(cat /proc/loadavg)"
 if [ -z "${PAPO_SERVER_BIN:-}" ]; then
@@ -45,7 +61,7 @@ ulimit -n "$(ulimit -Hn)" || true
 echo "== open files limit: $(ulimit -n)"
 
 # What was measured, on what.
-python3 - "$RESULTS/meta.json" "$PAPO_SERVER_BIN" <<'PY'
+python3 - "$RESULTS/$META" "$PAPO_SERVER_BIN" <<'PY'
 import json, os, platform, subprocess, sys, datetime
 def sh(*a):
     try: return subprocess.run(a, capture_output=True, text=True, timeout=20).stdout.strip()
@@ -72,6 +88,7 @@ meta = {
   "tokio_tungstenite": lock("tokio-tungstenite"), "rusqlite": lock("rusqlite"),
   "node": sh("node", "--version"), "socket_io": pkg("socket.io"), "better_sqlite3": pkg("better-sqlite3"),
   "load_before": open("/proc/loadavg").read().split()[:3],
+  "postgres": sh("psql", "--version"), "redis": sh("redis-server", "--version"),
 }
 json.dump(meta, open(sys.argv[1], "w"), indent=2)
 print(json.dumps(meta, indent=2))
@@ -80,10 +97,12 @@ PY
 echo "== running (load $(cut -d' ' -f1-3 /proc/loadavg))"
 START=$(date +%s)
 "$BENCH" run --papo-server "$PAPO_SERVER_BIN" --node-peer bench/node-peer \
-  --out "$RESULTS/latest.json" "$@" 2>&1 | tee "$RESULTS/latest.log"
+  --out "$RESULTS/$NAME.json" "$@" 2>&1 | tee "$RESULTS/$NAME.log"
 echo "== scenarios took $(( $(date +%s) - START )) s; load now $(cut -d' ' -f1-3 /proc/loadavg)"
 
 DOCS_ARGS=(--docs docs/benchmarks.md)
 [ -n "${BENCH_NO_DOCS:-}" ] && DOCS_ARGS=()
-"$VENV/bin/python" bench/report.py "$RESULTS/latest.json" "$RESULTS/meta.json" \
-  --plot docs/benchmarks-p99.png "${DOCS_ARGS[@]}"
+PLOT_ARGS=(--plot docs/benchmarks-p99.png)
+[ "$NAME" = cluster ] && PLOT_ARGS=()
+"$VENV/bin/python" bench/report.py "$RESULTS/$NAME.json" "$RESULTS/$META" \
+  "${PLOT_ARGS[@]}" "${DOCS_ARGS[@]}"

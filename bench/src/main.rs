@@ -32,7 +32,9 @@ enum Cmd {
     /// plus the client-core benchmark, and writes one JSON file.
     Run {
         /// Comma-separated: idle,fanout,dm,storm,client (and the extra idle-jemalloc: Papo's idle
-        /// memory with jemalloc preloaded, run with idle)
+        /// memory with jemalloc preloaded, run with idle; and cluster: public fan-out over 3
+        /// nodes on Postgres + Redis vs 1 node, which needs PAPO_BENCH_POSTGRES_URL and
+        /// PAPO_BENCH_REDIS_URL, or the PAPO_TEST_* ones)
         #[arg(long, default_value = "idle,fanout,dm,storm,client")]
         scenarios: String,
         #[arg(long, default_value = "bench/results/latest.json")]
@@ -146,7 +148,7 @@ async fn run_all(
         "load_at_start": procs::loadavg(),
         "quick": quick,
         "step_secs": step_secs,
-        "idle": [], "fanout": [], "dm": [], "storm": [], "client": null,
+        "idle": [], "fanout": [], "dm": [], "storm": [], "client": null, "cluster": [],
     });
     let servers = [Kind::Papo, Kind::Node];
     if want.contains(&"idle") {
@@ -178,6 +180,7 @@ async fn run_all(
             ],
             slo_p99_ms: 250.0,
             stop_p99_ms: 2000.0,
+            backend_cpu: false,
         };
         let ns: Vec<usize> = if quick {
             vec![500]
@@ -230,6 +233,9 @@ async fn run_all(
             save_partial(out, &res);
         }
     }
+    if want.contains(&"cluster") {
+        cluster(paths, quick, &mut res, out).await;
+    }
     if want.contains(&"client") {
         let m = if quick { 100_000 } else { client_messages };
         res["client"] = client_core::run(m, None).await;
@@ -237,4 +243,56 @@ async fn run_all(
     res["load_at_end"] = json!(procs::loadavg());
     res["total_secs"] = json!(started.elapsed().as_secs_f64());
     res
+}
+
+/// Scale-out: the same public fan-out on one node with SQLite, one node with Postgres + Redis,
+/// and three nodes sharing that Postgres + Redis, at rising rates (3 s steps, 5k to 400k
+/// deliveries/s).
+async fn cluster(paths: &procs::Paths, quick: bool, res: &mut Value, out: &std::path::Path) {
+    let env = match procs::ScaleOutEnv::from_env() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("cluster: SKIPPED: {e}");
+            res["cluster_skipped"] = json!(e);
+            return;
+        }
+    };
+    res["cluster_env"] = json!({
+        "postgres": redact(&env.postgres),
+        "redis": redact(&env.redis),
+    });
+    let opts = scen::FanoutOpts {
+        step_secs: if quick { 2.0 } else { 3.0 },
+        drain_secs: 3.0,
+        targets_dps: vec![
+            5_000.0, 10_000.0, 25_000.0, 50_000.0, 100_000.0, 200_000.0, 400_000.0,
+        ],
+        slo_p99_ms: 250.0,
+        stop_p99_ms: 2000.0,
+        backend_cpu: true,
+    };
+    let ns: Vec<usize> = if quick { vec![300] } else { vec![1000, 3000] };
+    for &n in &ns {
+        for d in [
+            scen::Deploy::Sqlite1,
+            scen::Deploy::Pg(1),
+            scen::Deploy::Pg(3),
+        ] {
+            let rows = scen::cluster(paths, &env, d, n, &opts).await;
+            res["cluster"].as_array_mut().unwrap().extend(rows);
+            save_partial(out, res);
+        }
+    }
+}
+
+/// A URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let cred = &url[s + 3..at];
+            let user = cred.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
 }

@@ -324,3 +324,262 @@ pub async fn settle(pid: u32, pct: f64, max: Duration) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+// ------------------------------------------------------------------------------------------------
+// Scale-out: several papo-server nodes on one Postgres database + one Redis
+// ------------------------------------------------------------------------------------------------
+
+/// Where the cluster scenario finds Postgres and Redis: `PAPO_BENCH_POSTGRES_URL` /
+/// `PAPO_BENCH_REDIS_URL`, falling back to the test suite's `PAPO_TEST_POSTGRES_URL` /
+/// `PAPO_TEST_REDIS_URL` (`eval "$(bash scripts/test-services.sh)"` prints those). The
+/// Postgres role must be allowed to CREATE DATABASE: every run gets a fresh one.
+pub struct ScaleOutEnv {
+    pub postgres: String,
+    pub redis: String,
+}
+
+impl ScaleOutEnv {
+    pub fn from_env() -> Result<Self, String> {
+        let get = |a: &str, b: &str| {
+            std::env::var(a)
+                .ok()
+                .or_else(|| std::env::var(b).ok())
+                .filter(|v| !v.trim().is_empty())
+        };
+        let pg = get("PAPO_BENCH_POSTGRES_URL", "PAPO_TEST_POSTGRES_URL");
+        let redis = get("PAPO_BENCH_REDIS_URL", "PAPO_TEST_REDIS_URL");
+        match (pg, redis) {
+            (Some(postgres), Some(redis)) => Ok(ScaleOutEnv { postgres, redis }),
+            (pg, redis) => Err(format!(
+                "the cluster scenario needs Postgres and Redis; missing: {}. Set \
+                 PAPO_BENCH_POSTGRES_URL (a role that may CREATE DATABASE) and \
+                 PAPO_BENCH_REDIS_URL (Redis >= 7, '?protocol=resp3'), or run \
+                 `eval \"$(bash scripts/test-services.sh)\"` first (PAPO_TEST_* are used as a fallback)",
+                [
+                    pg.is_none().then_some("PAPO_BENCH_POSTGRES_URL"),
+                    redis.is_none().then_some("PAPO_BENCH_REDIS_URL"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", ")
+            )),
+        }
+    }
+}
+
+/// `url` with its database name replaced by `db` (query parameters kept).
+pub fn pg_url_with_db(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_part = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{db}?{q}"),
+        None => format!("{host_part}/{db}"),
+    }
+}
+
+fn psql(url: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-v", "ON_ERROR_STOP=1", "-qtAc", sql])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run psql: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(format!(
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// A database created for one run and dropped (FORCE) when this value is dropped.
+pub struct FreshPg {
+    admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl FreshPg {
+    pub fn create(env: &ScaleOutEnv, tag: &str) -> Result<Self, String> {
+        let name = format!(
+            "papo_bench_{}_{}_{}",
+            std::process::id(),
+            now_ms(),
+            tag.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        );
+        psql(&env.postgres, &format!("CREATE DATABASE {name}"))?;
+        Ok(FreshPg {
+            admin_url: env.postgres.clone(),
+            url: pg_url_with_db(&env.postgres, &name),
+            name,
+        })
+    }
+
+    /// Users u0 … u{n-1} with one session each (the schema must exist: a node has started),
+    /// the same rows `seed_papo` writes into SQLite; returns their tokens.
+    pub fn seed(&self, users: usize) -> Result<Vec<String>, String> {
+        let now = now_ms();
+        let n = users as i64;
+        psql(
+            &self.url,
+            &format!(
+                "BEGIN;
+                 INSERT INTO users (id, username, password_hash, created_at)
+                   SELECT i + 1, 'u' || i, 'x', {now} FROM generate_series(0, {n} - 1) AS i;
+                 INSERT INTO sessions (id, user_id, refresh_hash, expires_at, created_at)
+                   SELECT 's' || i, i + 1, 'h' || i, {exp}, {now} FROM generate_series(0, {n} - 1) AS i;
+                 SELECT setval('users_id_seq', GREATEST({n}, 1));
+                 COMMIT;",
+                exp = now + 86_400_000
+            ),
+        )?;
+        Ok(tokens(users))
+    }
+}
+
+impl Drop for FreshPg {
+    fn drop(&mut self) {
+        if let Err(e) = psql(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        ) {
+            eprintln!("could not drop database {}: {e}", self.name);
+        }
+    }
+}
+
+/// Starts one papo-server node on a Postgres database (and Redis, when given), with the
+/// same flags as `start(Kind::Papo, …)` otherwise.
+pub fn start_pg_node(paths: &Paths, label: &str, db_url: &str, redis: Option<&str>) -> ServerProc {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("papo-bench-{label}-"))
+        .tempdir_in(&paths.work)
+        .expect("tempdir")
+        .keep();
+    let log = std::fs::File::create(dir.join("server.log")).unwrap();
+    let mut c = Command::new(&paths.papo_server);
+    c.arg("--bind")
+        .arg("127.0.0.1:0")
+        .arg("--db")
+        .arg(db_url)
+        .arg("--token-secret")
+        .arg(SECRET)
+        .arg("--rate-per-sec")
+        .arg("100000")
+        .arg("--burst")
+        .arg("100000")
+        .env("PAPO_LOG", "warn");
+    if let Some(r) = redis {
+        c.arg("--redis").arg(r);
+    }
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start papo-server: {e}"));
+    let pid = child.id();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        match lines.next() {
+            Some(Ok(l)) => {
+                if let Some(a) = l.strip_prefix("listening on ") {
+                    break a.trim().parse::<SocketAddr>().expect("address");
+                }
+            }
+            _ => panic!(
+                "papo-server ({label}) exited before listening; see {}",
+                dir.join("server.log").display()
+            ),
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    ServerProc {
+        child,
+        addr,
+        pid,
+        dir,
+    }
+}
+
+/// Lines of a node's log at WARN or ERROR level so far (the servers run with PAPO_LOG=warn).
+pub fn log_problems(srv: &ServerProc) -> (usize, Option<String>) {
+    let Ok(s) = std::fs::read_to_string(srv.dir.join("server.log")) else {
+        return (0, None);
+    };
+    let bad: Vec<&str> = s
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    (bad.len(), bad.first().map(|l| strip_ansi(l, 300)))
+}
+
+/// `s` without terminal colour codes (`ESC [ … m`), at most `max` characters.
+fn strip_ansi(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c == '\u{1b}' {
+            for d in it.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out.chars().take(max).collect()
+}
+
+fn stat_fields(pid: u32) -> Option<(String, Vec<String>)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = s.find('(')?;
+    let close = s.rfind(')')?;
+    let comm = s[open + 1..close].to_string();
+    let f = s[close + 2..]
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    Some((comm, f))
+}
+
+/// CPU seconds used so far by the machine's Postgres (every `postgres` process, plus what the
+/// postmaster collected from backends that already exited) and Redis (`redis-server`)
+/// processes: the shared backend the nodes talk to.
+pub fn backend_cpu_secs() -> f64 {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let procs: Vec<(u32, String, Vec<String>)> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| stat_fields(pid).map(|(c, f)| (pid, c, f)))
+        .collect();
+    let is_backend = |c: &str| c == "postgres" || c.starts_with("redis-server");
+    let num = |f: &[String], i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    let mut ticks = 0.0;
+    for (_, comm, f) in &procs {
+        if !is_backend(comm) {
+            continue;
+        }
+        ticks += num(f, 11) + num(f, 12);
+        // The postmaster (a postgres process whose parent is not one) reaps exited backends.
+        let ppid = f.get(1).and_then(|x| x.parse::<u32>().ok()).unwrap_or(0);
+        let parent_is_pg = procs.iter().any(|(p, c, _)| *p == ppid && c == "postgres");
+        if comm == "postgres" && !parent_is_pg {
+            ticks += num(f, 13) + num(f, 14);
+        }
+    }
+    ticks / 100.0
+}

@@ -13,6 +13,8 @@ use crate::procs::{self, cpu_secs, loadavg, machine_busy_secs, rss_kib, Kind, Pa
 
 /// Handshakes in flight while connecting.
 const PARALLEL: usize = 256;
+/// The same for the cluster scenario (see `cluster`).
+const CLUSTER_PARALLEL: usize = 32;
 
 fn target(kind: Kind, addr: std::net::SocketAddr) -> Target {
     Target {
@@ -120,6 +122,8 @@ pub struct FanoutOpts {
     pub slo_p99_ms: f64,
     /// A server's run stops after the first step over this p99 (or under 100% delivery).
     pub stop_p99_ms: f64,
+    /// Also measure the CPU of the machine's Postgres and Redis processes (cluster scenario).
+    pub backend_cpu: bool,
 }
 
 pub async fn fanout(paths: &Paths, kind: Kind, n: usize, o: &FanoutOpts) -> Vec<Value> {
@@ -137,13 +141,52 @@ pub async fn fanout(paths: &Paths, kind: Kind, n: usize, o: &FanoutOpts) -> Vec<
         shared.connected.load(Relaxed)
     );
     let senders: Vec<&lg::Client> = clients.iter().flatten().take(100.min(n)).collect();
+    let out = fanout_steps(
+        kind.name(),
+        kind == Kind::RawWs,
+        n,
+        &[srv.pid],
+        &senders,
+        &shared,
+        o,
+        |r| {
+            r["connect_secs"] = json!(connect_secs);
+            r["connect_failed"] = json!(failed);
+        },
+    )
+    .await;
+    drop_all(clients).await;
+    drop(srv);
+    out
+}
+
+/// The rising-rate steps of a fan-out run: `senders` write public chat at `target_dps / n`
+/// messages per second; every connected client must receive every message. `pids` are the
+/// server processes (their CPU is summed). `extra` adds fields to each row.
+#[allow(clippy::too_many_arguments)]
+async fn fanout_steps(
+    label: &str,
+    raw: bool,
+    n: usize,
+    pids: &[u32],
+    senders: &[&lg::Client],
+    shared: &Shared,
+    o: &FanoutOpts,
+    extra: impl Fn(&mut Value),
+) -> Vec<Value> {
+    let server_cpu = || pids.iter().map(|&p| cpu_secs(p)).sum::<f64>();
     let receivers = shared.connected.load(Relaxed) as u64;
     let mut out = Vec::new();
     for (k, &dps) in o.targets_dps.iter().enumerate() {
         let step = k + 1;
         let rate = dps / n as f64; // messages per second
-        let cpu0 = cpu_secs(srv.pid);
+        let cpu0 = server_cpu();
         let me0 = cpu_secs(std::process::id());
+        let db0 = if o.backend_cpu {
+            procs::backend_cpu_secs()
+        } else {
+            0.0
+        };
         let all0 = machine_busy_secs();
         let disc0 = shared.disconnected.load(Relaxed);
         let load = loadavg();
@@ -156,7 +199,7 @@ pub async fn fanout(paths: &Paths, kind: Kind, n: usize, o: &FanoutOpts) -> Vec<
             let due = (rate * start.elapsed().as_secs_f64()) as u64;
             while sent < due {
                 let text = format!("B{step}|{}|{filler}", now_us());
-                let frame = if kind == Kind::RawWs {
+                let frame = if raw {
                     text
                 } else {
                     format!(
@@ -181,9 +224,14 @@ pub async fn fanout(paths: &Paths, kind: Kind, n: usize, o: &FanoutOpts) -> Vec<
         }
         let wall = start.elapsed().as_secs_f64();
         let delivered = st.delivered.load(Relaxed);
-        let cpu = (cpu_secs(srv.pid) - cpu0) / wall * 100.0;
+        let cpu = (server_cpu() - cpu0) / wall * 100.0;
         let me = (cpu_secs(std::process::id()) - me0) / wall * 100.0;
-        let other = ((machine_busy_secs() - all0) / wall * 100.0 - cpu - me).max(0.0);
+        let db = if o.backend_cpu {
+            ((procs::backend_cpu_secs() - db0) / wall * 100.0).max(0.0)
+        } else {
+            0.0
+        };
+        let other = ((machine_busy_secs() - all0) / wall * 100.0 - cpu - me - db).max(0.0);
         let pct = if expected == 0 {
             0.0
         } else {
@@ -192,32 +240,179 @@ pub async fn fanout(paths: &Paths, kind: Kind, n: usize, o: &FanoutOpts) -> Vec<
         let (p50, p99, max) = (st.hist.quantile(0.5), st.hist.quantile(0.99), st.hist.max());
         let ok = pct >= 100.0 && ms(p99) <= o.slo_p99_ms;
         eprintln!(
-            "fanout {:<14} n={n} step {step}: {rate:.1} msg/s -> {:.0} deliveries/s, {pct:.2}% p50 {:.1} p99 {:.1} max {:.1} ms, cpu {cpu:.0}% lg {me:.0}% other {other:.0}% {}",
-            kind.name(),
+            "fanout {:<14} n={n} step {step}: {rate:.1} msg/s -> {:.0} deliveries/s, {pct:.2}% p50 {:.1} p99 {:.1} max {:.1} ms, cpu {cpu:.0}%{} lg {me:.0}% other {other:.0}% {}",
+            label,
             delivered as f64 / send_secs,
             ms(p50), ms(p99), ms(max),
+            if o.backend_cpu { format!(" pg+redis {db:.0}%") } else { String::new() },
             if ok { "ok" } else { "KNEE" }
         );
-        out.push(json!({
-            "server": kind.name(), "n": n, "receivers": receivers, "step": step,
+        let mut row = json!({
+            "server": label, "n": n, "receivers": receivers, "step": step,
             "msg_rate": rate, "target_dps": dps, "sent": sent, "expected": expected,
             "delivered": delivered, "delivery_pct": pct,
             "dps": delivered as f64 / send_secs,
             "p50_ms": ms(p50), "p99_ms": ms(p99), "max_ms": ms(max),
             "server_cpu_pct": cpu, "loadgen_cpu_pct": me, "other_cpu_pct": other,
-            "server_rss_kib": rss_kib(srv.pid),
+            "server_rss_kib": pids.iter().map(|&p| rss_kib(p)).sum::<u64>(),
             "disconnected": shared.disconnected.load(Relaxed) - disc0,
-            "sustained": ok, "connect_secs": connect_secs, "connect_failed": failed,
+            "sustained": ok,
             "load": load,
-        }));
+        });
+        if o.backend_cpu {
+            row["backend_cpu_pct"] = json!(db);
+        }
+        extra(&mut row);
+        out.push(row);
         if pct < 100.0 || ms(p99) > o.stop_p99_ms {
             break;
         }
         // Let stragglers of this step land before the next one starts.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    drop_all(clients).await;
-    drop(srv);
+    out
+}
+
+// ------------------------------------------------------------------------------------------------
+// 2b. Scale-out: public fan-out over several nodes sharing Postgres + Redis
+// ------------------------------------------------------------------------------------------------
+
+/// One configuration of the cluster scenario.
+#[derive(Clone, Copy, Debug)]
+pub enum Deploy {
+    /// One node, SQLite on disk (the default deployment).
+    Sqlite1,
+    /// `nodes` nodes on one fresh Postgres database and one Redis.
+    Pg(usize),
+}
+
+impl Deploy {
+    pub fn label(self) -> String {
+        match self {
+            Deploy::Sqlite1 => "papo-sqlite-1".into(),
+            Deploy::Pg(k) => format!("papo-pg-{k}"),
+        }
+    }
+}
+
+/// Public fan-out with `n` clients spread round-robin over the nodes of `deploy` (client i on
+/// node i mod k; the 100 senders too, so writes come from every node).
+pub async fn cluster(
+    paths: &Paths,
+    env: &procs::ScaleOutEnv,
+    deploy: Deploy,
+    n: usize,
+    o: &FanoutOpts,
+) -> Vec<Value> {
+    let label = deploy.label();
+    let mut _db = None;
+    let (nodes, toks) = match deploy {
+        Deploy::Sqlite1 => {
+            let (srv, toks) = procs::start(Kind::Papo, paths, n);
+            (vec![srv], toks)
+        }
+        Deploy::Pg(k) => {
+            let db = match procs::FreshPg::create(env, &format!("{label}_{n}")) {
+                Ok(db) => db,
+                Err(e) => {
+                    eprintln!("cluster {label} n={n}: SKIPPED: {e}");
+                    return vec![json!({"server": label, "n": n, "skipped": e})];
+                }
+            };
+            // The first node creates the schema (migrations under an advisory lock); then the
+            // users are seeded and the other nodes start.
+            let mut nodes = vec![procs::start_pg_node(
+                paths,
+                &format!("{label}-1"),
+                &db.url,
+                Some(&env.redis),
+            )];
+            let toks = match db.seed(n) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("cluster {label} n={n}: SKIPPED: seeding failed: {e}");
+                    return vec![json!({"server": label, "n": n, "skipped": e})];
+                }
+            };
+            for i in 2..=k {
+                nodes.push(procs::start_pg_node(
+                    paths,
+                    &format!("{label}-{i}"),
+                    &db.url,
+                    Some(&env.redis),
+                ));
+            }
+            _db = Some(db);
+            (nodes, toks)
+        }
+    };
+    let k = nodes.len();
+    let pids: Vec<u32> = nodes.iter().map(|s| s.pid).collect();
+    let shared = Arc::new(Shared::default());
+    let t0 = Instant::now();
+    let mut by_node: Vec<Vec<Option<lg::Client>>> = Vec::new();
+    let mut failed = 0;
+    let mut errors = Vec::new();
+    for (j, srv) in nodes.iter().enumerate() {
+        let sp: Vec<ClientSpec> = (0..n)
+            .filter(|i| i % k == j)
+            .map(|i| ClientSpec {
+                idx: i,
+                auth: Some(auth(&toks[i])),
+                track: None,
+            })
+            .collect();
+        // Fewer handshakes in flight than elsewhere: each one is a session lookup, and on
+        // Postgres every concurrent lookup beyond the node's idle pool opens a connection.
+        let (c, f, e) =
+            connect_many(&target(Kind::Papo, srv.addr), sp, &shared, CLUSTER_PARALLEL).await;
+        by_node.push(c);
+        failed += f;
+        errors.extend(e);
+    }
+    let connect_secs = t0.elapsed().as_secs_f64();
+    for &p in &pids {
+        procs::settle(p, 10.0, Duration::from_secs(10)).await;
+    }
+    eprintln!(
+        "cluster {label:<14} n={n}: {k} node(s), connected {} (failed {failed}) in {connect_secs:.1}s {errors:?}",
+        shared.connected.load(Relaxed)
+    );
+    // Client i is by_node[i % k][i / k]: take the first 100 live ones in index order.
+    let senders: Vec<&lg::Client> = (0..n)
+        .filter_map(|i| by_node[i % k].get(i / k).and_then(|c| c.as_ref()))
+        .take(100.min(n))
+        .collect();
+    let problems = |nodes: &[procs::ServerProc]| {
+        let mut count = 0;
+        let mut first = None;
+        for s in nodes {
+            let (c, f) = procs::log_problems(s);
+            count += c;
+            first = first.or(f);
+        }
+        (count, first)
+    };
+    let (warn0, _) = problems(&nodes);
+    let mut out = fanout_steps(&label, false, n, &pids, &senders, &shared, o, |r| {
+        r["nodes"] = json!(k);
+        r["backend"] = json!(match deploy {
+            Deploy::Sqlite1 => "sqlite",
+            Deploy::Pg(_) => "postgres+redis",
+        });
+        r["connect_secs"] = json!(connect_secs);
+        r["connect_failed"] = json!(failed);
+    })
+    .await;
+    let (warn1, first) = problems(&nodes);
+    if let Some(last) = out.last_mut() {
+        last["server_log_warnings"] = json!(warn1 - warn0);
+        last["server_log_first_warning"] = json!(first);
+    }
+    for c in by_node {
+        drop_all(c).await;
+    }
+    drop(nodes);
     out
 }
 

@@ -237,6 +237,25 @@ impl Hub {
         all.into_iter().collect()
     }
 
+    /// For a stream read here: the newest sequence number this node already has in its cache
+    /// (or its head, when the cache is empty). None when no socket here reads the stream.
+    pub fn cached_through(&self, key: StreamKey) -> Option<u64> {
+        let state = match key {
+            StreamKey::Public => self.public.clone(),
+            StreamKey::User(id) => {
+                let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+                users.get(&id).map(|(s, _)| s.clone())?
+            }
+        };
+        let last = state
+            .recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .back()
+            .map(|e| e.event.seq);
+        Some(last.unwrap_or_else(|| *state.head.borrow()))
+    }
+
     /// A stream head moved on another node: wake the readers of that stream here.
     pub fn advance(&self, key: StreamKey, seq: u64) {
         let state = match key {

@@ -265,14 +265,8 @@ impl Server {
         .map_err(|e| StartError::Config(e.to_string()))??;
         let epoch = store.epoch().await?;
         let hub = Arc::new(Hub::default());
-        if let Some(mut commits) = store.commits() {
-            // Other nodes' commits wake this node's readers of the same streams.
-            let hub = hub.clone();
-            tokio::spawn(async move {
-                while let Some((key, seq)) = commits.recv().await {
-                    hub.advance(key, seq);
-                }
-            });
+        if let Some(commits) = store.commits() {
+            tokio::spawn(follow_commits(commits, store.clone(), hub.clone()));
         }
 
         let app = App {
@@ -374,6 +368,44 @@ impl Server {
         let (res, ()) = tokio::join!(serve, closer);
         if let Err(e) = res {
             tracing::error!(error = %e, "server error");
+        }
+    }
+}
+
+/// Most events a node reads at once to fill its cache after another node's commit.
+const MAX_FILL: u64 = 1000;
+
+/// Follows commits announced by every node sharing the store. For each stream this node's
+/// sockets read, the new events are read from the database once and put in the node's cache,
+/// then the stream's head moves, so the sockets' pumps find them in memory instead of each
+/// reading the database.
+async fn follow_commits(
+    mut commits: tokio::sync::mpsc::UnboundedReceiver<(store::StreamKey, u64)>,
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+) {
+    while let Some(first) = commits.recv().await {
+        // Coalesce whatever is queued: only the newest sequence of each stream matters.
+        let mut latest = std::collections::HashMap::from([first]);
+        while let Ok((key, seq)) = commits.try_recv() {
+            let e = latest.entry(key).or_insert(0);
+            *e = (*e).max(seq);
+        }
+        for (key, seq) in latest {
+            let Some(have) = hub.cached_through(key) else {
+                continue; // nobody here reads that stream
+            };
+            if seq <= have {
+                continue; // committed here: already in the cache
+            }
+            let from = have.max(seq.saturating_sub(MAX_FILL));
+            match store.read_events(key, from, (seq - from) as usize).await {
+                Ok(events) => hub.publish(events.into_iter().map(|e| (key, e)).collect()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot fill the cache; readers will read the log")
+                }
+            }
+            hub.advance(key, seq);
         }
     }
 }

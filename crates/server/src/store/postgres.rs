@@ -30,12 +30,17 @@ const MIGRATION_LOCK: i64 = 0x7061_706f; // "papo"
 const CHANNEL: &str = "papo_commits";
 /// Connections kept open per process (writers and readers share them).
 const POOL: usize = 8;
+/// Most connections a process uses at once; further queries wait for one. Several nodes
+/// together must stay under the server's `max_connections`.
+const MAX_CONNECTIONS: usize = 16;
 
 pub struct PostgresBackend {
     config: postgres::Config,
     /// Idle connections. The synchronous client runs its own small runtime, so connections are
     /// made, used and dropped on blocking threads only.
     idle: Arc<Mutex<Vec<Client>>>,
+    /// One permit per connection in use.
+    in_use: Arc<tokio::sync::Semaphore>,
     epoch: String,
     commits: Mutex<Option<mpsc::UnboundedReceiver<(StreamKey, u64)>>>,
 }
@@ -226,6 +231,7 @@ impl SqlStore<PostgresBackend> {
             backend: PostgresBackend {
                 config,
                 idle: Arc::new(Mutex::new(vec![client])),
+                in_use: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
                 epoch,
                 commits: Mutex::new(Some(rx)),
             },
@@ -237,7 +243,14 @@ impl PostgresBackend {
     async fn run<T: Send + 'static>(&self, job: Job<T>, write: bool) -> Result<T, StoreError> {
         let idle = self.idle.clone();
         let config = self.config.clone();
+        let permit = self
+            .in_use
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Db("connection pool closed".into()))?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let pooled = idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let mut client = match pooled {
                 Some(c) if !c.is_closed() => c,
