@@ -10,7 +10,7 @@ import { spawn, execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync, readFileSync, readdirSync, statSync, existsSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import net from "node:net";
+import { need, logger, freePort, sleep, until, starter, webdriver } from "./lib.mjs";
 
 const APP = need("PAPO_APP_BIN");
 const SERVER = need("PAPO_SERVER_BIN");
@@ -29,48 +29,8 @@ let session = null;
 let dunst = null;
 const t0 = Date.now();
 
-function need(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-}
-const log = (...a) => console.log(`[e2e-os +${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function until(what, fn, timeoutMs = 20000, everyMs = 200) {
-  const end = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out waiting for: ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
-}
-
-function start(cmd, args, env = {}, name = cmd) {
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"] });
-  child.output = "";
-  child.stdout.on("data", (d) => (child.output += d));
-  child.stderr.on("data", (d) => (child.output += d));
-  child.name = name;
-  children.push(child);
-  return child;
-}
+const log = logger("e2e-os", t0);
+const start = starter(children, "pipe");
 
 async function stop(child) {
   if (child.exitCode !== null || child.signalCode) return;
@@ -198,17 +158,6 @@ const secretItems = () =>
 
 // ------------------------------------------------------------------ WebDriver over HTTP
 
-const WD = `http://127.0.0.1:${WD_PORT}`;
-async function wd(method, path, body) {
-  const res = await fetch(`${WD}${path}`, {
-    method,
-    headers: { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json.value ?? json).slice(0, 300)}`);
-  return json.value;
-}
 async function openApp() {
   const caps = { capabilities: { alwaysMatch: { "webkitgtk:browserOptions": { binary: APP, args: ["--data-dir", appData, "--server", URL_] } } } };
   session = (await wd("POST", "/session", caps)).sessionId;
@@ -220,15 +169,8 @@ async function closeApp() {
   session = null;
   await sleep(500);
 }
-const S = () => `/session/${session}`;
-const js = (script, ...args) => wd("POST", `${S()}/execute/sync`, { script, args });
-const find = async (css) => Object.values(await wd("POST", `${S()}/element`, { using: "css selector", value: css }))[0];
-const click = async (css) => wd("POST", `${S()}/element/${await find(css)}/click`, {});
-const type = async (css, text) => wd("POST", `${S()}/element/${await find(css)}/value`, { text });
-const textOf = (css) => js(`const e = document.querySelector(arguments[0]); return e ? e.innerText : null;`, css);
-const attr = (css, name) => js(`const e = document.querySelector(arguments[0]); return e ? e.getAttribute(arguments[1]) : null;`, css, name);
+const { wd, js, find, click, type, textOf, attr, ENTER } = webdriver(WD_PORT, () => session);
 const exists = (css) => js(`return !!document.querySelector(arguments[0]);`, css);
-const ENTER = "\uE007";
 const waitText = (css, text, timeout = 20000) =>
   until(`"${text}" in ${css}`, async () => ((await textOf(css)) ?? "").includes(text), timeout);
 const connected = () => until("connected", async () => (await attr('[data-testid="banner"]', "data-state")) === "connected", 30000);
@@ -250,7 +192,7 @@ async function scenario() {
   cli("register", "joao");
   const wdp = start("WebKitWebDriver", [`--port=${WD_PORT}`, "--host=127.0.0.1"],
     { TAURI_WEBVIEW_AUTOMATION: "true", RUST_LOG: "info,papo_client=debug,papo_app=debug" }, "WebKitWebDriver");
-  await until("WebKitWebDriver", async () => (await fetch(`${WD}/status`)).ok, 10000);
+  await until("WebKitWebDriver", async () => (await fetch(`http://127.0.0.1:${WD_PORT}/status`)).ok, 10000);
   await openApp();
 
   // ---- keyring: sign in → the session is in the Secret Service

@@ -7,7 +7,7 @@ import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import net from "node:net";
+import { need, logger, freePort, sleep, until, starter, webdriver } from "./lib.mjs";
 
 const APP = need("PAPO_APP_BIN");
 const SERVER = need("PAPO_SERVER_BIN");
@@ -25,52 +25,8 @@ let server = null;
 let session = null;
 const t0 = Date.now();
 
-function need(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-}
-
-function log(...a) {
-  console.log(`[e2e +${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
-}
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what, fn, timeoutMs = 20000, everyMs = 200) {
-  const end = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out waiting for: ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
-}
-
-function start(cmd, args, env = {}, name = cmd) {
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  child.output = "";
-  child.stdout.on("data", (d) => (child.output += d));
-  child.stderr.on("data", (d) => (child.output += d));
-  child.name = name;
-  children.push(child);
-  return child;
-}
+const log = logger("e2e", t0);
+const start = starter(children);
 
 async function startServer() {
   server = start(SERVER, ["--bind", `127.0.0.1:${PORT}`, "--db", join(tmp, "server.db")], { RUST_LOG: "warn" }, "papo-server");
@@ -96,19 +52,6 @@ function cli(...args) {
 
 // ------------------------------------------------------------------ WebDriver over HTTP
 
-const WD = `http://127.0.0.1:${WD_PORT}`;
-
-async function wd(method, path, body) {
-  const res = await fetch(`${WD}${path}`, {
-    method,
-    headers: { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json.value ?? json).slice(0, 300)}`);
-  return json.value;
-}
-
 async function openApp() {
   const caps = {
     capabilities: {
@@ -127,18 +70,7 @@ async function closeApp() {
   await sleep(500);
 }
 
-const S = () => `/session/${session}`;
-const js = (script, ...args) => wd("POST", `${S()}/execute/sync`, { script, args });
-const find = async (css) => {
-  const v = await wd("POST", `${S()}/element`, { using: "css selector", value: css });
-  return Object.values(v)[0];
-};
-const click = async (css) => wd("POST", `${S()}/element/${await find(css)}/click`, {});
-const type = async (css, text) => wd("POST", `${S()}/element/${await find(css)}/value`, { text });
-const clear = async (css) => wd("POST", `${S()}/element/${await find(css)}/clear`, {});
-const ENTER = "\uE007";
-const textOf = (css) => js(`const e = document.querySelector(arguments[0]); return e ? e.innerText : null;`, css);
-const attr = (css, name) => js(`const e = document.querySelector(arguments[0]); return e ? e.getAttribute(arguments[1]) : null;`, css, name);
+const { wd, js, find, click, type, clear, textOf, attr, ENTER } = webdriver(WD_PORT, () => session);
 const bannerState = () => attr('[data-testid="banner"]', "data-state");
 
 async function waitText(css, text, timeout = 20000) {
@@ -156,7 +88,7 @@ const messageState = (text) =>
 async function screenshot(name) {
   if (!SHOTS) return;
   await sleep(400);
-  const b64 = await wd("GET", `${S()}/screenshot`);
+  const b64 = await wd("GET", `/session/${session}/screenshot`);
   mkdirSync(SHOTS, { recursive: true });
   writeFileSync(join(SHOTS, `${name}.png`), Buffer.from(b64, "base64"));
   log("screenshot", name);
@@ -175,7 +107,7 @@ async function scenario() {
   log("joao registered via papo-cli");
 
   start("WebKitWebDriver", [`--port=${WD_PORT}`, "--host=127.0.0.1"], { TAURI_WEBVIEW_AUTOMATION: "true" }, "WebKitWebDriver");
-  await until("WebKitWebDriver", async () => (await fetch(`${WD}/status`)).ok, 10000);
+  await until("WebKitWebDriver", async () => (await fetch(`http://127.0.0.1:${WD_PORT}/status`)).ok, 10000);
   await openApp();
 
   // Sign in: the wrong password first, then create the account.
