@@ -551,6 +551,11 @@ pub struct ReplyResult {
     /// Server time, for `sys:ping`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<Millis>,
+    /// For `sys:ping`: the heads of the caller's two streams when the ping was answered. A
+    /// client whose stored cursor stays behind these without receiving `log` events is stalled
+    /// and should reconnect with its cursor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heads: Option<Cursor>,
 }
 
 /// An error with a stable machine code and a readable message.

@@ -415,6 +415,7 @@ async fn on_ping<A: Adapter>(
         ReplyResult {
             event: None,
             at: Some(crate::now_ms()),
+            heads: None,
         },
     );
     send_reply(&socket, wanted, ack, &reply).await;

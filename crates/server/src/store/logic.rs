@@ -630,6 +630,7 @@ fn apply_once(
                 ReplyResult {
                     event,
                     at: Some(now),
+                    heads: None,
                 },
             )
         }
