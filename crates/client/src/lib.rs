@@ -12,8 +12,10 @@
 pub mod api;
 pub mod backoff;
 pub mod cache;
+mod cache_wipe;
 pub mod event;
 pub mod outbox;
+mod outbox_sender;
 pub mod policy;
 pub mod secret;
 pub mod supervisor;
@@ -170,10 +172,27 @@ impl Core {
         Ok(())
     }
 
-    /// Closes the connection, revokes the session and forgets the tokens. The cache stays.
-    pub async fn sign_out(&self) {
+    /// Closes the connection, revokes the session, forgets the tokens and erases the cache (the
+    /// signed-out user's messages must not stay readable on this machine without a password;
+    /// unsent outbox items go with it).
+    pub async fn sign_out(&self) -> Result<(), CoreError> {
         self.inner.supervisor.sign_out();
+        // Wait until the supervisor has left its session, so no batch in flight is applied
+        // after the wipe.
+        let mut state = self.inner.supervisor.watch_state();
+        let left = state.wait_for(|s| matches!(s, ConnectionState::SignedOut { .. }));
+        if tokio::time::timeout(std::time::Duration::from_secs(10), left)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the connection did not close within 10 s; erasing the cache anyway");
+        }
         self.inner.tokens.sign_out().await;
+        let cache = self.inner.cache.clone();
+        tokio::task::spawn_blocking(move || cache.wipe())
+            .await
+            .map_err(|e| CoreError::Invalid(format!("the cache wipe stopped: {e}")))??;
+        Ok(())
     }
 
     /// The signed-in user (or the owner of the cache when offline).

@@ -14,12 +14,13 @@ use crate::backoff::{Backoff, BackoffConfig};
 use crate::cache::{now_ms, Cache};
 use crate::event::{ConnectionState, CoreEvent};
 use crate::outbox::{OutboxChange, OutboxState};
+use crate::outbox_sender::OutboxSender;
 use crate::policy::{self, NotificationSettings, PolicyContext};
 use crate::tokens::{TokenError, TokenSource};
 use crate::transport::{Inbound, Link, Refusal, Transport};
 use papo_protocol::{
-    events, ConnectAuth, Cursor, ErrorBody, ErrorCode, LogBatch, Millis, Presence, Reply,
-    SyncState, SyncStatus, Typing, TypingSet,
+    events, ConnectAuth, Cursor, LogBatch, Millis, Presence, Reply, SyncState, SyncStatus,
+    Typing, TypingSet,
 };
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -189,7 +190,6 @@ pub fn spawn(
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, _) = broadcast::channel(4096);
     let (state_tx, state_rx) = watch::channel(ConnectionState::Connecting { attempt: 1 });
-    let outbox_backoff = Backoff::new(config.outbox_backoff.clone());
     let sup = Supervisor {
         config,
         cache,
@@ -202,7 +202,6 @@ pub fn spawn(
         refreshed: false,
         signed_out: false,
         shutdown_ack: None,
-        outbox_backoff,
         server: 0,
     };
     tokio::spawn(sup.run());
@@ -251,7 +250,6 @@ struct Supervisor {
     refreshed: bool,
     signed_out: bool,
     shutdown_ack: Option<oneshot::Sender<()>>,
-    outbox_backoff: Backoff,
     /// Index of the server (in `server_urls`) the next attempt goes to.
     server: usize,
 }
@@ -267,37 +265,6 @@ pub fn server_urls(server_url: &str) -> Vec<String> {
         vec![server_url.to_string()]
     } else {
         urls
-    }
-}
-
-/// Token bucket pacing outbox sends under the server's rate limit.
-struct Bucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn new(rate: f64, burst: f64) -> Self {
-        Bucket {
-            rate: rate.max(0.001),
-            burst: burst.max(1.0),
-            tokens: burst.max(1.0),
-            last: Instant::now(),
-        }
-    }
-    fn take(&mut self) -> Result<(), Duration> {
-        let now = Instant::now();
-        let elapsed = (now - self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
-        }
     }
 }
 
@@ -572,8 +539,7 @@ impl Supervisor {
         early: Vec<Inbound>,
     ) -> End {
         let mut s = Pump {
-            inflight: None,
-            outbox_dirty: true,
+            outbox: OutboxSender::new(&self.config),
             live: false,
         };
         for ev in early {
@@ -584,41 +550,17 @@ impl Supervisor {
         let mut last_heard = Instant::now();
         let mut ping = interval(self.config.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut bucket = Bucket::new(self.config.send_rate, self.config.send_burst);
-        let mut next_send: Option<Instant> = None;
         loop {
-            if s.inflight.is_none() && s.outbox_dirty {
-                s.outbox_dirty = false;
-                next_send = None;
-                match self.cache.next_outbox_item() {
-                    Ok(Some(item)) => {
-                        let wall = self.config.wall_clock.now();
-                        let due = item.next_attempt_at.unwrap_or(0);
-                        if due > wall {
-                            next_send =
-                                Some(Instant::now() + Duration::from_millis((due - wall) as u64));
-                        } else if let Err(wait) = bucket.take() {
-                            next_send = Some(Instant::now() + wait);
-                        } else {
-                            let _ = self.cache.outbox_attempt(item.client_id);
-                            let r = &item.request;
-                            if let Err(end) = self.emit(link, r.event_name(), r.payload()).await {
-                                return end;
-                            }
-                            s.inflight = Some((
-                                item.client_id,
-                                Instant::now() + self.config.request_timeout,
-                            ));
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
+            for item in s.outbox.due(&self.cache) {
+                let r = &item.request;
+                if let Err(end) = self.emit(link, r.event_name(), r.payload()).await {
+                    return end;
                 }
             }
-            let inflight_deadline = s.inflight.map(|(_, d)| d);
+            let outbox_wake = s.outbox.wake_at();
             tokio::select! {
                 cmd = self.commands.recv() => match cmd {
-                    Some(Command::OutboxChanged) => s.outbox_dirty = true,
+                    Some(Command::OutboxChanged) => s.outbox.mark_dirty(),
                     Some(Command::Typing(t)) => {
                         let data = serde_json::to_value(&t).expect("typing serializes");
                         if let Err(end) = self.emit(link, events::TYPING_SET, data).await {
@@ -649,14 +591,10 @@ impl Supervisor {
                         return end;
                     }
                 }
-                _ = sleep_until(next_send.unwrap_or_else(Instant::now)), if next_send.is_some() => {
-                    next_send = None;
-                    s.outbox_dirty = true;
-                }
-                _ = sleep_until(inflight_deadline.unwrap_or_else(Instant::now)), if inflight_deadline.is_some() => {
-                    tracing::warn!("outbox request unanswered; sending it again");
-                    s.inflight = None;
-                    s.outbox_dirty = true;
+                _ = sleep_until(outbox_wake.unwrap_or_else(Instant::now)), if outbox_wake.is_some() => {
+                    for change in s.outbox.on_wake(&self.cache) {
+                        self.publish(CoreEvent::Outbox(change));
+                    }
                 }
             }
         }
@@ -696,10 +634,7 @@ impl Supervisor {
                     Err(e) => return Some(failed(format!("cache: {e}"))),
                 };
                 for cid in &out.confirmed {
-                    if s.inflight.map(|(c, _)| c) == Some(*cid) {
-                        s.inflight = None;
-                    }
-                    s.outbox_dirty = true;
+                    s.outbox.on_confirmed(*cid);
                     self.publish(CoreEvent::Outbox(OutboxChange {
                         client_id: *cid,
                         state: OutboxState::Sent,
@@ -773,76 +708,21 @@ impl Supervisor {
     }
 
     fn reply(&mut self, reply: Reply, me: &str, s: &mut Pump) -> Option<End> {
-        if reply.event == events::SYS_PING || reply.event == events::TYPING_SET {
-            return None;
-        }
-        let Some(cid) = reply.id else {
-            tracing::warn!(event = %reply.event, error = ?reply.error, "reply without id");
-            return None;
-        };
-        let is_inflight = s.inflight.map(|(c, _)| c) == Some(cid);
-        if is_inflight {
-            s.inflight = None;
-            s.outbox_dirty = true;
-        }
-        if reply.ok {
-            let ev = reply.result.as_ref().and_then(|r| r.event.as_ref());
-            match self.cache.outbox_confirm(me, cid, ev) {
-                Ok(true) => self.publish(CoreEvent::Outbox(OutboxChange {
-                    client_id: cid,
-                    state: OutboxState::Sent,
-                    error: None,
-                })),
-                Ok(false) => {}
-                Err(e) => return Some(failed(format!("cache: {e}"))),
-            }
-            return None;
-        }
-        let error = reply
-            .error
-            .unwrap_or_else(|| ErrorBody::new(ErrorCode::Internal, "error reply without a body"));
-        match error.code {
-            code if code.is_transient() => {
-                let attempts = self
-                    .cache
-                    .outbox_item(cid)
-                    .ok()
-                    .flatten()
-                    .map(|i| i.attempts)
-                    .unwrap_or(1);
-                let delay = self
-                    .outbox_backoff
-                    .delay_for(attempts.saturating_sub(1).clamp(0, 31) as u32);
-                let at = self.config.wall_clock.now() + delay.as_millis() as i64;
-                tracing::info!(code = ?code, delay_ms = delay.as_millis() as u64, "transient request error; will retry");
-                if let Err(e) = self.cache.outbox_defer(cid, at, &error) {
-                    return Some(failed(format!("cache: {e}")));
+        match s.outbox.on_reply(&self.cache, me, reply) {
+            Ok(changes) => {
+                for change in changes {
+                    self.publish(CoreEvent::Outbox(change));
                 }
                 None
             }
-            ErrorCode::TokenExpired | ErrorCode::TokenInvalid => {
-                Some(failed("the server refused our token mid-session"))
-            }
-            _ => {
-                tracing::warn!(code = ?error.code, message = %error.message, "request refused");
-                match self.cache.outbox_fail(cid, &error) {
-                    Ok(true) => self.publish(CoreEvent::Outbox(OutboxChange {
-                        client_id: cid,
-                        state: OutboxState::Failed,
-                        error: Some(error),
-                    })),
-                    Ok(false) => {}
-                    Err(e) => return Some(failed(format!("cache: {e}"))),
-                }
-                None
-            }
+            Err(e) => Some(failed(e.to_string())),
         }
     }
 }
 
 struct Pump {
-    inflight: Option<(Uuid, Instant)>,
-    outbox_dirty: bool,
+    /// Outbox sending: next item, pacing, in flight, replies.
+    outbox: OutboxSender,
     /// The server said the replay is done (`sync` live) on this connection.
     live: bool,
 }
