@@ -19,8 +19,8 @@ use crate::policy::{self, NotificationSettings, PolicyContext};
 use crate::tokens::{TokenError, TokenSource};
 use crate::transport::{Inbound, Link, Refusal, Transport};
 use papo_protocol::{
-    events, ConnectAuth, Cursor, LogBatch, Millis, Presence, Reply, SyncState, SyncStatus,
-    Typing, TypingSet,
+    events, ConnectAuth, Cursor, LogBatch, Millis, Presence, Reply, SyncState, SyncStatus, Typing,
+    TypingSet,
 };
 use serde_json::json;
 use std::sync::{Arc, Mutex};
