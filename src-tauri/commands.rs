@@ -104,7 +104,8 @@ pub async fn sign_in(
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn sign_out(state: State<'_, AppState>) -> Res<()> {
-    state.core().sign_out().await;
+    state.core().sign_out().await?;
+    state.refresh_unread();
     Ok(())
 }
 

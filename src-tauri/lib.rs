@@ -93,7 +93,7 @@ impl AppState {
     }
 
     /// The tray shows the messages not read yet.
-    fn refresh_unread(&self) {
+    pub(crate) fn refresh_unread(&self) {
         let Some(tray) = self.tray.get() else { return };
         match self.core().unread_counts() {
             Ok(u) => tray.set_unread(u.total, &self.locale()),
@@ -251,7 +251,9 @@ fn on_tray_menu(app: &AppHandle, id: &str) {
             let app = app.clone();
             tauri::async_runtime::spawn(async move {
                 let state = app.state::<AppState>();
-                state.core().sign_out().await;
+                if let Err(e) = state.core().sign_out().await {
+                    tracing::error!("sign-out could not erase the cache: {e}");
+                }
                 state
                     .bridge
                     .push(&WebviewSink(app.clone()), UiEvent::SignedOut);

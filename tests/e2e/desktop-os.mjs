@@ -368,6 +368,17 @@ async function scenario() {
   await until("sign-in form after tray sign out", () => exists('[data-testid="password"]'), 15000);
   await until("keyring entry deleted", () => secretLookup().stdout.trim() === "" && !secretItems().includes(URL_), 10000);
   check(true, "tray Sign out: back to the sign-in form, the keyring entry is deleted");
+  // Sign-out erases the cache: joao's DMs to ana are in no file of the data directory.
+  const dmLeft = [];
+  const scan = (dir) => {
+    for (const f of readdirSync(dir)) {
+      const p = join(dir, f);
+      if (statSync(p).isDirectory()) scan(p);
+      else if (readFileSync(p).includes("oi ana, tudo bem?")) dmLeft.push(p);
+    }
+  };
+  await until("the cache to be erased", () => (dmLeft.length = 0, scan(appData), dmLeft.length === 0), 10000);
+  check(dmLeft.length === 0, `tray Sign out: the DMs are gone from the data directory (${dmLeft.join(", ")})`);
 
   // ---- the tokens are nowhere in the data directory or the logs
   const leaks = [];

@@ -430,3 +430,53 @@ async fn two_devices_of_one_user_end_with_the_same_history() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_out_erases_the_users_messages_from_the_cache_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path(), &[]);
+    let url = server.url();
+    let cache_path = dir.path().join("ana.sqlite3");
+    let (ana, store) = core(&url, &cache_path);
+    ana.register("ana", PASSWORD).await.unwrap();
+    let (bia, _) = core(&url, &dir.path().join("bia.sqlite3"));
+    bia.register("bia", PASSWORD).await.unwrap();
+    let secret = "only-ana-may-read-this-4c1d";
+    for i in 0..20 {
+        bia.send_dm("ana", &format!("{secret} {i}")).unwrap();
+    }
+    ana.send_dm("bia", &format!("{secret} reply")).unwrap();
+    eventually("ana to have the DMs", Duration::from_secs(20), || {
+        texts(&ana, "dm:bia").len() == 21
+    })
+    .await;
+
+    ana.sign_out().await.unwrap();
+
+    assert!(matches!(
+        ana.connection_state(),
+        ConnectionState::SignedOut { .. }
+    ));
+    assert!(store.load().unwrap().is_none(), "the session was kept");
+    assert!(texts(&ana, "dm:bia").is_empty());
+    assert!(ana.search("only", 10).unwrap().is_empty());
+    assert_eq!(ana.unread_counts().unwrap().total, 0);
+    for file in ["ana.sqlite3", "ana.sqlite3-wal", "ana.sqlite3-shm"] {
+        let Ok(bytes) = std::fs::read(dir.path().join(file)) else {
+            continue;
+        };
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{file} still holds the signed-out user's messages"
+        );
+    }
+    drop(ana);
+    // The next launch opens an empty cache, and signing in again brings the history back.
+    let (again, _) = core(&url, &cache_path);
+    assert!(texts(&again, "dm:bia").is_empty());
+    again.login("ana", PASSWORD).await.unwrap();
+    eventually("the history to come back", Duration::from_secs(20), || {
+        texts(&again, "dm:bia").len() == 21
+    })
+    .await;
+}

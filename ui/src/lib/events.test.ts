@@ -23,6 +23,8 @@ describe("which views an event refreshes", () => {
 
   it("a reset or a resync refreshes everything", () => {
     expect(refreshFor({ kind: "resync" }, "ana").all).toBe(true);
+    // Sign-out erased the cache: nothing on screen may stay from the old user.
+    expect(refreshFor({ kind: "signed_out" }, "ana").all).toBe(true);
     const reset: UiEvent = {
       kind: "core",
       payload: { event: "sync", data: { state: "reset", epoch: "e", heads: { public: 0, private: 0 } } },

@@ -19,7 +19,8 @@ export function none(): Refresh {
 /** `me` is needed to name a DM's conversation from my side. */
 export function refreshFor(ev: UiEvent, me: string | null): Refresh {
   const r = none();
-  if (ev.kind === "resync") {
+  // Sign-out erases the cache: every view re-reads (and shows nothing of the old user).
+  if (ev.kind === "resync" || ev.kind === "signed_out") {
     r.all = true;
     return r;
   }

@@ -94,6 +94,7 @@ class AppStore {
     } else if (e.kind === "signed_out") {
       this.session = false;
       this.showSignIn = true;
+      this.me = null;
     } else if (e.kind === "open") {
       const target = e.payload;
       if (target.kind === "conversation") this.openConversation(target.id);
@@ -201,8 +202,7 @@ class AppStore {
 
   async signOut() {
     await api.signOut();
-    this.session = false;
-    this.showSignIn = true;
+    this.handle({ kind: "signed_out" });
   }
 }
 

@@ -206,7 +206,7 @@ async fn command(core: &Core, command: Command) -> Result<ExitCode, String> {
             print(&serde_json::json!({ "signed_in": me }));
         }
         Command::Logout => {
-            core.sign_out().await;
+            core.sign_out().await.map_err(|e| e.to_string())?;
             print(&serde_json::json!({ "signed_out": true }));
         }
         Command::Tail {
