@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 if [ "${E2E_SKIP_BUILD:-0}" != 1 ]; then
   [ -d ui/node_modules ] || bash scripts/ui-deps.sh
   npm run --prefix ui build
-  cargo build --locked -p papo -p papo-server -p papo-client --bins
+  cargo build --locked --workspace --bins
 fi
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 export PAPO_APP_BIN="$TARGET_DIR/debug/papo"

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-deb=$(ls -1t "$TARGET_DIR"/release/bundle/deb/*.deb | head -1)
+deb=$(ls -1t "$TARGET_DIR/${PACKAGE_PROFILE:-release}"/bundle/deb/*.deb | head -1)
 echo "== package: $deb"
 dpkg-deb --info "$deb" | sed -n '/Package:/,/Description:/p'
 name=$(dpkg-deb --field "$deb" Package)
