@@ -199,30 +199,57 @@ pub fn set_on_screen(state: State<'_, AppState>, conversation: Option<String>) {
     state.core().set_on_screen(conversation.as_deref());
 }
 
+// Outbox: `async` (off the main thread) like the reads; retry and discard wake the sender.
+
 #[tauri::command(rename_all = "snake_case")]
-pub fn retry_outbox(state: State<'_, AppState>, client_id: String) -> Res<bool> {
+pub async fn retry_outbox(state: State<'_, AppState>, client_id: String) -> Res<bool> {
     Ok(state.core().retry_outbox(uuid(&client_id)?)?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
-pub fn discard_outbox(state: State<'_, AppState>, client_id: String) -> Res<bool> {
+pub async fn discard_outbox(state: State<'_, AppState>, client_id: String) -> Res<bool> {
     Ok(state.core().discard_outbox(uuid(&client_id)?)?)
 }
 
+fn outbox_entry(i: &papo_client::outbox::OutboxItem) -> Res<ui::OutboxEntry> {
+    use papo_protocol::Request;
+    let text = match &i.request {
+        Request::ChatSend(r) => Some(r.text.clone()),
+        Request::DmSend(r) => Some(r.text.clone()),
+        Request::PostCreate(r) => Some(r.text.clone()),
+        Request::PostEdit(r) => Some(r.text.clone()),
+        Request::CommentCreate(r) => Some(r.text.clone()),
+        _ => None,
+    };
+    Ok(ui::OutboxEntry {
+        client_id: i.client_id.to_string(),
+        event: i.request.event_name().to_string(),
+        conversation: i.queue.clone(),
+        text,
+        state: conv(&i.state)?,
+        attempts: i.attempts,
+        error: i.error.as_ref().map(conv).transpose()?,
+        wedge: i.wedge.as_ref().map(conv).transpose()?,
+    })
+}
+
+/// Pending and wedged outbox items, in send order.
 #[tauri::command(rename_all = "snake_case")]
-pub fn outbox(state: State<'_, AppState>) -> Res<Vec<ui::OutboxEntry>> {
-    let items = state.core().outbox()?;
-    items
+pub async fn outbox(state: State<'_, AppState>) -> Res<Vec<ui::OutboxEntry>> {
+    state.core().outbox()?.iter().map(outbox_entry).collect()
+}
+
+/// Wedged outbox items, of one conversation (`public`, `dm:bia`, `feed`, ...) when given.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn wedged_outbox(
+    state: State<'_, AppState>,
+    conversation: Option<String>,
+) -> Res<Vec<ui::OutboxEntry>> {
+    state
+        .core()
+        .wedged_outbox(conversation.as_deref())?
         .iter()
-        .map(|i| {
-            Ok(ui::OutboxEntry {
-                client_id: i.client_id.to_string(),
-                event: i.request.event_name().to_string(),
-                state: conv(&i.state)?,
-                attempts: i.attempts,
-                error: i.error.as_ref().map(conv).transpose()?,
-            })
-        })
+        .map(outbox_entry)
         .collect()
 }
 

@@ -434,6 +434,7 @@ pub fn run() {
             commands::notifications_page,
             commands::unread_counts,
             commands::search,
+            commands::wedged_outbox,
             commands::online_users,
             commands::set_settings,
             commands::os_status,

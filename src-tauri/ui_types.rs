@@ -285,7 +285,20 @@ pub enum ConnectionState {
 pub enum OutboxState {
     Pending,
     Sent,
-    Failed,
+    Wedged,
+}
+
+/// Why an outbox item is wedged (`papo_client::outbox::WedgeReason`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum WedgeReason {
+    Refused {
+        error: ErrorBody,
+    },
+    NoAnswer {
+        #[ts(type = "number")]
+        attempts: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
@@ -295,6 +308,9 @@ pub struct OutboxChange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub error: Option<ErrorBody>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub wedge: Option<WedgeReason>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
@@ -549,10 +565,17 @@ pub struct OutboxEntry {
     pub client_id: String,
     /// The request's event name (`chat:send`, `dm:send`, ...).
     pub event: String,
+    /// Where it belongs (its send queue): `public`, `dm:<peer>`, `feed`, `follows`,
+    /// `read:<conversation>`.
+    pub conversation: String,
+    /// The text it carries, if any (message, post, comment), for display.
+    pub text: Option<String>,
     pub state: OutboxState,
     #[ts(type = "number")]
     pub attempts: i64,
     pub error: Option<ErrorBody>,
+    /// Why it is wedged (when `state` is `wedged`).
+    pub wedge: Option<WedgeReason>,
 }
 
 /// Where a composer sends what is typed in it (`/msg user text` always goes to `dm:user`).
@@ -608,6 +631,7 @@ macro_rules! for_each_ui_type {
             ErrorBody,
             ConnectionState,
             OutboxState,
+            WedgeReason,
             OutboxChange,
             Target,
             OsNotification,

@@ -6,7 +6,7 @@ use papo_app::ui_types as ui;
 use papo_client::cache::{
     CommentRow, ConversationRow, HitKind, LocalState, MessageRow, PostRow, SearchHit, UnreadCounts,
 };
-use papo_client::outbox::{OutboxChange, OutboxState};
+use papo_client::outbox::{OutboxChange, OutboxState, WedgeReason};
 use papo_client::policy::{OsNotification, Target};
 use papo_client::{ConnectionState, CoreEvent, NotificationSettings, PageKey};
 use papo_protocol::*;
@@ -176,18 +176,25 @@ fn every_core_event_has_the_shape_of_its_ui_twin() {
             username: "a".into(),
             typing: true,
         }),
+        CoreEvent::Outbox(OutboxChange::wedged(
+            Uuid::now_v7(),
+            WedgeReason::Refused {
+                error: ErrorBody {
+                    code: ErrorCode::InvalidText,
+                    message: "m".into(),
+                },
+            },
+        )),
+        CoreEvent::Outbox(OutboxChange::wedged(
+            Uuid::now_v7(),
+            WedgeReason::NoAnswer { attempts: 5 },
+        )),
+        CoreEvent::Outbox(OutboxChange::sent(Uuid::now_v7())),
         CoreEvent::Outbox(OutboxChange {
             client_id: Uuid::now_v7(),
-            state: OutboxState::Failed,
-            error: Some(ErrorBody {
-                code: ErrorCode::InvalidText,
-                message: "m".into(),
-            }),
-        }),
-        CoreEvent::Outbox(OutboxChange {
-            client_id: Uuid::now_v7(),
-            state: OutboxState::Sent,
+            state: OutboxState::Pending,
             error: None,
+            wedge: None,
         }),
     ]);
     for target in [

@@ -17,7 +17,10 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 /// Migrations, applied in order at open; the index + 1 is the schema version (`user_version`).
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0002_outbox_queues_wedged.sql"),
+];
 
 /// Added to a local row id to order pending rows after confirmed ones with the same time.
 pub(crate) const PENDING_SK: i64 = 1 << 62;

@@ -225,7 +225,7 @@ fn failed_items_keep_the_reason_and_can_be_retried_or_discarded() {
     let err = ErrorBody::new(ErrorCode::InvalidText, "too long");
     assert!(cache.outbox_fail(a, &err).unwrap());
     let item = cache.outbox_item(a).unwrap().unwrap();
-    assert_eq!(item.state, OutboxState::Failed);
+    assert_eq!(item.state, OutboxState::Wedged);
     assert_eq!(item.error, Some(err));
     assert_eq!(cache.next_outbox_item().unwrap().unwrap().client_id, b);
     assert!(cache.retry_outbox(a).unwrap());

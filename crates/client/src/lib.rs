@@ -352,19 +352,19 @@ impl Core {
             .typing(conversation.to_string(), typing);
     }
 
-    /// Sends a failed outbox item again.
+    /// Sends a wedged outbox item again (same client id, at its place in its queue).
     pub fn retry_outbox(&self, client_id: Uuid) -> Result<bool, CoreError> {
         let changed = self.inner.cache.retry_outbox(client_id)?;
         self.inner.supervisor.outbox_changed();
         Ok(changed)
     }
 
-    /// Gives up on an unsent outbox item (and its local copy).
+    /// Gives up on an unsent outbox item (and its local copy); its queue moves on.
     pub fn discard_outbox(&self, client_id: Uuid) -> Result<bool, CoreError> {
         Ok(self.inner.cache.discard_outbox(client_id)?)
     }
 
-    /// Pending and failed outbox items, in send order.
+    /// Pending and wedged outbox items, in send order.
     pub fn outbox(&self) -> Result<Vec<outbox::OutboxItem>, CoreError> {
         Ok(self.inner.cache.outbox()?)
     }
@@ -372,6 +372,11 @@ impl Core {
     // ------------------------------------------------------------------ reads (offline)
 
     /// The cache itself, for reads not wrapped here.
+    /// Wedged outbox items (of one queue, e.g. `dm:bia` or `feed`, when given), in order.
+    pub fn wedged_outbox(&self, queue: Option<&str>) -> Result<Vec<outbox::OutboxItem>, CoreError> {
+        Ok(self.inner.cache.wedged_outbox(queue)?)
+    }
+
     pub fn cache(&self) -> &Arc<Cache> {
         &self.inner.cache
     }

@@ -1,14 +1,23 @@
 //! The outbox: user actions waiting for the server, one row per request keyed by client id.
 //!
-//! An action is written in the same transaction as its optimistic local copy. The supervisor
-//! sends the oldest `pending` item once the session is open, one at a time (so the server
-//! applies them in order), and marks it `sent` when the server's reply or the log event echoes
-//! its client id; the local copy then takes the server id and time. Transient errors keep it
-//! `pending` with a `next_attempt_at`; other errors mark it `failed` with the server's reason,
-//! and the user may [`Cache::retry_outbox`] or [`Cache::discard_outbox`] it.
+//! An action is written in the same transaction as its optimistic local copy. Each item belongs
+//! to a *queue* ([`queue_of`]: the public chat, one DM, the feed, follows, the read marks of one
+//! conversation). Once the session is open the supervisor (see `outbox_sender`) sends the
+//! oldest `pending` item of every queue, one in flight per queue (so the server applies a
+//! queue's items in order while one stuck queue never holds up another), and marks it `sent`
+//! when the server's reply or the log event echoes its client id; the local copy then takes the
+//! server id and time. Resends reuse the client id, and the server deduplicates by it.
+//!
+//! Transient errors keep an item `pending` with a `next_attempt_at` (backoff). An item is
+//! *wedged* (matrix-rust-sdk `send_queue` calls it that) when a person must look at it: the
+//! server refused it for good ([`WedgeReason::Refused`]) or it got no answer
+//! [`MAX_UNANSWERED`] times ([`WedgeReason::NoAnswer`]). Wedged items do not block their queue;
+//! the user may [`Cache::retry_outbox`] (same client id, back at its place in the queue) or
+//! [`Cache::discard_outbox`] them. Sent rows are kept for [`SENT_RETENTION_MS`] (so a late
+//! echo or `papo-cli send --wait` still finds them), then pruned.
 
 use crate::cache::{now_ms, parse_uuid, touch_conversation, Cache, CacheError, Result, PENDING_SK};
-use papo_protocol::{ErrorBody, ErrorCode, EventBody, LogEvent, Millis, Request};
+use papo_protocol::{conversation, ErrorBody, ErrorCode, EventBody, LogEvent, Millis, Request};
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -21,8 +30,8 @@ pub enum OutboxState {
     Pending,
     /// Confirmed by the server.
     Sent,
-    /// Refused by the server for a reason that retrying will not fix.
-    Failed,
+    /// Stopped until a person retries or discards it; see [`WedgeReason`].
+    Wedged,
 }
 
 impl OutboxState {
@@ -30,15 +39,63 @@ impl OutboxState {
         match self {
             OutboxState::Pending => "pending",
             OutboxState::Sent => "sent",
-            OutboxState::Failed => "failed",
+            OutboxState::Wedged => "wedged",
         }
     }
     fn parse(s: &str) -> OutboxState {
         match s {
             "sent" => OutboxState::Sent,
-            "failed" => OutboxState::Failed,
+            "wedged" => OutboxState::Wedged,
             _ => OutboxState::Pending,
         }
+    }
+}
+
+/// Sends without any answer (reply or log echo) within the request timeout after which an item
+/// is wedged with [`WedgeReason::NoAnswer`].
+pub const MAX_UNANSWERED: i64 = 5;
+
+/// How long confirmed rows stay in the outbox before they are pruned (10 minutes).
+pub const SENT_RETENTION_MS: Millis = 10 * 60 * 1000;
+
+/// Why an outbox item is wedged. Serialized with a stable `code` (`refused`, `no_answer`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum WedgeReason {
+    /// The server refused the request with a non-transient error (see
+    /// [`ErrorCode::is_transient`]); sending it again unchanged will not help.
+    #[error("refused by the server: {}", .error.message)]
+    Refused { error: ErrorBody },
+    /// The server never answered, `attempts` times in a row (the connection or the server may
+    /// be at fault; it may even have been applied, which a retry with the same id sorts out).
+    #[error("no answer from the server after {attempts} attempts")]
+    NoAnswer { attempts: i64 },
+}
+
+impl WedgeReason {
+    /// The stable machine code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            WedgeReason::Refused { .. } => "refused",
+            WedgeReason::NoAnswer { .. } => "no_answer",
+        }
+    }
+}
+
+/// The ordering queue of a request: items of one queue are sent in order, one at a time;
+/// different queues go on independently.
+pub fn queue_of(request: &Request) -> String {
+    match request {
+        Request::ChatSend(_) => conversation::PUBLIC.to_string(),
+        Request::DmSend(r) => conversation::dm(&r.to),
+        Request::ReadMark(r) => format!("read:{}", r.conversation),
+        Request::UserFollow(_) | Request::UserUnfollow(_) => "follows".to_string(),
+        Request::PostCreate(_)
+        | Request::PostEdit(_)
+        | Request::PostDelete(_)
+        | Request::PostLike(_)
+        | Request::PostUnlike(_)
+        | Request::CommentCreate(_) => "feed".to_string(),
     }
 }
 
@@ -48,11 +105,19 @@ pub struct OutboxItem {
     /// Send order.
     pub seq: i64,
     pub client_id: Uuid,
+    /// The ordering queue ([`queue_of`]): `public`, `dm:<peer>`, `feed`, `follows`,
+    /// `read:<conversation>`.
+    pub queue: String,
     pub request: Request,
     pub state: OutboxState,
+    /// Times it was emitted (counting resends).
     pub attempts: i64,
-    /// The last error the server gave (the reason, when `failed`).
+    /// Sends in a row that got no answer in time.
+    pub unanswered: i64,
+    /// The last error the server gave.
     pub error: Option<ErrorBody>,
+    /// Why it is wedged (only when `state` is `Wedged`).
+    pub wedge: Option<WedgeReason>,
     pub next_attempt_at: Option<Millis>,
     pub created_at: Millis,
 }
@@ -64,6 +129,32 @@ pub struct OutboxChange {
     pub state: OutboxState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wedge: Option<WedgeReason>,
+}
+
+impl OutboxChange {
+    /// The item was confirmed.
+    pub fn sent(client_id: Uuid) -> Self {
+        OutboxChange {
+            client_id,
+            state: OutboxState::Sent,
+            error: None,
+            wedge: None,
+        }
+    }
+    /// The item was wedged.
+    pub fn wedged(client_id: Uuid, reason: WedgeReason) -> Self {
+        OutboxChange {
+            client_id,
+            state: OutboxState::Wedged,
+            error: match &reason {
+                WedgeReason::Refused { error } => Some(error.clone()),
+                WedgeReason::NoAnswer { .. } => None,
+            },
+            wedge: Some(reason),
+        }
+    }
 }
 
 fn row_to_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<(OutboxItem, String)> {
@@ -78,10 +169,15 @@ fn row_to_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<(OutboxItem, String)> 
                 message: message.unwrap_or_default(),
             })
     });
+    let wedge: Option<String> = r.get(11)?;
+    let wedge = wedge.and_then(|w| serde_json::from_str::<WedgeReason>(&w).ok());
     Ok((
         OutboxItem {
             seq: r.get(0)?,
             client_id: parse_uuid(Some(r.get(1)?)).unwrap_or_default(),
+            queue: r.get(9)?,
+            unanswered: r.get(10)?,
+            wedge,
             request: Request::ChatSend(papo_protocol::ChatSend {
                 id: Uuid::nil(),
                 text: String::new(),
@@ -97,7 +193,7 @@ fn row_to_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<(OutboxItem, String)> 
 }
 
 const ITEM_COLUMNS: &str = "seq, client_id, request, state, attempts, next_attempt_at, \
-                            error_code, error_message, created_at";
+                            error_code, error_message, created_at, queue, unanswered, wedge";
 
 fn finish_item((mut item, request): (OutboxItem, String)) -> Result<OutboxItem> {
     item.request = serde_json::from_str(&request)
@@ -118,9 +214,13 @@ pub(crate) fn confirm_in_tx(
     let changed = tx
         .prepare_cached(
             "UPDATE outbox SET state = 'sent', updated_at = ?2, next_attempt_at = NULL, \
-             error_code = NULL, error_message = NULL WHERE client_id = ?1 AND state != 'sent'",
+             error_code = NULL, error_message = NULL, wedge = NULL \
+             WHERE client_id = ?1 AND state != 'sent'",
         )?
         .execute(params![cid_s, now])?;
+    if changed > 0 {
+        prune_sent_in_tx(tx, now - SENT_RETENTION_MS)?;
+    }
     if let Some(ev) = event {
         match &ev.body {
             EventBody::ChatMessage(m) => {
@@ -164,6 +264,19 @@ pub(crate) fn confirm_in_tx(
     Ok(changed > 0)
 }
 
+/// Deletes the sent rows last touched before `before`.
+fn prune_sent_in_tx(tx: &Transaction<'_>, before: Millis) -> Result<usize> {
+    Ok(tx
+        .prepare_cached("DELETE FROM outbox WHERE state = 'sent' AND updated_at < ?1")?
+        .execute([before])?)
+}
+
+fn error_code_str(error: &ErrorBody) -> Option<String> {
+    serde_json::to_value(error.code)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+}
+
 fn set_local_state(tx: &Transaction<'_>, cid: &str, state: &str) -> Result<()> {
     for table in ["messages", "posts", "comments"] {
         tx.execute(
@@ -185,9 +298,9 @@ impl Cache {
         let mut conn = self.writer.lock().unwrap();
         let tx = conn.transaction()?;
         tx.execute(
-            "INSERT INTO outbox (client_id, event, request, state, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
-            params![cid_s, request.event_name(), json, now],
+            "INSERT INTO outbox (client_id, event, request, state, queue, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5)",
+            params![cid_s, request.event_name(), json, queue_of(request), now],
         )?;
         let seq = tx.last_insert_rowid();
         let local_message = |kind: &str, conversation: &str, text: &str| -> Result<()> {
@@ -283,16 +396,42 @@ impl Cache {
         Ok(OutboxItem {
             seq,
             client_id: cid,
+            queue: queue_of(request),
             request: request.clone(),
             state: OutboxState::Pending,
             attempts: 0,
+            unanswered: 0,
             error: None,
+            wedge: None,
             next_attempt_at: None,
             created_at: now,
         })
     }
 
-    /// The oldest pending item: the only one that may be sent next (order is preserved).
+    /// The oldest pending item of every queue, in send order: the items that may be sent next
+    /// (wedged items do not hold up the ones behind them).
+    pub fn outbox_heads(&self) -> Result<Vec<OutboxItem>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {ITEM_COLUMNS} FROM outbox o WHERE state = 'pending' AND NOT EXISTS \
+                 (SELECT 1 FROM outbox p WHERE p.queue = o.queue AND p.state = 'pending' \
+                 AND p.seq < o.seq) ORDER BY seq"
+            ))?;
+            let rows = st.query_map([], row_to_item)?;
+            rows.map(|r| finish_item(r?)).collect()
+        })
+    }
+
+    /// Wedged items, in order; only those of `queue` when given.
+    pub fn wedged_outbox(&self, queue: Option<&str>) -> Result<Vec<OutboxItem>> {
+        Ok(self
+            .outbox()?
+            .into_iter()
+            .filter(|i| i.state == OutboxState::Wedged && queue.is_none_or(|q| i.queue == q))
+            .collect())
+    }
+
+    /// The oldest pending item overall.
     pub fn next_outbox_item(&self) -> Result<Option<OutboxItem>> {
         self.read(|c| {
             let row = c
@@ -305,7 +444,7 @@ impl Cache {
         })
     }
 
-    /// All items not yet sent (pending and failed), in order.
+    /// All items not yet sent (pending and wedged), in order.
     pub fn outbox(&self) -> Result<Vec<OutboxItem>> {
         self.read(|c| {
             let mut st = c.prepare_cached(&format!(
@@ -329,12 +468,12 @@ impl Cache {
         })
     }
 
-    /// Counts per state: (pending, sent, failed).
+    /// Counts per state: (pending, sent, wedged). Sent rows count until they are pruned.
     pub fn outbox_counts(&self) -> Result<(i64, i64, i64)> {
         self.read(|c| {
             Ok(c.query_row(
                 "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'sent'), 0), \
-                 COALESCE(SUM(state = 'failed'), 0) FROM outbox",
+                 COALESCE(SUM(state = 'wedged'), 0) FROM outbox",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?)
@@ -360,29 +499,75 @@ impl Cache {
         Ok(changed)
     }
 
-    /// The server refused the request for good.
-    pub fn outbox_fail(&self, cid: Uuid, error: &ErrorBody) -> Result<bool> {
-        let code = serde_json::to_value(error.code)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string));
+    /// Wedges a pending item (its local copy shows as failed). Returns whether it was pending.
+    pub fn outbox_wedge(&self, cid: Uuid, reason: &WedgeReason) -> Result<bool> {
+        let (code, message) = match reason {
+            WedgeReason::Refused { error } => (error_code_str(error), Some(error.message.clone())),
+            WedgeReason::NoAnswer { .. } => (None, None),
+        };
+        let json = serde_json::to_string(reason)
+            .map_err(|e| CacheError::Corrupt(format!("wedge reason: {e}")))?;
         let mut conn = self.writer.lock().unwrap();
         let tx = conn.transaction()?;
         let cid_s = cid.to_string();
         let changed = tx.execute(
-            "UPDATE outbox SET state = 'failed', error_code = ?2, error_message = ?3, \
-             updated_at = ?4, next_attempt_at = NULL WHERE client_id = ?1 AND state = 'pending'",
-            params![cid_s, code, error.message, now_ms()],
+            "UPDATE outbox SET state = 'wedged', wedge = ?2, \
+             error_code = COALESCE(?3, error_code), error_message = COALESCE(?4, error_message), \
+             updated_at = ?5, next_attempt_at = NULL WHERE client_id = ?1 AND state = 'pending'",
+            params![cid_s, json, code, message, now_ms()],
         )?;
-        set_local_state(&tx, &cid_s, "failed")?;
+        if changed > 0 {
+            set_local_state(&tx, &cid_s, "failed")?;
+        }
         tx.commit()?;
         Ok(changed > 0)
     }
 
+    /// The server refused the request for good: wedges it with [`WedgeReason::Refused`].
+    pub fn outbox_fail(&self, cid: Uuid, error: &ErrorBody) -> Result<bool> {
+        self.outbox_wedge(
+            cid,
+            &WedgeReason::Refused {
+                error: error.clone(),
+            },
+        )
+    }
+
+    /// A send of a pending item got no answer in time. Counts it; at [`MAX_UNANSWERED`] the item
+    /// is wedged with [`WedgeReason::NoAnswer`] (returned), otherwise it waits until `retry_at`.
+    pub fn outbox_unanswered(&self, cid: Uuid, retry_at: Millis) -> Result<Option<WedgeReason>> {
+        let count: Option<i64> = {
+            let conn = self.writer.lock().unwrap();
+            conn.query_row(
+                "UPDATE outbox SET unanswered = unanswered + 1, next_attempt_at = ?2, \
+                 updated_at = ?3 WHERE client_id = ?1 AND state = 'pending' RETURNING unanswered",
+                params![cid.to_string(), retry_at, now_ms()],
+                |r| r.get(0),
+            )
+            .optional()?
+        };
+        match count {
+            Some(n) if n >= MAX_UNANSWERED => {
+                let reason = WedgeReason::NoAnswer { attempts: n };
+                Ok(self.outbox_wedge(cid, &reason)?.then_some(reason))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Deletes the sent rows last touched before `before` (unix ms); returns how many. Confirming
+    /// an item prunes those older than [`SENT_RETENTION_MS`].
+    pub fn prune_sent_outbox(&self, before: Millis) -> Result<usize> {
+        let mut conn = self.writer.lock().unwrap();
+        let tx = conn.transaction()?;
+        let n = prune_sent_in_tx(&tx, before)?;
+        tx.commit()?;
+        Ok(n)
+    }
+
     /// A transient failure: keep the item pending, not before `at`.
     pub fn outbox_defer(&self, cid: Uuid, at: Millis, error: &ErrorBody) -> Result<()> {
-        let code = serde_json::to_value(error.code)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string));
+        let code = error_code_str(error);
         let conn = self.writer.lock().unwrap();
         conn.execute(
             "UPDATE outbox SET next_attempt_at = ?2, error_code = ?3, error_message = ?4, \
@@ -392,14 +577,16 @@ impl Cache {
         Ok(())
     }
 
-    /// The user asks to try a failed item again. Returns whether it was failed.
+    /// The user asks to try a wedged item again: pending, at its old place in its queue, with
+    /// the same client id (so the server applies it at most once). Returns whether it was
+    /// wedged. `attempts` keeps counting; the unanswered count starts again.
     pub fn retry_outbox(&self, cid: Uuid) -> Result<bool> {
         let mut conn = self.writer.lock().unwrap();
         let tx = conn.transaction()?;
         let cid_s = cid.to_string();
         let changed = tx.execute(
-            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = NULL, \
-             updated_at = ?2 WHERE client_id = ?1 AND state = 'failed'",
+            "UPDATE outbox SET state = 'pending', unanswered = 0, next_attempt_at = NULL, \
+             wedge = NULL, updated_at = ?2 WHERE client_id = ?1 AND state = 'wedged'",
             params![cid_s, now_ms()],
         )?;
         if changed > 0 {
@@ -437,3 +624,7 @@ impl OutboxState {
         self.as_str()
     }
 }
+
+#[cfg(test)]
+#[path = "outbox_tests.rs"]
+mod tests;

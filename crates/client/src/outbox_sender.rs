@@ -6,12 +6,21 @@
 //! turn the supervisor emits what [`OutboxSender::due`] returns, sleeps until
 //! [`OutboxSender::wake_at`] (calling [`OutboxSender::on_wake`] then), and hands replies and
 //! confirmations in. The state lives for one session; everything durable is in the cache.
+//!
+//! Order is kept per queue ([`crate::outbox::queue_of`]), not globally: the head of every queue
+//! may be in flight at once, so a conversation whose item waits (backoff, no answer) or is
+//! wedged never holds up another. A request unanswered within `request_timeout` counts as
+//! unanswered (persisted) and waits a backoff before it is sent again with the same client id;
+//! after [`crate::outbox::MAX_UNANSWERED`] it is wedged with reason `no_answer` and its queue
+//! moves on. A dead connection is the supervisor's business (liveness ping); an unanswered
+//! request on a live one means the server dropped it, which the backoff and the bound cover.
 
 use crate::backoff::Backoff;
 use crate::cache::{Cache, CacheError};
-use crate::outbox::{OutboxChange, OutboxItem, OutboxState};
+use crate::outbox::{OutboxChange, OutboxItem, WedgeReason};
 use crate::supervisor::{SupervisorConfig, WallClock};
 use papo_protocol::{events, ErrorBody, ErrorCode, Reply};
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -58,9 +67,11 @@ impl Bucket {
 
 /// Outbox sending state of one session.
 pub(crate) struct OutboxSender {
-    inflight: Option<(Uuid, Instant)>,
+    /// Per queue: the client id in flight and when it counts as unanswered.
+    inflight: HashMap<String, (Uuid, Instant)>,
     dirty: bool,
-    next_send: Option<Instant>,
+    /// When a waiting head becomes due or the bucket has a token again.
+    next_check: Option<Instant>,
     bucket: Bucket,
     backoff: Backoff,
     request_timeout: Duration,
@@ -70,9 +81,9 @@ pub(crate) struct OutboxSender {
 impl OutboxSender {
     pub(crate) fn new(config: &SupervisorConfig) -> Self {
         OutboxSender {
-            inflight: None,
+            inflight: HashMap::new(),
             dirty: true,
-            next_send: None,
+            next_check: None,
             bucket: Bucket::new(config.send_rate, config.send_burst),
             backoff: Backoff::new(config.outbox_backoff.clone()),
             request_timeout: config.request_timeout,
@@ -85,62 +96,117 @@ impl OutboxSender {
         self.dirty = true;
     }
 
-    /// The items to emit now, in order; each is counted as an attempt and tracked in flight.
+    fn wait_until(&mut self, at: Instant) {
+        self.next_check = Some(self.next_check.map_or(at, |t| t.min(at)));
+    }
+
+    fn forget(&mut self, cid: Uuid) -> bool {
+        let before = self.inflight.len();
+        self.inflight.retain(|_, (c, _)| *c != cid);
+        self.inflight.len() != before
+    }
+
+    /// The items to emit now, in order: the due head of every queue with nothing in flight.
+    /// Each is counted as an attempt and tracked in flight.
     pub(crate) fn due(&mut self, cache: &Cache) -> Vec<OutboxItem> {
-        if self.inflight.is_some() || !self.dirty {
+        if !self.dirty {
             return Vec::new();
         }
         self.dirty = false;
-        self.next_send = None;
-        match cache.next_outbox_item() {
-            Ok(Some(item)) => {
-                let wall = self.wall_clock.now();
-                let due = item.next_attempt_at.unwrap_or(0);
-                if due > wall {
-                    self.next_send =
-                        Some(Instant::now() + Duration::from_millis((due - wall) as u64));
-                } else if let Err(wait) = self.bucket.take() {
-                    self.next_send = Some(Instant::now() + wait);
-                } else {
-                    let _ = cache.outbox_attempt(item.client_id);
-                    self.inflight = Some((item.client_id, Instant::now() + self.request_timeout));
-                    return vec![item];
-                }
+        self.next_check = None;
+        let heads = match cache.outbox_heads() {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the outbox");
+                return Vec::new();
             }
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
+        };
+        // An in-flight item that is no longer its queue's pending head was discarded, wedged
+        // or confirmed meanwhile (or a retried older item moved in front): stop waiting for it.
+        self.inflight.retain(|queue, (cid, _)| {
+            heads
+                .iter()
+                .any(|h| &h.queue == queue && h.client_id == *cid)
+        });
+        let wall = self.wall_clock.now();
+        let mut out = Vec::new();
+        for item in heads {
+            if self.inflight.contains_key(&item.queue) {
+                continue;
+            }
+            let due = item.next_attempt_at.unwrap_or(0);
+            if due > wall {
+                self.wait_until(Instant::now() + Duration::from_millis((due - wall) as u64));
+                continue;
+            }
+            if let Err(wait) = self.bucket.take() {
+                self.wait_until(Instant::now() + wait);
+                break;
+            }
+            if let Err(e) = cache.outbox_attempt(item.client_id) {
+                tracing::warn!(error = %e, "cannot count an outbox attempt");
+            }
+            self.inflight.insert(
+                item.queue.clone(),
+                (item.client_id, Instant::now() + self.request_timeout),
+            );
+            out.push(item);
         }
-        Vec::new()
+        out
     }
 
     /// When [`OutboxSender::on_wake`] should run next, if at all.
     pub(crate) fn wake_at(&self) -> Option<Instant> {
-        [self.next_send, self.inflight.map(|(_, d)| d)]
-            .into_iter()
-            .flatten()
+        self.inflight
+            .values()
+            .map(|(_, d)| *d)
+            .chain(self.next_check)
             .min()
     }
 
-    /// A pacing wait ended or a request went unanswered. Returns the changes to publish.
-    pub(crate) fn on_wake(&mut self, _cache: &Cache) -> Vec<OutboxChange> {
+    /// A wait ended or requests went unanswered. Returns the changes to publish.
+    pub(crate) fn on_wake(&mut self, cache: &Cache) -> Vec<OutboxChange> {
         let now = Instant::now();
-        if self.next_send.is_some_and(|t| t <= now) {
-            self.next_send = None;
+        if self.next_check.is_some_and(|t| t <= now) {
+            self.next_check = None;
             self.dirty = true;
         }
-        if self.inflight.is_some_and(|(_, d)| d <= now) {
-            tracing::warn!("outbox request unanswered; sending it again");
-            self.inflight = None;
+        let expired: Vec<Uuid> = self
+            .inflight
+            .values()
+            .filter(|(_, d)| *d <= now)
+            .map(|(c, _)| *c)
+            .collect();
+        let mut changes = Vec::new();
+        for cid in expired {
+            self.forget(cid);
             self.dirty = true;
+            let unanswered = cache
+                .outbox_item(cid)
+                .ok()
+                .flatten()
+                .map_or(0, |i| i.unanswered);
+            let delay = self.backoff.delay_for(unanswered.clamp(0, 31) as u32);
+            let at = self.wall_clock.now() + delay.as_millis() as i64;
+            match cache.outbox_unanswered(cid, at) {
+                Ok(Some(reason)) => {
+                    tracing::warn!(%cid, "outbox request never answered; wedged");
+                    changes.push(OutboxChange::wedged(cid, reason));
+                }
+                Ok(None) => tracing::warn!(
+                    %cid,
+                    delay_ms = delay.as_millis() as u64,
+                    "outbox request unanswered; will send it again"
+                ),
+                Err(e) => tracing::error!(error = %e, "cannot record an unanswered request"),
+            }
         }
-        Vec::new()
+        changes
     }
 
     /// The log echoed an item's client id (the cache already marked it sent).
     pub(crate) fn on_confirmed(&mut self, cid: Uuid) {
-        if self.inflight.map(|(c, _)| c) == Some(cid) {
-            self.inflight = None;
-        }
+        self.forget(cid);
         self.dirty = true;
     }
 
@@ -158,18 +224,13 @@ impl OutboxSender {
             tracing::warn!(event = %reply.event, error = ?reply.error, "reply without id");
             return Ok(Vec::new());
         };
-        if self.inflight.map(|(c, _)| c) == Some(cid) {
-            self.inflight = None;
+        if self.forget(cid) {
             self.dirty = true;
         }
         if reply.ok {
             let ev = reply.result.as_ref().and_then(|r| r.event.as_ref());
             return Ok(if cache.outbox_confirm(me, cid, ev)? {
-                vec![OutboxChange {
-                    client_id: cid,
-                    state: OutboxState::Sent,
-                    error: None,
-                }]
+                vec![OutboxChange::sent(cid)]
             } else {
                 Vec::new()
             });
@@ -185,6 +246,7 @@ impl OutboxSender {
                     .flatten()
                     .map(|i| i.attempts)
                     .unwrap_or(1);
+                self.dirty = true;
                 let delay = self
                     .backoff
                     .delay_for(attempts.saturating_sub(1).clamp(0, 31) as u32);
@@ -195,13 +257,11 @@ impl OutboxSender {
             }
             ErrorCode::TokenExpired | ErrorCode::TokenInvalid => Err(SenderError::TokenRefused),
             _ => {
-                tracing::warn!(code = ?error.code, message = %error.message, "request refused");
-                Ok(if cache.outbox_fail(cid, &error)? {
-                    vec![OutboxChange {
-                        client_id: cid,
-                        state: OutboxState::Failed,
-                        error: Some(error),
-                    }]
+                tracing::warn!(code = ?error.code, message = %error.message, "request refused; wedged");
+                let reason = WedgeReason::Refused { error };
+                Ok(if cache.outbox_wedge(cid, &reason)? {
+                    self.dirty = true;
+                    vec![OutboxChange::wedged(cid, reason)]
                 } else {
                     Vec::new()
                 })
@@ -209,3 +269,7 @@ impl OutboxSender {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "outbox_sender_tests.rs"]
+mod tests;

@@ -13,7 +13,7 @@
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::cache::{now_ms, Cache};
 use crate::event::{ConnectionState, CoreEvent};
-use crate::outbox::{OutboxChange, OutboxState};
+use crate::outbox::OutboxChange;
 use crate::outbox_sender::OutboxSender;
 use crate::policy::{self, NotificationSettings, PolicyContext};
 use crate::tokens::{TokenError, TokenSource};
@@ -635,11 +635,7 @@ impl Supervisor {
                 };
                 for cid in &out.confirmed {
                     s.outbox.on_confirmed(*cid);
-                    self.publish(CoreEvent::Outbox(OutboxChange {
-                        client_id: *cid,
-                        state: OutboxState::Sent,
-                        error: None,
-                    }));
+                    self.publish(CoreEvent::Outbox(OutboxChange::sent(*cid)));
                 }
                 let view = self.view.lock().unwrap().clone();
                 for ev in out.applied {

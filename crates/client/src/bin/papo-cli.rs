@@ -333,7 +333,7 @@ async fn deliver(core: &Core, id: uuid::Uuid, wait: u64) -> Result<ExitCode, Str
             }));
             return Ok(ExitCode::from(match state {
                 papo_client::outbox::OutboxState::Sent => 0,
-                papo_client::outbox::OutboxState::Failed => 2,
+                papo_client::outbox::OutboxState::Wedged => 2,
                 _ if signed_out => 4,
                 _ => 3,
             }));

@@ -46,9 +46,11 @@ export type ErrorBody = { code: ErrorCode, message: string, };
 
 export type ConnectionState = { "state": "connecting", attempt: number, } | { "state": "connected" } | { "state": "retrying", attempt: number, at: number, in_ms: number, reason: string, } | { "state": "signed_out", reason: string, } | { "state": "stopped" };
 
-export type OutboxState = "pending" | "sent" | "failed";
+export type OutboxState = "pending" | "sent" | "wedged";
 
-export type OutboxChange = { client_id: string, state: OutboxState, error?: ErrorBody, };
+export type WedgeReason = { "code": "refused", error: ErrorBody, } | { "code": "no_answer", attempts: number, };
+
+export type OutboxChange = { client_id: string, state: OutboxState, error?: ErrorBody, wedge?: WedgeReason, };
 
 export type Target = { "kind": "conversation", id: string, } | { "kind": "post", post_id: number, } | { "kind": "user", username: string, };
 
@@ -141,7 +143,20 @@ export type OutboxEntry = { client_id: string,
 /**
  * The request's event name (`chat:send`, `dm:send`, ...).
  */
-event: string, state: OutboxState, attempts: number, error: ErrorBody | null, };
+event: string, 
+/**
+ * Where it belongs (its send queue): `public`, `dm:<peer>`, `feed`, `follows`,
+ * `read:<conversation>`.
+ */
+conversation: string, 
+/**
+ * The text it carries, if any (message, post, comment), for display.
+ */
+text: string | null, state: OutboxState, attempts: number, error: ErrorBody | null, 
+/**
+ * Why it is wedged (when `state` is `wedged`).
+ */
+wedge: WedgeReason | null, };
 
 export type ComposeTarget = { "kind": "conversation", id: string, } | { "kind": "post" } | { "kind": "comment", post_id: number, };
 
