@@ -266,8 +266,26 @@ fn on_tray_menu(app: &AppHandle, id: &str) {
     }
 }
 
-fn flag(name: &str) -> bool {
-    std::env::args().skip(1).any(|a| a == name)
+/// The desktop app's command line (`papo --help`).
+#[derive(Debug, Default, clap::Parser)]
+#[command(
+    name = "papo",
+    version,
+    about = "Papo desktop: chat and social notifications"
+)]
+struct Args {
+    /// The Papo server (else the one saved in the settings, else http://127.0.0.1:8080).
+    #[arg(long, env = "PAPO_SERVER")]
+    server: Option<String>,
+    /// A separate profile: settings and cache in this directory, its own single instance.
+    #[arg(long, env = "PAPO_DATA_DIR")]
+    data_dir: Option<String>,
+    /// Start in the tray, without showing the window (used by start at login).
+    #[arg(long)]
+    minimized: bool,
+    /// Added by WebKitWebDriver when it launches the app for a WebDriver session.
+    #[arg(long, hide = true)]
+    automation: bool,
 }
 
 /// The single-instance D-Bus name: the app's identifier, plus a hash of the data directory
@@ -285,19 +303,6 @@ fn instance_id(data_dir: Option<&str>) -> String {
     }
 }
 
-fn arg(name: &str) -> Option<String> {
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if a == name {
-            return args.next();
-        }
-        if let Some(v) = a.strip_prefix(&format!("{name}=")) {
-            return Some(v.to_string());
-        }
-    }
-    None
-}
-
 /// Runs the desktop app until its window is closed.
 pub fn run() {
     let started = Instant::now();
@@ -308,7 +313,8 @@ pub fn run() {
         )
         .try_init();
 
-    let data_dir_arg = arg("--data-dir").or_else(|| std::env::var("PAPO_DATA_DIR").ok());
+    let args = <Args as clap::Parser>::parse();
+    let data_dir_arg = args.data_dir.clone();
     tauri::Builder::default()
         // First: a second launch hands its arguments over and exits before anything else.
         .plugin(
@@ -332,8 +338,9 @@ pub fn run() {
             std::fs::create_dir_all(&data_dir)?;
             let settings_file = SettingsFile::new(&data_dir);
             let settings = settings_file.load();
-            let server_url = arg("--server")
-                .or_else(|| std::env::var("PAPO_SERVER").ok())
+            let server_url = args
+                .server
+                .clone()
                 .or_else(|| settings.server_url.clone())
                 .unwrap_or_else(|| DEFAULT_SERVER.to_string());
             let cache_path = data_dir.join("cache.sqlite");
@@ -353,7 +360,7 @@ pub fn run() {
                 };
             let (dnd, minimized) = (
                 settings.notifications.do_not_disturb,
-                flag("--minimized") || settings.start_minimized,
+                args.minimized || settings.start_minimized,
             );
             let state = AppState {
                 core: Mutex::new(core.clone()),
@@ -427,6 +434,7 @@ pub fn run() {
             commands::retry_outbox,
             commands::discard_outbox,
             commands::outbox,
+            commands::wedged_outbox,
             commands::feed_page,
             commands::comments,
             commands::conversation_page,
@@ -434,7 +442,6 @@ pub fn run() {
             commands::notifications_page,
             commands::unread_counts,
             commands::search,
-            commands::wedged_outbox,
             commands::online_users,
             commands::set_settings,
             commands::os_status,
@@ -451,4 +458,31 @@ pub fn run() {
                 }
             }
         });
+}
+
+#[cfg(test)]
+mod args_tests {
+    use super::Args;
+    use clap::Parser;
+
+    #[test]
+    fn the_command_line_takes_both_spellings_and_the_webdriver_flag() {
+        let a = Args::try_parse_from([
+            "papo",
+            "--automation",
+            "--server",
+            "http://127.0.0.1:9",
+            "--data-dir=/tmp/profile",
+            "--minimized",
+        ])
+        .unwrap();
+        assert_eq!(a.server.as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(a.data_dir.as_deref(), Some("/tmp/profile"));
+        assert!(a.minimized);
+        let none = Args::try_parse_from(["papo"]).unwrap();
+        assert!(!none.minimized);
+        // A typo is refused with a usage message, not silently ignored.
+        let err = Args::try_parse_from(["papo", "--sever", "x"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+    }
 }

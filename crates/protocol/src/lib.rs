@@ -597,12 +597,20 @@ pub enum ErrorCode {
     IdConflict,
     /// Something broke on the server; the request had no effect and may be retried.
     Internal,
+    /// The server is too busy to take the request now (e.g. its password-hashing queue is
+    /// full); nothing was done, retry after the `Retry-After` delay.
+    Unavailable,
+    /// The HTTP method is not allowed on that path.
+    MethodNotAllowed,
 }
 
 impl ErrorCode {
     /// Whether retrying the same request later can succeed.
     pub fn is_transient(self) -> bool {
-        matches!(self, ErrorCode::RateLimited | ErrorCode::Internal)
+        matches!(
+            self,
+            ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::Unavailable
+        )
     }
 }
 
@@ -810,6 +818,10 @@ mod tests {
     fn error_codes_are_snake_case() {
         let v = serde_json::to_value(ErrorCode::RateLimited).unwrap();
         assert_eq!(v, "rate_limited");
+        let v = serde_json::to_value(ErrorCode::MethodNotAllowed).unwrap();
+        assert_eq!(v, "method_not_allowed");
+        assert!(ErrorCode::Unavailable.is_transient());
+        assert!(!ErrorCode::MethodNotAllowed.is_transient());
     }
 
     #[test]

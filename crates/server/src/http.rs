@@ -1,6 +1,10 @@
 //! Account endpoints (register, login, refresh, logout) and the health check.
 
-use axum::extract::State;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -10,7 +14,7 @@ use papo_protocol::{valid_username, ErrorCode};
 
 use crate::auth::{self, Claims};
 use crate::error::ApiError;
-use crate::store::{SessionRow, User};
+use crate::store::{Rotation, SessionRow, User};
 use crate::App;
 
 /// Longest accepted password, in bytes (argon2 cost grows with it).
@@ -24,6 +28,34 @@ pub fn routes() -> Router<App> {
         .route("/api/login", post(login))
         .route("/api/refresh", post(refresh))
         .route("/api/logout", post(logout))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this endpoint does not take that method (see the Allow header)",
+    )
+}
+
+/// The client's IP address, from the TCP connection (None when the server was not served with
+/// connect info, e.g. a router driven directly in a test).
+pub struct PeerIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerIp {
+    type Rejection = Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(PeerIp(ip))
+    }
 }
 
 /// Reads a JSON body, turning every rejection into our error shape.
@@ -61,15 +93,6 @@ fn check_password(password: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        tracing::error!(error = %e, "blocking task failed");
-        ApiError::internal()
-    })
-}
-
 /// Opens a device session and signs its first tokens.
 async fn open_session(app: &App, user: User) -> Result<Session, ApiError> {
     let now = crate::now_ms();
@@ -103,8 +126,10 @@ fn sign(app: &App, user: &User, session_id: &str, refresh_token: String) -> Sess
 
 async fn register(
     State(app): State<App>,
+    PeerIp(ip): PeerIp,
     JsonBody(c): JsonBody<Credentials>,
 ) -> Result<impl IntoResponse, ApiError> {
+    app.guard.check_ip(ip)?;
     if !valid_username(&c.username) {
         return Err(ApiError::new(
             ErrorCode::InvalidUsername,
@@ -113,7 +138,10 @@ async fn register(
     }
     check_password(&c.password)?;
     let password = c.password;
-    let hash = blocking(move || auth::hash_password(&password))
+    let hash = app
+        .guard
+        .hashing
+        .run(move || auth::hash_password(&password))
         .await?
         .map_err(|e| {
             tracing::error!(error = %e, "password hashing failed");
@@ -126,19 +154,32 @@ async fn register(
 
 async fn login(
     State(app): State<App>,
+    PeerIp(ip): PeerIp,
     JsonBody(c): JsonBody<Credentials>,
 ) -> Result<Json<Session>, ApiError> {
-    let found = if valid_username(&c.username) && c.password.len() <= MAX_PASSWORD {
+    app.guard.check_ip(ip)?;
+    let well_formed = valid_username(&c.username) && c.password.len() <= MAX_PASSWORD;
+    if valid_username(&c.username) {
+        app.guard.check_user(&c.username)?;
+    }
+    let found = if well_formed {
         app.store.user_credentials(&c.username).await?
     } else {
         None
     };
     let (user, hash) = match found {
-        Some((u, h)) => (Some(u), h),
-        None => (None, auth::dummy_hash().to_string()),
+        Some((u, h)) => (Some(u), Some(h)),
+        None => (None, None),
     };
     let password = c.password;
-    let ok = blocking(move || auth::verify_password(&password, &hash)).await?;
+    // An unknown user is checked against a dummy hash, so the answer takes as long either way.
+    let ok = app
+        .guard
+        .hashing
+        .run(move || {
+            auth::verify_password(&password, hash.as_deref().unwrap_or(auth::dummy_hash()))
+        })
+        .await?;
     match (user, ok) {
         (Some(user), true) => {
             tracing::info!(user = %user.username, "logged in");
@@ -160,7 +201,7 @@ async fn refresh(
 ) -> Result<Json<Session>, ApiError> {
     let now = crate::now_ms();
     let new_token = auth::new_refresh_token();
-    let session = app
+    let rotation = app
         .store
         .rotate_refresh(
             &auth::refresh_hash(&r.refresh_token),
@@ -168,13 +209,28 @@ async fn refresh(
             now + app.limits.refresh_ttl_secs as i64 * 1000,
             now,
         )
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
+        .await?;
+    let session = match rotation {
+        Rotation::Rotated(session) => session,
+        Rotation::Reused { session_id } => {
+            // A copy of a spent token: whoever holds it, the session is no longer safe.
+            tracing::warn!(
+                session = %session_id,
+                "spent refresh token presented again; session revoked"
+            );
+            kick(&app, session_id).await;
+            return Err(ApiError::new(
                 ErrorCode::TokenInvalid,
-                "refresh token unknown, used or expired; sign in again",
-            )
-        })?;
+                "refresh token already used: the session is revoked, sign in again",
+            ));
+        }
+        Rotation::Unknown => {
+            return Err(ApiError::new(
+                ErrorCode::TokenInvalid,
+                "refresh token unknown, expired or logged out; sign in again",
+            ))
+        }
+    };
     let user = app
         .store
         .user_by_id(session.user_id)
@@ -192,11 +248,15 @@ async fn logout(
         .delete_session_by_refresh(&auth::refresh_hash(&r.refresh_token))
         .await?
     {
-        // Sockets of that session lose their right to stay connected.
-        if let Some(kick) = app.disconnect_session.get() {
-            kick(session_id).await;
-        }
+        kick(&app, session_id).await;
         tracing::info!("logged out");
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Disconnects the sockets of a revoked session: they lose their right to stay connected.
+async fn kick(app: &App, session_id: String) {
+    if let Some(kick) = app.disconnect_session.get() {
+        kick(session_id).await;
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod guard;
 pub mod http;
 pub mod hub;
 pub mod realtime;
@@ -89,6 +90,24 @@ pub struct Config {
     /// Largest Socket.IO packet accepted, in bytes.
     #[arg(long, env = "PAPO_MAX_PAYLOAD", default_value_t = 64 * 1024)]
     pub max_payload: u64,
+    /// Sign-in and register requests allowed per minute from one client address (IPv6: one
+    /// /64), as a burst of that many refilling evenly; 0 = no limit.
+    #[arg(long, env = "PAPO_ACCOUNT_IP_PER_MIN", default_value_t = 20)]
+    pub account_ip_per_min: u32,
+    /// Sign-in attempts allowed per minute for one username, as a burst of that many refilling
+    /// evenly; 0 = no limit.
+    #[arg(long, env = "PAPO_LOGIN_USER_PER_MIN", default_value_t = 5)]
+    pub login_user_per_min: u32,
+    /// Passwords hashed or checked at once (0 = one per available core).
+    #[arg(long, env = "PAPO_HASH_THREADS", default_value_t = 0)]
+    pub hash_threads: usize,
+    /// Password checks allowed to wait for a hashing thread; beyond that, and after waiting
+    /// `--hash-wait-ms`, requests are refused with 503.
+    #[arg(long, env = "PAPO_HASH_QUEUE", default_value_t = 32)]
+    pub hash_queue: usize,
+    /// Longest wait for a hashing thread, in milliseconds.
+    #[arg(long, env = "PAPO_HASH_WAIT_MS", default_value_t = 10_000)]
+    pub hash_wait_ms: u64,
 }
 
 /// Tunables shared by the handlers.
@@ -114,6 +133,8 @@ pub struct App {
     /// Disconnects every socket of a device session, on any node. Set once the Socket.IO layer
     /// is built (it needs the state first).
     pub disconnect_session: Arc<std::sync::OnceLock<SessionKicker>>,
+    /// Rate limits and the password-hashing pool of the account endpoints.
+    pub guard: Arc<guard::AccountGuard>,
 }
 
 /// See [`App::disconnect_session`].
@@ -283,6 +304,13 @@ impl Server {
             }),
             node_id: uuid::Uuid::new_v4().simple().to_string(),
             disconnect_session: Default::default(),
+            guard: Arc::new(guard::AccountGuard::new(&guard::GuardConfig {
+                ip_per_min: config.account_ip_per_min,
+                user_per_min: config.login_user_per_min,
+                hash_threads: config.hash_threads,
+                hash_queue: config.hash_queue,
+                hash_wait: Duration::from_millis(config.hash_wait_ms),
+            })),
         };
         let builder = SocketIo::builder().with_state(app.clone());
         let (router, closer): (axum::Router, Closer) = match &config.redis {
@@ -355,7 +383,10 @@ impl Server {
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
         let closer = self.closer;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(self.listener, service).with_graceful_shutdown(async move {
             shutdown.await;
             let _ = tx.send(());
         });

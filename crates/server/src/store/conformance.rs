@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::postgres::PostgresStore;
 use super::sqlite::{Durability, SqliteStore};
-use super::{Actor, Store, StreamKey};
+use super::{Actor, Rotation, Store, StreamKey};
 
 /// A fresh, empty store, and whatever must live as long as it.
 pub struct Fresh {
@@ -228,17 +228,135 @@ pub async fn sessions_rotate_and_revoke(store: Arc<dyn Store>) {
         .rotate_refresh("h1", "h2", now + 120_000, now)
         .await
         .unwrap();
-    assert_eq!(rotated.unwrap().id, "s1");
-    assert!(store
-        .rotate_refresh("h1", "h3", now, now)
-        .await
-        .unwrap()
-        .is_none());
+    assert_eq!(
+        rotated,
+        Rotation::Rotated(super::SessionRow {
+            expires_at: now + 120_000,
+            ..s.clone()
+        })
+    );
+    // Never seen: refused, nothing revoked.
+    assert_eq!(
+        store.rotate_refresh("nope", "h3", now, now).await.unwrap(),
+        Rotation::Unknown
+    );
+    assert!(store.session("s1").await.unwrap().is_some());
     assert_eq!(
         store.delete_session_by_refresh("h2").await.unwrap(),
         Some("s1".into())
     );
     assert!(store.session("s1").await.unwrap().is_none());
+    assert_eq!(
+        store.rotate_refresh("h2", "h4", now, now).await.unwrap(),
+        Rotation::Unknown,
+        "logged out"
+    );
+    // Expired: refused.
+    let old = super::SessionRow {
+        id: "s2".into(),
+        user_id: ana.id,
+        expires_at: now - 1,
+    };
+    store.create_session(&old, "e1").await.unwrap();
+    assert_eq!(
+        store
+            .rotate_refresh("e1", "e2", now + 1000, now)
+            .await
+            .unwrap(),
+        Rotation::Unknown
+    );
+}
+
+/// A refresh token presented after it was exchanged revokes its whole session (family), and
+/// no other.
+pub async fn a_reused_refresh_token_revokes_its_session(store: Arc<dyn Store>) {
+    let ana = actor(&*store, "ana").await;
+    let now = crate::now_ms();
+    let row = |id: &str| super::SessionRow {
+        id: id.into(),
+        user_id: ana.id,
+        expires_at: now + 60_000,
+    };
+    store.create_session(&row("phone"), "a").await.unwrap();
+    store.create_session(&row("laptop"), "x").await.unwrap();
+    for (old, new) in [("a", "b"), ("b", "c")] {
+        assert!(matches!(
+            store.rotate_refresh(old, new, now + 60_000, now).await.unwrap(),
+            Rotation::Rotated(s) if s.id == "phone"
+        ));
+    }
+    // "a" again (two rotations ago): the phone's session goes, with its current token "c".
+    assert_eq!(
+        store
+            .rotate_refresh("a", "d", now + 60_000, now)
+            .await
+            .unwrap(),
+        Rotation::Reused {
+            session_id: "phone".into()
+        }
+    );
+    assert!(store.session("phone").await.unwrap().is_none());
+    for token in ["c", "b", "a", "d"] {
+        assert_eq!(
+            store
+                .rotate_refresh(token, "z", now + 60_000, now)
+                .await
+                .unwrap(),
+            Rotation::Unknown,
+            "{token}"
+        );
+    }
+    // The laptop's session is untouched.
+    assert!(matches!(
+        store.rotate_refresh("x", "y", now + 60_000, now).await.unwrap(),
+        Rotation::Rotated(s) if s.id == "laptop"
+    ));
+    // Logging out with a spent token revokes the session too.
+    assert_eq!(
+        store.delete_session_by_refresh("x").await.unwrap(),
+        Some("laptop".into())
+    );
+    assert!(store.session("laptop").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .rotate_refresh("y", "w", now + 60_000, now)
+            .await
+            .unwrap(),
+        Rotation::Unknown
+    );
+    assert_eq!(store.delete_session_by_refresh("y").await.unwrap(), None);
+}
+
+/// Of many concurrent refreshes with one token, exactly one rotates; the others are reuses, and
+/// the session ends revoked.
+pub async fn concurrent_refreshes_with_one_token_rotate_once(store: Arc<dyn Store>) {
+    let ana = actor(&*store, "ana").await;
+    let now = crate::now_ms();
+    let s = super::SessionRow {
+        id: "race".into(),
+        user_id: ana.id,
+        expires_at: now + 60_000,
+    };
+    store.create_session(&s, "r0").await.unwrap();
+    let tries = (0..8).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .rotate_refresh("r0", &format!("r{}", i + 1), now + 60_000, now)
+                .await
+                .unwrap()
+        })
+    });
+    let mut rotated = 0;
+    for t in tries.collect::<Vec<_>>() {
+        match t.await.unwrap() {
+            Rotation::Rotated(_) => rotated += 1,
+            Rotation::Reused { session_id } => assert_eq!(session_id, "race"),
+            Rotation::Unknown => {} // the session was already revoked by an earlier reuse
+        }
+    }
+    assert_eq!(rotated, 1);
+    assert!(store.session("race").await.unwrap().is_none());
 }
 
 pub async fn presence_spans_nodes_and_expires_with_a_dead_node(store: Arc<dyn Store>) {
@@ -295,5 +413,7 @@ conformance!(
     sequences_stay_gap_free_under_concurrent_writers,
     likes_count_once_per_user_and_notify_the_author_only,
     sessions_rotate_and_revoke,
+    a_reused_refresh_token_revokes_its_session,
+    concurrent_refreshes_with_one_token_rotate_once,
     presence_spans_nodes_and_expires_with_a_dead_node,
 );

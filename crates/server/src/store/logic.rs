@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::sql::{Row, Sql};
 use super::{
-    error_reply, Actor, Applied, SessionRow, Store, StoreError, StoredEvent, StreamKey, User,
-    UserId,
+    error_reply, Actor, Applied, Rotation, SessionRow, Store, StoreError, StoredEvent, StreamKey,
+    User, UserId,
 };
 use crate::error::ApiError;
 
@@ -60,6 +60,79 @@ fn session_of(r: &Row) -> Result<SessionRow, StoreError> {
         user_id: r.int(1)?,
         expires_at: r.int(2)?,
     })
+}
+
+/// The session that once held this (now spent) refresh token.
+fn spent_refresh_session(
+    db: &mut dyn Sql,
+    refresh_hash: &str,
+) -> Result<Option<String>, StoreError> {
+    db.query_opt(
+        "SELECT session_id FROM used_refresh WHERE refresh_hash = $1",
+        &[refresh_hash.into()],
+    )?
+    .map(|r| r.text(0))
+    .transpose()
+}
+
+/// Deletes a session with every refresh token it ever had.
+fn delete_session(db: &mut dyn Sql, id: &str) -> Result<(), StoreError> {
+    db.exec(
+        "DELETE FROM used_refresh WHERE session_id = $1",
+        &[id.into()],
+    )?;
+    db.exec("DELETE FROM sessions WHERE id = $1", &[id.into()])?;
+    Ok(())
+}
+
+/// See [`Store::rotate_refresh`].
+fn rotate_refresh(
+    db: &mut dyn Sql,
+    old: &str,
+    new: &str,
+    new_expires_at: i64,
+    now: i64,
+) -> Result<Rotation, StoreError> {
+    let current = db
+        .query_opt(
+            "SELECT id, user_id, expires_at FROM sessions WHERE refresh_hash = $1",
+            &[old.into()],
+        )?
+        .map(|r| session_of(&r))
+        .transpose()?;
+    if let Some(s) = current {
+        if s.expires_at <= now {
+            return Ok(Rotation::Unknown);
+        }
+        // Conditional on the old hash: of two concurrent refreshes with the same token (Postgres,
+        // read committed), the second changes nothing here and is then seen as a reuse below.
+        let changed = db.exec(
+            "UPDATE sessions SET refresh_hash = $1, expires_at = $2 WHERE id = $3 AND refresh_hash = $4",
+            &[new.into(), new_expires_at.into(), s.id.as_str().into(), old.into()],
+        )?;
+        if changed == 1 {
+            // Spent tokens are kept until they would have expired; older ones are dropped here.
+            db.exec(
+                "DELETE FROM used_refresh WHERE session_id = $1 AND expires_at <= $2",
+                &[s.id.as_str().into(), now.into()],
+            )?;
+            db.exec(
+                "INSERT INTO used_refresh(refresh_hash, session_id, expires_at) VALUES ($1, $2, $3)",
+                &[old.into(), s.id.as_str().into(), s.expires_at.into()],
+            )?;
+            return Ok(Rotation::Rotated(SessionRow {
+                expires_at: new_expires_at,
+                ..s
+            }));
+        }
+    }
+    match spent_refresh_session(db, old)? {
+        Some(session_id) => {
+            delete_session(db, &session_id)?;
+            Ok(Rotation::Reused { session_id })
+        }
+        None => Ok(Rotation::Unknown),
+    }
 }
 
 /// Parses the stream key as stored (`public`, `u:<id>`).
@@ -757,23 +830,11 @@ impl<B: Backend> Store for SqlStore<B> {
         new_refresh_hash: &str,
         new_expires_at: i64,
         now: i64,
-    ) -> Result<Option<SessionRow>, StoreError> {
+    ) -> Result<Rotation, StoreError> {
         let (old, new) = (old_refresh_hash.to_string(), new_refresh_hash.to_string());
         self.backend
             .write(Box::new(move |db| {
-                db.query_opt(
-                    "UPDATE sessions SET refresh_hash = $1, expires_at = $2
-                     WHERE refresh_hash = $3 AND expires_at > $4
-                     RETURNING id, user_id, expires_at",
-                    &[
-                        new.as_str().into(),
-                        new_expires_at.into(),
-                        old.as_str().into(),
-                        now.into(),
-                    ],
-                )?
-                .map(|r| session_of(&r))
-                .transpose()
+                rotate_refresh(db, &old, &new, new_expires_at, now)
             }))
             .await
     }
@@ -785,12 +846,22 @@ impl<B: Backend> Store for SqlStore<B> {
         let h = refresh_hash.to_string();
         self.backend
             .write(Box::new(move |db| {
-                db.query_opt(
-                    "DELETE FROM sessions WHERE refresh_hash = $1 RETURNING id",
-                    &[h.as_str().into()],
-                )?
-                .map(|r| r.text(0))
-                .transpose()
+                let current = db
+                    .query_opt(
+                        "SELECT id FROM sessions WHERE refresh_hash = $1",
+                        &[h.as_str().into()],
+                    )?
+                    .map(|r| r.text(0))
+                    .transpose()?;
+                let id = match current {
+                    Some(id) => id,
+                    None => match spent_refresh_session(db, &h)? {
+                        Some(id) => id,
+                        None => return Ok(None),
+                    },
+                };
+                delete_session(db, &id)?;
+                Ok(Some(id))
             }))
             .await
     }

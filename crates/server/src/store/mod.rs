@@ -83,6 +83,18 @@ pub struct SessionRow {
     pub expires_at: i64,
 }
 
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was current: it is spent and the session now holds the new one.
+    Rotated(SessionRow),
+    /// The token had already been exchanged: someone holds a copy. The whole session (every
+    /// refresh token of its family, and with it its access tokens) is deleted.
+    Reused { session_id: String },
+    /// Unknown, expired or logged out.
+    Unknown,
+}
+
 /// Errors of a store call.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -131,16 +143,17 @@ pub trait Store: Send + Sync + 'static {
         refresh_hash: &str,
     ) -> Result<(), StoreError>;
     async fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError>;
-    /// Replaces the refresh token of the session that holds `old_refresh_hash`; returns that
-    /// session, or None if no session holds it (already rotated, revoked or expired).
+    /// Replaces the refresh token of the session that holds `old_refresh_hash` (remembering the
+    /// old one as spent until it would have expired); if `old_refresh_hash` was already spent,
+    /// deletes its session instead (see [`Rotation`]).
     async fn rotate_refresh(
         &self,
         old_refresh_hash: &str,
         new_refresh_hash: &str,
         new_expires_at: i64,
         now: i64,
-    ) -> Result<Option<SessionRow>, StoreError>;
-    /// Deletes the session holding this refresh token; returns its id.
+    ) -> Result<Rotation, StoreError>;
+    /// Deletes the session holding this refresh token, current or already spent; returns its id.
     async fn delete_session_by_refresh(
         &self,
         refresh_hash: &str,

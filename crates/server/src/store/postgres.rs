@@ -25,7 +25,10 @@ pub type PostgresStore = SqlStore<PostgresBackend>;
 
 /// Numbered migrations, recorded in `schema_migrations`, applied under an advisory lock so that
 /// nodes starting together do not race.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/pg/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/pg/0001_init.sql"),
+    include_str!("migrations/pg/0002_spent_refresh.sql"),
+];
 const MIGRATION_LOCK: i64 = 0x7061_706f; // "papo"
 const CHANNEL: &str = "papo_commits";
 /// Connections kept open per process (writers and readers share them).

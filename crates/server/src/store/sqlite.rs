@@ -18,6 +18,7 @@ use super::{StoreError, StreamKey};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_presence.sql"),
+    include_str!("migrations/0003_spent_refresh.sql"),
 ];
 
 /// How durable a commit is. `Full` survives power loss; `Normal` survives a process crash.
