@@ -1,0 +1,222 @@
+// The account endpoints under abuse, against the real server process: rate limits per address
+// and per username, the bounded password-hashing pool, refresh-token reuse, and the error
+// bodies of unknown paths and methods.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { startServer, api, register, login, connect, decodeToken } from './harness.mjs';
+
+const PASSWORD = 'correct horse battery';
+
+/** A POST with a JSON body from a chosen local address (Linux routes all of 127/8 to lo). */
+function postFrom(url, route, body, localAddress) {
+  return new Promise((resolve, reject) => {
+    const r = http.request(url + route, {
+      method: 'POST', localAddress, headers: { 'content-type': 'application/json' },
+    }, (res) => {
+      let text = '';
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: text ? JSON.parse(text) : null }));
+    });
+    r.on('error', reject);
+    r.end(JSON.stringify(body));
+  });
+}
+
+async function raw(url, route, init = {}) {
+  const r = await fetch(url + route, init);
+  const text = await r.text();
+  return { status: r.status, headers: r.headers, body: text ? JSON.parse(text) : null };
+}
+
+function retryAfter(headers) {
+  const v = typeof headers.get === 'function' ? headers.get('retry-after') : headers['retry-after'];
+  assert.match(String(v), /^[0-9]+$/, `Retry-After is whole seconds: ${v}`);
+  return Number(v);
+}
+
+test('unknown paths answer 404 and wrong methods 405, both with the error body', async () => {
+  const srv = await startServer();
+  try {
+    for (const [route, init] of [['/nope', {}], ['/api/nope', { method: 'POST' }], ['/api', {}]]) {
+      const r = await raw(srv.url, route, init);
+      assert.equal(r.status, 404, route);
+      assert.match(r.headers.get('content-type'), /application\/json/);
+      assert.equal(r.body.error.code, 'not_found', route);
+      assert.equal(typeof r.body.error.message, 'string');
+    }
+    const get = await raw(srv.url, '/api/login');
+    assert.equal(get.status, 405);
+    assert.equal(get.body.error.code, 'method_not_allowed');
+    assert.equal(get.headers.get('allow'), 'POST');
+    const post = await raw(srv.url, '/healthz', { method: 'POST' });
+    assert.equal(post.status, 405);
+    assert.equal(post.body.error.code, 'method_not_allowed');
+    // The real endpoints still answer.
+    assert.equal((await raw(srv.url, '/healthz')).status, 200);
+  } finally {
+    await srv.kill();
+  }
+});
+
+test('sign-in attempts are limited per username: 5 a minute, then 429 with Retry-After', async () => {
+  const srv = await startServer({ args: ['--login-user-per-min', '5', '--account-ip-per-min', '100'] });
+  try {
+    const victim = await register(srv.url, 'victim');
+    const other = await register(srv.url, 'other');
+    for (let i = 0; i < 5; i++) {
+      const r = await api(srv.url, '/api/login', { username: victim.username, password: `guess number ${i}` });
+      assert.equal(r.status, 401, `guess ${i}`);
+      assert.equal(r.body.error.code, 'invalid_credentials');
+    }
+    // The sixth attempt is refused before the password is looked at, even the right one.
+    const refused = await raw(srv.url, '/api/login', {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: victim.username, password: PASSWORD }),
+    });
+    assert.equal(refused.status, 429);
+    assert.equal(refused.body.error.code, 'rate_limited');
+    const wait = retryAfter(refused.headers);
+    assert.ok(wait >= 1 && wait <= 12, `one attempt comes back within 12 s, told ${wait}`);
+    // Another username is not affected.
+    assert.equal((await api(srv.url, '/api/login', { username: other.username, password: PASSWORD })).status, 200);
+  } finally {
+    await srv.kill();
+  }
+});
+
+test('sign-in and register requests are limited per client address', async () => {
+  const srv = await startServer({ args: ['--account-ip-per-min', '3', '--login-user-per-min', '0'] });
+  try {
+    const from1 = (route, body) => postFrom(srv.url, route, body, '127.0.0.1');
+    const reg = await from1('/api/register', { username: 'iplimit_a', password: PASSWORD });
+    assert.equal(reg.status, 200);
+    assert.equal((await from1('/api/login', { username: 'iplimit_a', password: 'wrong password' })).status, 401);
+    // Malformed requests count too.
+    assert.equal((await from1('/api/register', { username: 'X', password: PASSWORD })).status, 400);
+    const refused = await from1('/api/login', { username: 'iplimit_a', password: PASSWORD });
+    assert.equal(refused.status, 429);
+    assert.equal(refused.body.error.code, 'rate_limited');
+    const wait = retryAfter(refused.headers);
+    assert.ok(wait >= 1 && wait <= 20, `3 a minute: one back within 20 s, told ${wait}`);
+    assert.equal((await from1('/api/register', { username: 'iplimit_b', password: PASSWORD })).status, 429);
+    // Another address still gets in, and the refusals created nothing.
+    const other = await postFrom(srv.url, '/api/login', { username: 'iplimit_a', password: PASSWORD }, '127.0.0.2');
+    assert.equal(other.status, 200);
+    const regB = await postFrom(srv.url, '/api/register', { username: 'iplimit_b', password: PASSWORD }, '127.0.0.2');
+    assert.equal(regB.status, 200, 'iplimit_b was not created by the refused request');
+    // Refresh is not an account request in that sense.
+    const r = await postFrom(srv.url, '/api/refresh', { refresh_token: other.body.refresh_token }, '127.0.0.1');
+    assert.equal(r.status, 200);
+  } finally {
+    await srv.kill();
+  }
+});
+
+test('a full password-hashing pool answers 503 unavailable with Retry-After, and does nothing', async () => {
+  const srv = await startServer({ args: ['--hash-threads', '1', '--hash-queue', '0', '--account-ip-per-min', '0'] });
+  try {
+    const names = Array.from({ length: 8 }, (_, i) => `pool_${i}`);
+    const answers = await Promise.all(names.map((username) => raw(srv.url, '/api/register', {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username, password: PASSWORD }),
+    })));
+    const ok = answers.filter((a) => a.status === 200);
+    const busy = answers.filter((a) => a.status === 503);
+    assert.equal(ok.length + busy.length, names.length, JSON.stringify(answers.map((a) => a.status)));
+    assert.ok(ok.length >= 1, 'the first one is hashed');
+    assert.ok(busy.length >= 1, 'with one thread and no queue, simultaneous ones are refused');
+    for (const b of busy) {
+      assert.equal(b.body.error.code, 'unavailable');
+      assert.ok(retryAfter(b.headers) >= 1);
+    }
+    // Refused registrations created nothing: the same names register now, one at a time.
+    for (const [i, a] of answers.entries()) {
+      if (a.status !== 503) continue;
+      const again = await api(srv.url, '/api/register', { username: names[i], password: PASSWORD });
+      assert.equal(again.status, 200, names[i]);
+    }
+  } finally {
+    await srv.kill();
+  }
+});
+
+test('a spent refresh token presented again revokes its whole session, and only that one', async () => {
+  const srv = await startServer();
+  try {
+    const phone = await register(srv.url, 'reuse');
+    const laptop = await login(srv.url, phone.username);
+    const onPhone = connect(srv.url, phone.access_token);
+    const onLaptop = connect(srv.url, laptop.access_token);
+    await Promise.all([onPhone.live, onLaptop.live]);
+    const phoneDropped = new Promise((res) => onPhone.socket.on('disconnect', res));
+    let laptopDropped = false;
+    onLaptop.socket.on('disconnect', () => { laptopDropped = true; });
+
+    // A → B: fine.
+    const b = await api(srv.url, '/api/refresh', { refresh_token: phone.refresh_token });
+    assert.equal(b.status, 200);
+    assert.notEqual(b.body.refresh_token, phone.refresh_token);
+    // A again (a stolen copy replayed): refused, and the session is gone.
+    const replay = await api(srv.url, '/api/refresh', { refresh_token: phone.refresh_token });
+    assert.equal(replay.status, 401);
+    assert.equal(replay.body.error.code, 'token_invalid');
+    await phoneDropped;
+    // B, the legitimate successor, no longer works either, nor its access token.
+    const withB = await api(srv.url, '/api/refresh', { refresh_token: b.body.refresh_token });
+    assert.equal(withB.status, 401);
+    assert.equal(withB.body.error.code, 'token_invalid');
+    for (const token of [b.body.access_token, phone.access_token]) {
+      const c = connect(srv.url, token);
+      assert.equal((await c.connectError).message, 'token_invalid');
+      c.socket.close();
+    }
+    // The laptop's session is another family: still connected, still refreshable.
+    const lr = await api(srv.url, '/api/refresh', { refresh_token: laptop.refresh_token });
+    assert.equal(lr.status, 200);
+    assert.equal(onLaptop.socket.connected, true);
+    assert.equal(laptopDropped, false);
+    onLaptop.socket.disconnect();
+  } finally {
+    await srv.kill();
+  }
+});
+
+test('logging out with a spent refresh token also revokes the session', async () => {
+  const srv = await startServer();
+  try {
+    const s = await register(srv.url, 'spentout');
+    const next = await api(srv.url, '/api/refresh', { refresh_token: s.refresh_token });
+    assert.equal(next.status, 200);
+    const live = connect(srv.url, next.body.access_token);
+    await live.live;
+    const dropped = new Promise((res) => live.socket.on('disconnect', res));
+    const out = await fetch(srv.url + '/api/logout', {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ refresh_token: s.refresh_token }),
+    });
+    assert.equal(out.status, 204);
+    await dropped;
+    assert.equal((await api(srv.url, '/api/refresh', { refresh_token: next.body.refresh_token })).status, 401);
+  } finally {
+    await srv.kill();
+  }
+});
+
+test('expires_in is the access token lifetime counted from the answer', async () => {
+  const srv = await startServer({ args: ['--access-ttl-secs', '120'] });
+  try {
+    const before = Date.now() / 1000;
+    const s = await register(srv.url, 'ttl');
+    const after = Date.now() / 1000;
+    assert.equal(s.expires_in, 120);
+    const { exp } = decodeToken(s.access_token);
+    assert.ok(Number.isInteger(exp));
+    // exp = floor(server time at signing) + expires_in.
+    assert.ok(exp >= Math.floor(before) + 120 && exp <= Math.floor(after) + 120, `${before} ${exp} ${after}`);
+    const r = await api(srv.url, '/api/refresh', { refresh_token: s.refresh_token });
+    assert.equal(r.body.expires_in, 120);
+  } finally {
+    await srv.kill();
+  }
+});
