@@ -363,12 +363,7 @@ async function scenario() {
   const secret2 = secretLookup().stdout.trim();
   if (secret2) grab(secret2);
 
-  // ---- tray Sign out: the keyring entry is gone
-  trayClick(tray2, "Sign out");
-  await until("sign-in form after tray sign out", () => exists('[data-testid="password"]'), 15000);
-  await until("keyring entry deleted", () => secretLookup().stdout.trim() === "" && !secretItems().includes(URL_), 10000);
-  check(true, "tray Sign out: back to the sign-in form, the keyring entry is deleted");
-  // Sign-out erases the cache: joao's DMs to ana are in no file of the data directory.
+  // ---- tray Sign out: the keyring entry is gone, and so is the cache
   const dmLeft = [];
   const scan = (dir) => {
     for (const f of readdirSync(dir)) {
@@ -377,6 +372,13 @@ async function scenario() {
       else if (readFileSync(p).includes("oi ana, tudo bem?")) dmLeft.push(p);
     }
   };
+  scan(appData);
+  check(dmLeft.length > 0, `before sign-out joao's DM is in the cache (${dmLeft.join(", ")})`);
+  trayClick(tray2, "Sign out");
+  await until("sign-in form after tray sign out", () => exists('[data-testid="password"]'), 15000);
+  await until("keyring entry deleted", () => secretLookup().stdout.trim() === "" && !secretItems().includes(URL_), 10000);
+  check(true, "tray Sign out: back to the sign-in form, the keyring entry is deleted");
+  // Sign-out erases the cache: joao's DMs to ana are in no file of the data directory.
   await until("the cache to be erased", () => (dmLeft.length = 0, scan(appData), dmLeft.length === 0), 10000);
   check(dmLeft.length === 0, `tray Sign out: the DMs are gone from the data directory (${dmLeft.join(", ")})`);
 
