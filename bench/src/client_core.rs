@@ -323,7 +323,7 @@ pub async fn run(messages: usize, keep: Option<std::path::PathBuf>) -> Value {
         cache.conversation_page("dm:u7", None, 50).unwrap().len()
     });
     let (feed_first, _) = repeat(200, || cache.feed_page(ME, None, 20).unwrap().len());
-    let (convs, nconv) = repeat(50, || cache.conversations(ME).unwrap().len());
+    let (convs, nconv) = repeat(50, || cache.conversations().unwrap().len());
     let rare = corpus.vocab[corpus.vocab.len() - 10].clone();
     let mid = corpus.vocab[corpus.vocab.len() / 3].clone();
     let common = corpus.vocab[3].clone();

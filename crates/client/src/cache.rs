@@ -20,6 +20,7 @@ use uuid::Uuid;
 pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_outbox_queues_wedged.sql"),
+    include_str!("../migrations/0003_unread_counters.sql"),
 ];
 
 /// Added to a local row id to order pending rows after confirmed ones with the same time.
@@ -519,31 +520,14 @@ impl Cache {
         })
     }
 
-    /// Unread messages per conversation (messages from others after the read mark).
-    pub fn unread_counts(&self, me: &str) -> Result<UnreadCounts> {
+    /// Conversations, most recent first, with their unread counts (maintained counters: no
+    /// scan of the messages).
+    pub fn conversations(&self) -> Result<Vec<ConversationRow>> {
         self.read(|c| {
             let mut st = c.prepare_cached(
-                "SELECT m.conversation, COUNT(*) FROM messages m \
-                 LEFT JOIN read_state r ON r.conversation = m.conversation \
-                 WHERE m.server_id > COALESCE(r.last_read, 0) AND m.sender != ?1 \
-                 GROUP BY m.conversation ORDER BY m.conversation",
-            )?;
-            let rows = st.query_map([me], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-            let conversations = rows.collect::<Result<Vec<_>, _>>()?;
-            let total = conversations.iter().map(|(_, n)| n).sum();
-            Ok(UnreadCounts {
-                total,
-                conversations,
-            })
-        })
-    }
-
-    /// Conversations, most recent first, with their unread counts.
-    pub fn conversations(&self, me: &str) -> Result<Vec<ConversationRow>> {
-        let unread = self.unread_counts(me)?;
-        self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT id, last_at, last_sender, last_text FROM conversations ORDER BY last_at DESC",
+                "SELECT c.id, c.last_at, c.last_sender, c.last_text, COALESCE(u.count, 0) \
+                 FROM conversations c LEFT JOIN unread u ON u.conversation = c.id \
+                 ORDER BY c.last_at DESC",
             )?;
             let rows = st.query_map([], |r| {
                 Ok(ConversationRow {
@@ -551,19 +535,10 @@ impl Cache {
                     last_at: r.get(1)?,
                     last_sender: r.get(2)?,
                     last_text: r.get(3)?,
-                    unread: 0,
+                    unread: r.get(4)?,
                 })
             })?;
-            let mut out = rows.collect::<Result<Vec<_>, _>>()?;
-            for row in &mut out {
-                row.unread = unread
-                    .conversations
-                    .iter()
-                    .find(|(c, _)| *c == row.id)
-                    .map(|(_, n)| *n)
-                    .unwrap_or(0);
-            }
-            Ok(out)
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
 
@@ -694,7 +669,7 @@ fn wipe_server_data(tx: &Transaction<'_>) -> Result<()> {
          DELETE FROM comments WHERE server_id IS NOT NULL;
          DELETE FROM likes; DELETE FROM follows; DELETE FROM users;
          DELETE FROM notifications; DELETE FROM read_state; DELETE FROM conversations;
-         UPDATE cursor SET seq = 0;",
+         DELETE FROM unread; UPDATE cursor SET seq = 0;",
     )?;
     Ok(())
 }
@@ -719,6 +694,7 @@ pub(crate) fn touch_conversation(
 #[allow(clippy::too_many_arguments)]
 fn upsert_message(
     tx: &Transaction<'_>,
+    me: &str,
     kind: &str,
     conversation: &str,
     server_id: i64,
@@ -744,6 +720,9 @@ fn upsert_message(
                  VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?3, 'sent')",
             )?
             .execute(params![kind, conversation, server_id, sender, text, at])?;
+        if changed > 0 {
+            crate::unread::message_added(tx, me, conversation, server_id, sender)?;
+        }
     }
     if changed > 0 {
         touch_conversation(tx, conversation, at, sender, text)?;
@@ -755,6 +734,7 @@ fn apply_effects(tx: &Transaction<'_>, me: &str, ev: &LogEvent) -> Result<()> {
     match &ev.body {
         EventBody::ChatMessage(m) => upsert_message(
             tx,
+            me,
             "chat",
             papo_protocol::conversation::PUBLIC,
             m.id,
@@ -765,6 +745,7 @@ fn apply_effects(tx: &Transaction<'_>, me: &str, ev: &LogEvent) -> Result<()> {
         )?,
         EventBody::DmMessage(m) => upsert_message(
             tx,
+            me,
             "dm",
             &m.conversation_for(me),
             m.id,
@@ -881,6 +862,10 @@ fn apply_effects(tx: &Transaction<'_>, me: &str, ev: &LogEvent) -> Result<()> {
 }
 
 pub(crate) fn set_read(tx: &Transaction<'_>, conversation: &str, last_read: i64) -> Result<()> {
+    let old = crate::unread::last_read(tx, conversation)?;
+    if last_read > old {
+        crate::unread::read_moved(tx, conversation, old, last_read)?;
+    }
     tx.prepare_cached(
         "INSERT INTO read_state (conversation, last_read) VALUES (?1, ?2) \
          ON CONFLICT(conversation) DO UPDATE SET last_read = MAX(last_read, excluded.last_read)",

@@ -344,7 +344,7 @@ fn feed_likes_unread_read_marks_and_search() {
     cache
         .apply_batch("ana", &[dm(1, 10, "joao"), dm(2, 11, "joao")])
         .unwrap();
-    let unread = cache.unread_counts("ana").unwrap();
+    let unread = cache.unread_counts().unwrap();
     assert_eq!(unread.total, 2);
     assert_eq!(unread.conversations, vec![("dm:joao".to_string(), 2)]);
     let read = LogEvent {
@@ -358,8 +358,8 @@ fn feed_likes_unread_read_marks_and_search() {
         }),
     };
     cache.apply_batch("ana", &[read]).unwrap();
-    assert_eq!(cache.unread_counts("ana").unwrap().total, 1);
-    let convs = cache.conversations("ana").unwrap();
+    assert_eq!(cache.unread_counts().unwrap().total, 1);
+    let convs = cache.conversations().unwrap();
     assert_eq!(convs[0].id, "dm:joao");
     assert_eq!(convs[0].unread, 1);
 

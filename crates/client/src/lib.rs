@@ -21,6 +21,7 @@ pub mod secret;
 pub mod supervisor;
 pub mod tokens;
 pub mod transport;
+mod unread;
 
 pub use cache::{Cache, CacheError, PageKey};
 pub use event::{ConnectionState, CoreEvent};
@@ -409,7 +410,7 @@ impl Core {
     }
 
     pub fn conversations(&self) -> Result<Vec<cache::ConversationRow>, CoreError> {
-        Ok(self.inner.cache.conversations(&self.me_or_empty())?)
+        Ok(self.inner.cache.conversations()?)
     }
 
     pub fn notifications_page(
@@ -421,7 +422,7 @@ impl Core {
     }
 
     pub fn unread_counts(&self) -> Result<cache::UnreadCounts, CoreError> {
-        Ok(self.inner.cache.unread_counts(&self.me_or_empty())?)
+        Ok(self.inner.cache.unread_counts()?)
     }
 
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<cache::SearchHit>, CoreError> {

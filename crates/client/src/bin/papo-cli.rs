@@ -259,9 +259,7 @@ fn offline(cache: &papo_client::Cache, command: Command) -> Result<ExitCode, Str
             let (cursor, epoch) = cache.resume_point().map_err(|e| e.to_string())?;
             let (pending, sent, failed) = cache.outbox_counts().map_err(|e| e.to_string())?;
             let me = cache.me().map_err(|e| e.to_string())?;
-            let unread = cache
-                .unread_counts(me.as_deref().unwrap_or_default())
-                .map_err(|e| e.to_string())?;
+            let unread = cache.unread_counts().map_err(|e| e.to_string())?;
             print(&serde_json::json!({
                 "me": me,
                 "cursor": cursor,
