@@ -531,6 +531,10 @@ pub struct Reply {
     /// it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Uuid>,
+    /// The request's `id` exactly as sent when it is not a UUID (a string of at most 128 bytes,
+    /// or a number), so such a request's error can still be matched. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_id: Option<serde_json::Value>,
     /// The request's event name, echoed.
     pub event: String,
     pub ok: bool,
@@ -627,6 +631,7 @@ impl Reply {
     pub fn ok(id: Option<Uuid>, event: &str, result: ReplyResult) -> Self {
         Reply {
             id,
+            raw_id: None,
             event: event.to_string(),
             ok: true,
             result: Some(result),
@@ -636,6 +641,7 @@ impl Reply {
     pub fn err(id: Option<Uuid>, event: &str, error: ErrorBody) -> Self {
         Reply {
             id,
+            raw_id: None,
             event: event.to_string(),
             ok: false,
             result: None,

@@ -8,6 +8,7 @@ pub mod http;
 pub mod hub;
 pub mod realtime;
 pub mod store;
+pub mod transport;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -135,6 +136,8 @@ pub struct App {
     pub disconnect_session: Arc<std::sync::OnceLock<SessionKicker>>,
     /// Rate limits and the password-hashing pool of the account endpoints.
     pub guard: Arc<guard::AccountGuard>,
+    /// The TCP connections carrying upgraded WebSockets, so a socket can be cut for real.
+    pub conns: Arc<transport::Conns>,
 }
 
 /// See [`App::disconnect_session`].
@@ -238,9 +241,23 @@ fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, StartError> {
     Ok(secret.into_bytes())
 }
 
+/// See [`transport::track`].
+fn track(
+    conns: Arc<transport::Conns>,
+) -> impl Fn(
+    axum::extract::Request,
+    axum::middleware::Next,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = axum::response::Response> + Send>>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    move |req, next| Box::pin(transport::track(conns.clone(), req, next))
+}
+
 /// A bound, ready server.
 pub struct Server {
-    listener: tokio::net::TcpListener,
+    listener: transport::KillableListener,
     router: axum::Router,
     closer: Closer,
 }
@@ -311,6 +328,7 @@ impl Server {
                 hash_queue: config.hash_queue,
                 hash_wait: Duration::from_millis(config.hash_wait_ms),
             })),
+            conns: Default::default(),
         };
         let builder = SocketIo::builder().with_state(app.clone());
         let (router, closer): (axum::Router, Closer) = match &config.redis {
@@ -320,7 +338,10 @@ impl Server {
                 let _ = app.disconnect_session.set(kicker(io.clone()));
                 realtime::install(&io, &app);
                 (
-                    http::routes().with_state(app.clone()).layer(layer),
+                    http::routes()
+                        .with_state(app.clone())
+                        .layer(layer)
+                        .layer(axum::middleware::from_fn(track(app.conns.clone()))),
                     Box::new(move || Box::pin(async move { io.close().await })),
                 )
             }
@@ -339,7 +360,10 @@ impl Server {
                 let _ = app.disconnect_session.set(kicker(io.clone()));
                 realtime::install(&io, &app);
                 (
-                    http::routes().with_state(app.clone()).layer(layer),
+                    http::routes()
+                        .with_state(app.clone())
+                        .layer(layer)
+                        .layer(axum::middleware::from_fn(track(app.conns.clone()))),
                     Box::new(move || Box::pin(async move { io.close().await })),
                 )
             }
@@ -368,14 +392,14 @@ impl Server {
                 source,
             })?;
         Ok(Server {
-            listener,
+            listener: transport::KillableListener(listener),
             router,
             closer,
         })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.listener.0.local_addr()
     }
 
     /// Serves until `shutdown` resolves, then closes every socket. Every reply already sent was
@@ -385,7 +409,7 @@ impl Server {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let service = self
             .router
-            .into_make_service_with_connect_info::<SocketAddr>();
+            .into_make_service_with_connect_info::<transport::ConnInfo>();
         let serve = axum::serve(self.listener, service).with_graceful_shutdown(async move {
             shutdown.await;
             let _ = tx.send(());

@@ -13,18 +13,18 @@ use papo_protocol::{
     connect_errors, conversation, events, ConnectAuth, Cursor, ErrorCode, LogBatch, LogEvent,
     Presence, Reply, ReplyResult, Request, Stream, SyncState, SyncStatus, Typing, TypingSet,
 };
-use serde::Deserialize;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Event, Extension, SocketRef, State, TryData};
 use socketioxide::handler::{FromMessageParts, Value};
 use socketioxide::socket::{DisconnectReason, Socket};
+use socketioxide::TransportType;
 use socketioxide::{SendError, SocketIo};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::auth::TokenError;
 use crate::error::ApiError;
-use crate::hub::StreamState;
+use crate::hub::{StreamState, TokenBucket};
 use crate::store::{Actor, StoredEvent, StreamKey};
 use crate::App;
 
@@ -43,7 +43,8 @@ pub struct Conn {
     pub session_id: String,
     start: Cursor,
     reset: bool,
-    limiter: Mutex<TokenBucket>,
+    /// The user's request budget on this node, shared by all of the user's sockets.
+    limiter: Arc<Mutex<TokenBucket>>,
     closed: watch::Sender<bool>,
 }
 
@@ -61,47 +62,49 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// A token bucket: `rate` requests per second, bursts up to `burst`.
-struct TokenBucket {
-    tokens: f64,
-    last: Instant,
-    rate: f64,
-    burst: f64,
+/// Where a request's reply goes: the ack if the client asked for one, else a `reply` event.
+///
+/// Unlike socketioxide's [`AckSender`], which is spent by its first try, this can make as many
+/// ack senders as it takes to get the reply into a full buffer.
+pub struct Replier<A: Adapter> {
+    socket: Arc<Socket<A>>,
+    /// Only needed to build ack senders (their extractor ignores it); a cheap clone.
+    value: Value,
+    ack_id: Option<i64>,
 }
 
-impl TokenBucket {
-    fn new(rate: f64, burst: f64) -> Self {
-        TokenBucket {
-            tokens: burst,
-            last: Instant::now(),
-            rate,
-            burst,
-        }
-    }
-    fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// Whether the client asked for an ack (then the reply goes there, else in a `reply` event).
-pub struct AckWanted(bool);
-
-impl<A: Adapter> FromMessageParts<A> for AckWanted {
+impl<A: Adapter> FromMessageParts<A> for Replier<A> {
     type Error = std::convert::Infallible;
     fn from_message_parts(
-        _: &Arc<Socket<A>>,
-        _: &mut Value,
+        socket: &Arc<Socket<A>>,
+        value: &mut Value,
         ack_id: &Option<i64>,
     ) -> Result<Self, Self::Error> {
-        Ok(AckWanted(ack_id.is_some()))
+        Ok(Replier {
+            socket: socket.clone(),
+            value: value.clone(),
+            ack_id: *ack_id,
+        })
+    }
+}
+
+impl<A: Adapter> Replier<A> {
+    fn wants_ack(&self) -> bool {
+        self.ack_id.is_some()
+    }
+
+    /// One attempt to put the reply in the socket's buffer.
+    fn try_send(&mut self, reply: &Reply) -> Result<(), SendError> {
+        if self.ack_id.is_some() {
+            let ack =
+                match AckSender::from_message_parts(&self.socket, &mut self.value, &self.ack_id) {
+                    Ok(ack) => ack,
+                    Err(never) => match never {},
+                };
+            ack.send(reply)
+        } else {
+            self.socket.emit(events::REPLY, reply)
+        }
     }
 }
 
@@ -228,7 +231,9 @@ pub async fn authenticate<A: Adapter>(
         session_id: claims.sid,
         start,
         reset,
-        limiter: Mutex::new(TokenBucket::new(app.limits.rate_per_sec, app.limits.burst)),
+        limiter: app
+            .hub
+            .limiter(claims.uid, app.limits.rate_per_sec, app.limits.burst),
         closed: watch::Sender::new(false),
     };
     socket.extensions.insert(ConnRef(Arc::new(conn)));
@@ -278,6 +283,7 @@ async fn on_disconnect<A: Adapter>(
         return;
     };
     tracing::info!(user = %conn.actor.username, sid = %socket.id, ?reason, "disconnected");
+    app.conns.forget(&socket.id.to_string());
     conn.closed.send_replace(true);
     app.hub.detach_user(conn.actor.id);
     app.hub.presence_leave(&conn.actor.username);
@@ -292,47 +298,115 @@ pub fn session_room(session: &str) -> String {
     format!("s:{session}")
 }
 
-/// Sends a reply the way the client asked: as the ack, or as a `reply` event.
+/// How often a full buffer is retried.
+const FULL_RETRY: Duration = Duration::from_millis(10);
+
+/// Closes a socket for real, even when its buffer is full (then `disconnect()` closes nothing).
 ///
-/// A `reply` event waits a little for a full socket buffer; an ack cannot be retried (the
-/// library consumes it). Either way a lost reply costs nothing: the client retries the same id
-/// and gets the same answer.
-async fn send_reply<A: Adapter>(
-    socket: &SocketRef<A>,
-    wanted: AckWanted,
-    ack: AckSender<A>,
-    reply: &Reply,
-) {
-    let res = if wanted.0 {
-        ack.send(reply)
-    } else {
-        let mut tries = 0;
-        loop {
-            match socket.emit(events::REPLY, reply) {
-                Err(SendError::Socket(socketioxide::SocketError::InternalChannelFull))
-                    if tries < 100 =>
-                {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+/// A WebSocket's TCP connection is cut (see [`crate::transport`]): the client sees the transport
+/// close and reconnects with its cursor. A polling session gets a Socket.IO DISCONNECT as soon
+/// as its buffer has room; one that stops polling is closed by the engine.io heartbeat, which
+/// fails when the buffer stays full.
+pub fn cut<A: Adapter>(app: &App, socket: &SocketRef<A>) {
+    let sid = socket.id.to_string();
+    let kill = app.conns.get(&sid).or_else(|| {
+        // Opened directly as a WebSocket: the handshake request's own connection carries it.
+        (socket.transport_type() == TransportType::Websocket)
+            .then(|| {
+                socket
+                    .req_parts()
+                    .extensions
+                    .get::<axum::extract::ConnectInfo<crate::transport::ConnInfo>>()
+                    .map(|c| c.0.kill.clone())
+            })
+            .flatten()
+    });
+    if let Some(kill) = kill {
+        tracing::debug!(%sid, "cutting the connection");
+        kill.kill();
+        return;
+    }
+    let socket = socket.clone();
+    tokio::spawn(async move {
+        while socket.connected() {
+            match socket.clone().disconnect() {
+                Err(socketioxide::SocketError::InternalChannelFull) => {
+                    tokio::time::sleep(FULL_RETRY * 5).await
                 }
-                res => break res,
+                _ => return,
             }
         }
-    };
-    if let Err(e) = res {
-        tracing::debug!(sid = %socket.id, error = %e, "could not send reply");
+    });
+}
+
+/// Sends a reply the way the client asked: as the ack, or as a `reply` event.
+///
+/// A full buffer is retried for the slow-client grace period; if it is still full the socket is
+/// closed, so a client never waits for a reply that will not come: it gets the reply, or loses
+/// the connection and retries the same id (which has no second effect) after reconnecting.
+async fn send_reply<A: Adapter>(
+    app: &App,
+    socket: &SocketRef<A>,
+    replier: &mut Replier<A>,
+    reply: &Reply,
+) {
+    let deadline = Instant::now() + app.limits.slow_client_grace;
+    loop {
+        match replier.try_send(reply) {
+            Ok(()) => return,
+            Err(SendError::Socket(socketioxide::SocketError::InternalChannelFull)) => {
+                if Instant::now() >= deadline {
+                    tracing::warn!(sid = %socket.id, event = %reply.event, "slow client: no room for a reply, disconnecting; it retries after reconnecting");
+                    cut(app, socket);
+                    return;
+                }
+                tokio::time::sleep(FULL_RETRY).await;
+            }
+            Err(e) => {
+                // Closed: the client retries after reconnecting.
+                tracing::debug!(sid = %socket.id, error = %e, "could not send reply");
+                return;
+            }
+        }
     }
 }
 
-fn refusal(id: Option<Uuid>, event: &str, e: ApiError) -> Reply {
-    Reply::err(id, event, e.body())
+/// The `id` a payload carries, read even when the rest is malformed so replies can echo it:
+/// as a UUID, or (for an id that is not one) as sent, in [`Reply::raw_id`].
+#[derive(Default, Clone)]
+struct ClientId {
+    id: Option<Uuid>,
+    raw: Option<serde_json::Value>,
 }
 
-/// Reads the client id of a payload, even when the rest is malformed, so errors can echo it.
-fn client_id_of(data: &serde_json::Value) -> Option<Uuid> {
-    data.get("id")
-        .and_then(|v| v.as_str())
-        .and_then(|s| Uuid::parse_str(s).ok())
+/// Longest non-UUID id echoed back, in bytes.
+const MAX_RAW_ID: usize = 128;
+
+fn client_id_of(data: &serde_json::Value) -> ClientId {
+    match data.get("id") {
+        Some(serde_json::Value::String(s)) => match Uuid::parse_str(s) {
+            Ok(id) => ClientId {
+                id: Some(id),
+                raw: None,
+            },
+            Err(_) if s.len() <= MAX_RAW_ID => ClientId {
+                id: None,
+                raw: Some(serde_json::Value::String(s.clone())),
+            },
+            Err(_) => ClientId::default(),
+        },
+        Some(n @ serde_json::Value::Number(_)) => ClientId {
+            id: None,
+            raw: Some(n.clone()),
+        },
+        _ => ClientId::default(),
+    }
+}
+
+fn refusal(id: &ClientId, event: &str, e: ApiError) -> Reply {
+    let mut r = Reply::err(id.id, event, e.body());
+    r.raw_id = id.raw.clone();
+    r
 }
 
 fn rate_limited(conn: &Conn) -> bool {
@@ -347,8 +421,7 @@ fn rate_limited(conn: &Conn) -> bool {
 async fn on_request<A: Adapter>(
     socket: SocketRef<A>,
     Event(event): Event,
-    wanted: AckWanted,
-    ack: AckSender<A>,
+    mut replier: Replier<A>,
     Extension(ConnRef(conn)): Extension<ConnRef>,
     State(app): State<App>,
     TryData(data): TryData<serde_json::Value>,
@@ -359,9 +432,9 @@ async fn on_request<A: Adapter>(
         tracing::warn!(user = %conn.actor.username, %event, "rate limited");
         let e = ApiError::new(
             ErrorCode::RateLimited,
-            "too many requests on this connection; slow down and retry",
+            "too many requests from this user; slow down and retry",
         );
-        return send_reply(&socket, wanted, ack, &refusal(id, &event, e)).await;
+        return send_reply(&app, &socket, &mut replier, &refusal(&id, &event, e)).await;
     }
     let request: Request = match serde_json::from_value(serde_json::json!({
         "event": event,
@@ -374,7 +447,7 @@ async fn on_request<A: Adapter>(
                 ErrorCode::BadRequest,
                 format!("malformed {event} payload: {e}"),
             );
-            return send_reply(&socket, wanted, ack, &refusal(id, &event, e)).await;
+            return send_reply(&app, &socket, &mut replier, &refusal(&id, &event, e)).await;
         }
     };
     let reply = match app.store.apply(&conn.actor, &request).await {
@@ -382,59 +455,69 @@ async fn on_request<A: Adapter>(
             app.hub.publish(applied.written);
             applied.reply
         }
-        Err(e) => refusal(id, &event, e.into()),
+        Err(e) => refusal(&id, &event, e.into()),
     };
     if let Some(err) = &reply.error {
         tracing::info!(user = %conn.actor.username, %event, code = ?err.code, "request refused");
     }
-    send_reply(&socket, wanted, ack, &reply).await;
-}
-
-#[derive(Deserialize)]
-struct Ping {
-    #[serde(default)]
-    id: Option<Uuid>,
+    send_reply(&app, &socket, &mut replier, &reply).await;
 }
 
 async fn on_ping<A: Adapter>(
     socket: SocketRef<A>,
-    wanted: AckWanted,
-    ack: AckSender<A>,
+    mut replier: Replier<A>,
     Extension(ConnRef(conn)): Extension<ConnRef>,
-    TryData(data): TryData<Ping>,
+    State(app): State<App>,
+    TryData(data): TryData<serde_json::Value>,
 ) {
-    let id = data.ok().and_then(|p| p.id);
+    let id = data.as_ref().map(client_id_of).unwrap_or_default();
     if rate_limited(&conn) {
         // Still an answer: a liveness check only needs to hear back.
         let e = ApiError::new(ErrorCode::RateLimited, "too many requests; slow down");
-        return send_reply(&socket, wanted, ack, &refusal(id, events::SYS_PING, e)).await;
+        return send_reply(
+            &app,
+            &socket,
+            &mut replier,
+            &refusal(&id, events::SYS_PING, e),
+        )
+        .await;
     }
-    let reply = Reply::ok(
-        id,
+    // The committed heads of the caller's streams: a client whose cursor stays behind the heads
+    // of an earlier ping, with no `log` arriving, is stalled and should reconnect.
+    let heads = match heads(&app, conn.actor.id).await {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(error = %e, "head lookup failed; ping answered without heads");
+            None
+        }
+    };
+    let mut reply = Reply::ok(
+        id.id,
         events::SYS_PING,
         ReplyResult {
             event: None,
             at: Some(crate::now_ms()),
-            heads: None,
+            heads,
         },
     );
-    send_reply(&socket, wanted, ack, &reply).await;
+    reply.raw_id = id.raw;
+    send_reply(&app, &socket, &mut replier, &reply).await;
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn on_typing<A: Adapter>(
     socket: SocketRef<A>,
-    wanted: AckWanted,
-    ack: AckSender<A>,
+    mut replier: Replier<A>,
     Extension(ConnRef(conn)): Extension<ConnRef>,
     State(app): State<App>,
     io: SocketIo<A>,
     TryData(data): TryData<TypingSet>,
 ) {
     let ev = events::TYPING_SET;
+    let none = ClientId::default();
     if rate_limited(&conn) {
         let e = ApiError::new(ErrorCode::RateLimited, "too many requests; slow down");
-        return send_reply(&socket, wanted, ack, &refusal(None, ev, e)).await;
+        return send_reply(&app, &socket, &mut replier, &refusal(&none, ev, e)).await;
     }
     let data = match data {
         Ok(d) => d,
@@ -443,7 +526,7 @@ async fn on_typing<A: Adapter>(
                 ErrorCode::BadRequest,
                 format!("malformed {ev} payload: {e}"),
             );
-            return send_reply(&socket, wanted, ack, &refusal(None, ev, e)).await;
+            return send_reply(&app, &socket, &mut replier, &refusal(&none, ev, e)).await;
         }
     };
     let me = &conn.actor.username;
@@ -472,10 +555,11 @@ async fn on_typing<A: Adapter>(
             }
             Ok(_) => {
                 let e = ApiError::new(ErrorCode::NotFound, format!("no user named {peer:?}"));
-                return send_reply(&socket, wanted, ack, &refusal(None, ev, e)).await;
+                return send_reply(&app, &socket, &mut replier, &refusal(&none, ev, e)).await;
             }
             Err(e) => {
-                return send_reply(&socket, wanted, ack, &refusal(None, ev, e.into())).await;
+                return send_reply(&app, &socket, &mut replier, &refusal(&none, ev, e.into()))
+                    .await;
             }
         }
     } else {
@@ -483,31 +567,33 @@ async fn on_typing<A: Adapter>(
             ErrorCode::BadRequest,
             "conversation must be \"public\" or \"dm:<username>\"",
         );
-        return send_reply(&socket, wanted, ack, &refusal(None, ev, e)).await;
+        return send_reply(&app, &socket, &mut replier, &refusal(&none, ev, e)).await;
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "typing broadcast incomplete");
     }
     // Typing is fire-and-forget: only answer when an ack was asked for.
-    if wanted.0 {
-        let _ = ack.send(&Reply::ok(None, ev, ReplyResult::default()));
+    if replier.wants_ack() {
+        let reply = Reply::ok(None, ev, ReplyResult::default());
+        send_reply(&app, &socket, &mut replier, &reply).await;
     }
 }
 
 async fn on_unknown<A: Adapter>(
     socket: SocketRef<A>,
     Event(event): Event,
-    wanted: AckWanted,
-    ack: AckSender<A>,
+    mut replier: Replier<A>,
+    State(app): State<App>,
     TryData(data): TryData<serde_json::Value>,
 ) {
     tracing::warn!(sid = %socket.id, event = %truncate(&event, 64), "unknown event");
-    let id = data.ok().as_ref().and_then(client_id_of);
+    let id = data.as_ref().map(client_id_of).unwrap_or_default();
     let e = ApiError::new(
         ErrorCode::UnknownEvent,
         format!("unknown event {:?}", truncate(&event, 64)),
     );
-    send_reply(&socket, wanted, ack, &refusal(id, &truncate(&event, 64), e)).await;
+    let reply = refusal(&id, &truncate(&event, 64), e);
+    send_reply(&app, &socket, &mut replier, &reply).await;
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -553,35 +639,47 @@ fn merge(reader: i64, a: Vec<Arc<StoredEvent>>, b: Vec<Arc<StoredEvent>>) -> Vec
     out
 }
 
-/// A rough size of an event on the wire, to keep packets near [`PACKET_BYTES`].
-fn approx_size(ev: &LogEvent) -> usize {
-    use papo_protocol::EventBody as B;
-    let text = match &ev.body {
-        B::ChatMessage(m) => m.text.len(),
-        B::DmMessage(m) => m.text.len(),
-        B::PostCreated(p) => p.text.len(),
-        B::PostEdited(p) => p.text.len(),
-        B::CommentCreated(c) => c.comment.text.len(),
-        B::Notification(n) => n.excerpt.as_ref().map_or(0, String::len),
-        _ => 0,
-    };
-    // Texts may grow when escaped; names, ids and field names take about 200 bytes.
-    200 + text + text / 8
+/// Counts bytes written, to measure JSON without keeping it.
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
-/// Splits events into packets of about [`PACKET_BYTES`] (an event bigger than that goes alone).
+/// The exact length of an event's JSON, escapes included.
+fn encoded_len(ev: &LogEvent) -> usize {
+    let mut c = Counter(0);
+    // Serializing a LogEvent cannot fail; if it ever did, count it as a whole packet.
+    match serde_json::to_writer(&mut c, ev) {
+        Ok(()) => c.0,
+        Err(_) => PACKET_BYTES,
+    }
+}
+
+/// `{"events":[` and `]}` around a batch.
+const BATCH_OVERHEAD: usize = 13;
+
+/// Splits events into packets whose `log` payload JSON is at most [`PACKET_BYTES`] (an event
+/// bigger than that goes alone), measured on the encoded JSON.
 fn packets(events: Vec<LogEvent>) -> Vec<Vec<LogEvent>> {
     let mut out: Vec<Vec<LogEvent>> = Vec::new();
     let mut size = 0;
     for ev in events {
-        let n = approx_size(&ev);
+        let n = encoded_len(&ev);
         match out.last_mut() {
-            Some(cur) if size + n <= PACKET_BYTES => {
-                size += n;
+            // +1 for the comma before it.
+            Some(cur) if size + 1 + n <= PACKET_BYTES => {
+                size += 1 + n;
                 cur.push(ev);
             }
             _ => {
-                size = n;
+                size = BATCH_OVERHEAD + n;
                 out.push(vec![ev]);
             }
         }
@@ -603,7 +701,7 @@ async fn emit_patiently<A: Adapter, T: serde::Serialize + ?Sized>(
             Err(SendError::Socket(socketioxide::SocketError::InternalChannelFull)) => {
                 if Instant::now() >= deadline {
                     tracing::warn!(sid = %socket.id, "slow client: buffer full for too long, disconnecting; it resumes by cursor");
-                    let _ = socket.clone().disconnect();
+                    cut(app, socket);
                     return false;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -634,7 +732,7 @@ async fn pump<A: Adapter>(
         Ok(h) => h,
         Err(e) => {
             tracing::error!(error = %e, "cannot read heads; dropping the connection");
-            let _ = socket.disconnect();
+            cut(&app, &socket);
             return;
         }
     };
@@ -679,7 +777,7 @@ async fn pump<A: Adapter>(
                 Ok(x) => x,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the log; dropping the connection");
-                    let _ = socket.disconnect();
+                    cut(&app, &socket);
                     return;
                 }
             };
@@ -778,13 +876,53 @@ mod tests {
         assert_eq!(big.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1, 1]);
     }
 
+    fn chat_text(seq: u64, text: String) -> LogEvent {
+        let mut ev = chat(seq, 0);
+        if let papo_protocol::EventBody::ChatMessage(m) = &mut ev.body {
+            m.text = text;
+        }
+        ev
+    }
+
     #[test]
-    fn token_bucket_allows_bursts_then_refills() {
-        let mut b = TokenBucket::new(10.0, 3.0);
-        let t0 = Instant::now();
-        assert!(b.take(t0) && b.take(t0) && b.take(t0));
-        assert!(!b.take(t0));
-        assert!(b.take(t0 + Duration::from_millis(150)));
-        assert!(!b.take(t0 + Duration::from_millis(150)));
+    fn packets_are_sized_by_their_encoded_json() {
+        // Texts that JSON escapes: quotes, backslashes, control characters (6 bytes each as
+        // \u00XX), plus non-ASCII (several bytes each, not escaped). 4000 characters of
+        // control characters are 24 KB of JSON.
+        let nasty: Vec<String> = vec![
+            "\"\\".repeat(2000),
+            "\u{1}\u{1f}\n\t".repeat(1000),
+            "\u{1}".repeat(4000),
+            "olá \"mundo\" \\ \u{7f}\u{2028} 😀".repeat(200),
+            "x".repeat(100),
+        ];
+        let evs: Vec<LogEvent> = (1..=200)
+            .map(|i| chat_text(i, nasty[i as usize % nasty.len()].clone()))
+            .collect();
+        let ps = packets(evs.clone());
+        for p in &ps {
+            let bytes = serde_json::to_vec(&LogBatch { events: p.clone() })
+                .unwrap()
+                .len();
+            if p.len() > 1 {
+                assert!(bytes <= PACKET_BYTES, "{} events in {bytes} bytes", p.len());
+            } else {
+                // Alone: the largest possible event still fits what the server accepts.
+                assert!(bytes < 64 * 1024, "{bytes}");
+            }
+        }
+        let seqs: Vec<u64> = ps.iter().flatten().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=200).collect::<Vec<u64>>());
+        // Small events still share packets.
+        let small = packets((1..=100).map(|i| chat_text(i, "oi".into())).collect());
+        assert!(small.len() < 10, "{}", small.len());
+        // The size is exact: a batch filled to the limit is at most the limit.
+        for (i, ev) in evs.iter().enumerate().take(10) {
+            assert_eq!(
+                encoded_len(ev),
+                serde_json::to_vec(ev).unwrap().len(),
+                "{i}"
+            );
+        }
     }
 }

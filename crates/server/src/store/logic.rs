@@ -603,10 +603,20 @@ fn apply_request(
             Ok(public(db, out, body)?)
         }
         Request::ReadMark(r) => {
-            if r.conversation != conversation::PUBLIC {
+            // The DM peer, or None for public chat.
+            let peer = if r.conversation == conversation::PUBLIC {
+                None
+            } else {
                 match conversation::dm_peer(&r.conversation) {
                     Some(peer) => {
-                        find_user(db, peer)?;
+                        let peer = find_user(db, peer)?;
+                        if peer.id == actor.id {
+                            return refuse(
+                                ErrorCode::BadRequest,
+                                "there is no conversation with yourself",
+                            );
+                        }
+                        Some(peer.id)
                     }
                     None => {
                         return refuse(
@@ -615,9 +625,39 @@ fn apply_request(
                         )
                     }
                 }
-            }
+            };
             if r.last_read < 0 {
                 return refuse(ErrorCode::BadRequest, "last_read must be >= 0");
+            }
+            // last_read is the id of a message of that conversation (the newest one read), or
+            // 0 for none: anything else would stay in the log forever.
+            if r.last_read > 0 {
+                let row = db.query_opt(
+                    "SELECT sender_id, recipient_id FROM messages WHERE id = $1",
+                    &[r.last_read.into()],
+                )?;
+                let belongs = match row {
+                    Some(row) => {
+                        let (from, to) = (row.int(0)?, row.opt_int(1)?);
+                        match peer {
+                            None => to.is_none(),
+                            Some(p) => {
+                                (from == actor.id && to == Some(p))
+                                    || (from == p && to == Some(actor.id))
+                            }
+                        }
+                    }
+                    None => false,
+                };
+                if !belongs {
+                    return refuse(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "last_read {} is not a message of {}",
+                            r.last_read, r.conversation
+                        ),
+                    );
+                }
             }
             // Read state only moves forward, so devices marking out of order converge.
             let changed = db.exec(
