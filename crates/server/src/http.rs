@@ -52,9 +52,30 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerIp {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
         let ip = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
+            .get::<ConnectInfo<crate::transport::ConnInfo>>()
+            .map(|c| c.0.remote.ip())
+            .or_else(|| {
+                parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0.ip())
+            });
         Ok(PeerIp(ip))
+    }
+}
+
+/// Spends one account request of the client's address, before the body is even read, so that
+/// malformed requests count too; refuses with 429 when the address's budget is spent.
+pub struct AccountRequest;
+
+impl FromRequestParts<App> for AccountRequest {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+        let PeerIp(ip) = PeerIp::from_request_parts(parts, app)
+            .await
+            .unwrap_or_else(|never| match never {});
+        app.guard.check_ip(ip)?;
+        Ok(AccountRequest)
     }
 }
 
@@ -126,10 +147,9 @@ fn sign(app: &App, user: &User, session_id: &str, refresh_token: String) -> Sess
 
 async fn register(
     State(app): State<App>,
-    PeerIp(ip): PeerIp,
+    _: AccountRequest,
     JsonBody(c): JsonBody<Credentials>,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.guard.check_ip(ip)?;
     if !valid_username(&c.username) {
         return Err(ApiError::new(
             ErrorCode::InvalidUsername,
@@ -154,10 +174,9 @@ async fn register(
 
 async fn login(
     State(app): State<App>,
-    PeerIp(ip): PeerIp,
+    _: AccountRequest,
     JsonBody(c): JsonBody<Credentials>,
 ) -> Result<Json<Session>, ApiError> {
-    app.guard.check_ip(ip)?;
     let well_formed = valid_username(&c.username) && c.password.len() <= MAX_PASSWORD;
     if valid_username(&c.username) {
         app.guard.check_user(&c.username)?;

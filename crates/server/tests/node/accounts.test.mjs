@@ -19,7 +19,7 @@ function postFrom(url, route, body, localAddress) {
       res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: text ? JSON.parse(text) : null }));
     });
     r.on('error', reject);
-    r.end(JSON.stringify(body));
+    r.end(typeof body === 'string' ? body : JSON.stringify(body));
   });
 }
 
@@ -92,8 +92,10 @@ test('sign-in and register requests are limited per client address', async () =>
     const reg = await from1('/api/register', { username: 'iplimit_a', password: PASSWORD });
     assert.equal(reg.status, 200);
     assert.equal((await from1('/api/login', { username: 'iplimit_a', password: 'wrong password' })).status, 401);
-    // Malformed requests count too.
-    assert.equal((await from1('/api/register', { username: 'X', password: PASSWORD })).status, 400);
+    // Malformed requests count too, even a body that is not JSON.
+    const junk = await from1('/api/register', 'not json');
+    assert.equal(junk.status, 400);
+    assert.equal(junk.body.error.code, 'bad_request');
     const refused = await from1('/api/login', { username: 'iplimit_a', password: PASSWORD });
     assert.equal(refused.status, 429);
     assert.equal(refused.body.error.code, 'rate_limited');
