@@ -8,7 +8,7 @@
 //! index, proportional to what was just read). Reading the totals is one small table.
 
 use crate::cache::{Cache, Result, UnreadCounts};
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 /// A message row was just inserted: count it if it is unread.
 pub(crate) fn message_added(
@@ -71,16 +71,11 @@ impl Cache {
     /// the maintained counters.
     pub fn unread_counts(&self) -> Result<UnreadCounts> {
         self.read(|c| {
-            let mut st = c.prepare_cached(
+            counts(
+                c,
                 "SELECT conversation, count FROM unread WHERE count > 0 ORDER BY conversation",
-            )?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-            let conversations = rows.collect::<Result<Vec<_>, _>>()?;
-            let total = conversations.iter().map(|(_, n)| n).sum();
-            Ok(UnreadCounts {
-                total,
-                conversations,
-            })
+                [],
+            )
         })
     }
 
@@ -88,21 +83,30 @@ impl Cache {
     #[cfg(test)]
     pub(crate) fn recount_unread(&self, me: &str) -> Result<UnreadCounts> {
         self.read(|c| {
-            let mut st = c.prepare(
+            counts(
+                c,
                 "SELECT m.conversation, COUNT(*) FROM messages m \
                  LEFT JOIN read_state r ON r.conversation = m.conversation \
                  WHERE m.server_id > COALESCE(r.last_read, 0) AND m.sender != ?1 \
                  GROUP BY m.conversation ORDER BY m.conversation",
-            )?;
-            let rows = st.query_map([me], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-            let conversations = rows.collect::<Result<Vec<_>, _>>()?;
-            let total = conversations.iter().map(|(_, n)| n).sum();
-            Ok(UnreadCounts {
-                total,
-                conversations,
-            })
+                [me],
+            )
         })
     }
+}
+
+/// `(conversation, count)` rows and their total.
+fn counts(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<UnreadCounts> {
+    let mut st = c.prepare_cached(sql)?;
+    let rows = st.query_map(params, |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    let conversations = rows.collect::<Result<Vec<_>, _>>()?;
+    let total = conversations.iter().map(|(_, n)| n).sum();
+    Ok(UnreadCounts {
+        total,
+        conversations,
+    })
 }
 
 #[cfg(test)]
