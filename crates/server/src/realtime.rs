@@ -445,7 +445,10 @@ async fn on_request<A: Adapter>(
             tracing::warn!(user = %conn.actor.username, %event, error = %e, "malformed request");
             let e = ApiError::new(
                 ErrorCode::BadRequest,
-                format!("malformed {event} payload: {e}"),
+                format!(
+                    "malformed {event} payload: {}",
+                    truncate(&e.to_string(), MAX_DETAIL)
+                ),
             );
             return send_reply(&app, &socket, &mut replier, &refusal(&id, &event, e)).await;
         }
@@ -524,7 +527,10 @@ async fn on_typing<A: Adapter>(
         Err(e) => {
             let e = ApiError::new(
                 ErrorCode::BadRequest,
-                format!("malformed {ev} payload: {e}"),
+                format!(
+                    "malformed {ev} payload: {}",
+                    truncate(&e.to_string(), MAX_DETAIL)
+                ),
             );
             return send_reply(&app, &socket, &mut replier, &refusal(&none, ev, e)).await;
         }
@@ -599,6 +605,11 @@ async fn on_unknown<A: Adapter>(
 fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
+
+/// Longest parser detail quoted in an error message, in characters. (serde quotes the
+/// offending value whole: a 60 KB string in a number field would otherwise come back in a
+/// reply bigger than any packet the server accepts.)
+const MAX_DETAIL: usize = 200;
 
 /// Reads `after+1 ..= upto` (at most `limit`) of a stream, from the cache when it can.
 async fn fetch(

@@ -216,7 +216,14 @@ impl Conns {
         if m.len() >= 1024 && m.len().is_power_of_two() {
             m.retain(|_, k| k.strong_count() > 0);
         }
-        m.insert(sid.to_string(), Arc::downgrade(kill));
+        // A session has one WebSocket: a second upgrade request for a sid whose WebSocket
+        // connection is alive is refused by engine.io and must not take its place here.
+        match m.get(sid) {
+            Some(live) if live.strong_count() > 0 => {}
+            _ => {
+                m.insert(sid.to_string(), Arc::downgrade(kill));
+            }
+        }
     }
 
     pub fn forget(&self, sid: &str) {

@@ -216,7 +216,7 @@ test('read:mark refuses dm:<self> and positions that are not messages of the con
   }
 });
 
-test('ids that are not UUIDs are echoed in raw_id; sys:ping carries the stream heads', async () => {
+test('ids that are not UUIDs are echoed in raw_id, errors stay small; sys:ping carries the stream heads', async () => {
   const s = await startServer();
   try {
     const [a] = await Promise.all([register(s.url, 'rawid')]);
@@ -234,6 +234,10 @@ test('ids that are not UUIDs are echoed in raw_id; sys:ping carries the stream h
     assert.equal(unknown.raw_id, 'zz');
     const huge = await cA.socket.timeout(5000).emitWithAck('chat:send', { id: 'x'.repeat(500), text: 'x' });
     assert.equal(huge.raw_id, undefined);
+    // A huge value where a number belongs: the error quotes at most a little of it.
+    const quoted = await cA.socket.timeout(5000).emitWithAck('post:like', { id: randomUUID(), post_id: '"'.repeat(25000) });
+    assert.equal(quoted.error.code, 'bad_request');
+    assert.ok(JSON.stringify(quoted).length < 2000, `a reply of ${JSON.stringify(quoted).length} bytes`);
     const uuid = randomUUID();
     const good = await cA.socket.timeout(5000).emitWithAck('chat:send', { id: uuid, text: 'x' });
     assert.equal(good.id, uuid);
