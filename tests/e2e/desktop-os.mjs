@@ -50,22 +50,14 @@ function run(cmd, args, opts = {}) {
     throw new Error(`${cmd} ${args.join(" ")}: status ${e.status} ${e.signal ?? ""} ${String(e.stdout ?? "").slice(-300)} ${String(e.stderr || e.message).trim().slice(0, 400)}`);
   }
 }
-const cliRun = (...args) =>
+// papo-cli exits 3 when its action is still queued after --wait: that is a failure here. (It
+// used to happen now and then — a first request sent before the server's connect handler had
+// registered its event handlers was dropped; the client core now waits for the server's first
+// `sync`, see `Pump::ready` in crates/client/src/supervisor.rs.)
+const cli = (...args) =>
   run(CLI, ["--server", URL_, "--cache", joaoCache, ...args], {
     env: { ...process.env, PAPO_PASSWORD: PASSWORD, RUST_LOG: "warn" },
   });
-// papo-cli exits 3 when its action is still queued after --wait (seen rarely here: the session
-// ended right after connecting). The action stays in joao's outbox; `flush` sends it with the
-// same client id, so it still arrives exactly once.
-const cli = (...args) => {
-  try {
-    return cliRun(...args);
-  } catch (e) {
-    if (!/: status 3 /.test(e.message)) throw e;
-    log(`papo-cli ${args[0]} still queued; flushing the outbox`);
-    return cliRun("flush", "--timeout", "30");
-  }
-};
 
 // ------------------------------------------------------------------ D-Bus helpers
 

@@ -541,6 +541,7 @@ impl Supervisor {
         let mut s = Pump {
             outbox: OutboxSender::new(&self.config),
             live: false,
+            ready: false,
         };
         for ev in early {
             if let Some(end) = self.inbound(ev, me, &mut s) {
@@ -550,15 +551,23 @@ impl Supervisor {
         let mut last_heard = Instant::now();
         let mut ping = interval(self.config.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // See `Pump::ready`: requests wait for the server's first `sync`/`log`, or this.
+        let ready_deadline = Instant::now() + self.config.open_timeout;
         loop {
-            for item in s.outbox.due(&self.cache) {
-                let r = &item.request;
-                if let Err(end) = self.emit(link, r.event_name(), r.payload()).await {
-                    return end;
+            if s.ready {
+                for item in s.outbox.due(&self.cache) {
+                    let r = &item.request;
+                    if let Err(end) = self.emit(link, r.event_name(), r.payload()).await {
+                        return end;
+                    }
                 }
             }
             let outbox_wake = s.outbox.wake_at();
             tokio::select! {
+                _ = sleep_until(ready_deadline), if !s.ready => {
+                    tracing::warn!("no sync or log from the server since open; sending anyway");
+                    s.ready = true;
+                }
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::OutboxChanged) => s.outbox.mark_dirty(),
                     Some(Command::Typing(t)) => {
@@ -622,6 +631,7 @@ impl Supervisor {
     ) -> Option<End> {
         match name {
             events::LOG => {
+                s.ready = true;
                 let batch: LogBatch = match serde_json::from_value(data) {
                     Ok(b) => b,
                     Err(e) => {
@@ -662,6 +672,7 @@ impl Supervisor {
                 }
             }
             events::SYNC => {
+                s.ready = true;
                 let status: SyncStatus = match serde_json::from_value(data) {
                     Ok(s) => s,
                     Err(e) => {
@@ -721,6 +732,21 @@ struct Pump {
     outbox: OutboxSender,
     /// The server said the replay is done (`sync` live) on this connection.
     live: bool,
+    /// The server has run its connect handler for this session: requests may go out.
+    ///
+    /// This is the fix for the intermittent stuck first send (a `papo-cli dm` pending for its
+    /// whole wait while `Connected`). socketioxide 0.18 queues the namespace CONNECT answer (our
+    /// `Open`) *before* it calls the server's connect handler, and calls it in a spawned task;
+    /// papo-server registers its event handlers in that handler. An event arriving in between
+    /// finds no handler and no fallback and is dropped with no error and no reply (socketioxide
+    /// `Socket::recv_event`). A request emitted right after `Open` loses that race now and then
+    /// on a busy machine — seen in the server's debug log: `reading event="dm:send"` 0.1 ms
+    /// before the handler's `connected` line — and then waits out `request_timeout` (10 s, as
+    /// long as `papo-cli dm --wait`) on a healthy session. The first `sync` or `log` of a session
+    /// comes from the pump that the connect handler starts after registering its handlers, so
+    /// it proves they are in place. (Pings and typing may still go early: losing one is
+    /// harmless.) Reproduced and guarded by `tests/connect_stress.rs`.
+    ready: bool,
 }
 
 #[cfg(test)]

@@ -32,6 +32,8 @@ struct Fake {
     emitted: Arc<Mutex<Vec<(String, serde_json::Value)>>>,
     auths: Mutex<Vec<serde_json::Value>>,
     urls: Mutex<Vec<String>>,
+    /// How long after `Open` a healthy server's first `sync` comes (its connect handler ran).
+    sync_delay: Mutex<Duration>,
 }
 
 impl Fake {
@@ -53,6 +55,14 @@ impl Fake {
             .map(|(_, v)| v["text"].as_str().unwrap_or_default().to_string())
             .collect()
     }
+}
+
+fn auth_epoch(auths: &[serde_json::Value]) -> String {
+    auths
+        .last()
+        .and_then(|a| a["epoch"].as_str())
+        .unwrap_or("e1")
+        .to_string()
 }
 
 struct FakeLink {
@@ -93,13 +103,28 @@ impl Transport for Fake {
                 ));
             }
             Behaviour::Healthy | Behaviour::Silent => {
-                // The open arrives a little later, as over a real network.
+                // The open arrives a little later, as over a real network; then, from a healthy
+                // server, the `sync` of an (empty) replay, in the auth's epoch.
                 let tx = inbound.clone();
                 let opened = opened.clone();
+                let sync_delay = *self.sync_delay.lock().unwrap();
+                let epoch = auth_epoch(&self.auths.lock().unwrap());
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     opened.store(true, Ordering::SeqCst);
                     let _ = tx.send(Inbound::Open);
+                    if b == Behaviour::Healthy {
+                        tokio::time::sleep(sync_delay).await;
+                        let status = SyncStatus {
+                            state: SyncState::Live,
+                            epoch,
+                            heads: Cursor::default(),
+                        };
+                        let _ = tx.send(Inbound::Event {
+                            name: events::SYNC.into(),
+                            data: serde_json::to_value(status).unwrap(),
+                        });
+                    }
                 });
             }
         }
@@ -486,4 +511,57 @@ fn server_lists_are_split_and_trimmed() {
         vec!["http://a:1".to_string(), "http://b:2".to_string()]
     );
     assert_eq!(server_urls("http://a:1"), vec!["http://a:1".to_string()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_wait_until_the_server_has_run_its_connect_handler() {
+    // The server answers CONNECT (open) before its connect handler has registered the event
+    // handlers; a request in between would be dropped unanswered. The handler's first `sync`
+    // (or `log`) says it is ready.
+    let fake = Fake::new(Behaviour::Healthy, &[]);
+    *fake.sync_delay.lock().unwrap() = Duration::from_secs(2);
+    let s = setup(fake, config(), true);
+    s.cache
+        .enqueue(
+            "ana",
+            &Request::ChatSend(ChatSend {
+                id: Uuid::now_v7(),
+                text: "first".into(),
+            }),
+        )
+        .unwrap();
+    s.handle.outbox_changed();
+    let mut rx = s.handle.watch_state();
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    tokio::time::sleep(Duration::from_millis(1900)).await;
+    assert!(
+        s.fake.requests().is_empty(),
+        "sent before the server was ready"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(s.fake.requests(), ["first"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_that_never_syncs_still_gets_the_requests_after_the_open_timeout() {
+    // An odd server (no `sync`, no `log`, but it answers): requests still go out, late.
+    let fake = Fake::new(Behaviour::Healthy, &[]);
+    *fake.sync_delay.lock().unwrap() = Duration::from_secs(3600);
+    let s = setup(fake, config(), true);
+    s.cache
+        .enqueue(
+            "ana",
+            &Request::ChatSend(ChatSend {
+                id: Uuid::now_v7(),
+                text: "late".into(),
+            }),
+        )
+        .unwrap();
+    s.handle.outbox_changed();
+    let mut rx = s.handle.watch_state();
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    tokio::time::sleep(Duration::from_millis(4900)).await;
+    assert!(s.fake.requests().is_empty());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(s.fake.requests(), ["late"]);
 }
