@@ -201,9 +201,14 @@ pub fn set_on_screen(state: State<'_, AppState>, conversation: Option<String>) {
 
 // Outbox: `async` (off the main thread) like the reads; retry and discard wake the sender.
 
+/// Retries a wedged item; returns the client id it is sent under (new after a refusal), or
+/// `null` if it was not wedged.
 #[tauri::command(rename_all = "snake_case")]
-pub async fn retry_outbox(state: State<'_, AppState>, client_id: String) -> Res<bool> {
-    Ok(state.core().retry_outbox(uuid(&client_id)?)?)
+pub async fn retry_outbox(state: State<'_, AppState>, client_id: String) -> Res<Option<String>> {
+    Ok(state
+        .core()
+        .retry_outbox(uuid(&client_id)?)?
+        .map(|c| c.to_string()))
 }
 
 #[tauri::command(rename_all = "snake_case")]

@@ -353,16 +353,20 @@ impl Core {
             .typing(conversation.to_string(), typing);
     }
 
-    /// Sends a wedged outbox item again (same client id, at its place in its queue).
-    pub fn retry_outbox(&self, client_id: Uuid) -> Result<bool, CoreError> {
-        let changed = self.inner.cache.retry_outbox(client_id)?;
+    /// Sends a wedged outbox item again, at its place in its queue. Returns the client id it
+    /// is sent under (a new one after a refusal, see [`Cache::retry_outbox_as`]), or `None` if
+    /// it was not wedged.
+    pub fn retry_outbox(&self, client_id: Uuid) -> Result<Option<Uuid>, CoreError> {
+        let send_as = self.inner.cache.retry_outbox_as(client_id)?;
         self.inner.supervisor.outbox_changed();
-        Ok(changed)
+        Ok(send_as)
     }
 
     /// Gives up on an unsent outbox item (and its local copy); its queue moves on.
     pub fn discard_outbox(&self, client_id: Uuid) -> Result<bool, CoreError> {
-        Ok(self.inner.cache.discard_outbox(client_id)?)
+        let changed = self.inner.cache.discard_outbox(client_id)?;
+        self.inner.supervisor.outbox_changed();
+        Ok(changed)
     }
 
     /// Pending and wedged outbox items, in send order.
@@ -370,14 +374,14 @@ impl Core {
         Ok(self.inner.cache.outbox()?)
     }
 
-    // ------------------------------------------------------------------ reads (offline)
-
-    /// The cache itself, for reads not wrapped here.
     /// Wedged outbox items (of one queue, e.g. `dm:bia` or `feed`, when given), in order.
     pub fn wedged_outbox(&self, queue: Option<&str>) -> Result<Vec<outbox::OutboxItem>, CoreError> {
         Ok(self.inner.cache.wedged_outbox(queue)?)
     }
 
+    // ------------------------------------------------------------------ reads (offline)
+
+    /// The cache itself, for reads not wrapped here.
     pub fn cache(&self) -> &Arc<Cache> {
         &self.inner.cache
     }

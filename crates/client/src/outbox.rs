@@ -577,23 +577,71 @@ impl Cache {
         Ok(())
     }
 
-    /// The user asks to try a wedged item again: pending, at its old place in its queue, with
-    /// the same client id (so the server applies it at most once). Returns whether it was
-    /// wedged. `attempts` keeps counting; the unanswered count starts again.
+    /// The user asks to try a wedged item again; see [`Cache::retry_outbox_as`].
     pub fn retry_outbox(&self, cid: Uuid) -> Result<bool> {
+        Ok(self.retry_outbox_as(cid)?.is_some())
+    }
+
+    /// The user asks to try a wedged item again: pending, at its old place in its queue.
+    /// Returns the client id it will be sent under, or `None` if it was not wedged.
+    ///
+    /// - [`WedgeReason::NoAnswer`]: the *same* client id, since the server may have applied it
+    ///   and only the answer was lost; its deduplication makes the resend apply at most once.
+    /// - [`WedgeReason::Refused`]: a *new* client id (in the row, the request and the local
+    ///   copy). The server records a refusal under the id and answers every resend with it,
+    ///   and a refused request had no effect, so a new id cannot apply anything twice.
+    ///
+    /// `attempts` keeps counting; the unanswered count starts again.
+    pub fn retry_outbox_as(&self, cid: Uuid) -> Result<Option<Uuid>> {
         let mut conn = self.writer.lock().unwrap();
         let tx = conn.transaction()?;
         let cid_s = cid.to_string();
-        let changed = tx.execute(
+        let row: Option<(Option<String>, String)> = tx
+            .query_row(
+                "SELECT wedge, request FROM outbox WHERE client_id = ?1 AND state = 'wedged'",
+                [&cid_s],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((wedge, request)) = row else {
+            return Ok(None);
+        };
+        let refused = wedge
+            .and_then(|w| serde_json::from_str::<WedgeReason>(&w).ok())
+            .is_some_and(|w| matches!(w, WedgeReason::Refused { .. }));
+        let send_as = if refused {
+            let new = Uuid::now_v7();
+            let mut v: serde_json::Value = serde_json::from_str(&request)
+                .map_err(|e| CacheError::Corrupt(format!("outbox request: {e}")))?;
+            v["payload"]["id"] = serde_json::Value::String(new.to_string());
+            let check: Request = serde_json::from_value(v.clone())
+                .map_err(|e| CacheError::Corrupt(format!("outbox request: {e}")))?;
+            debug_assert_eq!(check.client_id(), new);
+            tx.execute(
+                "UPDATE outbox SET client_id = ?2, request = ?3 WHERE client_id = ?1",
+                params![cid_s, new.to_string(), v.to_string()],
+            )?;
+            for table in ["messages", "posts", "comments"] {
+                tx.execute(
+                    &format!(
+                        "UPDATE {table} SET client_id = ?2 WHERE client_id = ?1 AND server_id IS NULL"
+                    ),
+                    params![cid_s, new.to_string()],
+                )?;
+            }
+            new
+        } else {
+            cid
+        };
+        let send_s = send_as.to_string();
+        tx.execute(
             "UPDATE outbox SET state = 'pending', unanswered = 0, next_attempt_at = NULL, \
-             wedge = NULL, updated_at = ?2 WHERE client_id = ?1 AND state = 'wedged'",
-            params![cid_s, now_ms()],
+             wedge = NULL, updated_at = ?2 WHERE client_id = ?1",
+            params![send_s, now_ms()],
         )?;
-        if changed > 0 {
-            set_local_state(&tx, &cid_s, "pending")?;
-        }
+        set_local_state(&tx, &send_s, "pending")?;
         tx.commit()?;
-        Ok(changed > 0)
+        Ok(Some(send_as))
     }
 
     /// The user gives up on an unsent item: it and its local copy are deleted.

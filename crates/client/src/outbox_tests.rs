@@ -278,3 +278,29 @@ fn a_version_1_outbox_is_upgraded_to_queues_and_wedged_reasons() {
     assert!(cache.retry_outbox(failed_id).unwrap());
     assert_eq!(heads(&cache).len(), 2);
 }
+
+#[test]
+fn a_refused_item_is_retried_under_a_new_client_id_and_its_local_copy_follows() {
+    let (_d, cache) = open();
+    let old = cache.enqueue("ana", &dm("zed", "hi")).unwrap().client_id;
+    let reason = WedgeReason::Refused {
+        error: ErrorBody::new(ErrorCode::NotFound, "no user named \"zed\""),
+    };
+    assert!(cache.outbox_wedge(old, &reason).unwrap());
+    let new = cache.retry_outbox_as(old).unwrap().unwrap();
+    assert_ne!(new, old);
+    assert!(cache.outbox_item(old).unwrap().is_none());
+    let item = cache.outbox_item(new).unwrap().unwrap();
+    assert_eq!(item.request.client_id(), new);
+    assert_eq!((item.state, item.wedge), (OutboxState::Pending, None));
+    assert_eq!(item.queue, "dm:zed");
+    let rows = cache.conversation_page("dm:zed", None, 10).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].client_id, Some(new));
+    assert_eq!(rows[0].state, crate::cache::LocalState::Pending);
+    // Confirming the new id confirms the local copy.
+    assert!(cache.outbox_confirm("ana", new, None).unwrap());
+    let rows = cache.conversation_page("dm:zed", None, 10).unwrap();
+    assert_eq!(rows[0].state, crate::cache::LocalState::Sent);
+    assert_eq!(cache.retry_outbox_as(new).unwrap(), None);
+}

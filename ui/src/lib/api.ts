@@ -52,9 +52,12 @@ export const api = {
   },
   /** A hidden window (in the tray, minimized) shows nothing: every conversation may notify. */
   windowVisible: (visible: boolean) => invoke<void>("set_on_screen", { conversation: visible ? onScreen : null }),
-  retryOutbox: (client_id: string) => invoke<boolean>("retry_outbox", { client_id }),
+  /** Retries a wedged item; resolves to the client id it is sent under (new after a refusal), or null. */
+  retryOutbox: (client_id: string) => invoke<string | null>("retry_outbox", { client_id }),
   discardOutbox: (client_id: string) => invoke<boolean>("discard_outbox", { client_id }),
   outbox: () => invoke<OutboxEntry[]>("outbox"),
+  /** Wedged items of one conversation (`public`, `dm:bia`, `feed`, `follows`), or all. */
+  wedgedOutbox: (conversation: string | null) => invoke<OutboxEntry[]>("wedged_outbox", { conversation }),
   feedPage: (before: PageKey | null, limit: number) => invoke<PostRow[]>("feed_page", { before, limit }),
   comments: (post_id: number) => invoke<CommentRow[]>("comments", { post_id }),
   conversationPage: (conversation: string, before: PageKey | null, limit: number) =>

@@ -56,7 +56,7 @@ export function refreshFor(ev: UiEvent, me: string | null): Refresh {
       if (core.data.state === "reset") r.all = true;
       break;
     case "outbox":
-      // A pending item became sent or failed: its local copy changed somewhere.
+      // A pending item became sent or wedged: its local copy (and the wedged lists) changed.
       r.feed = true;
       r.conversations = true;
       r.messages.push("*");

@@ -1,0 +1,55 @@
+// Wedged outbox items as the UI shows them: which ones belong to a view, and the reason in
+// words. An item is wedged when the server refused it for good or never answered it after a
+// bounded number of attempts; it waits for the user's Retry or Discard (the core keeps the
+// rest of its conversation, and every other one, moving).
+import type { OutboxEntry, WedgeReason } from "./bindings/papo";
+import type { Key } from "./i18n";
+
+type T = (key: Key, vars?: Record<string, string | number>) => string;
+
+/** The outbox queues a view shows: a conversation shows its own; the feed shows feed actions and follows. */
+export function queuesOf(view: string): string[] {
+  return view === "feed" ? ["feed", "follows"] : [view];
+}
+
+/** The wedged entries of a view, in send order. */
+export function wedgedIn(entries: OutboxEntry[], view: string): OutboxEntry[] {
+  const queues = queuesOf(view);
+  return entries.filter((e) => e.state === "wedged" && queues.includes(e.conversation));
+}
+
+/** Wedged entries by client id, to put the reason next to a message's local copy. */
+export function byClientId(entries: OutboxEntry[]): Map<string, OutboxEntry> {
+  return new Map(entries.filter((e) => e.state === "wedged").map((e) => [e.client_id, e]));
+}
+
+/** Why it is stuck, in words. */
+export function reasonText(wedge: WedgeReason | null | undefined, t: T): string {
+  if (!wedge) return t("outbox.wedged");
+  switch (wedge.code) {
+    case "no_answer":
+      return t("outbox.no_answer", { attempts: wedge.attempts });
+    case "refused":
+      return t("outbox.refused", { message: wedge.error.message || wedge.error.code });
+  }
+}
+
+const ACTION_KEYS: Record<string, Key> = {
+  "chat:send": "outbox.action.message",
+  "dm:send": "outbox.action.message",
+  "post:create": "outbox.action.post",
+  "post:edit": "outbox.action.edit",
+  "post:delete": "outbox.action.delete",
+  "post:like": "outbox.action.like",
+  "post:unlike": "outbox.action.unlike",
+  "comment:create": "outbox.action.comment",
+  "user:follow": "outbox.action.follow",
+  "user:unfollow": "outbox.action.unfollow",
+  "read:mark": "outbox.action.read",
+};
+
+/** What the stuck action was: its text when it has one, else the kind of action. */
+export function actionText(entry: OutboxEntry, t: T): string {
+  const kind = t(ACTION_KEYS[entry.event] ?? "outbox.action.other");
+  return entry.text ? `${kind}: “${entry.text}”` : kind;
+}
