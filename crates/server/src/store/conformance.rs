@@ -265,6 +265,36 @@ pub async fn sessions_rotate_and_revoke(store: Arc<dyn Store>) {
             .unwrap(),
         Rotation::Unknown
     );
+    assert!(store.session("s2").await.unwrap().is_some());
+    // Signing in again drops the user's expired sessions, and only those.
+    let live = super::SessionRow {
+        id: "s3".into(),
+        user_id: ana.id,
+        expires_at: now + 60_000,
+    };
+    store.create_session(&live, "l1").await.unwrap();
+    let bia = actor(&*store, "bia").await;
+    let bias_old = super::SessionRow {
+        id: "s4".into(),
+        user_id: bia.id,
+        expires_at: now - 1,
+    };
+    store.create_session(&bias_old, "b1").await.unwrap();
+    let again = super::SessionRow {
+        id: "s5".into(),
+        user_id: ana.id,
+        expires_at: now + 60_000,
+    };
+    store.create_session(&again, "l2").await.unwrap();
+    assert!(
+        store.session("s2").await.unwrap().is_none(),
+        "expired: dropped"
+    );
+    assert!(store.session("s3").await.unwrap().is_some(), "live: kept");
+    assert!(
+        store.session("s4").await.unwrap().is_some(),
+        "another user's: kept"
+    );
 }
 
 /// A refresh token presented after it was exchanged revokes its whole session (family), and

@@ -841,9 +841,19 @@ impl<B: Backend> Store for SqlStore<B> {
         let (s, h) = (s.clone(), refresh_hash.to_string());
         self.backend
             .write(Box::new(move |db| {
+                let now = crate::now_ms();
+                // The user's sessions that ran out go when they sign in again, with their spent
+                // tokens, so neither table grows with abandoned devices.
+                let expired = db.query(
+                    "SELECT id FROM sessions WHERE user_id = $1 AND expires_at <= $2",
+                    &[s.user_id.into(), now.into()],
+                )?;
+                for r in expired {
+                    delete_session(db, &r.text(0)?)?;
+                }
                 db.exec(
                     "INSERT INTO sessions(id, user_id, refresh_hash, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
-                    &[s.id.as_str().into(), s.user_id.into(), h.as_str().into(), s.expires_at.into(), crate::now_ms().into()],
+                    &[s.id.as_str().into(), s.user_id.into(), h.as_str().into(), s.expires_at.into(), now.into()],
                 )?;
                 Ok(())
             }))

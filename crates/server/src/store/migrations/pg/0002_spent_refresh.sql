@@ -8,3 +8,6 @@ CREATE TABLE used_refresh (
 );
 
 CREATE INDEX used_refresh_by_session ON used_refresh(session_id, expires_at);
+
+-- A user's expired sessions are dropped when they sign in again.
+CREATE INDEX sessions_by_user ON sessions(user_id);
