@@ -67,6 +67,10 @@ pub struct SupervisorConfig {
     pub ping_interval: Duration,
     /// A session that heard nothing for this long is dead.
     pub liveness_timeout: Duration,
+    /// A `sys:ping` reply whose stream heads are ahead of our stored cursor must be followed
+    /// by a `log` within this, or the session is stalled (the server's pump for us stopped
+    /// while the socket still answers) and is replaced, resuming by cursor.
+    pub stall_grace: Duration,
     pub close_timeout: Duration,
     /// A session that lasted this long resets the backoff.
     pub stable_after: Duration,
@@ -93,6 +97,7 @@ impl SupervisorConfig {
             open_timeout: Duration::from_secs(5),
             ping_interval: Duration::from_secs(2),
             liveness_timeout: Duration::from_secs(4),
+            stall_grace: Duration::from_secs(4),
             close_timeout: Duration::from_secs(1),
             stable_after: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
@@ -542,6 +547,7 @@ impl Supervisor {
             outbox: OutboxSender::new(&self.config),
             live: false,
             ready: false,
+            stall_deadline: None,
         };
         for ev in early {
             if let Some(end) = self.inbound(ev, me, &mut s) {
@@ -564,6 +570,12 @@ impl Supervisor {
             }
             let outbox_wake = s.outbox.wake_at();
             tokio::select! {
+                _ = sleep_until(s.stall_deadline.unwrap_or_else(Instant::now)), if s.stall_deadline.is_some() => {
+                    return failed(format!(
+                        "stalled: the server's stream heads are ahead of our cursor and no log came for {} ms",
+                        self.config.stall_grace.as_millis()
+                    ));
+                }
                 _ = sleep_until(ready_deadline), if !s.ready => {
                     tracing::warn!("no sync or log from the server since open; sending anyway");
                     s.ready = true;
@@ -632,6 +644,8 @@ impl Supervisor {
         match name {
             events::LOG => {
                 s.ready = true;
+                // Progress: the stall check starts over with the next ping reply.
+                s.stall_deadline = None;
                 let batch: LogBatch = match serde_json::from_value(data) {
                     Ok(b) => b,
                     Err(e) => {
@@ -715,6 +729,9 @@ impl Supervisor {
     }
 
     fn reply(&mut self, reply: Reply, me: &str, s: &mut Pump) -> Option<End> {
+        if reply.event == events::SYS_PING {
+            self.check_heads(&reply, s);
+        }
         match s.outbox.on_reply(&self.cache, me, reply) {
             Ok(changes) => {
                 for change in changes {
@@ -723,6 +740,36 @@ impl Supervisor {
                 None
             }
             Err(e) => Some(failed(e.to_string())),
+        }
+    }
+}
+
+impl Supervisor {
+    /// Stall detection. A `sys:ping` reply may carry the server's heads of our two streams
+    /// (older servers leave them out: then nothing happens here). Heads ahead of the cursor we
+    /// stored mean events exist that we have not received; if no `log` arrives within
+    /// `stall_grace`, the session is stalled and ends (see the select in `connected`).
+    fn check_heads(&self, reply: &Reply, s: &mut Pump) {
+        let Some(heads) = reply.result.as_ref().and_then(|r| r.heads) else {
+            return;
+        };
+        if s.stall_deadline.is_some() {
+            return;
+        }
+        let cursor = match self.cache.resume_point() {
+            Ok((c, _)) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the cursor for the stall check");
+                return;
+            }
+        };
+        if heads.public > cursor.public || heads.private > cursor.private {
+            tracing::debug!(
+                ?heads,
+                ?cursor,
+                "server heads ahead of our cursor; expecting a log"
+            );
+            s.stall_deadline = Some(Instant::now() + self.config.stall_grace);
         }
     }
 }
@@ -747,6 +794,8 @@ struct Pump {
     /// it proves they are in place. (Pings and typing may still go early: losing one is
     /// harmless.) Reproduced and guarded by `tests/connect_stress.rs`.
     ready: bool,
+    /// Set when a ping reply showed heads ahead of our cursor; cleared by any `log`.
+    stall_deadline: Option<Instant>,
 }
 
 #[cfg(test)]

@@ -34,6 +34,10 @@ struct Fake {
     urls: Mutex<Vec<String>>,
     /// How long after `Open` a healthy server's first `sync` comes (its connect handler ran).
     sync_delay: Mutex<Duration>,
+    /// The stream heads a healthy server puts in its `sys:ping` replies (None: an older server).
+    heads: Arc<Mutex<Option<Cursor>>>,
+    /// The inbound channel of the latest session, for a test to play the server.
+    last_inbound: Mutex<Option<mpsc::UnboundedSender<Inbound>>>,
 }
 
 impl Fake {
@@ -70,6 +74,7 @@ struct FakeLink {
     inbound: mpsc::UnboundedSender<Inbound>,
     emitted: Arc<Mutex<Vec<(String, serde_json::Value)>>>,
     opened: Arc<std::sync::atomic::AtomicBool>,
+    heads: Arc<Mutex<Option<Cursor>>>,
 }
 
 #[async_trait]
@@ -90,6 +95,7 @@ impl Transport for Fake {
             .pop_front()
             .unwrap_or_else(|| self.default.lock().unwrap().unwrap());
         let opened = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        *self.last_inbound.lock().unwrap() = Some(inbound.clone());
         match b {
             Behaviour::Fail => return Err(TransportError("connection refused".into())),
             Behaviour::Hang => std::future::pending::<()>().await,
@@ -133,6 +139,7 @@ impl Transport for Fake {
             inbound,
             emitted: self.emitted.clone(),
             opened,
+            heads: self.heads.clone(),
         }))
     }
 }
@@ -150,7 +157,11 @@ impl Link for FakeLink {
             .push((event.to_string(), data.clone()));
         if self.behaviour == Behaviour::Healthy {
             let id = data["id"].as_str().and_then(|s| Uuid::parse_str(s).ok());
-            let reply = Reply::ok(id, event, ReplyResult::default());
+            let mut result = ReplyResult::default();
+            if event == events::SYS_PING {
+                result.heads = *self.heads.lock().unwrap();
+            }
+            let reply = Reply::ok(id, event, result);
             let _ = self.inbound.send(Inbound::Event {
                 name: events::REPLY.into(),
                 data: serde_json::to_value(reply).unwrap(),
@@ -564,4 +575,93 @@ async fn a_server_that_never_syncs_still_gets_the_requests_after_the_open_timeou
     assert!(s.fake.requests().is_empty());
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(s.fake.requests(), ["late"]);
+}
+
+fn public_chat(seq: u64) -> LogEvent {
+    LogEvent {
+        stream: Stream::Public,
+        seq,
+        at: 1,
+        cid: None,
+        body: EventBody::ChatMessage(ChatMessage {
+            id: seq as i64,
+            from: "bia".into(),
+            text: format!("m{seq}"),
+            at: 1,
+        }),
+    }
+}
+
+fn count_pings(fake: &Fake) -> usize {
+    fake.emitted
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(e, _)| e == events::SYS_PING)
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn heads_ahead_with_no_log_is_a_stall_and_the_session_is_replaced() {
+    let fake = Fake::new(Behaviour::Healthy, &[]);
+    // The server has 5 public events we never got, and its pump for us sends nothing.
+    *fake.heads.lock().unwrap() = Some(Cursor {
+        public: 5,
+        private: 0,
+    });
+    let s = setup(fake, config(), true);
+    let mut rx = s.handle.watch_state();
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    let start = Instant::now();
+    let st = wait_for(&mut rx, |s| matches!(s, ConnectionState::Retrying { .. })).await;
+    // First ping at once, then the grace (4 s).
+    assert!(
+        start.elapsed() <= Duration::from_millis(4100),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        matches!(st, ConnectionState::Retrying { ref reason, .. } if reason.contains("stalled")),
+        "{st:?}"
+    );
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    assert_eq!(s.fake.connect_times().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn heads_ahead_followed_by_the_log_is_no_stall() {
+    let fake = Fake::new(Behaviour::Healthy, &[]);
+    *fake.heads.lock().unwrap() = Some(Cursor {
+        public: 1,
+        private: 0,
+    });
+    let s = setup(fake, config(), true);
+    let mut rx = s.handle.watch_state();
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    // The event behind the heads arrives a moment after the first ping reply.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let tx = s.fake.last_inbound.lock().unwrap().clone().unwrap();
+    let batch = LogBatch {
+        events: vec![public_chat(1)],
+    };
+    tx.send(Inbound::Event {
+        name: events::LOG.into(),
+        data: serde_json::to_value(batch).unwrap(),
+    })
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(s.handle.state(), ConnectionState::Connected);
+    assert_eq!(s.fake.connect_times().len(), 1);
+    assert!(count_pings(&s.fake) > 20, "pings kept going");
+}
+
+#[tokio::test(start_paused = true)]
+async fn ping_replies_without_heads_never_look_like_a_stall() {
+    // An older server: no heads in the ping reply, and nothing else for a minute.
+    let s = setup(Fake::new(Behaviour::Healthy, &[]), config(), true);
+    let mut rx = s.handle.watch_state();
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(s.handle.state(), ConnectionState::Connected);
+    assert_eq!(s.fake.connect_times().len(), 1);
 }
