@@ -198,12 +198,20 @@ fn configure<A: Adapter>(b: SocketIoBuilder<A>, config: &Config) -> SocketIoBuil
 type Closer =
     Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send>;
 
-fn kicker<A: Adapter>(io: SocketIo<A>) -> SessionKicker {
+fn kicker<A: Adapter>(io: SocketIo<A>, conns: Arc<transport::Conns>) -> SessionKicker {
     Arc::new(move |session: String| {
         let io = io.clone();
+        let conns = conns.clone();
         Box::pin(async move {
-            if let Err(e) = io.to(realtime::session_room(&session)).disconnect().await {
-                tracing::warn!(error = %e, "could not disconnect the session's sockets");
+            let room = realtime::session_room(&session);
+            if let Err(e) = io.to(room.clone()).disconnect().await {
+                tracing::warn!(error = %e, "could not disconnect all of the session's sockets");
+            }
+            // A socket whose buffer is full ignores `disconnect()`: cut its connection instead.
+            for socket in io.to(room).local().sockets() {
+                if socket.connected() {
+                    realtime::cut(&conns, &socket);
+                }
             }
         })
     })
@@ -335,7 +343,9 @@ impl Server {
             None => {
                 let (layer, io) = configure(builder, &config).build_layer();
                 io.ns("/", realtime::on_connect.with(realtime::authenticate));
-                let _ = app.disconnect_session.set(kicker(io.clone()));
+                let _ = app
+                    .disconnect_session
+                    .set(kicker(io.clone(), app.conns.clone()));
                 realtime::install(&io, &app);
                 (
                     http::routes()
@@ -357,7 +367,9 @@ impl Server {
                 io.ns("/", realtime::on_connect.with(realtime::authenticate))
                     .await
                     .map_err(|e| StartError::Config(format!("Redis adapter: {e}")))?;
-                let _ = app.disconnect_session.set(kicker(io.clone()));
+                let _ = app
+                    .disconnect_session
+                    .set(kicker(io.clone(), app.conns.clone()));
                 realtime::install(&io, &app);
                 (
                     http::routes()

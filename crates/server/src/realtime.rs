@@ -307,9 +307,9 @@ const FULL_RETRY: Duration = Duration::from_millis(10);
 /// close and reconnects with its cursor. A polling session gets a Socket.IO DISCONNECT as soon
 /// as its buffer has room; one that stops polling is closed by the engine.io heartbeat, which
 /// fails when the buffer stays full.
-pub fn cut<A: Adapter>(app: &App, socket: &SocketRef<A>) {
+pub fn cut<A: Adapter>(conns: &crate::transport::Conns, socket: &SocketRef<A>) {
     let sid = socket.id.to_string();
-    let kill = app.conns.get(&sid).or_else(|| {
+    let kill = conns.get(&sid).or_else(|| {
         // Opened directly as a WebSocket: the handshake request's own connection carries it.
         (socket.transport_type() == TransportType::Websocket)
             .then(|| {
@@ -357,7 +357,7 @@ async fn send_reply<A: Adapter>(
             Err(SendError::Socket(socketioxide::SocketError::InternalChannelFull)) => {
                 if Instant::now() >= deadline {
                     tracing::warn!(sid = %socket.id, event = %reply.event, "slow client: no room for a reply, disconnecting; it retries after reconnecting");
-                    cut(app, socket);
+                    cut(&app.conns, socket);
                     return;
                 }
                 tokio::time::sleep(FULL_RETRY).await;
@@ -712,7 +712,7 @@ async fn emit_patiently<A: Adapter, T: serde::Serialize + ?Sized>(
             Err(SendError::Socket(socketioxide::SocketError::InternalChannelFull)) => {
                 if Instant::now() >= deadline {
                     tracing::warn!(sid = %socket.id, "slow client: buffer full for too long, disconnecting; it resumes by cursor");
-                    cut(app, socket);
+                    cut(&app.conns, socket);
                     return false;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -743,7 +743,7 @@ async fn pump<A: Adapter>(
         Ok(h) => h,
         Err(e) => {
             tracing::error!(error = %e, "cannot read heads; dropping the connection");
-            cut(&app, &socket);
+            cut(&app.conns, &socket);
             return;
         }
     };
@@ -788,7 +788,7 @@ async fn pump<A: Adapter>(
                 Ok(x) => x,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the log; dropping the connection");
-                    cut(&app, &socket);
+                    cut(&app.conns, &socket);
                     return;
                 }
             };

@@ -98,6 +98,36 @@ test('a socket.io client that stops reading after upgrading from polling is real
   await slowClientScenario(true);
 });
 
+test('logout drops a socket even while its buffer is full', async () => {
+  // A long grace: only the logout can be what drops it.
+  const s = await startServer({
+    args: ['--rate-per-sec', '100000', '--burst', '100000', '--socket-buffer', '16',
+      '--slow-client-grace-ms', '60000'],
+  });
+  try {
+    const [slowU, writer, watcher] = await Promise.all(['stuck', 'wr', 'wt'].map((p) => register(s.url, p)));
+    const cW = connect(s.url, writer.access_token);
+    const obs = connect(s.url, watcher.access_token);
+    const slow = connect(s.url, slowU.access_token);
+    await Promise.all([cW.live, obs.live, slow.live]);
+    await until(obs, () => obs.presence.some((p) => p.online.includes(slowU.username)), 'online');
+    tcpOf(slow.socket).pause();
+    for (let i = 0; i < 600; i += 40) {
+      await Promise.all(Array.from({ length: 40 }, (_, j) => req(cW, 'chat:send', { text: `${i + j} ${ESCAPED}` })));
+    }
+    await sleep(500);
+    const out = await fetch(s.url + '/api/logout', {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ refresh_token: slowU.refresh_token }),
+    });
+    assert.equal(out.status, 204);
+    await wentOffline(obs, slowU.username, 5000);
+    close(cW, obs, slow);
+  } finally {
+    await s.kill();
+  }
+});
+
 test('with a tiny socket buffer every request gets exactly one reply, or its connection closes', async () => {
   const s = await startServer({ args: ['--rate-per-sec', '100000', '--burst', '100000', '--socket-buffer', '8'] });
   try {
