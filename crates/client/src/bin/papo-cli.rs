@@ -264,7 +264,8 @@ fn offline(cache: &papo_client::Cache, command: Command) -> Result<ExitCode, Str
                 "me": me,
                 "cursor": cursor,
                 "epoch": epoch,
-                "outbox": { "pending": pending, "sent": sent, "failed": failed },
+                // `failed` is the old name of `wedged`, kept for scripts.
+                "outbox": { "pending": pending, "sent": sent, "wedged": failed, "failed": failed },
                 "unread": unread,
             }));
         }
@@ -327,6 +328,7 @@ async fn deliver(core: &Core, id: uuid::Uuid, wait: u64) -> Result<ExitCode, Str
                 "client_id": id,
                 "state": state,
                 "error": item.error,
+                "wedge": item.wedge,
                 "connection": core.connection_state(),
             }));
             return Ok(ExitCode::from(match state {
@@ -348,7 +350,7 @@ async fn flush(core: &Core, timeout: u64) -> Result<ExitCode, String> {
         let signed_out = matches!(core.connection_state(), ConnectionState::SignedOut { .. });
         if pending == 0 || signed_out || tokio::time::Instant::now() >= deadline {
             print(&serde_json::json!({
-                "pending": pending, "sent": sent, "failed": failed,
+                "pending": pending, "sent": sent, "wedged": failed, "failed": failed,
                 "connection": core.connection_state(),
             }));
             return Ok(ExitCode::from(if pending == 0 {
