@@ -122,6 +122,13 @@ pub struct OutboxItem {
     pub created_at: Millis,
 }
 
+impl OutboxItem {
+    /// Stopped until a person retries or discards it ([`OutboxItem::wedge`] says why).
+    pub fn is_wedged(&self) -> bool {
+        self.state == OutboxState::Wedged
+    }
+}
+
 /// A state change of an outbox item, as published on the event stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxChange {
@@ -427,7 +434,7 @@ impl Cache {
         Ok(self
             .outbox()?
             .into_iter()
-            .filter(|i| i.state == OutboxState::Wedged && queue.is_none_or(|q| i.queue == q))
+            .filter(|i| i.is_wedged() && queue.is_none_or(|q| i.queue == q))
             .collect())
     }
 

@@ -93,6 +93,8 @@ fn the_head_of_every_queue_may_go_and_a_wedged_head_does_not_block_its_queue() {
     let wedged = cache.wedged_outbox(Some("dm:bia")).unwrap();
     assert_eq!(wedged.len(), 1);
     assert_eq!(wedged[0].state, OutboxState::Wedged);
+    assert!(wedged[0].is_wedged());
+    assert!(!cache.outbox_item(d2).unwrap().unwrap().is_wedged());
     assert_eq!(wedged[0].wedge, Some(reason.clone()));
     assert!(cache.wedged_outbox(Some("public")).unwrap().is_empty());
     assert_eq!(cache.outbox_counts().unwrap(), (3, 0, 1));
