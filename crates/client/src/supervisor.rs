@@ -29,6 +29,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{interval, interval_at, sleep_until, timeout, Instant, MissedTickBehavior};
 use uuid::Uuid;
 
+/// How long to wait before trying again a refresh ahead of expiry that could not be done.
+const REFRESH_RETRY: Duration = Duration::from_secs(15);
+
 /// Reads the wall clock (unix ms). Injectable so tests can simulate a wake from sleep.
 #[derive(Clone)]
 pub struct WallClock(Arc<dyn Fn() -> Millis + Send + Sync>);
@@ -441,6 +444,21 @@ impl Supervisor {
     }
 
     async fn session(&mut self) -> End {
+        // A token past its refresh point is refreshed before it is used for a connection.
+        if self
+            .tokens
+            .refresh_due()
+            .is_some_and(|due| due <= Instant::now())
+        {
+            match self.tokens.refresh().await {
+                Ok(_) => tracing::debug!("access token refreshed before connecting"),
+                Err(TokenError::Refused(m)) => return End::SignedOut(m),
+                // Perhaps still valid; if not, the refusal path refreshes again.
+                Err(TokenError::Unavailable(m)) => {
+                    tracing::info!(error = %m, "token refresh failed; connecting with the current token")
+                }
+            }
+        }
         let Some(token) = self.tokens.access_token().await else {
             return End::SignedOut("not signed in".into());
         };
@@ -559,6 +577,11 @@ impl Supervisor {
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // See `Pump::ready`: requests wait for the server's first `sync`/`log`, or this.
         let ready_deadline = Instant::now() + self.config.open_timeout;
+        // Refresh ahead of expiry, while connected, so that the next connection never meets an
+        // expired token. The HTTP request runs in its own task: the pump goes on meanwhile.
+        let (refresh_tx, mut refresh_rx) = mpsc::unbounded_channel();
+        let mut refreshing = false;
+        let mut refresh_retry: Option<Instant> = None;
         loop {
             if s.ready {
                 for item in s.outbox.due(&self.cache) {
@@ -569,7 +592,33 @@ impl Supervisor {
                 }
             }
             let outbox_wake = s.outbox.wake_at();
+            let refresh_at = match (refreshing, self.tokens.refresh_due()) {
+                (false, Some(due)) => Some(refresh_retry.map_or(due, |r| r.max(due))),
+                _ => None,
+            };
             tokio::select! {
+                _ = sleep_until(refresh_at.unwrap_or_else(Instant::now)), if refresh_at.is_some() => {
+                    refreshing = true;
+                    let tokens = self.tokens.clone();
+                    let tx = refresh_tx.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(tokens.refresh().await.map(|_| ()));
+                    });
+                }
+                Some(r) = refresh_rx.recv() => {
+                    refreshing = false;
+                    match r {
+                        Ok(()) => {
+                            refresh_retry = None;
+                            tracing::debug!("access token refreshed ahead of its expiry");
+                        }
+                        Err(TokenError::Refused(m)) => return End::SignedOut(m),
+                        Err(TokenError::Unavailable(m)) => {
+                            tracing::info!(error = %m, "token refresh failed; trying again soon");
+                            refresh_retry = Some(Instant::now() + REFRESH_RETRY);
+                        }
+                    }
+                }
                 _ = sleep_until(s.stall_deadline.unwrap_or_else(Instant::now)), if s.stall_deadline.is_some() => {
                     return failed(format!(
                         "stalled: the server's stream heads are ahead of our cursor and no log came for {} ms",

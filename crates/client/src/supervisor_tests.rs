@@ -175,20 +175,37 @@ impl Link for FakeLink {
 struct Tokens {
     refreshes: AtomicUsize,
     refresh_ok: bool,
+    /// When the token is due for a refresh (None: unknown); a refresh moves it `life` ahead.
+    due: Mutex<Option<Instant>>,
+    life: Duration,
+    current: Mutex<String>,
 }
 
 #[async_trait]
 impl TokenSource for Tokens {
     async fn access_token(&self) -> Option<Sensitive<String>> {
-        Some(Sensitive::new("tok".into()))
+        Some(Sensitive::new(self.current.lock().unwrap().clone()))
     }
     async fn refresh(&self) -> Result<Sensitive<String>, TokenError> {
-        self.refreshes.fetch_add(1, Ordering::SeqCst);
+        let n = self.refreshes.fetch_add(1, Ordering::SeqCst) + 1;
         if self.refresh_ok {
-            Ok(Sensitive::new("tok2".into()))
+            let token = if n == 1 {
+                "tok2".into()
+            } else {
+                format!("tok{}", n + 1)
+            };
+            *self.current.lock().unwrap() = token.clone();
+            let mut due = self.due.lock().unwrap();
+            if due.is_some() {
+                *due = Some(Instant::now() + self.life);
+            }
+            Ok(Sensitive::new(token))
         } else {
             Err(TokenError::Refused("token_invalid".into()))
         }
+    }
+    fn refresh_due(&self) -> Option<Instant> {
+        *self.due.lock().unwrap()
     }
 }
 
@@ -217,6 +234,9 @@ fn setup(fake: Arc<Fake>, config: SupervisorConfig, refresh_ok: bool) -> Setup {
     let tokens = Arc::new(Tokens {
         refreshes: AtomicUsize::new(0),
         refresh_ok,
+        due: Mutex::new(None),
+        life: Duration::from_secs(720),
+        current: Mutex::new("tok".into()),
     });
     let handle = spawn(
         config,
@@ -664,4 +684,54 @@ async fn ping_replies_without_heads_never_look_like_a_stall() {
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(s.handle.state(), ConnectionState::Connected);
     assert_eq!(s.fake.connect_times().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_token_is_refreshed_ahead_of_expiry_while_connected() {
+    let s = setup(Fake::new(Behaviour::Healthy, &[]), config(), true);
+    *s.tokens.due.lock().unwrap() = Some(Instant::now() + Duration::from_secs(100));
+    let mut rx = s.handle.watch_state();
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    tokio::time::sleep(Duration::from_secs(98)).await;
+    assert_eq!(s.tokens.refreshes.load(Ordering::SeqCst), 0);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(s.tokens.refreshes.load(Ordering::SeqCst), 1);
+    // The next one 720 s later (the fake's 80 % of a 900 s token), on the same connection.
+    tokio::time::sleep(Duration::from_secs(717)).await;
+    assert_eq!(s.tokens.refreshes.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(s.tokens.refreshes.load(Ordering::SeqCst), 2);
+    assert_eq!(s.fake.connect_times().len(), 1);
+    assert_eq!(s.handle.state(), ConnectionState::Connected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_past_its_refresh_point_is_refreshed_before_connecting() {
+    let fake = Fake::new(Behaviour::Healthy, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Arc::new(Cache::open(dir.path().join("c.sqlite3")).unwrap());
+    cache.set_me("ana").unwrap();
+    let tokens = Arc::new(Tokens {
+        refreshes: AtomicUsize::new(0),
+        refresh_ok: true,
+        due: Mutex::new(Some(Instant::now())),
+        life: Duration::from_secs(720),
+        current: Mutex::new("old".into()),
+    });
+    let handle = spawn(
+        config(),
+        cache,
+        tokens.clone(),
+        fake.clone(),
+        Arc::new(Mutex::new(View::default())),
+    );
+    let mut rx = handle.watch_state();
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    assert_eq!(tokens.refreshes.load(Ordering::SeqCst), 1);
+    let auths = fake.auths.lock().unwrap().clone();
+    assert_eq!(auths.len(), 1);
+    assert_eq!(
+        auths[0]["token"], "tok2",
+        "never connected with the old token"
+    );
 }

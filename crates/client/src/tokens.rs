@@ -11,6 +11,8 @@ use async_trait::async_trait;
 use papo_protocol::http::{Credentials, Session};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Why no fresh token could be had.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -28,8 +30,25 @@ pub enum TokenError {
 pub trait TokenSource: Send + Sync + 'static {
     /// The current access token, or `None` when signed out.
     async fn access_token(&self) -> Option<Sensitive<String>>;
-    /// Obtains a new access token (after the server said the current one expired).
+    /// Obtains a new access token (after the server said the current one expired, or ahead
+    /// of its expiry).
     async fn refresh(&self) -> Result<Sensitive<String>, TokenError>;
+    /// When the current access token should be refreshed, on the monotonic (tokio) clock, so
+    /// that no connection is ever opened with an expired one. `None` when unknown: signed out,
+    /// or a session loaded from the store, whose age cannot be known (the server's
+    /// `token_expired` refusal at connect covers that one; after it, the age is known).
+    fn refresh_due(&self) -> Option<Instant> {
+        None
+    }
+}
+
+/// How long after receiving a token with this `expires_in` to refresh it: at 80 % of its
+/// life, and never later than `expires_in − 60 s` (protocol §1) unless that is under half of it
+/// (very short lifetimes, tests).
+pub fn refresh_after(expires_in: u64) -> Duration {
+    let life = Duration::from_secs(expires_in);
+    let protocol = life.saturating_sub(Duration::from_secs(60)).max(life / 2);
+    (life * 4 / 5).min(protocol)
 }
 
 /// A failure of a [`SessionStore`].
@@ -119,6 +138,9 @@ pub struct SessionTokens {
     api: Api,
     store: Arc<dyn SessionStore>,
     current: Mutex<Option<Session>>,
+    /// When the current access token is due for a refresh (known only for tokens received by
+    /// this process: counted from when the answer arrived, on the monotonic clock).
+    due: Mutex<Option<Instant>>,
     refresh_lock: tokio::sync::Mutex<()>,
 }
 
@@ -130,6 +152,7 @@ impl SessionTokens {
             api,
             store,
             current: Mutex::new(current),
+            due: Mutex::new(None),
             refresh_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -162,6 +185,7 @@ impl SessionTokens {
     /// Revokes the refresh token (best effort) and forgets the session.
     pub async fn sign_out(&self) {
         let session = self.current.lock().unwrap().take();
+        *self.due.lock().unwrap() = None;
         if let Some(s) = session {
             if let Err(e) = self.api.logout(&s.refresh_token).await {
                 tracing::warn!(error = %e, "logout request failed; forgetting the session anyway");
@@ -177,6 +201,7 @@ impl SessionTokens {
         if let Err(e) = self.store.save(&session) {
             tracing::warn!(error = %e, "could not store the session; it lives in memory only");
         }
+        *self.due.lock().unwrap() = Some(Instant::now() + refresh_after(session.expires_in));
         *self.current.lock().unwrap() = Some(session);
         Ok(username)
     }
@@ -206,11 +231,16 @@ impl TokenSource for SessionTokens {
             }
             Err(e) if e.is_refusal() => {
                 *self.current.lock().unwrap() = None;
+                *self.due.lock().unwrap() = None;
                 let _ = self.store.clear();
                 Err(TokenError::Refused(e.to_string()))
             }
             Err(e) => Err(TokenError::Unavailable(e.to_string())),
         }
+    }
+
+    fn refresh_due(&self) -> Option<Instant> {
+        *self.due.lock().unwrap()
     }
 }
 
@@ -225,6 +255,33 @@ mod tests {
             expires_in: 900,
             refresh_token: "ref".into(),
         }
+    }
+
+    #[test]
+    fn refresh_comes_at_80_percent_and_before_the_last_minute() {
+        assert_eq!(refresh_after(900), Duration::from_secs(720));
+        assert_eq!(refresh_after(3600), Duration::from_secs(2880));
+        // 80 % of 200 s is 160 s, the protocol's latest point is 140 s.
+        assert_eq!(refresh_after(200), Duration::from_secs(140));
+        assert_eq!(refresh_after(60), Duration::from_secs(30));
+        assert_eq!(refresh_after(0), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_received_token_is_due_at_80_percent_a_loaded_one_is_unknown() {
+        let store = Arc::new(MemorySessionStore::default());
+        store.save(&session()).unwrap();
+        let tokens = SessionTokens::new(Api::new("http://127.0.0.1:9"), store).unwrap();
+        assert_eq!(
+            tokens.refresh_due(),
+            None,
+            "age of a stored token is unknown"
+        );
+        let now = Instant::now();
+        tokens.keep(session()).unwrap();
+        assert_eq!(tokens.refresh_due(), Some(now + Duration::from_secs(720)));
+        tokens.sign_out().await;
+        assert_eq!(tokens.refresh_due(), None);
     }
 
     #[test]
