@@ -98,6 +98,42 @@ test('a socket.io client that stops reading after upgrading from polling is real
   await slowClientScenario(true);
 });
 
+test('a polling client that stops polling is disconnected (by the heartbeat) and resumes by cursor', async () => {
+  const s = await startServer({
+    args: ['--rate-per-sec', '100000', '--burst', '100000', '--socket-buffer', '16',
+      '--slow-client-grace-ms', '500'],
+  });
+  try {
+    const [slowU, writer, watcher] = await Promise.all(['poll', 'pw', 'pt'].map((p) => register(s.url, p)));
+    const cW = connect(s.url, writer.access_token);
+    const obs = connect(s.url, watcher.access_token);
+    await Promise.all([cW.live, obs.live]);
+    const slow = connect(s.url, slowU.access_token, { autoConnect: false });
+    slow.socket.io.opts.transports = ['polling'];
+    slow.socket.io.opts.upgrade = false;
+    slow.socket.connect();
+    await slow.live;
+    await until(obs, () => obs.presence.some((p) => p.online.includes(slowU.username)), 'online');
+    assert.equal(slow.socket.io.engine.transport.name, 'polling');
+    await new Promise((resolve) => slow.socket.io.engine.transport.pause(resolve)); // no more polls
+    const n = 100;
+    for (let i = 0; i < n; i += 20) {
+      await Promise.all(Array.from({ length: 20 }, (_, j) => req(cW, 'chat:send', { text: `${i + j} x` })));
+    }
+    // The server heartbeat (every 20 s) cannot queue its ping into the full buffer: closed.
+    await wentOffline(obs, slowU.username, 45000);
+    const again = connect(s.url, slowU.access_token, { cursor: slow.cursor, epoch: slow.epoch });
+    await again.live;
+    const got = [...ofType(slow, 'chat.message'), ...ofType(again, 'chat.message')]
+      .map((e) => Number(e.data.text.split(' ')[0])).sort((a, b) => a - b);
+    assert.deepEqual(got, Array.from({ length: n }, (_, i) => i));
+    assert.deepEqual(again.gaps, []);
+    close(again, cW, obs, slow);
+  } finally {
+    await s.kill();
+  }
+});
+
 test('logout drops a socket even while its buffer is full', async () => {
   // A long grace: only the logout can be what drops it.
   const s = await startServer({
