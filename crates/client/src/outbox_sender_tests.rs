@@ -300,6 +300,7 @@ async fn a_permanent_error_wedges_at_once_with_its_reason_and_discard_drops_the_
     let bad = s.enqueue(dm("zed", "bad"));
     let next = s.enqueue(dm("zed", "next"));
     let slow = s.enqueue(chat("slow"));
+    let after_slow = s.enqueue(chat("after slow"));
 
     s.until("bad wedged, next sent", |s| {
         s.state(bad) == Some(OutboxState::Wedged) && s.state(next) == Some(OutboxState::Sent)
@@ -318,6 +319,18 @@ async fn a_permanent_error_wedges_at_once_with_its_reason_and_discard_drops_the_
     s.until("slow resent", |s| s.server.sends_of(slow) >= 3)
         .await;
     assert_eq!(s.state(slow), Some(OutboxState::Pending));
+    // ...and its conversation keeps its order: what follows it waits (dm:zed went on).
+    assert_eq!(s.server.sends_of(after_slow), 0);
+    server.answer("slow", Answer::Ok);
+    s.until("public drained", |s| {
+        s.state(after_slow) == Some(OutboxState::Sent)
+    })
+    .await;
+    let texts = server.texts();
+    assert!(
+        texts.iter().rposition(|t| t == "slow") < texts.iter().position(|t| t == "after slow"),
+        "{texts:?}"
+    );
 
     // Discard: the outbox row and the local copy are gone.
     assert!(s.cache.discard_outbox(bad).unwrap());
