@@ -2,10 +2,9 @@
 //! to their UI twins (`ui_types`), errors to `{code, message}`.
 
 use crate::compose::{self, Action};
-use crate::ui_types::{self as ui, to_ui, Boot, ComposeTarget, OsStatus, Sent, Settings, UiError};
+use crate::ui_types::{self as ui, Boot, ComposeTarget, OsStatus, Sent, Settings, UiError};
 use crate::AppState;
-use papo_client::{Core, CoreError, PageKey};
-use serde::Serialize;
+use papo_client::{Core, CoreError};
 use tauri::State;
 use uuid::Uuid;
 
@@ -41,14 +40,6 @@ fn internal(e: impl std::fmt::Display) -> UiError {
     }
 }
 
-fn conv<T: Serialize, U: serde::de::DeserializeOwned>(v: &T) -> Res<U> {
-    to_ui(v).map_err(internal)
-}
-
-fn key(k: Option<ui::PageKey>) -> Option<PageKey> {
-    k.map(|k| PageKey { at: k.at, sk: k.sk })
-}
-
 fn uuid(s: &str) -> Res<Uuid> {
     Uuid::parse_str(s).map_err(|e| UiError {
         code: "invalid_input".into(),
@@ -61,7 +52,7 @@ fn uuid(s: &str) -> Res<Uuid> {
 pub fn ui_ready(state: State<'_, AppState>, app: tauri::AppHandle) -> Res<Boot> {
     state.mark("ui_ready");
     let core = state.core();
-    let connection = conv(&core.connection_state())?;
+    let connection = core.connection_state();
     let session = !matches!(
         core.connection_state(),
         papo_client::ConnectionState::SignedOut { .. } | papo_client::ConnectionState::Stopped
@@ -231,10 +222,10 @@ fn outbox_entry(i: &papo_client::outbox::OutboxItem) -> Res<ui::OutboxEntry> {
         event: i.request.event_name().to_string(),
         conversation: i.queue.clone(),
         text,
-        state: conv(&i.state)?,
+        state: i.state,
         attempts: i.attempts,
-        error: i.error.as_ref().map(conv).transpose()?,
-        wedge: i.wedge.as_ref().map(conv).transpose()?,
+        error: i.error.clone(),
+        wedge: i.wedge.clone(),
     })
 }
 
@@ -268,7 +259,7 @@ pub async fn feed_page(
     before: Option<ui::PageKey>,
     limit: usize,
 ) -> Res<Vec<ui::PostRow>> {
-    conv(&state.core().feed_page(key(before), limit)?)
+    Ok(state.core().feed_page(before, limit)?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -278,7 +269,7 @@ pub async fn comments(state: State<'_, AppState>, post_id: i64) -> Res<Vec<ui::C
         .cache()
         .comments(post_id)
         .map_err(CoreError::from)?;
-    conv(&rows)
+    Ok(rows)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -288,16 +279,14 @@ pub async fn conversation_page(
     before: Option<ui::PageKey>,
     limit: usize,
 ) -> Res<Vec<ui::MessageRow>> {
-    conv(
-        &state
-            .core()
-            .conversation_page(&conversation, key(before), limit)?,
-    )
+    Ok(state
+        .core()
+        .conversation_page(&conversation, before, limit)?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn conversations(state: State<'_, AppState>) -> Res<Vec<ui::ConversationRow>> {
-    conv(&state.core().conversations()?)
+    Ok(state.core().conversations()?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -308,12 +297,12 @@ pub async fn notifications_page(
     limit: usize,
 ) -> Res<Vec<ui::Notification>> {
     let before = before_at.zip(before_id);
-    conv(&state.core().notifications_page(before, limit)?)
+    Ok(state.core().notifications_page(before, limit)?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn unread_counts(state: State<'_, AppState>) -> Res<ui::UnreadCounts> {
-    conv(&state.core().unread_counts()?)
+    Ok(state.core().unread_counts()?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -322,7 +311,7 @@ pub async fn search(
     query: String,
     limit: usize,
 ) -> Res<Vec<ui::SearchHit>> {
-    conv(&state.core().search(&query, limit)?)
+    Ok(state.core().search(&query, limit)?)
 }
 
 #[tauri::command(rename_all = "snake_case")]

@@ -37,7 +37,7 @@ use std::time::Instant;
 use tauri::{AppHandle, Emitter, Manager};
 use tauri_plugin_autostart::ManagerExt;
 use tray::Tray;
-use ui_types::{to_ui, OsStatus, Settings, UiError, UiEvent};
+use ui_types::{OsStatus, Settings, UiError, UiEvent};
 
 /// The server used when nothing else is configured.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
@@ -83,7 +83,7 @@ impl AppState {
     /// Applies and saves new settings (from the UI or the tray) and keeps the tray in line.
     pub fn apply_settings(&self, settings: Settings) -> std::io::Result<()> {
         self.core()
-            .set_notification_settings(settings::to_core(&settings.notifications));
+            .set_notification_settings(settings.notifications.clone());
         if let Some(t) = self.tray.get() {
             t.set_dnd(settings.notifications.do_not_disturb);
         }
@@ -122,9 +122,7 @@ impl AppState {
         let old = self.core();
         old.shutdown().await;
         let core = start_core(url, &self.cache_path)?;
-        core.set_notification_settings(settings::to_core(
-            &self.settings.lock().unwrap().notifications,
-        ));
+        core.set_notification_settings(self.settings.lock().unwrap().notifications.clone());
         let gen = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         spawn_forwarder(app.clone(), &core, gen, self);
         *self.core.lock().unwrap() = core;
@@ -184,10 +182,7 @@ fn spawn_forwarder(app: AppHandle, core: &Core, gen: u64, state: &AppState) {
                 event,
                 CoreEvent::Log(_) | CoreEvent::Sync(_) | CoreEvent::Connection(_)
             );
-            match to_ui(&event) {
-                Ok(ui) => bridge.push(&sink, UiEvent::Core(ui)),
-                Err(e) => tracing::error!("core event with an unexpected shape: {e}"),
-            }
+            bridge.push(&sink, UiEvent::Core(event));
             if counts {
                 if let Some(state) = sink.0.try_state::<AppState>() {
                     state.refresh_unread();
@@ -348,7 +343,7 @@ pub fn run() {
             let core =
                 tauri::async_runtime::block_on(async { start_core(&server_url, &cache_path) })
                     .map_err(|e| format!("{}: {}", e.code, e.message))?;
-            core.set_notification_settings(settings::to_core(&settings.notifications));
+            core.set_notification_settings(settings.notifications.clone());
             let notifier: Arc<dyn Notifier> =
                 if std::env::var("PAPO_NOTIFICATIONS").as_deref() == Ok("log") {
                     Arc::new(LogNotifier)

@@ -1,7 +1,7 @@
 //! The shell's settings file: notification settings, language, server URL. Not secret (the
 //! tokens never go here); a JSON file in the data directory, written atomically.
 
-use crate::ui_types::{Language, NotificationSettings, Settings};
+use crate::ui_types::{Language, Settings};
 use std::path::{Path, PathBuf};
 
 pub struct SettingsFile {
@@ -31,33 +31,13 @@ impl SettingsFile {
 }
 
 pub fn defaults() -> Settings {
-    let core = papo_client::NotificationSettings::default();
     Settings {
-        notifications: NotificationSettings {
-            do_not_disturb: core.do_not_disturb,
-            muted: core.muted.into_iter().collect(),
-            likes: core.likes,
-            follows: core.follows,
-            comments: core.comments,
-            direct_messages: core.direct_messages,
-        },
+        notifications: papo_client::NotificationSettings::default(),
         language: Language::System,
         notifications_seen_at: 0,
         server_url: None,
         close_to_tray: true,
         start_minimized: false,
-    }
-}
-
-/// The core's notification settings from the UI's.
-pub fn to_core(s: &NotificationSettings) -> papo_client::NotificationSettings {
-    papo_client::NotificationSettings {
-        do_not_disturb: s.do_not_disturb,
-        muted: s.muted.iter().cloned().collect(),
-        likes: s.likes,
-        follows: s.follows,
-        comments: s.comments,
-        direct_messages: s.direct_messages,
     }
 }
 
@@ -72,10 +52,10 @@ mod tests {
         assert_eq!(file.load(), defaults());
         let mut s = defaults();
         s.language = Language::PtBr;
-        s.notifications.muted.push("dm:joao".into());
+        s.notifications.muted.insert("dm:joao".into());
         file.save(&s).unwrap();
         assert_eq!(file.load(), s);
-        assert!(to_core(&s.notifications).muted.contains("dm:joao"));
+        assert!(file.load().notifications.muted.contains("dm:joao"));
     }
 
     #[test]

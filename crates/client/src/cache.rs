@@ -49,6 +49,7 @@ pub fn now_ms() -> Millis {
 
 /// Local state of a message, post or comment the user wrote (others' are always `sent`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum LocalState {
     Pending,
@@ -68,34 +69,48 @@ impl LocalState {
 
 /// Keyset position for paging (newest first): pass the last row's key to get older rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PageKey {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub at: Millis,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub sk: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct MessageRow {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub local_id: i64,
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
     pub server_id: Option<i64>,
     pub client_id: Option<Uuid>,
     pub conversation: String,
     pub sender: String,
     pub text: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub at: Millis,
     pub state: LocalState,
     pub key: PageKey,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PostRow {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub local_id: i64,
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
     pub server_id: Option<i64>,
     pub client_id: Option<Uuid>,
     pub author: String,
     pub text: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub at: Millis,
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
     pub edited_at: Option<Millis>,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub like_count: i64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub comment_count: i64,
     pub liked_by_me: bool,
     pub state: LocalState,
@@ -103,32 +118,44 @@ pub struct PostRow {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CommentRow {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub local_id: i64,
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
     pub server_id: Option<i64>,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub post_id: i64,
     pub author: String,
     pub text: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub at: Millis,
     pub state: LocalState,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ConversationRow {
     pub id: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub last_at: Millis,
     pub last_sender: String,
     pub last_text: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub unread: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct UnreadCounts {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub total: i64,
+    #[cfg_attr(feature = "ts", ts(type = "Array<[string, number]>"))]
     pub conversations: Vec<(String, i64)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum HitKind {
     Message,
@@ -136,14 +163,18 @@ pub enum HitKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SearchHit {
     pub kind: HitKind,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub local_id: i64,
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
     pub server_id: Option<i64>,
     /// For messages: the conversation.
     pub conversation: Option<String>,
     pub author: String,
     pub text: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub at: Millis,
 }
 

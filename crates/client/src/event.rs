@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Connection state, for the UI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum ConnectionState {
     /// Opening a session (attempt 1 is the first after a success or a reset).
@@ -17,7 +18,9 @@ pub enum ConnectionState {
     Retrying {
         attempt: u32,
         /// Wall-clock time of the next attempt.
+        #[cfg_attr(feature = "ts", ts(type = "number"))]
         at: Millis,
+        #[cfg_attr(feature = "ts", ts(type = "number"))]
         in_ms: u64,
         reason: String,
     },
@@ -30,6 +33,7 @@ pub enum ConnectionState {
 /// Everything the core tells its subscribers. Serialized as `{"event": "...", "data": ...}` so
 /// the shell can forward it to the web UI unchanged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "event", content = "data", rename_all = "snake_case")]
 pub enum CoreEvent {
     Connection(ConnectionState),

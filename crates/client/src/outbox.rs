@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 /// State of an outbox item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum OutboxState {
     /// Waiting to be sent (or re-sent).
@@ -60,6 +61,7 @@ pub const SENT_RETENTION_MS: Millis = 10 * 60 * 1000;
 
 /// Why an outbox item is wedged. Serialized with a stable `code` (`refused`, `no_answer`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum WedgeReason {
     /// The server refused the request with a non-transient error (see
@@ -69,7 +71,10 @@ pub enum WedgeReason {
     /// The server never answered, `attempts` times in a row (the connection or the server may
     /// be at fault; it may even have been applied, which a retry with the same id sorts out).
     #[error("no answer from the server after {attempts} attempts")]
-    NoAnswer { attempts: i64 },
+    NoAnswer {
+        #[cfg_attr(feature = "ts", ts(type = "number"))]
+        attempts: i64,
+    },
 }
 
 impl WedgeReason {
@@ -131,12 +136,15 @@ impl OutboxItem {
 
 /// A state change of an outbox item, as published on the event stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct OutboxChange {
     pub client_id: Uuid,
     pub state: OutboxState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub error: Option<ErrorBody>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub wedge: Option<WedgeReason>,
 }
 

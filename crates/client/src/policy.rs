@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 /// The user's notification settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(default)]
 pub struct NotificationSettings {
     pub do_not_disturb: bool,
@@ -33,15 +34,24 @@ impl Default for NotificationSettings {
 
 /// What the notification opens when clicked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Target {
-    Conversation { id: String },
-    Post { post_id: i64 },
-    User { username: String },
+    Conversation {
+        id: String,
+    },
+    Post {
+        #[cfg_attr(feature = "ts", ts(type = "number"))]
+        post_id: i64,
+    },
+    User {
+        username: String,
+    },
 }
 
 /// An OS notification to raise.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct OsNotification {
     pub title: String,
     pub body: String,

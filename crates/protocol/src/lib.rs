@@ -91,8 +91,11 @@ pub struct ConnectAuth {
 
 /// A resume position: the last sequence number received in each stream (0 = nothing yet).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Cursor {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub public: u64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub private: u64,
 }
 
@@ -125,6 +128,7 @@ pub mod connect_errors {
 
 /// The two kinds of event streams a user reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
     /// Shared by everyone: public chat and the feed.
@@ -144,6 +148,7 @@ impl Stream {
 
 /// `sync` event: tells where the replay stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SyncStatus {
     pub state: SyncState,
     /// The server's epoch: identifies the event log. Store it with the cursor.
@@ -153,6 +158,7 @@ pub struct SyncStatus {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum SyncState {
     /// The cursor sent cannot be served (other epoch, or ahead of the log): forget everything
@@ -170,14 +176,18 @@ pub struct LogBatch {
 
 /// One durable event, numbered in its stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct LogEvent {
     pub stream: Stream,
     /// 1, 2, 3... without gaps within a stream.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub seq: u64,
     /// Server time the event was written.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub at: Millis,
     /// Client id of the request that caused it, when the reader is the one who sent it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub cid: Option<Uuid>,
     #[serde(flatten)]
     pub body: EventBody,
@@ -185,6 +195,7 @@ pub struct LogEvent {
 
 /// What happened. Serialized as `"type": "...", "data": {...}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "type", content = "data")]
 pub enum EventBody {
     #[serde(rename = "chat.message")]
@@ -215,20 +226,26 @@ pub enum EventBody {
 
 /// A public chat message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ChatMessage {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub id: i64,
     pub from: String,
     pub text: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub at: Millis,
 }
 
 /// A private message, as seen by both the sender and the recipient.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct DirectMessage {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub id: i64,
     pub from: String,
     pub to: String,
     pub text: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub at: Millis,
 }
 
@@ -245,80 +262,110 @@ impl DirectMessage {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Post {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub id: i64,
     pub author: String,
     pub text: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub at: Millis,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional, type = "number"))]
     pub edited_at: Option<Millis>,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub like_count: i64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub comment_count: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PostEdited {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub post_id: i64,
     pub text: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub edited_at: Millis,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PostRef {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub post_id: i64,
 }
 
 /// A like or unlike, with the post's like counter after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct LikeChange {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub post_id: i64,
     pub by: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub like_count: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Comment {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub id: i64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub post_id: i64,
     pub author: String,
     pub text: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub at: Millis,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CommentCreated {
     pub comment: Comment,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub comment_count: i64,
 }
 
 /// A follow or unfollow, with the followee's follower counter after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct FollowChange {
     pub follower: String,
     pub followee: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub follower_count: i64,
 }
 
 /// Something another user did that concerns me. Only in the recipient's private stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Notification {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub id: i64,
     pub kind: NotificationKind,
     /// Who did it.
     pub actor: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional, type = "number"))]
     pub post_id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional, type = "number"))]
     pub comment_id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional, type = "number"))]
     pub message_id: Option<i64>,
     /// A short excerpt: the DM or comment text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub excerpt: Option<String>,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub at: Millis,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum NotificationKind {
     Like,
@@ -349,9 +396,11 @@ impl NotificationKind {
 
 /// How far a user has read a conversation; synced to all of the user's devices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ReadState {
     pub conversation: String,
     /// Id of the last message read (chat message id or DM id).
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub last_read: i64,
 }
 
@@ -373,6 +422,7 @@ pub mod conversation {
 
 /// `presence` event: who came online / went offline (a user is online while any device is).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Presence {
     /// True for the full list sent right after connecting; false for a change.
     pub snapshot: bool,
@@ -382,6 +432,7 @@ pub struct Presence {
 
 /// `typing` event, delivered to the readers of the conversation except the typist.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Typing {
     /// From the reader's side: `"public"` or `"dm:<typist>"`.
     pub conversation: String,
@@ -564,6 +615,7 @@ pub struct ReplyResult {
 
 /// An error with a stable machine code and a readable message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
@@ -571,6 +623,7 @@ pub struct ErrorBody {
 
 /// Stable error codes (snake_case on the wire). Clients branch on these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The payload is not JSON of the expected shape.

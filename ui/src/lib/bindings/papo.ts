@@ -6,9 +6,29 @@ export type Cursor = { public: number, private: number, };
 
 export type SyncState = "reset" | "live";
 
-export type SyncStatus = { state: SyncState, epoch: string, heads: Cursor, };
+export type SyncStatus = { state: SyncState, 
+/**
+ * The server's epoch: identifies the event log. Store it with the cursor.
+ */
+epoch: string, 
+/**
+ * The heads of both streams at the time of this event.
+ */
+heads: Cursor, };
 
-export type LogEvent = { stream: Stream, seq: number, at: number, cid?: string, } & ({ "type": "chat.message", "data": ChatMessage } | { "type": "dm.message", "data": DirectMessage } | { "type": "post.created", "data": Post } | { "type": "post.edited", "data": PostEdited } | { "type": "post.deleted", "data": PostRef } | { "type": "post.liked", "data": LikeChange } | { "type": "post.unliked", "data": LikeChange } | { "type": "comment.created", "data": CommentCreated } | { "type": "user.followed", "data": FollowChange } | { "type": "user.unfollowed", "data": FollowChange } | { "type": "notification", "data": Notification } | { "type": "read.updated", "data": ReadState });
+export type LogEvent = { stream: Stream, 
+/**
+ * 1, 2, 3... without gaps within a stream.
+ */
+seq: number, 
+/**
+ * Server time the event was written.
+ */
+at: number, 
+/**
+ * Client id of the request that caused it, when the reader is the one who sent it.
+ */
+cid?: string, } & ({ "type": "chat.message", "data": ChatMessage } | { "type": "dm.message", "data": DirectMessage } | { "type": "post.created", "data": Post } | { "type": "post.edited", "data": PostEdited } | { "type": "post.deleted", "data": PostRef } | { "type": "post.liked", "data": LikeChange } | { "type": "post.unliked", "data": LikeChange } | { "type": "comment.created", "data": CommentCreated } | { "type": "user.followed", "data": FollowChange } | { "type": "user.unfollowed", "data": FollowChange } | { "type": "notification", "data": Notification } | { "type": "read.updated", "data": ReadState });
 
 export type EventBody = { "type": "chat.message", "data": ChatMessage } | { "type": "dm.message", "data": DirectMessage } | { "type": "post.created", "data": Post } | { "type": "post.edited", "data": PostEdited } | { "type": "post.deleted", "data": PostRef } | { "type": "post.liked", "data": LikeChange } | { "type": "post.unliked", "data": LikeChange } | { "type": "comment.created", "data": CommentCreated } | { "type": "user.followed", "data": FollowChange } | { "type": "user.unfollowed", "data": FollowChange } | { "type": "notification", "data": Notification } | { "type": "read.updated", "data": ReadState };
 
@@ -32,19 +52,43 @@ export type FollowChange = { follower: string, followee: string, follower_count:
 
 export type NotificationKind = "like" | "follow" | "comment" | "dm";
 
-export type Notification = { id: number, kind: NotificationKind, actor: string, post_id?: number, comment_id?: number, message_id?: number, excerpt?: string, at: number, };
+export type Notification = { id: number, kind: NotificationKind, 
+/**
+ * Who did it.
+ */
+actor: string, post_id?: number, comment_id?: number, message_id?: number, 
+/**
+ * A short excerpt: the DM or comment text.
+ */
+excerpt?: string, at: number, };
 
-export type ReadState = { conversation: string, last_read: number, };
+export type ReadState = { conversation: string, 
+/**
+ * Id of the last message read (chat message id or DM id).
+ */
+last_read: number, };
 
-export type Presence = { snapshot: boolean, online: Array<string>, offline: Array<string>, };
+export type Presence = { 
+/**
+ * True for the full list sent right after connecting; false for a change.
+ */
+snapshot: boolean, online: Array<string>, offline: Array<string>, };
 
-export type Typing = { conversation: string, username: string, typing: boolean, };
+export type Typing = { 
+/**
+ * From the reader's side: `"public"` or `"dm:<typist>"`.
+ */
+conversation: string, username: string, typing: boolean, };
 
-export type ErrorCode = "bad_request" | "invalid_text" | "unknown_event" | "not_found" | "forbidden" | "rate_limited" | "invalid_username" | "weak_password" | "username_taken" | "invalid_credentials" | "token_expired" | "token_invalid" | "id_conflict" | "internal";
+export type ErrorCode = "bad_request" | "invalid_text" | "unknown_event" | "not_found" | "forbidden" | "rate_limited" | "invalid_username" | "weak_password" | "username_taken" | "invalid_credentials" | "token_expired" | "token_invalid" | "id_conflict" | "internal" | "unavailable" | "method_not_allowed";
 
 export type ErrorBody = { code: ErrorCode, message: string, };
 
-export type ConnectionState = { "state": "connecting", attempt: number, } | { "state": "connected" } | { "state": "retrying", attempt: number, at: number, in_ms: number, reason: string, } | { "state": "signed_out", reason: string, } | { "state": "stopped" };
+export type ConnectionState = { "state": "connecting", attempt: number, } | { "state": "connected" } | { "state": "retrying", attempt: number, 
+/**
+ * Wall-clock time of the next attempt.
+ */
+at: number, in_ms: number, reason: string, } | { "state": "signed_out", reason: string, } | { "state": "stopped" };
 
 export type OutboxState = "pending" | "sent" | "wedged";
 
@@ -54,7 +98,11 @@ export type OutboxChange = { client_id: string, state: OutboxState, error?: Erro
 
 export type Target = { "kind": "conversation", id: string, } | { "kind": "post", post_id: number, } | { "kind": "user", username: string, };
 
-export type OsNotification = { title: string, body: string, target: Target, group: string, };
+export type OsNotification = { title: string, body: string, target: Target, 
+/**
+ * Notifications with the same group replace/stack with each other (one per conversation).
+ */
+group: string, };
 
 export type CoreEvent = { "event": "connection", "data": ConnectionState } | { "event": "log", "data": LogEvent } | { "event": "sync", "data": SyncStatus } | { "event": "presence", "data": Presence } | { "event": "typing", "data": Typing } | { "event": "outbox", "data": OutboxChange } | { "event": "notify", "data": OsNotification };
 
@@ -76,9 +124,17 @@ export type UnreadCounts = { total: number, conversations: Array<[string, number
 
 export type HitKind = "message" | "post";
 
-export type SearchHit = { kind: HitKind, local_id: number, server_id: number | null, conversation: string | null, author: string, text: string, at: number, };
+export type SearchHit = { kind: HitKind, local_id: number, server_id: number | null, 
+/**
+ * For messages: the conversation.
+ */
+conversation: string | null, author: string, text: string, at: number, };
 
-export type NotificationSettings = { do_not_disturb: boolean, muted: Array<string>, likes: boolean, follows: boolean, comments: boolean, direct_messages: boolean, };
+export type NotificationSettings = { do_not_disturb: boolean, 
+/**
+ * Conversation ids (`"dm:joao"`, `"public"`) that never notify.
+ */
+muted: Array<string>, likes: boolean, follows: boolean, comments: boolean, direct_messages: boolean, };
 
 export type Language = "system" | "en" | "pt_br";
 
