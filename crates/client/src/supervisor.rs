@@ -89,6 +89,12 @@ pub struct SupervisorConfig {
     pub wake_check: Duration,
     /// A wall-clock advance this much larger than the monotonic one means we slept.
     pub wake_jump: Duration,
+    /// After a wake or a network change while connected, a liveness ping must be answered
+    /// (by anything) within this, or the session is replaced at once.
+    pub probe_timeout: Duration,
+    /// Watch the OS for network changes (see [`netwatch`]) and feed them in as
+    /// [`SupervisorHandle::network_changed`].
+    pub watch_network: bool,
     pub wall_clock: WallClock,
 }
 
@@ -114,6 +120,8 @@ impl SupervisorConfig {
             send_burst: 40.0,
             wake_check: Duration::from_secs(1),
             wake_jump: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(2),
+            watch_network: true,
             wall_clock: WallClock::default(),
         }
     }
@@ -128,6 +136,7 @@ pub struct View {
 
 enum Command {
     RetryNow,
+    NetworkChanged,
     OutboxChanged,
     SignedIn,
     SignOut,
@@ -147,6 +156,11 @@ impl SupervisorHandle {
     /// Skip the current backoff wait.
     pub fn retry_now(&self) {
         let _ = self.commands.send(Command::RetryNow);
+    }
+    /// The network may have come back (a link, address or route appeared): while waiting to
+    /// retry, retry at once; while connected, check the session with a ping.
+    pub fn network_changed(&self) {
+        let _ = self.commands.send(Command::NetworkChanged);
     }
     /// New work in the outbox.
     pub fn outbox_changed(&self) {
@@ -198,6 +212,7 @@ pub fn spawn(
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, _) = broadcast::channel(4096);
     let (state_tx, state_rx) = watch::channel(ConnectionState::Connecting { attempt: 1 });
+    let watch_network = config.watch_network;
     let sup = Supervisor {
         config,
         cache,
@@ -213,11 +228,15 @@ pub fn spawn(
         server: 0,
     };
     tokio::spawn(sup.run());
-    SupervisorHandle {
+    let handle = SupervisorHandle {
         commands: cmd_tx,
         events: ev_tx,
         state: state_rx,
+    };
+    if watch_network {
+        netwatch::spawn(handle.clone());
     }
+    handle
 }
 
 enum End {
@@ -351,6 +370,10 @@ impl Supervisor {
                 Some(Wait::Shutdown)
             }
             Some(Command::RetryNow) => Some(Wait::Now),
+            Some(Command::NetworkChanged) => {
+                tracing::info!("network changed: retrying now");
+                Some(Wait::Now)
+            }
             Some(Command::SignedIn) => {
                 self.signed_out = false;
                 self.refreshed = false;
@@ -554,6 +577,17 @@ impl Supervisor {
         }
     }
 
+    /// Sends a liveness ping that anything from the server must follow within
+    /// `probe_timeout` (the select in `connected` ends the session otherwise).
+    async fn probe(&self, link: &dyn Link, deadline: &mut Option<Instant>) -> Result<(), End> {
+        if deadline.is_some() {
+            return Ok(());
+        }
+        *deadline = Some(Instant::now() + self.config.probe_timeout);
+        self.emit(link, events::SYS_PING, json!({ "id": Uuid::now_v7() }))
+            .await
+    }
+
     async fn connected(
         &mut self,
         link: &dyn Link,
@@ -582,6 +616,15 @@ impl Supervisor {
         let (refresh_tx, mut refresh_rx) = mpsc::unbounded_channel();
         let mut refreshing = false;
         let mut refresh_retry: Option<Instant> = None;
+        // Wake from sleep while connected: the wall clock jumps ahead of the monotonic one
+        // (which stood still, so no timer noticed). Then, and on a network change, one ping
+        // must be answered within `probe_timeout`.
+        let step = self.config.wake_check;
+        let mut wake = interval_at(Instant::now() + step, step);
+        wake.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_wall = self.config.wall_clock.now();
+        let mut last_mono = Instant::now();
+        let mut probe_deadline: Option<Instant> = None;
         loop {
             if s.ready {
                 for item in s.outbox.due(&self.cache) {
@@ -597,6 +640,22 @@ impl Supervisor {
                 _ => None,
             };
             tokio::select! {
+                _ = wake.tick() => {
+                    let wall = self.config.wall_clock.now();
+                    let mono = Instant::now();
+                    let jump = (wall - last_wall) - (mono - last_mono).as_millis() as i64;
+                    last_wall = wall;
+                    last_mono = mono;
+                    if jump > self.config.wake_jump.as_millis() as i64 {
+                        tracing::info!(jump_ms = jump, "woke from sleep while connected");
+                        if let Err(end) = self.probe(link, &mut probe_deadline).await {
+                            return end;
+                        }
+                    }
+                }
+                _ = sleep_until(probe_deadline.unwrap_or_else(Instant::now)), if probe_deadline.is_some() => {
+                    return failed("no answer to the liveness probe (after a wake or a network change)");
+                }
                 _ = sleep_until(refresh_at.unwrap_or_else(Instant::now)), if refresh_at.is_some() => {
                     refreshing = true;
                     let tokens = self.tokens.clone();
@@ -637,6 +696,12 @@ impl Supervisor {
                             return end;
                         }
                     }
+                    Some(Command::NetworkChanged) => {
+                        tracing::info!("network changed while connected");
+                        if let Err(end) = self.probe(link, &mut probe_deadline).await {
+                            return end;
+                        }
+                    }
                     Some(Command::RetryNow) | Some(Command::SignedIn) => {}
                     other => {
                         if let Some(end) = self.busy_command(other) {
@@ -647,6 +712,7 @@ impl Supervisor {
                 ev = rx.recv() => {
                     let Some(ev) = ev else { return failed("transport gone") };
                     last_heard = Instant::now();
+                    probe_deadline = None;
                     if let Some(end) = self.inbound(ev, me, &mut s) {
                         return end;
                     }
@@ -846,6 +912,9 @@ struct Pump {
     /// Set when a ping reply showed heads ahead of our cursor; cleared by any `log`.
     stall_deadline: Option<Instant>,
 }
+
+#[path = "netwatch.rs"]
+pub mod netwatch;
 
 #[cfg(test)]
 #[path = "supervisor_tests.rs"]

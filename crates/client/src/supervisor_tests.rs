@@ -219,6 +219,8 @@ struct Setup {
 
 fn config() -> SupervisorConfig {
     let mut c = SupervisorConfig::new("http://fake");
+    // The OS's network changes have no place in these tests; they call network_changed().
+    c.watch_network = false;
     c.backoff = BackoffConfig {
         base: Duration::from_secs(1),
         cap: Duration::from_secs(8),
@@ -733,5 +735,104 @@ async fn a_token_past_its_refresh_point_is_refreshed_before_connecting() {
     assert_eq!(
         auths[0]["token"], "tok2",
         "never connected with the old token"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_network_change_during_the_backoff_retries_at_once() {
+    let mut c = config();
+    c.backoff.base = Duration::from_secs(60);
+    c.backoff.cap = Duration::from_secs(60);
+    let s = setup(Fake::new(Behaviour::Healthy, &[Behaviour::Fail]), c, true);
+    let mut rx = s.handle.watch_state();
+    wait_for(&mut rx, |s| matches!(s, ConnectionState::Retrying { .. })).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(s.fake.connect_times().len(), 1);
+    let start = Instant::now();
+    s.handle.network_changed();
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    assert!(
+        start.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(s.fake.connect_times().len(), 2);
+}
+
+/// A config whose own pings are rare, so a ping in the test can only be the probe.
+fn rare_pings() -> (SupervisorConfig, Arc<std::sync::atomic::AtomicI64>) {
+    let offset = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let mut c = config();
+    c.ping_interval = Duration::from_secs(60);
+    c.liveness_timeout = Duration::from_secs(120);
+    let origin = Instant::now();
+    let o = offset.clone();
+    c.wall_clock = WallClock::new(move || {
+        1_000_000 + origin.elapsed().as_millis() as i64 + o.load(Ordering::SeqCst)
+    });
+    (c, offset)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wall_clock_jump_while_connected_pings_at_once_and_keeps_a_live_session() {
+    let (c, offset) = rare_pings();
+    let s = setup(Fake::new(Behaviour::Healthy, &[]), c, true);
+    let mut rx = s.handle.watch_state();
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(count_pings(&s.fake), 1, "only the first ping so far");
+    // The machine slept an hour while connected.
+    offset.store(3_600_000, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(count_pings(&s.fake), 2, "the wake sent a ping at once");
+    // It was answered: the session stays.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(s.handle.state(), ConnectionState::Connected);
+    assert_eq!(s.fake.connect_times().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wall_clock_jump_on_a_dead_session_reconnects_after_the_probe() {
+    let (c, offset) = rare_pings();
+    let s = setup(Fake::new(Behaviour::Healthy, &[Behaviour::Silent]), c, true);
+    let mut rx = s.handle.watch_state();
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let start = Instant::now();
+    offset.store(3_600_000, Ordering::SeqCst);
+    let st = wait_for(&mut rx, |s| matches!(s, ConnectionState::Retrying { .. })).await;
+    // Noticed within one wake check (1 s), then the probe timeout (2 s) — not the 120 s liveness.
+    assert!(
+        start.elapsed() <= Duration::from_millis(3100),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        matches!(st, ConnectionState::Retrying { ref reason, .. } if reason.contains("probe")),
+        "{st:?}"
+    );
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_network_change_while_connected_probes_the_session() {
+    let (c, _) = rare_pings();
+    let s = setup(Fake::new(Behaviour::Healthy, &[Behaviour::Silent]), c, true);
+    let mut rx = s.handle.watch_state();
+    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let pings = count_pings(&s.fake);
+    let start = Instant::now();
+    s.handle.network_changed();
+    let st = wait_for(&mut rx, |s| matches!(s, ConnectionState::Retrying { .. })).await;
+    assert_eq!(count_pings(&s.fake), pings + 1);
+    assert!(
+        start.elapsed() <= Duration::from_millis(2100),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        matches!(st, ConnectionState::Retrying { ref reason, .. } if reason.contains("probe")),
+        "{st:?}"
     );
 }
