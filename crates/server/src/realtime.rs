@@ -46,6 +46,9 @@ pub struct Conn {
     /// The user's request budget on this node, shared by all of the user's sockets.
     limiter: Arc<Mutex<TokenBucket>>,
     closed: watch::Sender<bool>,
+    /// Set when a presence change could not be queued for this socket (its buffer was full):
+    /// the pump then sends a fresh snapshot once it can.
+    presence_stale: tokio::sync::Notify,
 }
 
 /// Extension wrapper (extensions need `Clone`).
@@ -172,7 +175,20 @@ pub fn install<A: Adapter>(io: &SocketIo<A>, app: &App) {
                     offline,
                 };
                 if let Err(e) = io.local().emit(events::PRESENCE, &p).await {
+                    // Some sockets had a full buffer; which ones the error does not say. A
+                    // change is a state, not a delta, so sending it again to the sockets with
+                    // room is harmless; those still full get a snapshot from their pump later.
                     tracing::debug!(error = %e, "presence broadcast incomplete");
+                    for socket in io.local().sockets() {
+                        if let Err(SendError::Socket(
+                            socketioxide::SocketError::InternalChannelFull,
+                        )) = socket.emit(events::PRESENCE, &p)
+                        {
+                            if let Some(ConnRef(conn)) = socket.extensions.get::<ConnRef>() {
+                                conn.presence_stale.notify_one();
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -235,6 +251,7 @@ pub async fn authenticate<A: Adapter>(
             .hub
             .limiter(claims.uid, app.limits.rate_per_sec, app.limits.burst),
         closed: watch::Sender::new(false),
+        presence_stale: tokio::sync::Notify::new(),
     };
     socket.extensions.insert(ConnRef(Arc::new(conn)));
     Ok(())
@@ -725,6 +742,30 @@ async fn emit_patiently<A: Adapter, T: serde::Serialize + ?Sized>(
     }
 }
 
+/// Sends who is online now, in chunks: the first replaces the client's view, the others add to
+/// it (as changes do). False if the client is gone or too slow.
+async fn send_presence_snapshot<A: Adapter>(app: &App, socket: &SocketRef<A>) -> bool {
+    let online = app.hub.snapshot_online();
+    let mut chunks = online.chunks(PRESENCE_CHUNK).peekable();
+    let first = chunks.next().map(<[String]>::to_vec).unwrap_or_default();
+    let mut packets = vec![Presence {
+        snapshot: true,
+        online: first,
+        offline: vec![],
+    }];
+    packets.extend(chunks.map(|c| Presence {
+        snapshot: false,
+        online: c.to_vec(),
+        offline: vec![],
+    }));
+    for p in &packets {
+        if !emit_patiently(app, socket, events::PRESENCE, p).await {
+            return false;
+        }
+    }
+    true
+}
+
 /// Delivers the socket's two streams from its cursor onwards, forever, in order.
 async fn pump<A: Adapter>(
     socket: SocketRef<A>,
@@ -816,25 +857,8 @@ async fn pump<A: Adapter>(
             if !emit_patiently(&app, &socket, events::SYNC, &status).await {
                 return;
             }
-            // The snapshot goes in chunks: the first replaces the client's view, the others
-            // add to it (as changes do).
-            let online = app.hub.snapshot_online();
-            let mut chunks = online.chunks(PRESENCE_CHUNK).peekable();
-            let first = chunks.next().map(<[String]>::to_vec).unwrap_or_default();
-            let mut packets = vec![Presence {
-                snapshot: true,
-                online: first,
-                offline: vec![],
-            }];
-            packets.extend(chunks.map(|c| Presence {
-                snapshot: false,
-                online: c.to_vec(),
-                offline: vec![],
-            }));
-            for p in &packets {
-                if !emit_patiently(&app, &socket, events::PRESENCE, p).await {
-                    return;
-                }
+            if !send_presence_snapshot(&app, &socket).await {
+                return;
             }
         }
         if *closed.borrow() {
@@ -844,6 +868,11 @@ async fn pump<A: Adapter>(
             r = pub_rx.changed() => if r.is_err() { return },
             r = me_rx.changed() => if r.is_err() { return },
             r = closed.changed() => if r.is_err() || *closed.borrow() { return },
+            () = conn.presence_stale.notified() => {
+                if live && !send_presence_snapshot(&app, &socket).await {
+                    return;
+                }
+            }
         }
         target.public = target.public.max(*pub_rx.borrow_and_update());
         target.private = target.private.max(*me_rx.borrow_and_update());

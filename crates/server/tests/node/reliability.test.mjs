@@ -134,6 +134,46 @@ test('a polling client that stops polling is disconnected (by the heartbeat) and
   }
 });
 
+/** The set of online users a client's presence packets add up to. */
+function presenceView(c) {
+  const view = new Set();
+  for (const p of c.presence) {
+    if (p.snapshot) view.clear();
+    for (const u of p.online) view.add(u);
+    for (const u of p.offline) view.delete(u);
+  }
+  return view;
+}
+
+test('a presence change that finds a full buffer is not lost: the client gets it once it reads again', async () => {
+  const s = await startServer({
+    args: ['--rate-per-sec', '100000', '--burst', '100000', '--socket-buffer', '16',
+      '--slow-client-grace-ms', '60000'],
+  });
+  try {
+    const [slowU, writer, late] = await Promise.all(['busy', 'pw', 'late'].map((p) => register(s.url, p)));
+    const cW = connect(s.url, writer.access_token);
+    const slow = connect(s.url, slowU.access_token);
+    await Promise.all([cW.live, slow.live]);
+    const tcp = tcpOf(slow.socket);
+    tcp.pause();
+    for (let i = 0; i < 600; i += 40) {
+      await Promise.all(Array.from({ length: 40 }, (_, j) => req(cW, 'chat:send', { text: `${i + j} ${ESCAPED}` })));
+    }
+    await sleep(300);
+    // Comes online while the slow client's buffer is full.
+    const cL = connect(s.url, late.access_token);
+    await cL.live;
+    await sleep(600); // past the 250 ms presence window
+    tcp.resume();
+    await until(slow, () => ofType(slow, 'chat.message').length === 600, 'catching up', 30000);
+    await until(slow, () => presenceView(slow).has(late.username), 'late user online in the view', 5000);
+    close(cW, slow, cL);
+  } finally {
+    await s.kill();
+  }
+});
+
 test('logout drops a socket even while its buffer is full', async () => {
   // A long grace: only the logout can be what drops it.
   const s = await startServer({
