@@ -1,9 +1,9 @@
 //! The Tauri commands the UI calls. Each one is a thin call into the core; values are converted
 //! to their UI twins (`ui_types`), errors to `{code, message}`.
 
-use crate::compose::{self, Action};
-use crate::ui_types::{self as ui, Boot, ComposeTarget, OsStatus, Sent, Settings, UiError};
+use crate::ui_types::{self as ui, Boot, OsStatus, Settings, UiError};
 use crate::AppState;
+use papo_client::compose::{ComposeTarget, Sent};
 use papo_client::{Core, CoreError};
 use tauri::State;
 use uuid::Uuid;
@@ -14,20 +14,6 @@ impl From<CoreError> for UiError {
     fn from(e: CoreError) -> Self {
         UiError {
             code: e.code(),
-            message: e.to_string(),
-        }
-    }
-}
-
-impl From<compose::ComposeError> for UiError {
-    fn from(e: compose::ComposeError) -> Self {
-        UiError {
-            code: match e {
-                compose::ComposeError::MsgUsage => "msg_usage",
-                compose::ComposeError::Empty => "empty",
-                compose::ComposeError::BadConversation(_) => "invalid_input",
-            }
-            .into(),
             message: e.to_string(),
         }
     }
@@ -108,23 +94,7 @@ pub fn retry_now(state: State<'_, AppState>) {
 /// Sends what was typed in a composer (`/msg user text` from any composer is a DM).
 #[tauri::command(rename_all = "snake_case")]
 pub fn compose(state: State<'_, AppState>, target: ComposeTarget, text: String) -> Res<Sent> {
-    let core = state.core();
-    let (id, conversation) = match compose::parse(&target, &text)? {
-        Action::Chat { text } => (
-            core.send_chat(&text)?,
-            Some(papo_protocol::conversation::PUBLIC.to_string()),
-        ),
-        Action::Dm { to, text } => (
-            core.send_dm(&to, &text)?,
-            Some(papo_protocol::conversation::dm(&to)),
-        ),
-        Action::Post { text } => (core.create_post(&text)?, None),
-        Action::Comment { post_id, text } => (core.comment(post_id, &text)?, None),
-    };
-    Ok(Sent {
-        client_id: id.to_string(),
-        conversation,
-    })
+    Ok(state.core().compose(&target, &text)?)
 }
 
 #[tauri::command(rename_all = "snake_case")]

@@ -3,7 +3,6 @@
 //! - [`commands`]: what the UI can ask (thin calls into the core).
 //! - [`bridge`]: the one typed event stream core → UI, queued until the UI is ready.
 //! - [`ui_types`]: the types crossing the boundary, generated into TypeScript.
-//! - [`compose`]: what a composer's text means (`/msg user text`).
 //! - [`settings`]: the settings file; [`session_store`]: tokens in the OS keyring;
 //!   [`notifications`]: native notifications (notify-rust), grouped, click → `UiEvent::Open`;
 //!   [`tray`]: the tray icon (unread count, menu).
@@ -18,7 +17,6 @@
 
 pub mod bridge;
 pub mod commands;
-pub mod compose;
 pub mod notifications;
 pub mod session_store;
 pub mod settings;

@@ -12,6 +12,7 @@ pub use papo_client::cache::{
     CommentRow, ConversationRow, HitKind, LocalState, MessageRow, PageKey, PostRow, SearchHit,
     UnreadCounts,
 };
+pub use papo_client::compose::{ComposeTarget, Sent};
 pub use papo_client::outbox::{OutboxChange, OutboxState, WedgeReason};
 pub use papo_client::policy::{NotificationSettings, OsNotification, Target};
 pub use papo_client::{ConnectionState, CoreEvent};
@@ -131,30 +132,6 @@ pub struct OutboxEntry {
     pub error: Option<ErrorBody>,
     /// Why it is wedged (when `state` is `wedged`).
     pub wedge: Option<WedgeReason>,
-}
-
-/// Where a composer sends what is typed in it (`/msg user text` always goes to `dm:user`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ComposeTarget {
-    /// A chat: `public` or `dm:<peer>`.
-    Conversation { id: String },
-    /// A new post in the feed.
-    Post,
-    /// A comment on a post.
-    Comment {
-        #[ts(type = "number")]
-        post_id: i64,
-    },
-}
-
-/// What `compose` did with the text typed in a composer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
-pub struct Sent {
-    pub client_id: String,
-    /// The conversation the message went to (`dm:joao` for `/msg joao ...`); `None` for posts
-    /// and comments.
-    pub conversation: Option<String>,
 }
 
 /// The list of every exported type, in output order.

@@ -1,7 +1,36 @@
 //! What the text typed in a composer means: `/msg <user> <text>` is a private message from any
-//! composer; anything else goes to the composer's own target.
+//! composer; anything else goes to the composer's own target. The desktop app and `papo-cli`
+//! both go through [`parse`] (via [`crate::Core::compose`]), so the rule lives in one place.
 
-use crate::ui_types::ComposeTarget;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Where a composer sends what is typed in it (`/msg user text` always goes to `dm:user`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ComposeTarget {
+    /// A chat: `public` or `dm:<peer>`.
+    Conversation { id: String },
+    /// A new post in the feed.
+    Post,
+    /// A comment on a post.
+    Comment {
+        #[cfg_attr(feature = "ts", ts(type = "number"))]
+        post_id: i64,
+    },
+}
+
+/// What [`crate::Core::compose`] did with the text typed in a composer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct Sent {
+    /// The outbox item's client id.
+    pub client_id: Uuid,
+    /// The conversation the message went to (`dm:joao` for `/msg joao ...`); `None` for posts
+    /// and comments.
+    pub conversation: Option<String>,
+}
 
 /// The action a composer's text asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +50,17 @@ pub enum ComposeError {
     Empty,
     #[error("not a conversation: {0}")]
     BadConversation(String),
+}
+
+impl ComposeError {
+    /// The stable machine code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ComposeError::MsgUsage => "msg_usage",
+            ComposeError::Empty => "empty",
+            ComposeError::BadConversation(_) => "invalid_input",
+        }
+    }
 }
 
 /// Parses a composer's text. Leading/trailing whitespace is dropped; inner newlines are kept.

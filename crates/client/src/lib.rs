@@ -13,6 +13,7 @@ pub mod api;
 pub mod backoff;
 pub mod cache;
 mod cache_wipe;
+pub mod compose;
 pub mod event;
 pub mod outbox;
 mod outbox_sender;
@@ -51,6 +52,8 @@ pub enum CoreError {
     NotSignedIn,
     #[error("invalid input: {0}")]
     Invalid(String),
+    #[error(transparent)]
+    Compose(#[from] compose::ComposeError),
 }
 
 impl CoreError {
@@ -67,6 +70,7 @@ impl CoreError {
             CoreError::Store(_) => "session_store".into(),
             CoreError::NotSignedIn => "not_signed_in".into(),
             CoreError::Invalid(_) => "invalid_input".into(),
+            CoreError::Compose(e) => e.code().into(),
         }
     }
 }
@@ -254,6 +258,32 @@ impl Core {
         } else {
             Err(CoreError::Invalid(format!("not a username: {name:?}")))
         }
+    }
+
+    /// Sends what was typed in a composer: `/msg user text` from any composer is a DM, anything
+    /// else goes to the composer's target ([`compose::parse`]).
+    pub fn compose(
+        &self,
+        target: &compose::ComposeTarget,
+        text: &str,
+    ) -> Result<compose::Sent, CoreError> {
+        use compose::Action;
+        let (client_id, conversation) = match compose::parse(target, text)? {
+            Action::Chat { text } => (
+                self.send_chat(&text)?,
+                Some(papo_protocol::conversation::PUBLIC.to_string()),
+            ),
+            Action::Dm { to, text } => (
+                self.send_dm(&to, &text)?,
+                Some(papo_protocol::conversation::dm(&to)),
+            ),
+            Action::Post { text } => (self.create_post(&text)?, None),
+            Action::Comment { post_id, text } => (self.comment(post_id, &text)?, None),
+        };
+        Ok(compose::Sent {
+            client_id,
+            conversation,
+        })
     }
 
     /// Public chat message. Returns the client id of the outbox item.

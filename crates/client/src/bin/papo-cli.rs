@@ -61,7 +61,8 @@ enum Command {
         #[arg(long)]
         seconds: Option<u64>,
     },
-    /// Public chat message.
+    /// Public chat message, read like the app's chat composer: `/msg <user> <text>` sends a
+    /// private message instead.
     Send {
         text: String,
         #[arg(long, default_value_t = 10)]
@@ -214,7 +215,11 @@ async fn command(core: &Core, command: Command) -> Result<ExitCode, String> {
             seconds,
         } => return tail(core, until_live, seconds).await,
         Command::Send { text, wait } => {
-            return deliver(core, action(core.send_chat(&text))?, wait).await
+            let target = papo_client::compose::ComposeTarget::Conversation {
+                id: papo_protocol::conversation::PUBLIC.to_string(),
+            };
+            let sent = core.compose(&target, &text).map_err(|e| e.to_string())?;
+            return deliver(core, sent.client_id, wait).await;
         }
         Command::Dm { to, text, wait } => {
             return deliver(core, action(core.send_dm(&to, &text))?, wait).await

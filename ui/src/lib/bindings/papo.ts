@@ -216,7 +216,11 @@ wedge: WedgeReason | null, };
 
 export type ComposeTarget = { "kind": "conversation", id: string, } | { "kind": "post" } | { "kind": "comment", post_id: number, };
 
-export type Sent = { client_id: string, 
+export type Sent = { 
+/**
+ * The outbox item's client id.
+ */
+client_id: string, 
 /**
  * The conversation the message went to (`dm:joao` for `/msg joao ...`); `None` for posts
  * and comments.
