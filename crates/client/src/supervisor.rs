@@ -5,10 +5,16 @@
 //! (connect timeout), wait for `Open` (open timeout; nothing is emitted before it), then pump:
 //! apply `log` batches to the cache, answer `sync`, match `reply` events by client id, drain the
 //! outbox one request at a time, and ping on our own timer — silence longer than the liveness
-//! timeout ends the session. Between attempts: exponential backoff with jitter after the cap,
-//! reset after a stable session, skipped on "retry now" or when the wall clock jumps ahead of
-//! the monotonic clock (the machine slept). A refused token is refreshed once; a second refusal
-//! (or a refused refresh) is the `SignedOut` state, which waits for a new sign-in.
+//! timeout ends the session. Requests wait for the session's first `sync`/`log` (see
+//! `Pump::ready`: the server drops events that arrive before its connect handler ran). A ping
+//! reply whose stream heads are ahead of our cursor must be followed by a `log` (stall check);
+//! a wake from sleep or a network change while connected sends a probe ping that must be
+//! answered. The access token is refreshed ahead of its expiry, while connected or before
+//! connecting. Between attempts: exponential backoff with jitter after the cap, reset after a
+//! stable session, skipped on "retry now", on a network change ([`netwatch`]) or when the wall
+//! clock jumps ahead of the monotonic clock (the machine slept). A refused token is refreshed
+//! once; a second refusal (or a refused refresh) is the `SignedOut` state, which waits for a
+//! new sign-in.
 
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::cache::{now_ms, Cache};
@@ -187,6 +193,10 @@ impl SupervisorHandle {
         if self.commands.send(Command::Shutdown(tx)).is_ok() {
             let _ = timeout(Duration::from_secs(5), rx).await;
         }
+    }
+    /// Publishes an event on the core's stream (a change the core made outside the task).
+    pub(crate) fn publish(&self, ev: CoreEvent) {
+        let _ = self.events.send(ev);
     }
     /// Events and states from now on. A subscriber that lags loses events (it gets
     /// `RecvError::Lagged`) and should re-read the cache, which is the source of truth.
@@ -775,6 +785,9 @@ impl Supervisor {
                 for cid in &out.confirmed {
                     s.outbox.on_confirmed(*cid);
                     self.publish(CoreEvent::Outbox(OutboxChange::sent(*cid)));
+                }
+                if !out.changes.is_empty() {
+                    self.publish(CoreEvent::Changes(out.changes.clone()));
                 }
                 let view = self.view.lock().unwrap().clone();
                 for ev in out.applied {
