@@ -23,5 +23,6 @@ UPDATE outbox SET state = 'wedged',
         json_object('code', COALESCE(error_code, 'internal'), 'message', COALESCE(error_message, '')))
 WHERE state = 'failed';
 
-CREATE INDEX outbox_queue ON outbox (queue, state, seq);
+-- The heads of the pending queues are found by a skip scan over this index.
+CREATE INDEX outbox_queue ON outbox (state, queue, seq);
 CREATE INDEX outbox_sent ON outbox (state, updated_at);

@@ -427,10 +427,17 @@ impl Cache {
     /// (wedged items do not hold up the ones behind them).
     pub fn outbox_heads(&self) -> Result<Vec<OutboxItem>> {
         self.read(|c| {
+            // A skip scan over the (state, queue, seq) index: O(queues · log n), not a pass
+            // over every pending row (this runs after each reply).
             let mut st = c.prepare_cached(&format!(
-                "SELECT {ITEM_COLUMNS} FROM outbox o WHERE state = 'pending' AND NOT EXISTS \
-                 (SELECT 1 FROM outbox p WHERE p.queue = o.queue AND p.state = 'pending' \
-                 AND p.seq < o.seq) ORDER BY seq"
+                "WITH RECURSIVE q(name) AS ( \
+                   SELECT MIN(queue) FROM outbox WHERE state = 'pending' \
+                   UNION ALL \
+                   SELECT (SELECT MIN(queue) FROM outbox WHERE state = 'pending' AND queue > q.name) \
+                   FROM q WHERE q.name IS NOT NULL) \
+                 SELECT {ITEM_COLUMNS} FROM q JOIN outbox ON outbox.seq = \
+                   (SELECT MIN(seq) FROM outbox WHERE state = 'pending' AND queue = q.name) \
+                 ORDER BY seq"
             ))?;
             let rows = st.query_map([], row_to_item)?;
             rows.map(|r| finish_item(r?)).collect()
