@@ -13,6 +13,8 @@ export type Screen = "feed" | "chat" | "notifications" | "settings";
 class AppStore {
   booted = $state(false);
   me = $state<string | null>(null);
+  /** Who was signed in before the last sign-out (prefills the sign-in form). */
+  lastUser = $state<string | null>(null);
   session = $state(false);
   serverUrl = $state("");
   osLocale = $state("en");
@@ -94,6 +96,8 @@ class AppStore {
     } else if (e.kind === "signed_out") {
       this.session = false;
       this.showSignIn = true;
+      // The cache (and with it the owner) is gone; the sign-in form still offers the name.
+      if (this.me) this.lastUser = this.me;
       this.me = null;
     } else if (e.kind === "open") {
       const target = e.payload;
