@@ -90,7 +90,14 @@ impl AppState {
         saved
     }
 
-    /// The tray shows the messages not read yet.
+    /// The tray shows this many messages not read yet.
+    fn set_unread(&self, total: i64) {
+        if let Some(tray) = self.tray.get() {
+            tray.set_unread(total, &self.locale());
+        }
+    }
+
+    /// The tray shows the messages not read yet (read from the cache).
     pub(crate) fn refresh_unread(&self) {
         let Some(tray) = self.tray.get() else { return };
         match self.core().unread_counts() {
@@ -176,14 +183,18 @@ fn spawn_forwarder(app: AppHandle, core: &Core, gen: u64, state: &AppState) {
             if let CoreEvent::Notify(n) = &event {
                 notifier.notify(n);
             }
-            let counts = matches!(
-                event,
-                CoreEvent::Log(_) | CoreEvent::Sync(_) | CoreEvent::Connection(_)
-            );
+            // The tray count comes with each change set (maintained in the cache); only a
+            // reset needs a read.
+            let unread = match &event {
+                CoreEvent::Changes(c) => Some(Some(c.unread.total)),
+                CoreEvent::Sync(_) => Some(None),
+                _ => None,
+            };
             bridge.push(&sink, UiEvent::Core(event));
-            if counts {
-                if let Some(state) = sink.0.try_state::<AppState>() {
-                    state.refresh_unread();
+            if let (Some(total), Some(state)) = (unread, sink.0.try_state::<AppState>()) {
+                match total {
+                    Some(total) => state.set_unread(total),
+                    None => state.refresh_unread(),
                 }
             }
         }

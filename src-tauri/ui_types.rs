@@ -12,6 +12,7 @@ pub use papo_client::cache::{
     CommentRow, ConversationRow, HitKind, LocalState, MessageRow, PageKey, PostRow, SearchHit,
     UnreadCounts,
 };
+pub use papo_client::changes::ChangeSet;
 pub use papo_client::compose::{ComposeTarget, Sent};
 pub use papo_client::outbox::{OutboxChange, OutboxState, WedgeReason};
 pub use papo_client::policy::{NotificationSettings, OsNotification, Target};
@@ -178,6 +179,7 @@ macro_rules! for_each_ui_type {
             UnreadCounts,
             HitKind,
             SearchHit,
+            ChangeSet,
             NotificationSettings,
             Language,
             Settings,

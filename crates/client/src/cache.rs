@@ -145,7 +145,7 @@ pub struct ConversationRow {
     pub unread: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct UnreadCounts {
     #[cfg_attr(feature = "ts", ts(type = "number"))]
@@ -191,6 +191,8 @@ pub struct ApplyOutcome {
     pub gap: Option<(Stream, u64, u64)>,
     /// The cursor before the batch.
     pub cursor_before: Cursor,
+    /// The rows the batch added or updated, for the UI ([`crate::changes`]).
+    pub changes: crate::changes::ChangeSet,
 }
 
 /// The cache: one writer connection and one reader connection over the same WAL file.
@@ -353,6 +355,7 @@ impl Cache {
             ..Default::default()
         };
         let now = now_ms();
+        let mut touched = crate::changes::Touched::default();
         for ev in events {
             let stored = cursor.get(ev.stream);
             if ev.seq <= stored {
@@ -364,6 +367,7 @@ impl Cache {
                 break;
             }
             apply_effects(&tx, me, ev)?;
+            touched.event(me, ev);
             if let Some(cid) = ev.cid {
                 if crate::outbox::confirm_in_tx(&tx, cid, None, me, now)? {
                     out.confirmed.push(cid);
@@ -374,9 +378,37 @@ impl Cache {
         }
         if !out.applied.is_empty() {
             write_cursor(&tx, &cursor)?;
+            out.changes = touched.read(&tx, me, false)?;
         }
         tx.commit()?;
         Ok(out)
+    }
+
+    /// The rows a local action just wrote (its optimistic copy under `cid`, the post or
+    /// conversation it acts on), for the UI.
+    pub fn local_changes(
+        &self,
+        me: &str,
+        cid: Uuid,
+        request: &papo_protocol::Request,
+    ) -> Result<crate::changes::ChangeSet> {
+        use papo_protocol::Request;
+        let mut conn = self.writer.lock().unwrap();
+        let tx = conn.transaction()?;
+        let mut touched = crate::changes::Touched::default();
+        touched.local(&tx, cid)?;
+        match request {
+            Request::PostEdit(r) => touched.post(r.post_id),
+            Request::PostDelete(r) | Request::PostLike(r) | Request::PostUnlike(r) => {
+                touched.post(r.post_id)
+            }
+            Request::CommentCreate(r) => touched.post(r.post_id),
+            Request::ReadMark(r) => touched.conversation(&r.conversation),
+            _ => {}
+        }
+        let changes = touched.read(&tx, me, false)?;
+        tx.commit()?;
+        Ok(changes)
     }
 
     /// Records a presence change (ephemeral, but shown offline as "last known").
@@ -420,29 +452,14 @@ impl Cache {
             sk: i64::MAX,
         });
         self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT id, server_id, client_id, conversation, sender, text, at, state, sk \
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} \
                  FROM messages WHERE conversation = ?1 AND (at, sk) < (?2, ?3) \
-                 ORDER BY at DESC, sk DESC LIMIT ?4",
-            )?;
+                 ORDER BY at DESC, sk DESC LIMIT ?4"
+            ))?;
             let rows = st.query_map(
                 params![conversation, before.at, before.sk, limit as i64],
-                |r| {
-                    Ok(MessageRow {
-                        local_id: r.get(0)?,
-                        server_id: r.get(1)?,
-                        client_id: parse_uuid(r.get::<_, Option<String>>(2)?),
-                        conversation: r.get(3)?,
-                        sender: r.get(4)?,
-                        text: r.get(5)?,
-                        at: r.get(6)?,
-                        state: LocalState::parse(&r.get::<_, String>(7)?),
-                        key: PageKey {
-                            at: r.get(6)?,
-                            sk: r.get(8)?,
-                        },
-                    })
-                },
+                message_row,
             )?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
@@ -460,32 +477,12 @@ impl Cache {
             sk: i64::MAX,
         });
         self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT p.id, p.server_id, p.client_id, p.author, p.text, p.at, p.edited_at, \
-                        p.like_count, p.comment_count, p.state, p.sk, \
-                        EXISTS (SELECT 1 FROM likes l WHERE l.post_id = p.server_id AND l.username = ?4) \
-                 FROM posts p WHERE p.deleted = 0 AND (p.at, p.sk) < (?1, ?2) \
-                 ORDER BY p.at DESC, p.sk DESC LIMIT ?3",
-            )?;
-            let rows = st.query_map(params![before.at, before.sk, limit as i64, me], |r| {
-                Ok(PostRow {
-                    local_id: r.get(0)?,
-                    server_id: r.get(1)?,
-                    client_id: parse_uuid(r.get::<_, Option<String>>(2)?),
-                    author: r.get(3)?,
-                    text: r.get(4)?,
-                    at: r.get(5)?,
-                    edited_at: r.get(6)?,
-                    like_count: r.get(7)?,
-                    comment_count: r.get(8)?,
-                    state: LocalState::parse(&r.get::<_, String>(9)?),
-                    key: PageKey {
-                        at: r.get(5)?,
-                        sk: r.get(10)?,
-                    },
-                    liked_by_me: r.get(11)?,
-                })
-            })?;
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {POST_COLUMNS} \
+                 FROM posts p WHERE p.deleted = 0 AND (p.at, p.sk) < (?2, ?3) \
+                 ORDER BY p.at DESC, p.sk DESC LIMIT ?4"
+            ))?;
+            let rows = st.query_map(params![me, before.at, before.sk, limit as i64], post_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
@@ -493,21 +490,10 @@ impl Cache {
     /// Comments of a post (by server id), oldest first.
     pub fn comments(&self, post_id: i64) -> Result<Vec<CommentRow>> {
         self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT id, server_id, post_id, author, text, at, state FROM comments \
-                 WHERE post_id = ?1 ORDER BY at, id",
-            )?;
-            let rows = st.query_map([post_id], |r| {
-                Ok(CommentRow {
-                    local_id: r.get(0)?,
-                    server_id: r.get(1)?,
-                    post_id: r.get(2)?,
-                    author: r.get(3)?,
-                    text: r.get(4)?,
-                    at: r.get(5)?,
-                    state: LocalState::parse(&r.get::<_, String>(6)?),
-                })
-            })?;
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {COMMENT_COLUMNS} FROM comments WHERE post_id = ?1 ORDER BY at, id"
+            ))?;
+            let rows = st.query_map([post_id], comment_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
@@ -520,34 +506,12 @@ impl Cache {
     ) -> Result<Vec<Notification>> {
         let (at, id) = before.unwrap_or((i64::MAX, i64::MAX));
         self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT id, kind, actor, post_id, comment_id, message_id, excerpt, at \
-                 FROM notifications WHERE (at, id) < (?1, ?2) ORDER BY at DESC, id DESC LIMIT ?3",
-            )?;
-            let rows = st.query_map(params![at, id, limit as i64], |r| {
-                let kind: String = r.get(1)?;
-                Ok((
-                    kind,
-                    Notification {
-                        id: r.get(0)?,
-                        kind: NotificationKind::Like,
-                        actor: r.get(2)?,
-                        post_id: r.get(3)?,
-                        comment_id: r.get(4)?,
-                        message_id: r.get(5)?,
-                        excerpt: r.get(6)?,
-                        at: r.get(7)?,
-                    },
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (kind, mut n) = row?;
-                n.kind = NotificationKind::parse(&kind)
-                    .ok_or_else(|| CacheError::Corrupt(format!("notification kind {kind}")))?;
-                out.push(n);
-            }
-            Ok(out)
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {NOTIFICATION_COLUMNS} \
+                 FROM notifications WHERE (at, id) < (?1, ?2) ORDER BY at DESC, id DESC LIMIT ?3"
+            ))?;
+            let rows = st.query_map(params![at, id, limit as i64], notification_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
 
@@ -560,15 +524,7 @@ impl Cache {
                  FROM conversations c LEFT JOIN unread u ON u.conversation = c.id \
                  ORDER BY c.last_at DESC",
             )?;
-            let rows = st.query_map([], |r| {
-                Ok(ConversationRow {
-                    id: r.get(0)?,
-                    last_at: r.get(1)?,
-                    last_sender: r.get(2)?,
-                    last_text: r.get(3)?,
-                    unread: r.get(4)?,
-                })
-            })?;
+            let rows = st.query_map([], conversation_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
@@ -663,6 +619,105 @@ fn fts_query(query: &str) -> Option<String> {
     let mut q = words.join(" ");
     q.push('*');
     Some(q)
+}
+
+/// The columns [`message_row`] reads.
+pub(crate) const MESSAGE_COLUMNS: &str =
+    "id, server_id, client_id, conversation, sender, text, at, state, sk";
+
+pub(crate) fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+    Ok(MessageRow {
+        local_id: r.get(0)?,
+        server_id: r.get(1)?,
+        client_id: parse_uuid(r.get::<_, Option<String>>(2)?),
+        conversation: r.get(3)?,
+        sender: r.get(4)?,
+        text: r.get(5)?,
+        at: r.get(6)?,
+        state: LocalState::parse(&r.get::<_, String>(7)?),
+        key: PageKey {
+            at: r.get(6)?,
+            sk: r.get(8)?,
+        },
+    })
+}
+
+/// The columns [`post_row`] reads, from `posts p`; `?1` is the reader (for `liked_by_me`).
+/// The last column is `deleted`.
+pub(crate) const POST_COLUMNS: &str =
+    "p.id, p.server_id, p.client_id, p.author, p.text, p.at, p.edited_at, \
+     p.like_count, p.comment_count, p.state, p.sk, \
+     EXISTS (SELECT 1 FROM likes l WHERE l.post_id = p.server_id AND l.username = ?1), \
+     p.deleted";
+
+pub(crate) fn post_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PostRow> {
+    Ok(PostRow {
+        local_id: r.get(0)?,
+        server_id: r.get(1)?,
+        client_id: parse_uuid(r.get::<_, Option<String>>(2)?),
+        author: r.get(3)?,
+        text: r.get(4)?,
+        at: r.get(5)?,
+        edited_at: r.get(6)?,
+        like_count: r.get(7)?,
+        comment_count: r.get(8)?,
+        state: LocalState::parse(&r.get::<_, String>(9)?),
+        key: PageKey {
+            at: r.get(5)?,
+            sk: r.get(10)?,
+        },
+        liked_by_me: r.get(11)?,
+    })
+}
+
+/// The columns [`comment_row`] reads.
+pub(crate) const COMMENT_COLUMNS: &str = "id, server_id, post_id, author, text, at, state";
+
+pub(crate) fn comment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CommentRow> {
+    Ok(CommentRow {
+        local_id: r.get(0)?,
+        server_id: r.get(1)?,
+        post_id: r.get(2)?,
+        author: r.get(3)?,
+        text: r.get(4)?,
+        at: r.get(5)?,
+        state: LocalState::parse(&r.get::<_, String>(6)?),
+    })
+}
+
+/// The columns [`notification_row`] reads.
+pub(crate) const NOTIFICATION_COLUMNS: &str =
+    "id, kind, actor, post_id, comment_id, message_id, excerpt, at";
+
+pub(crate) fn notification_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Notification> {
+    let kind: String = r.get(1)?;
+    let kind = NotificationKind::parse(&kind).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            1,
+            rusqlite::types::Type::Text,
+            format!("notification kind {kind}").into(),
+        )
+    })?;
+    Ok(Notification {
+        id: r.get(0)?,
+        kind,
+        actor: r.get(2)?,
+        post_id: r.get(3)?,
+        comment_id: r.get(4)?,
+        message_id: r.get(5)?,
+        excerpt: r.get(6)?,
+        at: r.get(7)?,
+    })
+}
+
+pub(crate) fn conversation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationRow> {
+    Ok(ConversationRow {
+        id: r.get(0)?,
+        last_at: r.get(1)?,
+        last_sender: r.get(2)?,
+        last_text: r.get(3)?,
+        unread: r.get(4)?,
+    })
 }
 
 pub(crate) fn parse_uuid(s: Option<String>) -> Option<Uuid> {

@@ -39,6 +39,9 @@ pub enum CoreEvent {
     Connection(ConnectionState),
     /// A durable event, after it was committed to the cache.
     Log(LogEvent),
+    /// The rows a batch (or a local action) added or updated, published once per batch after
+    /// it was committed: the UI applies them instead of re-reading the cache.
+    Changes(crate::changes::ChangeSet),
     /// Replay progress (`reset` means the cache was wiped and is being refilled).
     Sync(SyncStatus),
     Presence(Presence),

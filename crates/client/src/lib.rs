@@ -13,6 +13,7 @@ pub mod api;
 pub mod backoff;
 pub mod cache;
 mod cache_wipe;
+pub mod changes;
 pub mod compose;
 pub mod event;
 pub mod outbox;
@@ -238,7 +239,16 @@ impl Core {
         let me = self.inner.cache.me()?.ok_or(CoreError::NotSignedIn)?;
         self.inner.cache.enqueue(&me, &request)?;
         self.inner.supervisor.outbox_changed();
-        Ok(request.client_id())
+        let cid = request.client_id();
+        // The optimistic copy goes to the UI as rows, like everything the cache writes.
+        match self.inner.cache.local_changes(&me, cid, &request) {
+            Ok(changes) if !changes.is_empty() => {
+                self.inner.supervisor.publish(CoreEvent::Changes(changes))
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read back a local change"),
+        }
+        Ok(cid)
     }
 
     fn text(text: &str) -> Result<String, CoreError> {

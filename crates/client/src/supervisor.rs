@@ -194,6 +194,10 @@ impl SupervisorHandle {
             let _ = timeout(Duration::from_secs(5), rx).await;
         }
     }
+    /// Publishes an event on the core's stream (a change the core made outside the task).
+    pub(crate) fn publish(&self, ev: CoreEvent) {
+        let _ = self.events.send(ev);
+    }
     /// Events and states from now on. A subscriber that lags loses events (it gets
     /// `RecvError::Lagged`) and should re-read the cache, which is the source of truth.
     pub fn subscribe(&self) -> broadcast::Receiver<CoreEvent> {
@@ -781,6 +785,9 @@ impl Supervisor {
                 for cid in &out.confirmed {
                     s.outbox.on_confirmed(*cid);
                     self.publish(CoreEvent::Outbox(OutboxChange::sent(*cid)));
+                }
+                if !out.changes.is_empty() {
+                    self.publish(CoreEvent::Changes(out.changes.clone()));
                 }
                 let view = self.view.lock().unwrap().clone();
                 for ev in out.applied {

@@ -70,13 +70,7 @@ impl Cache {
     /// Unread messages per conversation (messages from others after the read mark), read off
     /// the maintained counters.
     pub fn unread_counts(&self) -> Result<UnreadCounts> {
-        self.read(|c| {
-            counts(
-                c,
-                "SELECT conversation, count FROM unread WHERE count > 0 ORDER BY conversation",
-                [],
-            )
-        })
+        self.read(counts_in)
     }
 
     /// The same counts by scanning every message: what the counters must always equal.
@@ -93,6 +87,15 @@ impl Cache {
             )
         })
     }
+}
+
+/// The maintained counters, read on `c` (a reader, or the writer inside a transaction).
+pub(crate) fn counts_in(c: &Connection) -> Result<UnreadCounts> {
+    counts(
+        c,
+        "SELECT conversation, count FROM unread WHERE count > 0 ORDER BY conversation",
+        [],
+    )
 }
 
 /// `(conversation, count)` rows and their total.

@@ -104,7 +104,7 @@ export type OsNotification = { title: string, body: string, target: Target,
  */
 group: string, };
 
-export type CoreEvent = { "event": "connection", "data": ConnectionState } | { "event": "log", "data": LogEvent } | { "event": "sync", "data": SyncStatus } | { "event": "presence", "data": Presence } | { "event": "typing", "data": Typing } | { "event": "outbox", "data": OutboxChange } | { "event": "notify", "data": OsNotification };
+export type CoreEvent = { "event": "connection", "data": ConnectionState } | { "event": "log", "data": LogEvent } | { "event": "changes", "data": ChangeSet } | { "event": "sync", "data": SyncStatus } | { "event": "presence", "data": Presence } | { "event": "typing", "data": Typing } | { "event": "outbox", "data": OutboxChange } | { "event": "notify", "data": OsNotification };
 
 export type UiEvent = { "kind": "core", "payload": CoreEvent } | { "kind": "resync" } | { "kind": "open", "payload": Target } | { "kind": "settings", "payload": Settings } | { "kind": "signed_out" };
 
@@ -129,6 +129,41 @@ export type SearchHit = { kind: HitKind, local_id: number, server_id: number | n
  * For messages: the conversation.
  */
 conversation: string | null, author: string, text: string, at: number, };
+
+export type ChangeSet = { 
+/**
+ * The cache was emptied (sync reset, sign-out): everything shown before is gone, and the
+ * rows of this set (if any) are the first of the new content.
+ */
+reset: boolean, 
+/**
+ * Messages added or updated (a pending copy confirmed, a new message).
+ */
+messages: Array<MessageRow>, 
+/**
+ * Conversation list rows whose last message or unread count changed.
+ */
+conversations: Array<ConversationRow>, 
+/**
+ * Posts added or updated (edits, counters, my like).
+ */
+posts: Array<PostRow>, 
+/**
+ * Posts deleted (their local ids).
+ */
+posts_deleted: Array<number>, 
+/**
+ * Comments added or updated.
+ */
+comments: Array<CommentRow>, 
+/**
+ * Notifications added.
+ */
+notifications: Array<Notification>, 
+/**
+ * Unread totals after the write.
+ */
+unread: UnreadCounts, };
 
 export type NotificationSettings = { do_not_disturb: boolean, 
 /**
