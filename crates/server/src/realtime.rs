@@ -254,6 +254,18 @@ pub async fn authenticate<A: Adapter>(
         presence_stale: tokio::sync::Notify::new(),
     };
     socket.extensions.insert(ConnRef(Arc::new(conn)));
+    // The request handlers are registered here, before the CONNECT answer goes out:
+    // socketioxide answers CONNECT first and runs `on_connect` in a task of its own, so a
+    // request the client sends right after the answer could find no handler yet and be
+    // dropped without a reply (seen as a first send stuck until its timeout).
+    for name in events::REQUESTS {
+        match *name {
+            events::TYPING_SET => socket.on(*name, on_typing),
+            events::SYS_PING => socket.on(*name, on_ping),
+            _ => socket.on(*name, on_request),
+        }
+    }
+    socket.on_fallback(on_unknown);
     Ok(())
 }
 
@@ -274,14 +286,7 @@ pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(app): State<App>
     socket.join(user_room(conn.actor.id));
     socket.join(session_room(&conn.session_id));
 
-    for name in events::REQUESTS {
-        match *name {
-            events::TYPING_SET => socket.on(*name, on_typing),
-            events::SYS_PING => socket.on(*name, on_ping),
-            _ => socket.on(*name, on_request),
-        }
-    }
-    socket.on_fallback(on_unknown);
+    // The request handlers were registered by `authenticate`, before the CONNECT answer.
     socket.on_disconnect(on_disconnect);
 
     let private = app.hub.attach_user(conn.actor.id);

@@ -453,3 +453,28 @@ test('a cursor from another database (epoch) gets an explicit reset and a full r
   close(c);
   await s.kill('SIGTERM');
 });
+
+test('a request sent the moment CONNECT is answered always gets its reply (no handler race)', async () => {
+  // socketioxide answers CONNECT before it runs the connect handler; requests sent at once must
+  // still find their handlers (registered by the connect middleware) and be answered.
+  const u = await register(srv.url, 'race');
+  const { io } = await import('socket.io-client');
+  let unanswered = 0;
+  const cycle = () =>
+    new Promise((resolve) => {
+      const s = io(srv.url, { auth: { token: u.access_token }, transports: ['websocket'], forceNew: true, reconnection: false });
+      s.on('connect', () => {
+        s.timeout(3000).emit('typing:set', { conversation: 'public', typing: false }, (err) => {
+          if (err) unanswered++;
+          s.close();
+          resolve();
+        });
+      });
+      s.on('connect_error', () => {
+        unanswered++;
+        resolve();
+      });
+    });
+  for (let round = 0; round < 150; round++) await Promise.all([cycle(), cycle(), cycle(), cycle()]);
+  assert.equal(unanswered, 0, `${unanswered} of 600 first requests got no reply`);
+});
