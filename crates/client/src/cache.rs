@@ -384,13 +384,13 @@ impl Cache {
         Ok(out)
     }
 
-    /// The rows a local action just wrote (its optimistic copy under `cid`, the post or
-    /// conversation it acts on), for the UI.
+    /// The rows a local action just wrote (its optimistic copy under `cid`, and the post or
+    /// conversation `request` acts on), for the UI.
     pub fn local_changes(
         &self,
         me: &str,
         cid: Uuid,
-        request: &papo_protocol::Request,
+        request: Option<&papo_protocol::Request>,
     ) -> Result<crate::changes::ChangeSet> {
         use papo_protocol::Request;
         let mut conn = self.writer.lock().unwrap();
@@ -398,12 +398,12 @@ impl Cache {
         let mut touched = crate::changes::Touched::default();
         touched.local(&tx, cid)?;
         match request {
-            Request::PostEdit(r) => touched.post(r.post_id),
-            Request::PostDelete(r) | Request::PostLike(r) | Request::PostUnlike(r) => {
+            Some(Request::PostEdit(r)) => touched.post(r.post_id),
+            Some(Request::PostDelete(r) | Request::PostLike(r) | Request::PostUnlike(r)) => {
                 touched.post(r.post_id)
             }
-            Request::CommentCreate(r) => touched.post(r.post_id),
-            Request::ReadMark(r) => touched.conversation(&r.conversation),
+            Some(Request::CommentCreate(r)) => touched.post(r.post_id),
+            Some(Request::ReadMark(r)) => touched.conversation(&r.conversation),
             _ => {}
         }
         let changes = touched.read(&tx, me, false)?;

@@ -348,7 +348,7 @@ mod tests {
                         }),
                     };
                     cache.enqueue(ME, &request).unwrap();
-                    model.apply(cache.local_changes(ME, id, &request).unwrap());
+                    model.apply(cache.local_changes(ME, id, Some(&request)).unwrap());
                     mine.push((id, request));
                 } else {
                     let mut batch = Vec::new();

@@ -240,15 +240,19 @@ impl Core {
         self.inner.cache.enqueue(&me, &request)?;
         self.inner.supervisor.outbox_changed();
         let cid = request.client_id();
-        // The optimistic copy goes to the UI as rows, like everything the cache writes.
-        match self.inner.cache.local_changes(&me, cid, &request) {
+        self.publish_local(&me, cid, Some(&request));
+        Ok(cid)
+    }
+
+    /// A local write's rows go to the UI like everything the cache writes.
+    fn publish_local(&self, me: &str, cid: Uuid, request: Option<&Request>) {
+        match self.inner.cache.local_changes(me, cid, request) {
             Ok(changes) if !changes.is_empty() => {
                 self.inner.supervisor.publish(CoreEvent::Changes(changes))
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot read back a local change"),
         }
-        Ok(cid)
     }
 
     fn text(text: &str) -> Result<String, CoreError> {
@@ -399,6 +403,10 @@ impl Core {
     pub fn retry_outbox(&self, client_id: Uuid) -> Result<Option<Uuid>, CoreError> {
         let send_as = self.inner.cache.retry_outbox_as(client_id)?;
         self.inner.supervisor.outbox_changed();
+        if let (Some(cid), Some(me)) = (send_as, self.inner.cache.me()?) {
+            // The local copy is pending again (under a new client id after a refusal).
+            self.publish_local(&me, cid, None);
+        }
         Ok(send_as)
     }
 

@@ -1,9 +1,23 @@
-// The app's reactive state (Svelte 5 runes). It holds only what the screens share; rows are
-// read from the cache by the screens themselves when `versions` tell them something changed.
+// The app's reactive state (Svelte 5 runes). It holds what the screens share (the conversation
+// list, the newest notifications, unread totals); the screens hold their own rows. Everyone
+// applies the core's change sets (./views) and reads the cache only for a first page, to page
+// back into history, or after an event that invalidates everything (./events).
 import { api, isUiError } from "./api";
 import { bannerFor } from "./banner";
-import type { Boot, ConnectionState, ConversationRow, OsStatus, Settings, UiEvent } from "./bindings/papo";
-import { refreshFor } from "./events";
+import type {
+  Boot,
+  ChangeSet,
+  ConnectionState,
+  ConversationRow,
+  CoreEvent,
+  Notification,
+  OsStatus,
+  Presence,
+  Settings,
+  UiEvent,
+} from "./bindings/papo";
+import { reloadsEverything } from "./events";
+import { mergeConversations, mergeNotifications } from "./views";
 import { resolveLocale, translate, type Key, type Locale } from "./i18n";
 import { TypingTracker } from "./typing";
 import { unseenCount } from "./format";
@@ -28,14 +42,18 @@ class AppStore {
   showSignIn = $state(false);
   searchOpen = $state(false);
   conversations = $state<ConversationRow[]>([]);
+  /** The newest notifications, newest first. */
+  notifications = $state<Notification[]>([]);
   online = $state<string[]>([]);
   notificationsUnseen = $state(0);
   now = $state(Date.now());
   typingVersion = $state(0);
-  /** Bumped when a view's data changed in the cache. */
-  versions = $state({ feed: 0, conversations: 0, notifications: 0, messages: {} as Record<string, number>, all: 0 });
+  /** Bumped when everything shown must be read again (resync, reset, sign-out). */
+  reloads = $state(0);
   toast = $state<string | null>(null);
   typing = new TypingTracker();
+  /** Screens watching change sets and outbox changes. */
+  private watchers = new Set<(e: CoreEvent) => void>();
 
   locale: Locale = $derived(resolveLocale(this.settings?.language ?? "system", this.osLocale));
   banner = $derived(
@@ -78,19 +96,14 @@ class AppStore {
     if (e.kind === "core") {
       const core = e.payload;
       if (core.event === "connection") this.setConnection(core.data);
-      else if (core.event === "presence") void this.refreshOnline();
+      else if (core.event === "presence") this.applyPresence(core.data);
       else if (core.event === "typing") {
         this.typing.set(core.data.conversation, core.data.username, core.data.typing, Date.now());
         this.typingVersion++;
-      } else if (core.event === "log" && core.data.type === "dm.message") {
-        // The sender stopped typing once the message is here.
-        const m = core.data.data;
-        this.typing.set(`dm:${m.from === this.me ? m.to : m.from}`, m.from, false, Date.now());
-        this.typingVersion++;
-      } else if (core.event === "log" && core.data.type === "chat.message") {
-        this.typing.set("public", core.data.data.from, false, Date.now());
-        this.typingVersion++;
+      } else if (core.event === "changes") {
+        this.applyChanges(core.data);
       }
+      if (core.event === "changes" || core.event === "outbox") for (const f of this.watchers) f(core);
     } else if (e.kind === "settings") {
       this.settings = e.payload;
     } else if (e.kind === "signed_out") {
@@ -104,24 +117,52 @@ class AppStore {
       if (target.kind === "conversation") this.openConversation(target.id);
       else this.screen = target.kind === "post" ? "feed" : "notifications";
     }
-    const r = refreshFor(e, this.me);
-    const v = this.versions;
-    if (r.all) v.all++;
-    if (r.feed || r.all) v.feed++;
-    if (r.conversations || r.all) {
-      v.conversations++;
-      void this.refreshConversations();
+    if (reloadsEverything(e)) {
+      this.reloads++;
+      this.conversations = [];
+      this.notifications = [];
+      void this.refreshShared();
     }
-    if (r.notifications || r.all) {
-      v.notifications++;
-      void this.refreshNotifications();
-    }
-    for (const c of r.messages) v.messages[c] = (v.messages[c] ?? 0) + 1;
-    if (r.all) v.messages["*"] = (v.messages["*"] ?? 0) + 1;
   }
 
-  messagesVersion(conversation: string): number {
-    return (this.versions.messages[conversation] ?? 0) + (this.versions.messages["*"] ?? 0) + this.versions.all;
+  /** Presence as the server sends it: a snapshot replaces the list, a change edits it. */
+  applyPresence(p: Presence) {
+    if (this.connection.state !== "connected") return;
+    const online = new Set(p.snapshot ? [] : this.online);
+    for (const u of p.online) online.add(u);
+    for (const u of p.offline) online.delete(u);
+    this.online = [...online].sort();
+  }
+
+  /** Calls `f` with every `changes` and `outbox` event; returns the function that stops it. */
+  watch(f: (e: CoreEvent) => void): () => void {
+    this.watchers.add(f);
+    return () => this.watchers.delete(f);
+  }
+
+  /** What the screens share, from a change set. */
+  applyChanges(c: ChangeSet) {
+    if (c.reset) {
+      this.conversations = [];
+      this.notifications = [];
+    }
+    this.conversations = mergeConversations(this.conversations, c.conversations);
+    if (c.notifications.length > 0) {
+      this.notifications = mergeNotifications(this.notifications, c.notifications, NOTIFICATIONS);
+      this.countUnseen();
+    }
+    // A message from someone ends their typing there.
+    for (const m of c.messages) {
+      if (m.sender !== this.me) {
+        this.typing.set(m.conversation, m.sender, false, Date.now());
+        this.typingVersion++;
+      }
+    }
+  }
+
+  private countUnseen() {
+    this.notificationsUnseen =
+      this.screen === "notifications" ? 0 : unseenCount(this.notifications, this.settings?.notifications_seen_at ?? 0);
   }
 
   async refreshShared() {
@@ -147,8 +188,8 @@ class AppStore {
 
   async refreshNotifications() {
     try {
-      const items = await api.notificationsPage(100);
-      this.notificationsUnseen = this.screen === "notifications" ? 0 : unseenCount(items, this.settings?.notifications_seen_at ?? 0);
+      this.notifications = await api.notificationsPage(NOTIFICATIONS);
+      this.countUnseen();
     } catch (e) {
       console.error(e);
     }
@@ -209,5 +250,8 @@ class AppStore {
     this.handle({ kind: "signed_out" });
   }
 }
+
+/** How many notifications the list keeps. */
+const NOTIFICATIONS = 200;
 
 export const app = new AppStore();

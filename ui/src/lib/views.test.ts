@@ -1,0 +1,137 @@
+import { describe, expect, it } from "vitest";
+import type { ConversationRow, MessageRow, OutboxChange } from "./bindings/papo";
+import { mergeConversations, mergeWindow, mergeWindowNewestFirst, older, patchOutbox } from "./views";
+
+/** A small deterministic random source, so a failure can be replayed. */
+function rng(seed: number) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+function row(local_id: number, at: number, sk: number, text: string): MessageRow {
+  return {
+    local_id,
+    server_id: sk < 1e9 ? sk : null,
+    client_id: null,
+    conversation: "public",
+    sender: "bia",
+    text,
+    at,
+    state: "sent",
+    key: { at, sk },
+  };
+}
+
+const asc = (rows: MessageRow[]) => [...rows].sort((a, b) => a.key.at - b.key.at || a.key.sk - b.key.sk);
+
+describe("views built from change sets", () => {
+  it("equal a fresh read of the same window after every change, for random histories", () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const r = rng(seed);
+      // The cache's rows (the truth), and what the screen first read: the newest page.
+      let truth: MessageRow[] = [];
+      let next = 1;
+      let clock = 1000;
+      for (let i = 0; i < 80; i++) {
+        clock += 1 + Math.floor(r() * 5);
+        truth.push(row(next, clock, next, `m${next}`));
+        next++;
+      }
+      const PAGE = 30;
+      let window = asc(truth).slice(-PAGE);
+      let complete = false;
+      for (let step = 0; step < 300; step++) {
+        const roll = r();
+        const changed: MessageRow[] = [];
+        const removed: number[] = [];
+        if (roll < 0.5) {
+          // New messages (a batch of 1–5).
+          for (let k = 0; k < 1 + Math.floor(r() * 5); k++) {
+            clock += Math.floor(r() * 3);
+            const m = row(next, clock, next, `m${next}`);
+            next++;
+            truth.push(m);
+            changed.push(m);
+          }
+        } else if (roll < 0.75 && truth.length > 0) {
+          // An update in place, or a pending copy confirmed later (its key moves forward).
+          const i = Math.floor(r() * truth.length);
+          const old = truth[i];
+          const moved = r() < 0.5;
+          const at = moved ? clock + 1 : old.at;
+          if (moved) clock += 1;
+          const m = { ...old, text: old.text + "'", at, key: moved ? { at, sk: old.key.sk } : old.key };
+          truth[i] = m;
+          changed.push(m);
+        } else if (roll < 0.85 && truth.length > 0) {
+          // A local copy discarded.
+          const i = Math.floor(r() * truth.length);
+          removed.push(truth[i].local_id);
+          truth.splice(i, 1);
+        } else if (roll < 0.95 && !complete) {
+          // The user scrolls up: one older page is read (the only read allowed).
+          const oldest = window[0]?.key;
+          const olderRows = asc(truth.filter((m) => !oldest || older(m.key, oldest))).slice(-PAGE);
+          if (olderRows.length < PAGE) complete = true;
+          window = asc([...olderRows, ...window]);
+          continue;
+        } else {
+          // A row from long ago (a late replay): shown only once the whole history is loaded.
+          const m = row(next, 1 + Math.floor(r() * 900), next, `old${next}`);
+          next++;
+          truth.push(m);
+          changed.push(m);
+        }
+        window = mergeWindow(window, changed, complete, removed);
+        // A fresh read of the same window: every row at or after the window's oldest row.
+        const from = window[0]?.key;
+        const fresh = asc(truth.filter((m) => complete || !from || !older(m.key, from)));
+        expect(window, `seed ${seed} step ${step}`).toEqual(fresh);
+      }
+      expect(truth.length).toBeGreaterThan(PAGE);
+    }
+  });
+
+  it("the newest-first variant keeps the feed order and drops deleted posts", () => {
+    const a = row(1, 10, 1, "a");
+    const b = row(2, 20, 2, "b");
+    const c = row(3, 30, 3, "c");
+    const feed = [c, b];
+    const d = row(4, 40, 4, "d");
+    expect(mergeWindowNewestFirst(feed, [d, { ...b, text: "b'" }], false, [3])).toEqual([d, { ...b, text: "b'" }]);
+    // Older than the loaded page: left for paging, unless the whole feed is loaded.
+    expect(mergeWindowNewestFirst(feed, [a], false)).toEqual(feed);
+    expect(mergeWindowNewestFirst(feed, [a], true)).toEqual([c, b, a]);
+  });
+
+  it("the conversation list takes changed rows and stays most recent first", () => {
+    const conv = (id: string, last_at: number, unread: number): ConversationRow => ({
+      id,
+      last_at,
+      last_sender: "bia",
+      last_text: "oi",
+      unread,
+    });
+    const list = [conv("dm:bia", 30, 2), conv("public", 20, 0)];
+    expect(mergeConversations(list, [conv("public", 40, 1), conv("dm:caio", 10, 1)])).toEqual([
+      conv("public", 40, 1),
+      conv("dm:bia", 30, 2),
+      conv("dm:caio", 10, 1),
+    ]);
+    // A read mark: same place, unread 0.
+    expect(mergeConversations(list, [conv("dm:bia", 30, 0)])[0].unread).toBe(0);
+  });
+
+  it("an outbox change moves the local copy's state", () => {
+    const mine = { ...row(9, 50, 2 ** 62, "eu"), client_id: "c-1", state: "pending" as const };
+    const other = row(8, 40, 8, "x");
+    const wedged: OutboxChange = { client_id: "c-1", state: "wedged" };
+    expect(patchOutbox([other, mine], wedged).map((m) => m.state)).toEqual(["sent", "failed"]);
+    const sent: OutboxChange = { client_id: "c-1", state: "sent" };
+    const rows = [other, mine];
+    expect(patchOutbox(rows, sent)).toBe(rows);
+  });
+});

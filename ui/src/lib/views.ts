@@ -1,0 +1,71 @@
+// How the screens apply what the core says changed (`changes` events) to what they show, so
+// that nothing re-reads the cache after the core has just written it. A screen reads the cache
+// only to fill its first page and to page further back into history; everything newer arrives
+// as rows in a ChangeSet (or as an outbox state change of a local copy).
+import type { ConversationRow, LocalState, Notification, OutboxChange, PageKey } from "./bindings/papo";
+
+export type Keyed = { local_id: number; key: PageKey };
+
+/** `a` sorts before (is older than) `b`. */
+export function older(a: PageKey, b: PageKey): boolean {
+  return a.at < b.at || (a.at === b.at && a.sk < b.sk);
+}
+
+function ascending(a: Keyed, b: Keyed): number {
+  return a.key.at - b.key.at || a.key.sk - b.key.sk;
+}
+
+/**
+ * A window of rows, oldest first, that reaches from its oldest row to the newest one (or the
+ * whole history when `complete`), with `incoming` rows merged in: a row already shown is
+ * replaced (its key may have changed: a pending copy confirmed), a new row joins when it falls
+ * inside the window, a row older than the window is left for paging. `removed` are local ids
+ * that are gone.
+ */
+export function mergeWindow<T extends Keyed>(window: T[], incoming: T[], complete: boolean, removed: number[] = []): T[] {
+  if (incoming.length === 0 && removed.length === 0) return window;
+  const byId = new Map<number, T>();
+  for (const r of window) byId.set(r.local_id, r);
+  const oldest = window.length > 0 ? window.reduce((o, r) => (older(r.key, o) ? r.key : o), window[0].key) : null;
+  for (const r of incoming) {
+    if (byId.has(r.local_id) || complete || oldest === null || !older(r.key, oldest)) byId.set(r.local_id, r);
+  }
+  for (const id of removed) byId.delete(id);
+  return [...byId.values()].sort(ascending);
+}
+
+/** The same for a window kept newest first (the feed). */
+export function mergeWindowNewestFirst<T extends Keyed>(
+  window: T[],
+  incoming: T[],
+  complete: boolean,
+  removed: number[] = [],
+): T[] {
+  if (incoming.length === 0 && removed.length === 0) return window;
+  return mergeWindow([...window].reverse(), incoming, complete, removed).reverse();
+}
+
+/** The conversation list, most recent first, with changed rows merged in. */
+export function mergeConversations(list: ConversationRow[], rows: ConversationRow[]): ConversationRow[] {
+  if (rows.length === 0) return list;
+  const byId = new Map(list.map((c) => [c.id, c] as const));
+  for (const r of rows) byId.set(r.id, r);
+  return [...byId.values()].sort((a, b) => b.last_at - a.last_at || (a.id < b.id ? -1 : 1));
+}
+
+/** The newest notifications (at most `limit`), newest first, with new ones merged in. */
+export function mergeNotifications(list: Notification[], rows: Notification[], limit: number): Notification[] {
+  if (rows.length === 0) return list;
+  const byId = new Map(list.map((n) => [n.id, n] as const));
+  for (const n of rows) byId.set(n.id, n);
+  return [...byId.values()].sort((a, b) => b.at - a.at || b.id - a.id).slice(0, limit);
+}
+
+/** A local copy's state after an outbox change (a wedged item's copy shows as failed). */
+export function patchOutbox<T extends { client_id: string | null; state: LocalState }>(rows: T[], change: OutboxChange): T[] {
+  const state: LocalState | null =
+    change.state === "wedged" ? "failed" : change.state === "pending" ? "pending" : null;
+  // `sent` changes nothing here: the confirmed row (server id, time) comes in a change set.
+  if (state === null || !rows.some((r) => r.client_id === change.client_id && r.state !== state)) return rows;
+  return rows.map((r) => (r.client_id === change.client_id ? { ...r, state } : r));
+}
