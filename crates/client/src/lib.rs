@@ -12,13 +12,13 @@
 pub mod api;
 pub mod backoff;
 pub mod cache;
-mod cache_wipe;
 pub mod changes;
 pub mod compose;
 pub mod event;
 pub mod outbox;
 mod outbox_sender;
 pub mod policy;
+mod rows;
 pub mod secret;
 pub mod supervisor;
 pub mod tokens;

@@ -1,8 +1,10 @@
 //! Outbox rows: queues, wedging, retry/discard, pruning and the upgrade of a version-1 file.
 
 use super::*;
-use crate::cache::MIGRATIONS;
+use crate::outbox::*;
 use papo_protocol::{ChatSend, DmSend, PostAction, UserAction};
+use papo_protocol::{ErrorBody, ErrorCode, Request};
+use rusqlite::params;
 use rusqlite::Connection;
 
 fn open() -> (tempfile::TempDir, Cache) {

@@ -6,7 +6,7 @@
 //! the migrations, and then rewrites the file (`VACUUM`) and empties the WAL
 //! (`wal_checkpoint(TRUNCATE)`), with `secure_delete` on so freed pages are zeroed as well.
 
-use crate::cache::{migrate, Cache, Result};
+use super::{migrate, Cache, Result};
 use rusqlite::Connection;
 
 impl Cache {

@@ -4,6 +4,7 @@ use papo_protocol::{
     ChatMessage, ChatSend, DirectMessage, DmSend, ErrorBody, ErrorCode, LikeChange, Post,
     ReadState, Request,
 };
+use papo_protocol::{Cursor, EventBody, LogEvent, Stream};
 
 fn open() -> (tempfile::TempDir, Cache) {
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,288 @@
+//! Writing what the server sent: log events applied exactly once with the cursor, the rows a
+//! local action wrote, presence.
+
+use super::{ApplyOutcome, Cache, Result};
+use crate::rows::{now_ms, read_cursor, touch_conversation, write_cursor};
+use papo_protocol::{EventBody, LogEvent, Millis, Presence};
+use rusqlite::{params, Transaction};
+use uuid::Uuid;
+
+impl Cache {
+    /// Applies a batch of log events exactly once, in one transaction with the cursor.
+    pub fn apply_batch(&self, me: &str, events: &[LogEvent]) -> Result<ApplyOutcome> {
+        let mut conn = self.writer.lock().unwrap();
+        let tx = conn.transaction()?;
+        let mut cursor = read_cursor(&tx)?;
+        let mut out = ApplyOutcome {
+            cursor_before: cursor,
+            ..Default::default()
+        };
+        let now = now_ms();
+        let mut touched = crate::changes::Touched::default();
+        for ev in events {
+            let stored = cursor.get(ev.stream);
+            if ev.seq <= stored {
+                out.duplicates += 1;
+                continue;
+            }
+            if ev.seq > stored + 1 {
+                out.gap = Some((ev.stream, stored + 1, ev.seq));
+                break;
+            }
+            apply_effects(&tx, me, ev)?;
+            touched.event(me, ev);
+            if let Some(cid) = ev.cid {
+                if crate::outbox::confirm_in_tx(&tx, cid, None, me, now)? {
+                    out.confirmed.push(cid);
+                }
+            }
+            cursor.set(ev.stream, ev.seq);
+            out.applied.push(ev.clone());
+        }
+        if !out.applied.is_empty() {
+            write_cursor(&tx, &cursor)?;
+            out.changes = touched.read(&tx, me, false)?;
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// The rows a local action just wrote (its optimistic copy under `cid`, and the post or
+    /// conversation `request` acts on), for the UI.
+    pub fn local_changes(
+        &self,
+        me: &str,
+        cid: Uuid,
+        request: Option<&papo_protocol::Request>,
+    ) -> Result<crate::changes::ChangeSet> {
+        use papo_protocol::Request;
+        let mut conn = self.writer.lock().unwrap();
+        let tx = conn.transaction()?;
+        let mut touched = crate::changes::Touched::default();
+        touched.local(&tx, cid)?;
+        match request {
+            Some(Request::PostEdit(r)) => touched.post(r.post_id),
+            Some(Request::PostDelete(r) | Request::PostLike(r) | Request::PostUnlike(r)) => {
+                touched.post(r.post_id)
+            }
+            Some(Request::CommentCreate(r)) => touched.post(r.post_id),
+            Some(Request::ReadMark(r)) => touched.conversation(&r.conversation),
+            _ => {}
+        }
+        let changes = touched.read(&tx, me, false)?;
+        tx.commit()?;
+        Ok(changes)
+    }
+
+    /// Records a presence change (ephemeral, but shown offline as "last known").
+    pub fn apply_presence(&self, p: &Presence) -> Result<()> {
+        let mut conn = self.writer.lock().unwrap();
+        let tx = conn.transaction()?;
+        if p.snapshot {
+            tx.execute("UPDATE users SET online = 0 WHERE online = 1", [])?;
+        }
+        for (list, online) in [(&p.online, 1), (&p.offline, 0)] {
+            for u in list {
+                tx.execute(
+                    "INSERT INTO users (username, online) VALUES (?1, ?2) \
+                     ON CONFLICT(username) DO UPDATE SET online = excluded.online",
+                    params![u, online],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn upsert_message(
+    tx: &Transaction<'_>,
+    me: &str,
+    kind: &str,
+    conversation: &str,
+    server_id: i64,
+    cid: Option<Uuid>,
+    sender: &str,
+    text: &str,
+    at: Millis,
+) -> Result<()> {
+    let mut changed = 0;
+    if let Some(cid) = cid {
+        changed = tx
+            .prepare_cached(
+                "UPDATE OR IGNORE messages SET server_id = ?1, at = ?2, sk = ?1, state = 'sent' \
+                 WHERE client_id = ?3",
+            )?
+            .execute(params![server_id, at, cid.to_string()])?;
+    }
+    if changed == 0 {
+        changed = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO messages \
+                 (kind, conversation, server_id, client_id, sender, text, at, sk, state) \
+                 VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?3, 'sent')",
+            )?
+            .execute(params![kind, conversation, server_id, sender, text, at])?;
+        if changed > 0 {
+            crate::unread::message_added(tx, me, conversation, server_id, sender)?;
+        }
+    }
+    if changed > 0 {
+        touch_conversation(tx, conversation, at, sender, text)?;
+    }
+    Ok(())
+}
+
+fn apply_effects(tx: &Transaction<'_>, me: &str, ev: &LogEvent) -> Result<()> {
+    match &ev.body {
+        EventBody::ChatMessage(m) => upsert_message(
+            tx,
+            me,
+            "chat",
+            papo_protocol::conversation::PUBLIC,
+            m.id,
+            ev.cid,
+            &m.from,
+            &m.text,
+            m.at,
+        )?,
+        EventBody::DmMessage(m) => upsert_message(
+            tx,
+            me,
+            "dm",
+            &m.conversation_for(me),
+            m.id,
+            ev.cid,
+            &m.from,
+            &m.text,
+            m.at,
+        )?,
+        EventBody::PostCreated(p) => {
+            let mut changed = 0;
+            if let Some(cid) = ev.cid {
+                changed = tx
+                    .prepare_cached(
+                        "UPDATE OR IGNORE posts SET server_id = ?1, at = ?2, sk = ?1, \
+                         like_count = ?3, comment_count = ?4, state = 'sent' WHERE client_id = ?5",
+                    )?
+                    .execute(params![
+                        p.id,
+                        p.at,
+                        p.like_count,
+                        p.comment_count,
+                        cid.to_string()
+                    ])?;
+            }
+            if changed == 0 {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO posts (server_id, author, text, at, sk, edited_at, \
+                     like_count, comment_count, state) VALUES (?1, ?2, ?3, ?4, ?1, ?5, ?6, ?7, 'sent')",
+                )?
+                .execute(params![
+                    p.id,
+                    p.author,
+                    p.text,
+                    p.at,
+                    p.edited_at,
+                    p.like_count,
+                    p.comment_count
+                ])?;
+            }
+        }
+        EventBody::PostEdited(e) => {
+            tx.prepare_cached("UPDATE posts SET text = ?2, edited_at = ?3 WHERE server_id = ?1")?
+                .execute(params![e.post_id, e.text, e.edited_at])?;
+        }
+        EventBody::PostDeleted(r) => {
+            tx.prepare_cached("UPDATE posts SET deleted = 1 WHERE server_id = ?1")?
+                .execute([r.post_id])?;
+        }
+        EventBody::PostLiked(l) => {
+            tx.prepare_cached("INSERT OR IGNORE INTO likes (post_id, username) VALUES (?1, ?2)")?
+                .execute(params![l.post_id, l.by])?;
+            tx.prepare_cached("UPDATE posts SET like_count = ?2 WHERE server_id = ?1")?
+                .execute(params![l.post_id, l.like_count])?;
+        }
+        EventBody::PostUnliked(l) => {
+            tx.prepare_cached("DELETE FROM likes WHERE post_id = ?1 AND username = ?2")?
+                .execute(params![l.post_id, l.by])?;
+            tx.prepare_cached("UPDATE posts SET like_count = ?2 WHERE server_id = ?1")?
+                .execute(params![l.post_id, l.like_count])?;
+        }
+        EventBody::CommentCreated(c) => {
+            let cm = &c.comment;
+            let mut changed = 0;
+            if let Some(cid) = ev.cid {
+                changed = tx
+                    .prepare_cached(
+                        "UPDATE OR IGNORE comments SET server_id = ?1, at = ?2, state = 'sent' \
+                         WHERE client_id = ?3",
+                    )?
+                    .execute(params![cm.id, cm.at, cid.to_string()])?;
+            }
+            if changed == 0 {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO comments (server_id, post_id, author, text, at, state) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'sent')",
+                )?
+                .execute(params![cm.id, cm.post_id, cm.author, cm.text, cm.at])?;
+            }
+            tx.prepare_cached("UPDATE posts SET comment_count = ?2 WHERE server_id = ?1")?
+                .execute(params![cm.post_id, c.comment_count])?;
+        }
+        EventBody::UserFollowed(f) => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO follows (follower, followee) VALUES (?1, ?2)",
+            )?
+            .execute(params![f.follower, f.followee])?;
+            set_follower_count(tx, &f.followee, f.follower_count)?;
+        }
+        EventBody::UserUnfollowed(f) => {
+            tx.prepare_cached("DELETE FROM follows WHERE follower = ?1 AND followee = ?2")?
+                .execute(params![f.follower, f.followee])?;
+            set_follower_count(tx, &f.followee, f.follower_count)?;
+        }
+        EventBody::Notification(n) => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO notifications \
+                 (id, kind, actor, post_id, comment_id, message_id, excerpt, at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                n.id,
+                n.kind.as_str(),
+                n.actor,
+                n.post_id,
+                n.comment_id,
+                n.message_id,
+                n.excerpt,
+                n.at
+            ])?;
+        }
+        EventBody::ReadUpdated(r) => set_read(tx, &r.conversation, r.last_read)?,
+    }
+    Ok(())
+}
+
+pub(super) fn set_read(tx: &Transaction<'_>, conversation: &str, last_read: i64) -> Result<()> {
+    let old = crate::unread::last_read(tx, conversation)?;
+    if last_read > old {
+        crate::unread::read_moved(tx, conversation, old, last_read)?;
+    }
+    tx.prepare_cached(
+        "INSERT INTO read_state (conversation, last_read) VALUES (?1, ?2) \
+         ON CONFLICT(conversation) DO UPDATE SET last_read = MAX(last_read, excluded.last_read)",
+    )?
+    .execute(params![conversation, last_read])?;
+    Ok(())
+}
+
+fn set_follower_count(tx: &Transaction<'_>, user: &str, count: i64) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO users (username, follower_count) VALUES (?1, ?2) \
+         ON CONFLICT(username) DO UPDATE SET follower_count = excluded.follower_count",
+    )?
+    .execute(params![user, count])?;
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! The offline cache: everything the user has seen, in one SQLite file (WAL, numbered
+//! migrations in `migrations/`).
+//!
+//! Each received log event is applied exactly once: its effects and the cursor advance commit
+//! in one transaction, events at or below the stored cursor are skipped, and rows are keyed by
+//! server id, so a crash at any point neither loses nor doubles anything. The outbox lives in
+//! the same file (see [`crate::outbox`]) so a user action and its optimistic copy are written
+//! together.
+
+pub(crate) use crate::rows::read_cursor;
+pub use crate::rows::{
+    now_ms, CacheError, CommentRow, ConversationRow, HitKind, LocalState, MessageRow, PageKey,
+    PostRow, Result, SearchHit, UnreadCounts,
+};
+use papo_protocol::{Cursor, LogEvent, Stream};
+use rusqlite::{Connection, OptionalExtension, Transaction};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use uuid::Uuid;
+
+mod apply;
+mod outbox;
+mod read;
+mod wipe;
+
+/// Migrations, applied in order at open; the index + 1 is the schema version (`user_version`).
+pub(crate) const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_initial.sql"),
+    include_str!("../../migrations/0002_outbox_queues_wedged.sql"),
+    include_str!("../../migrations/0003_unread_counters.sql"),
+];
+
+/// What applying a batch did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ApplyOutcome {
+    /// Events applied now, in order (already-seen ones are left out).
+    pub applied: Vec<LogEvent>,
+    /// Outbox items confirmed by an applied event carrying their client id.
+    pub confirmed: Vec<Uuid>,
+    /// Events skipped because they were already applied.
+    pub duplicates: usize,
+    /// A hole in a stream: `(stream, expected seq, received seq)`. Nothing after it was applied.
+    pub gap: Option<(Stream, u64, u64)>,
+    /// The cursor before the batch.
+    pub cursor_before: Cursor,
+    /// The rows the batch added or updated, for the UI ([`crate::changes`]).
+    pub changes: crate::changes::ChangeSet,
+}
+
+/// The cache: one writer connection and one reader connection over the same WAL file.
+pub struct Cache {
+    pub(crate) writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache").field("path", &self.path).finish()
+    }
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(())
+}
+
+/// Applies the migrations newer than the file's `user_version`.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(CacheError::TooNew {
+            found: version,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl Cache {
+    /// Opens (creating and migrating if needed) the cache file.
+    pub fn open(path: impl AsRef<Path>) -> Result<Cache> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let mut writer = Connection::open(&path)?;
+        configure(&writer)?;
+        migrate(&mut writer)?;
+        let reader = Connection::open(&path)?;
+        configure(&reader)?;
+        reader.pragma_update(None, "query_only", true)?;
+        Ok(Cache {
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Meta, cursor, reset
+    // -----------------------------------------------------------------------------------------
+
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        let conn = self.reader.lock().unwrap();
+        Ok(conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// The user this cache belongs to.
+    pub fn me(&self) -> Result<Option<String>> {
+        self.meta("me")
+    }
+
+    /// Records whose cache this is. If it belonged to someone else, everything (including the
+    /// outbox) is wiped first; returns whether that happened.
+    pub fn set_me(&self, username: &str) -> Result<bool> {
+        let mut conn = self.writer.lock().unwrap();
+        let tx = conn.transaction()?;
+        let current: Option<String> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'me'", [], |r| r.get(0))
+            .optional()?;
+        let wiped = match current.as_deref() {
+            Some(me) if me == username => false,
+            Some(_) => {
+                wipe_server_data(&tx)?;
+                tx.execute_batch(
+                    "DELETE FROM outbox; DELETE FROM messages; DELETE FROM posts; \
+                     DELETE FROM comments; DELETE FROM meta WHERE key = 'epoch';",
+                )?;
+                true
+            }
+            None => false,
+        };
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('me', ?1) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [username],
+        )?;
+        tx.commit()?;
+        Ok(wiped)
+    }
+
+    /// The resume position and the epoch it belongs to.
+    pub fn resume_point(&self) -> Result<(Cursor, Option<String>)> {
+        let conn = self.reader.lock().unwrap();
+        let cursor = read_cursor(&conn)?;
+        let epoch = conn
+            .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok((cursor, epoch))
+    }
+
+    /// Stores the server epoch the cursor belongs to.
+    pub fn set_epoch(&self, epoch: &str) -> Result<()> {
+        let conn = self.writer.lock().unwrap();
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('epoch', ?1) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [epoch],
+        )?;
+        Ok(())
+    }
+
+    /// The server cannot serve our cursor: forget everything derived from the server (local
+    /// pending copies and the outbox stay), restart at 0,0 under the new epoch.
+    pub fn reset(&self, epoch: &str) -> Result<()> {
+        let mut conn = self.writer.lock().unwrap();
+        let tx = conn.transaction()?;
+        wipe_server_data(&tx)?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('epoch', ?1) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [epoch],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Deletes everything that came from the server and resets the cursor. Local copies that the
+/// server has not confirmed yet (no server id) stay, as does the outbox.
+fn wipe_server_data(tx: &Transaction<'_>) -> Result<()> {
+    tx.execute_batch(
+        "DELETE FROM messages WHERE server_id IS NOT NULL;
+         DELETE FROM posts WHERE server_id IS NOT NULL;
+         DELETE FROM comments WHERE server_id IS NOT NULL;
+         DELETE FROM likes; DELETE FROM follows; DELETE FROM users;
+         DELETE FROM notifications; DELETE FROM read_state; DELETE FROM conversations;
+         DELETE FROM unread; UPDATE cursor SET seq = 0;",
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;
+
+#[cfg(test)]
+#[path = "../outbox_tests.rs"]
+mod outbox_tests;
+
+#[cfg(test)]
+#[path = "unread_tests.rs"]
+mod unread_tests;
+
+#[cfg(test)]
+#[path = "changes_tests.rs"]
+mod changes_tests;

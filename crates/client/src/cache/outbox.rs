@@ -1,0 +1,398 @@
+//! The outbox's operations on the cache (see [`crate::outbox`] for what the outbox is): enqueue
+//! with the optimistic copy, the queue heads, confirm, wedge, retry, discard, prune.
+
+use super::Cache;
+use crate::outbox::{
+    confirm_in_tx, error_code_str, finish_item, prune_sent_in_tx, queue_of, row_to_item,
+    set_local_state, OutboxItem, OutboxState, WedgeReason, ITEM_COLUMNS, MAX_UNANSWERED,
+};
+use crate::rows::{now_ms, touch_conversation, CacheError, Result, PENDING_SK};
+use papo_protocol::{ErrorBody, LogEvent, Millis, Request};
+use rusqlite::{params, OptionalExtension};
+use uuid::Uuid;
+
+impl Cache {
+    /// Writes a request to the outbox together with its optimistic local copy.
+    pub fn enqueue(&self, me: &str, request: &Request) -> Result<OutboxItem> {
+        let now = now_ms();
+        let cid = request.client_id();
+        let cid_s = cid.to_string();
+        let json = serde_json::to_string(request)
+            .map_err(|e| CacheError::Corrupt(format!("request: {e}")))?;
+        let mut conn = self.writer.lock().unwrap();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO outbox (client_id, event, request, state, queue, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5)",
+            params![cid_s, request.event_name(), json, queue_of(request), now],
+        )?;
+        let seq = tx.last_insert_rowid();
+        let local_message = |kind: &str, conversation: &str, text: &str| -> Result<()> {
+            tx.execute(
+                "INSERT INTO messages (kind, conversation, client_id, sender, text, at, sk, state) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 'pending')",
+                params![kind, conversation, cid_s, me, text, now],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.execute(
+                "UPDATE messages SET sk = ?2 WHERE id = ?1",
+                params![id, PENDING_SK + id],
+            )?;
+            touch_conversation(&tx, conversation, now, me, text)
+        };
+        match request {
+            Request::ChatSend(r) => {
+                local_message("chat", papo_protocol::conversation::PUBLIC, &r.text)?
+            }
+            Request::DmSend(r) => {
+                local_message("dm", &papo_protocol::conversation::dm(&r.to), &r.text)?
+            }
+            Request::PostCreate(r) => {
+                tx.execute(
+                    "INSERT INTO posts (client_id, author, text, at, sk, state) \
+                     VALUES (?1, ?2, ?3, ?4, 0, 'pending')",
+                    params![cid_s, me, r.text, now],
+                )?;
+                let id = tx.last_insert_rowid();
+                tx.execute(
+                    "UPDATE posts SET sk = ?2 WHERE id = ?1",
+                    params![id, PENDING_SK + id],
+                )?;
+            }
+            Request::PostEdit(r) => {
+                tx.execute(
+                    "UPDATE posts SET text = ?2, edited_at = ?3 WHERE server_id = ?1",
+                    params![r.post_id, r.text, now],
+                )?;
+            }
+            Request::PostDelete(r) => {
+                tx.execute(
+                    "UPDATE posts SET deleted = 1 WHERE server_id = ?1",
+                    [r.post_id],
+                )?;
+            }
+            Request::PostLike(r) => {
+                let added = tx.execute(
+                    "INSERT OR IGNORE INTO likes (post_id, username) VALUES (?1, ?2)",
+                    params![r.post_id, me],
+                )?;
+                if added > 0 {
+                    tx.execute(
+                        "UPDATE posts SET like_count = like_count + 1 WHERE server_id = ?1",
+                        [r.post_id],
+                    )?;
+                }
+            }
+            Request::PostUnlike(r) => {
+                let removed = tx.execute(
+                    "DELETE FROM likes WHERE post_id = ?1 AND username = ?2",
+                    params![r.post_id, me],
+                )?;
+                if removed > 0 {
+                    tx.execute(
+                        "UPDATE posts SET like_count = MAX(like_count - 1, 0) WHERE server_id = ?1",
+                        [r.post_id],
+                    )?;
+                }
+            }
+            Request::CommentCreate(r) => {
+                tx.execute(
+                    "INSERT INTO comments (client_id, post_id, author, text, at, state) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
+                    params![cid_s, r.post_id, me, r.text, now],
+                )?;
+            }
+            Request::UserFollow(r) => {
+                tx.execute(
+                    "INSERT OR IGNORE INTO follows (follower, followee) VALUES (?1, ?2)",
+                    params![me, r.username],
+                )?;
+            }
+            Request::UserUnfollow(r) => {
+                tx.execute(
+                    "DELETE FROM follows WHERE follower = ?1 AND followee = ?2",
+                    params![me, r.username],
+                )?;
+            }
+            Request::ReadMark(r) => super::apply::set_read(&tx, &r.conversation, r.last_read)?,
+        }
+        tx.commit()?;
+        Ok(OutboxItem {
+            seq,
+            client_id: cid,
+            queue: queue_of(request),
+            request: request.clone(),
+            state: OutboxState::Pending,
+            attempts: 0,
+            unanswered: 0,
+            error: None,
+            wedge: None,
+            next_attempt_at: None,
+            created_at: now,
+        })
+    }
+
+    /// The oldest pending item of every queue, in send order: the items that may be sent next
+    /// (wedged items do not hold up the ones behind them).
+    pub fn outbox_heads(&self) -> Result<Vec<OutboxItem>> {
+        self.read(|c| {
+            // A skip scan over the (state, queue, seq) index: O(queues · log n), not a pass
+            // over every pending row (this runs after each reply).
+            let mut st = c.prepare_cached(&format!(
+                "WITH RECURSIVE q(name) AS ( \
+                   SELECT MIN(queue) FROM outbox WHERE state = 'pending' \
+                   UNION ALL \
+                   SELECT (SELECT MIN(queue) FROM outbox WHERE state = 'pending' AND queue > q.name) \
+                   FROM q WHERE q.name IS NOT NULL) \
+                 SELECT {ITEM_COLUMNS} FROM q JOIN outbox ON outbox.seq = \
+                   (SELECT MIN(seq) FROM outbox WHERE state = 'pending' AND queue = q.name) \
+                 ORDER BY seq"
+            ))?;
+            let rows = st.query_map([], row_to_item)?;
+            rows.map(|r| finish_item(r?)).collect()
+        })
+    }
+
+    /// Wedged items, in order; only those of `queue` when given.
+    pub fn wedged_outbox(&self, queue: Option<&str>) -> Result<Vec<OutboxItem>> {
+        Ok(self
+            .outbox()?
+            .into_iter()
+            .filter(|i| i.is_wedged() && queue.is_none_or(|q| i.queue == q))
+            .collect())
+    }
+
+    /// The oldest pending item overall.
+    pub fn next_outbox_item(&self) -> Result<Option<OutboxItem>> {
+        self.read(|c| {
+            let row = c
+                .prepare_cached(&format!(
+                    "SELECT {ITEM_COLUMNS} FROM outbox WHERE state = 'pending' ORDER BY seq LIMIT 1"
+                ))?
+                .query_row([], row_to_item)
+                .optional()?;
+            row.map(finish_item).transpose()
+        })
+    }
+
+    /// All items not yet sent (pending and wedged), in order.
+    pub fn outbox(&self) -> Result<Vec<OutboxItem>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {ITEM_COLUMNS} FROM outbox WHERE state != 'sent' ORDER BY seq"
+            ))?;
+            let rows = st.query_map([], row_to_item)?;
+            rows.map(|r| finish_item(r?)).collect()
+        })
+    }
+
+    /// One item by client id.
+    pub fn outbox_item(&self, cid: Uuid) -> Result<Option<OutboxItem>> {
+        self.read(|c| {
+            let row = c
+                .prepare_cached(&format!(
+                    "SELECT {ITEM_COLUMNS} FROM outbox WHERE client_id = ?1"
+                ))?
+                .query_row([cid.to_string()], row_to_item)
+                .optional()?;
+            row.map(finish_item).transpose()
+        })
+    }
+
+    /// Counts per state: (pending, sent, wedged). Sent rows count until they are pruned.
+    pub fn outbox_counts(&self) -> Result<(i64, i64, i64)> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'sent'), 0), \
+                 COALESCE(SUM(state = 'wedged'), 0) FROM outbox",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?)
+        })
+    }
+
+    /// Counts one more send attempt.
+    pub fn outbox_attempt(&self, cid: Uuid) -> Result<()> {
+        let conn = self.writer.lock().unwrap();
+        conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, updated_at = ?2 WHERE client_id = ?1",
+            params![cid.to_string(), now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// The server accepted the request. Returns whether this changed the item.
+    pub fn outbox_confirm(&self, me: &str, cid: Uuid, event: Option<&LogEvent>) -> Result<bool> {
+        let mut conn = self.writer.lock().unwrap();
+        let tx = conn.transaction()?;
+        let changed = confirm_in_tx(&tx, cid, event, me, now_ms())?;
+        tx.commit()?;
+        Ok(changed)
+    }
+
+    /// Wedges a pending item (its local copy shows as failed). Returns whether it was pending.
+    pub fn outbox_wedge(&self, cid: Uuid, reason: &WedgeReason) -> Result<bool> {
+        let (code, message) = match reason {
+            WedgeReason::Refused { error } => (error_code_str(error), Some(error.message.clone())),
+            WedgeReason::NoAnswer { .. } => (None, None),
+        };
+        let json = serde_json::to_string(reason)
+            .map_err(|e| CacheError::Corrupt(format!("wedge reason: {e}")))?;
+        let mut conn = self.writer.lock().unwrap();
+        let tx = conn.transaction()?;
+        let cid_s = cid.to_string();
+        let changed = tx.execute(
+            "UPDATE outbox SET state = 'wedged', wedge = ?2, \
+             error_code = COALESCE(?3, error_code), error_message = COALESCE(?4, error_message), \
+             updated_at = ?5, next_attempt_at = NULL WHERE client_id = ?1 AND state = 'pending'",
+            params![cid_s, json, code, message, now_ms()],
+        )?;
+        if changed > 0 {
+            set_local_state(&tx, &cid_s, "failed")?;
+        }
+        tx.commit()?;
+        Ok(changed > 0)
+    }
+
+    /// The server refused the request for good: wedges it with [`WedgeReason::Refused`].
+    pub fn outbox_fail(&self, cid: Uuid, error: &ErrorBody) -> Result<bool> {
+        self.outbox_wedge(
+            cid,
+            &WedgeReason::Refused {
+                error: error.clone(),
+            },
+        )
+    }
+
+    /// A send of a pending item got no answer in time. Counts it; at [`MAX_UNANSWERED`] the item
+    /// is wedged with [`WedgeReason::NoAnswer`] (returned), otherwise it waits until `retry_at`.
+    pub fn outbox_unanswered(&self, cid: Uuid, retry_at: Millis) -> Result<Option<WedgeReason>> {
+        let count: Option<i64> = {
+            let conn = self.writer.lock().unwrap();
+            conn.query_row(
+                "UPDATE outbox SET unanswered = unanswered + 1, next_attempt_at = ?2, \
+                 updated_at = ?3 WHERE client_id = ?1 AND state = 'pending' RETURNING unanswered",
+                params![cid.to_string(), retry_at, now_ms()],
+                |r| r.get(0),
+            )
+            .optional()?
+        };
+        match count {
+            Some(n) if n >= MAX_UNANSWERED => {
+                let reason = WedgeReason::NoAnswer { attempts: n };
+                Ok(self.outbox_wedge(cid, &reason)?.then_some(reason))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Deletes the sent rows last touched before `before` (unix ms); returns how many. Confirming
+    /// an item prunes those older than [`SENT_RETENTION_MS`].
+    pub fn prune_sent_outbox(&self, before: Millis) -> Result<usize> {
+        let mut conn = self.writer.lock().unwrap();
+        let tx = conn.transaction()?;
+        let n = prune_sent_in_tx(&tx, before)?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// A transient failure: keep the item pending, not before `at`.
+    pub fn outbox_defer(&self, cid: Uuid, at: Millis, error: &ErrorBody) -> Result<()> {
+        let code = error_code_str(error);
+        let conn = self.writer.lock().unwrap();
+        conn.execute(
+            "UPDATE outbox SET next_attempt_at = ?2, error_code = ?3, error_message = ?4, \
+             updated_at = ?5 WHERE client_id = ?1 AND state = 'pending'",
+            params![cid.to_string(), at, code, error.message, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// The user asks to try a wedged item again; see [`Cache::retry_outbox_as`].
+    pub fn retry_outbox(&self, cid: Uuid) -> Result<bool> {
+        Ok(self.retry_outbox_as(cid)?.is_some())
+    }
+
+    /// The user asks to try a wedged item again: pending, at its old place in its queue.
+    /// Returns the client id it will be sent under, or `None` if it was not wedged.
+    ///
+    /// - [`WedgeReason::NoAnswer`]: the *same* client id, since the server may have applied it
+    ///   and only the answer was lost; its deduplication makes the resend apply at most once.
+    /// - [`WedgeReason::Refused`]: a *new* client id (in the row, the request and the local
+    ///   copy). The server records a refusal under the id and answers every resend with it,
+    ///   and a refused request had no effect, so a new id cannot apply anything twice.
+    ///
+    /// `attempts` keeps counting; the unanswered count starts again.
+    pub fn retry_outbox_as(&self, cid: Uuid) -> Result<Option<Uuid>> {
+        let mut conn = self.writer.lock().unwrap();
+        let tx = conn.transaction()?;
+        let cid_s = cid.to_string();
+        let row: Option<(Option<String>, String)> = tx
+            .query_row(
+                "SELECT wedge, request FROM outbox WHERE client_id = ?1 AND state = 'wedged'",
+                [&cid_s],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((wedge, request)) = row else {
+            return Ok(None);
+        };
+        let refused = wedge
+            .and_then(|w| serde_json::from_str::<WedgeReason>(&w).ok())
+            .is_some_and(|w| matches!(w, WedgeReason::Refused { .. }));
+        let send_as = if refused {
+            let new = Uuid::now_v7();
+            let mut v: serde_json::Value = serde_json::from_str(&request)
+                .map_err(|e| CacheError::Corrupt(format!("outbox request: {e}")))?;
+            v["payload"]["id"] = serde_json::Value::String(new.to_string());
+            let check: Request = serde_json::from_value(v.clone())
+                .map_err(|e| CacheError::Corrupt(format!("outbox request: {e}")))?;
+            debug_assert_eq!(check.client_id(), new);
+            tx.execute(
+                "UPDATE outbox SET client_id = ?2, request = ?3 WHERE client_id = ?1",
+                params![cid_s, new.to_string(), v.to_string()],
+            )?;
+            for table in ["messages", "posts", "comments"] {
+                tx.execute(
+                    &format!(
+                        "UPDATE {table} SET client_id = ?2 WHERE client_id = ?1 AND server_id IS NULL"
+                    ),
+                    params![cid_s, new.to_string()],
+                )?;
+            }
+            new
+        } else {
+            cid
+        };
+        let send_s = send_as.to_string();
+        tx.execute(
+            "UPDATE outbox SET state = 'pending', unanswered = 0, next_attempt_at = NULL, \
+             wedge = NULL, updated_at = ?2 WHERE client_id = ?1",
+            params![send_s, now_ms()],
+        )?;
+        set_local_state(&tx, &send_s, "pending")?;
+        tx.commit()?;
+        Ok(Some(send_as))
+    }
+
+    /// The user gives up on an unsent item: it and its local copy are deleted.
+    pub fn discard_outbox(&self, cid: Uuid) -> Result<bool> {
+        let mut conn = self.writer.lock().unwrap();
+        let tx = conn.transaction()?;
+        let cid_s = cid.to_string();
+        let changed = tx.execute(
+            "DELETE FROM outbox WHERE client_id = ?1 AND state != 'sent'",
+            [&cid_s],
+        )?;
+        if changed > 0 {
+            for table in ["messages", "posts", "comments"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE client_id = ?1 AND server_id IS NULL"),
+                    [&cid_s],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(changed > 0)
+    }
+}

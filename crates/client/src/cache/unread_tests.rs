@@ -1,0 +1,152 @@
+//! Unread counters: maintained vs. recounted, and the upgrade of an old cache.
+
+use crate::cache::Cache;
+use papo_protocol::{ChatMessage, DirectMessage, EventBody, LogEvent, ReadState, Stream};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+const ME: &str = "ana";
+const PEOPLE: [&str; 5] = ["ana", "bia", "caio", "davi", "eva"];
+
+/// Thousands of random events — messages from anyone (me included) in random
+/// conversations, replays of events already applied, read marks forward, backward and past
+/// the newest message, a reset in the middle — and after each batch the maintained
+/// counters equal a full recount.
+#[test]
+fn maintained_unread_counters_equal_a_full_recount_under_random_events() {
+    for seed in 0..4u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path().join("c.sqlite")).unwrap();
+        cache.set_me(ME).unwrap();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (mut public_seq, mut private_seq, mut next_id) = (0u64, 0u64, 1i64);
+        let mut applied: Vec<LogEvent> = Vec::new();
+        for batch_no in 0..60 {
+            let mut batch = Vec::new();
+            for _ in 0..rng.gen_range(1..60) {
+                let at = next_id * 10;
+                let roll = rng.gen_range(0..100);
+                let ev = if roll < 40 {
+                    public_seq += 1;
+                    next_id += 1;
+                    LogEvent {
+                        stream: Stream::Public,
+                        seq: public_seq,
+                        at,
+                        cid: None,
+                        body: EventBody::ChatMessage(ChatMessage {
+                            id: next_id,
+                            from: PEOPLE[rng.gen_range(0..PEOPLE.len())].into(),
+                            text: format!("chat {next_id}"),
+                            at,
+                        }),
+                    }
+                } else if roll < 80 {
+                    private_seq += 1;
+                    next_id += 1;
+                    let peer = PEOPLE[rng.gen_range(1..PEOPLE.len())];
+                    let (from, to) = if rng.gen_bool(0.3) {
+                        (ME, peer)
+                    } else {
+                        (peer, ME)
+                    };
+                    LogEvent {
+                        stream: Stream::Private,
+                        seq: private_seq,
+                        at,
+                        cid: None,
+                        body: EventBody::DmMessage(DirectMessage {
+                            id: next_id,
+                            from: from.into(),
+                            to: to.into(),
+                            text: format!("dm {next_id}"),
+                            at,
+                        }),
+                    }
+                } else {
+                    private_seq += 1;
+                    let conversation = if rng.gen_bool(0.4) {
+                        "public".to_string()
+                    } else {
+                        format!("dm:{}", PEOPLE[rng.gen_range(1..PEOPLE.len())])
+                    };
+                    // Anywhere from long ago to past the newest message.
+                    let last_read = rng.gen_range(0..next_id + 5);
+                    LogEvent {
+                        stream: Stream::Private,
+                        seq: private_seq,
+                        at,
+                        cid: None,
+                        body: EventBody::ReadUpdated(ReadState {
+                            conversation,
+                            last_read,
+                        }),
+                    }
+                };
+                batch.push(ev);
+            }
+            // Sometimes a replay of what was applied already (ignored by sequence).
+            if !applied.is_empty() && rng.gen_bool(0.2) {
+                let from = rng.gen_range(0..applied.len());
+                let mut replay: Vec<LogEvent> = applied[from..].to_vec();
+                replay.extend(batch.iter().cloned());
+                cache.apply_batch(ME, &replay).unwrap();
+            } else {
+                cache.apply_batch(ME, &batch).unwrap();
+            }
+            applied.extend(batch);
+            if batch_no == 30 && seed % 2 == 1 {
+                cache.reset("another-epoch").unwrap();
+                (public_seq, private_seq) = (0, 0);
+                applied.clear();
+            }
+            assert_eq!(
+                cache.unread_counts().unwrap(),
+                cache.recount_unread(ME).unwrap(),
+                "seed {seed}, batch {batch_no}"
+            );
+        }
+        assert!(
+            cache.recount_unread(ME).unwrap().total > 0,
+            "seed {seed}: a test of nothing"
+        );
+    }
+}
+
+/// A cache written before the counters existed gets them counted once at upgrade.
+#[test]
+fn an_old_cache_gets_its_counters_at_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../../migrations/0001_initial.sql"))
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO meta (key, value) VALUES ('me', 'ana');
+             INSERT INTO messages (kind, conversation, server_id, sender, text, at, sk, state)
+             VALUES ('dm', 'dm:bia', 1, 'bia', 'a', 1, 1, 'sent'),
+                    ('dm', 'dm:bia', 2, 'ana', 'b', 2, 2, 'sent'),
+                    ('dm', 'dm:bia', 3, 'bia', 'c', 3, 3, 'sent'),
+                    ('chat', 'public', 4, 'caio', 'd', 4, 4, 'sent'),
+                    ('chat', 'public', 5, 'ana', 'e', 5, 5, 'sent');
+             INSERT INTO conversations VALUES ('dm:bia', 3, 'bia', 'c'), ('public', 5, 'ana', 'e');
+             INSERT INTO read_state VALUES ('dm:bia', 1);",
+        )
+        .unwrap();
+    }
+    let cache = Cache::open(&path).unwrap();
+    let counts = cache.unread_counts().unwrap();
+    assert_eq!(counts, cache.recount_unread(ME).unwrap());
+    assert_eq!(
+        counts.conversations,
+        vec![("dm:bia".to_string(), 1), ("public".to_string(), 1)]
+    );
+    let unread: Vec<_> = cache
+        .conversations()
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.id, c.unread))
+        .collect();
+    assert_eq!(unread, vec![("public".into(), 1), ("dm:bia".into(), 1)]);
+}

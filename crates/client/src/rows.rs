@@ -1,0 +1,307 @@
+//! The cache's row types, how they map from SQL, and the small SQL helpers every writer of the
+//! cache file shares (the cursor, the conversation list's last message).
+//!
+//! This module depends on nothing else in the crate: [`crate::unread`], [`crate::changes`],
+//! [`crate::outbox`] and [`crate::cache`] build on it, so there is no import cycle between them.
+
+use papo_protocol::{Cursor, Millis, Notification, NotificationKind};
+use rusqlite::{params, Connection, Transaction};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Added to a local row id to order pending rows after confirmed ones with the same time.
+pub(crate) const PENDING_SK: i64 = 1 << 62;
+
+/// A cache failure.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the cache was written by a newer app (schema {found}, this app knows {known})")]
+    TooNew { found: i64, known: i64 },
+    #[error("corrupt cache row: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = CacheError> = std::result::Result<T, E>;
+
+/// Unix time in milliseconds, now.
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Local state of a message, post or comment the user wrote (others' are always `sent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "lowercase")]
+pub enum LocalState {
+    Pending,
+    Sent,
+    Failed,
+}
+
+impl LocalState {
+    pub(crate) fn parse(s: &str) -> LocalState {
+        match s {
+            "pending" => LocalState::Pending,
+            "failed" => LocalState::Failed,
+            _ => LocalState::Sent,
+        }
+    }
+}
+
+/// Keyset position for paging (newest first): pass the last row's key to get older rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct PageKey {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub at: Millis,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub sk: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct MessageRow {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub local_id: i64,
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+    pub server_id: Option<i64>,
+    pub client_id: Option<Uuid>,
+    pub conversation: String,
+    pub sender: String,
+    pub text: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub at: Millis,
+    pub state: LocalState,
+    pub key: PageKey,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct PostRow {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub local_id: i64,
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+    pub server_id: Option<i64>,
+    pub client_id: Option<Uuid>,
+    pub author: String,
+    pub text: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub at: Millis,
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+    pub edited_at: Option<Millis>,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub like_count: i64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub comment_count: i64,
+    pub liked_by_me: bool,
+    pub state: LocalState,
+    pub key: PageKey,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct CommentRow {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub local_id: i64,
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+    pub server_id: Option<i64>,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub post_id: i64,
+    pub author: String,
+    pub text: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub at: Millis,
+    pub state: LocalState,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct ConversationRow {
+    pub id: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub last_at: Millis,
+    pub last_sender: String,
+    pub last_text: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub unread: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct UnreadCounts {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub total: i64,
+    #[cfg_attr(feature = "ts", ts(type = "Array<[string, number]>"))]
+    pub conversations: Vec<(String, i64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "lowercase")]
+pub enum HitKind {
+    Message,
+    Post,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct SearchHit {
+    pub kind: HitKind,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub local_id: i64,
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+    pub server_id: Option<i64>,
+    /// For messages: the conversation.
+    pub conversation: Option<String>,
+    pub author: String,
+    pub text: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub at: Millis,
+}
+
+/// The columns [`message_row`] reads.
+pub(crate) const MESSAGE_COLUMNS: &str =
+    "id, server_id, client_id, conversation, sender, text, at, state, sk";
+
+pub(crate) fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+    Ok(MessageRow {
+        local_id: r.get(0)?,
+        server_id: r.get(1)?,
+        client_id: parse_uuid(r.get::<_, Option<String>>(2)?),
+        conversation: r.get(3)?,
+        sender: r.get(4)?,
+        text: r.get(5)?,
+        at: r.get(6)?,
+        state: LocalState::parse(&r.get::<_, String>(7)?),
+        key: PageKey {
+            at: r.get(6)?,
+            sk: r.get(8)?,
+        },
+    })
+}
+
+/// The columns [`post_row`] reads, from `posts p`; `?1` is the reader (for `liked_by_me`).
+/// The last column is `deleted`.
+pub(crate) const POST_COLUMNS: &str =
+    "p.id, p.server_id, p.client_id, p.author, p.text, p.at, p.edited_at, \
+     p.like_count, p.comment_count, p.state, p.sk, \
+     EXISTS (SELECT 1 FROM likes l WHERE l.post_id = p.server_id AND l.username = ?1), \
+     p.deleted";
+
+pub(crate) fn post_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PostRow> {
+    Ok(PostRow {
+        local_id: r.get(0)?,
+        server_id: r.get(1)?,
+        client_id: parse_uuid(r.get::<_, Option<String>>(2)?),
+        author: r.get(3)?,
+        text: r.get(4)?,
+        at: r.get(5)?,
+        edited_at: r.get(6)?,
+        like_count: r.get(7)?,
+        comment_count: r.get(8)?,
+        state: LocalState::parse(&r.get::<_, String>(9)?),
+        key: PageKey {
+            at: r.get(5)?,
+            sk: r.get(10)?,
+        },
+        liked_by_me: r.get(11)?,
+    })
+}
+
+/// The columns [`comment_row`] reads.
+pub(crate) const COMMENT_COLUMNS: &str = "id, server_id, post_id, author, text, at, state";
+
+pub(crate) fn comment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CommentRow> {
+    Ok(CommentRow {
+        local_id: r.get(0)?,
+        server_id: r.get(1)?,
+        post_id: r.get(2)?,
+        author: r.get(3)?,
+        text: r.get(4)?,
+        at: r.get(5)?,
+        state: LocalState::parse(&r.get::<_, String>(6)?),
+    })
+}
+
+/// The columns [`notification_row`] reads.
+pub(crate) const NOTIFICATION_COLUMNS: &str =
+    "id, kind, actor, post_id, comment_id, message_id, excerpt, at";
+
+pub(crate) fn notification_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Notification> {
+    let kind: String = r.get(1)?;
+    let kind = NotificationKind::parse(&kind).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            1,
+            rusqlite::types::Type::Text,
+            format!("notification kind {kind}").into(),
+        )
+    })?;
+    Ok(Notification {
+        id: r.get(0)?,
+        kind,
+        actor: r.get(2)?,
+        post_id: r.get(3)?,
+        comment_id: r.get(4)?,
+        message_id: r.get(5)?,
+        excerpt: r.get(6)?,
+        at: r.get(7)?,
+    })
+}
+
+pub(crate) fn conversation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationRow> {
+    Ok(ConversationRow {
+        id: r.get(0)?,
+        last_at: r.get(1)?,
+        last_sender: r.get(2)?,
+        last_text: r.get(3)?,
+        unread: r.get(4)?,
+    })
+}
+
+pub(crate) fn parse_uuid(s: Option<String>) -> Option<Uuid> {
+    s.and_then(|s| Uuid::parse_str(&s).ok())
+}
+
+pub(crate) fn read_cursor(conn: &Connection) -> Result<Cursor> {
+    let mut cursor = Cursor::default();
+    let mut st = conn.prepare_cached("SELECT stream, seq FROM cursor")?;
+    let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    for row in rows {
+        let (stream, seq) = row?;
+        match stream.as_str() {
+            "public" => cursor.public = seq as u64,
+            "private" => cursor.private = seq as u64,
+            other => return Err(CacheError::Corrupt(format!("cursor stream {other}"))),
+        }
+    }
+    Ok(cursor)
+}
+
+pub(crate) fn write_cursor(tx: &Transaction<'_>, cursor: &Cursor) -> Result<()> {
+    let mut st = tx.prepare_cached("UPDATE cursor SET seq = ?2 WHERE stream = ?1")?;
+    st.execute(params!["public", cursor.public as i64])?;
+    st.execute(params!["private", cursor.private as i64])?;
+    Ok(())
+}
+
+pub(crate) fn touch_conversation(
+    tx: &Transaction<'_>,
+    conversation: &str,
+    at: Millis,
+    sender: &str,
+    text: &str,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO conversations (id, last_at, last_sender, last_text) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT(id) DO UPDATE SET last_at = excluded.last_at, \
+            last_sender = excluded.last_sender, last_text = excluded.last_text \
+         WHERE excluded.last_at >= conversations.last_at",
+    )?
+    .execute(params![conversation, at, sender, text])?;
+    Ok(())
+}
