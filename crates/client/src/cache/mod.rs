@@ -19,6 +19,7 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 mod apply;
+mod fts;
 mod outbox;
 mod read;
 mod wipe;
@@ -28,6 +29,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_initial.sql"),
     include_str!("../../migrations/0002_outbox_queues_wedged.sql"),
     include_str!("../../migrations/0003_unread_counters.sql"),
+    include_str!("../../migrations/0004_fts_off_apply_path.sql"),
 ];
 
 /// What applying a batch did.

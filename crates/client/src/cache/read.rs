@@ -1,5 +1,6 @@
 //! Reads on the reader connection: pages, the conversation list, search, presence.
 
+use super::fts::{fts_query, indexed_up_to, Matcher};
 use super::Cache;
 use crate::rows::{
     comment_row, conversation_row, message_row, notification_row, post_row, CommentRow,
@@ -105,22 +106,22 @@ impl Cache {
     }
 
     /// Full-text search over messages and posts (every word must match; the last as a prefix).
+    ///
+    /// Per kind, the newest `limit` matches by local id, then all of them by time. Rows the
+    /// full-text index holds come off the index; rows applied since the last
+    /// [`Cache::index_step`] are scanned and matched with the same rules, so the result does not
+    /// depend on how far indexing has got.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
         let Some(fts) = fts_query(query) else {
             return Ok(Vec::new());
         };
+        let matcher = Matcher::new(query);
         self.read(|c| {
             let mut out = Vec::new();
-            let mut st = c.prepare_cached(
-                // The newest matches by rowid come straight off the full-text index (rows are
-                // inserted in log order, so rowid follows time); sorting every match by `at`
-                // first made a common word cost ~100 ms on a million messages.
-                "SELECT m.id, m.server_id, m.conversation, m.sender, m.text, m.at \
-                 FROM (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?1 \
-                       ORDER BY rowid DESC LIMIT ?2) f \
-                 JOIN messages m ON m.id = f.rowid ORDER BY m.at DESC",
-            )?;
-            let rows = st.query_map(params![fts, limit as i64], |r| {
+            // The mark first: a step committing meanwhile only makes the index hold more, and
+            // a row found both ways is kept once.
+            let mark = indexed_up_to(c, "messages")?;
+            let message_hit = |r: &rusqlite::Row<'_>| {
                 Ok(SearchHit {
                     kind: HitKind::Message,
                     local_id: r.get(0)?,
@@ -130,17 +131,32 @@ impl Cache {
                     text: r.get(4)?,
                     at: r.get(5)?,
                 })
-            })?;
-            for row in rows {
-                out.push(row?);
-            }
-            let mut st = c.prepare_cached(
-                "SELECT p.id, p.server_id, p.author, p.text, p.at \
-                 FROM (SELECT rowid FROM posts_fts WHERE posts_fts MATCH ?1 \
-                       ORDER BY rowid DESC LIMIT ?2) f \
-                 JOIN posts p ON p.id = f.rowid WHERE p.deleted = 0 ORDER BY p.at DESC",
+            };
+            let mut messages = tail_matches(
+                c,
+                "SELECT id, server_id, conversation, sender, text, at FROM messages \
+                 WHERE id > ?1 ORDER BY id DESC",
+                mark,
+                &matcher,
+                limit,
+                message_hit,
             )?;
-            let rows = st.query_map(params![fts, limit as i64], |r| {
+            let mut st = c.prepare_cached(
+                // The newest matches by rowid come straight off the full-text index (rows are
+                // inserted in log order, so rowid follows time); sorting every match by `at`
+                // first made a common word cost ~100 ms on a million messages.
+                "SELECT m.id, m.server_id, m.conversation, m.sender, m.text, m.at \
+                 FROM (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?1 \
+                       ORDER BY rowid DESC LIMIT ?2) f \
+                 JOIN messages m ON m.id = f.rowid",
+            )?;
+            for row in st.query_map(params![fts, limit as i64], message_hit)? {
+                messages.push(row?);
+            }
+            out.extend(newest(messages, limit));
+
+            let mark = indexed_up_to(c, "posts")?;
+            let post_hit = |r: &rusqlite::Row<'_>| {
                 Ok(SearchHit {
                     kind: HitKind::Post,
                     local_id: r.get(0)?,
@@ -150,11 +166,33 @@ impl Cache {
                     text: r.get(3)?,
                     at: r.get(4)?,
                 })
-            })?;
-            for row in rows {
-                out.push(row?);
+            };
+            let mut posts = tail_matches(
+                c,
+                "SELECT id, server_id, author, text, at FROM posts \
+                 WHERE id > ?1 AND deleted = 0 ORDER BY id DESC",
+                mark,
+                &matcher,
+                limit,
+                post_hit,
+            )?;
+            let mut st = c.prepare_cached(
+                "SELECT p.id, p.server_id, p.author, p.text, p.at \
+                 FROM (SELECT rowid FROM posts_fts WHERE posts_fts MATCH ?1 \
+                       ORDER BY rowid DESC LIMIT ?2) f \
+                 JOIN posts p ON p.id = f.rowid WHERE p.deleted = 0",
+            )?;
+            for row in st.query_map(params![fts, limit as i64], post_hit)? {
+                posts.push(row?);
             }
-            out.sort_by_key(|h| std::cmp::Reverse(h.at));
+            out.extend(newest(posts, limit));
+            out.sort_by_key(|h| {
+                (
+                    std::cmp::Reverse(h.at),
+                    h.kind == HitKind::Post,
+                    std::cmp::Reverse(h.local_id),
+                )
+            });
             out.truncate(limit);
             Ok(out)
         })
@@ -182,20 +220,6 @@ impl Cache {
     }
 }
 
-/// Builds a safe FTS5 query: each word quoted (no syntax injection), the last one as a prefix.
-fn fts_query(query: &str) -> Option<String> {
-    let words: Vec<String> = query
-        .split_whitespace()
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-        .collect();
-    if words.is_empty() {
-        return None;
-    }
-    let mut q = words.join(" ");
-    q.push('*');
-    Some(q)
-}
-
 impl Cache {
     /// Unread messages per conversation (messages from others after the read mark), read off
     /// the maintained counters.
@@ -217,4 +241,40 @@ impl Cache {
             )
         })
     }
+}
+
+/// The newest `limit` matches (by local id, once each) among rows scanned above the full-text
+/// mark, in `sql` (`?1` = the mark, newest first; column 4 of a message, 3 of a post, is text).
+fn tail_matches(
+    c: &Connection,
+    sql: &str,
+    mark: i64,
+    matcher: &Matcher,
+    limit: usize,
+    hit: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<SearchHit>,
+) -> Result<Vec<SearchHit>> {
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    let mut st = c.prepare_cached(sql)?;
+    let mut rows = st.query([mark])?;
+    while let Some(r) = rows.next()? {
+        let h = hit(r)?;
+        if matcher.matches(&h.text) {
+            out.push(h);
+            if out.len() >= limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The `limit` hits with the highest local ids, each once.
+fn newest(mut hits: Vec<SearchHit>, limit: usize) -> Vec<SearchHit> {
+    hits.sort_by_key(|h| std::cmp::Reverse(h.local_id));
+    hits.dedup_by_key(|h| h.local_id);
+    hits.truncate(limit);
+    hits
 }
