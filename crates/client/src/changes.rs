@@ -152,17 +152,24 @@ impl Touched {
             reset,
             ..Default::default()
         };
-        for (kind, id) in &self.messages {
-            let sql = format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE kind = ?1 AND server_id = ?2"
-            );
-            if let Some(row) = one(
-                tx,
-                &sql,
-                rusqlite::params![kind, id],
-                crate::rows::message_row,
-            )? {
-                out.messages.push(row);
+        // One query per kind for every message of the batch (a batch holds hundreds).
+        for kind in ["chat", "dm"] {
+            let ids: Vec<i64> = self
+                .messages
+                .range((kind, i64::MIN)..=(kind, i64::MAX))
+                .map(|(_, id)| *id)
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let json = serde_json::to_string(&ids).unwrap_or_default();
+            let mut st = tx.prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE kind = ?1 AND server_id IS NOT NULL \
+                 AND server_id IN (SELECT value FROM json_each(?2)) ORDER BY server_id"
+            ))?;
+            let rows = st.query_map(rusqlite::params![kind, json], crate::rows::message_row)?;
+            for row in rows {
+                out.messages.push(row?);
             }
         }
         for id in &self.local_messages {
@@ -206,16 +213,15 @@ impl Touched {
                 out.notifications.push(n);
             }
         }
-        for id in &self.conversations {
-            if let Some(row) = one(
-                tx,
+        if !self.conversations.is_empty() {
+            let json = serde_json::to_string(&self.conversations).unwrap_or_default();
+            let mut st = tx.prepare_cached(
                 "SELECT c.id, c.last_at, c.last_sender, c.last_text, COALESCE(u.count, 0) \
                  FROM conversations c LEFT JOIN unread u ON u.conversation = c.id \
-                 WHERE c.id = ?1",
-                [id],
-                crate::rows::conversation_row,
-            )? {
-                out.conversations.push(row);
+                 WHERE c.id IN (SELECT value FROM json_each(?1)) ORDER BY c.id",
+            )?;
+            for row in st.query_map([json], crate::rows::conversation_row)? {
+                out.conversations.push(row?);
             }
         }
         out.unread = crate::unread::counts_in(tx)?;

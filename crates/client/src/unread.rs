@@ -10,22 +10,17 @@
 use crate::rows::{Result, UnreadCounts};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-/// A message row was just inserted: count it if it is unread.
-pub(crate) fn message_added(
-    tx: &Transaction<'_>,
-    me: &str,
-    conversation: &str,
-    server_id: i64,
-    sender: &str,
-) -> Result<()> {
-    if sender == me || server_id <= last_read(tx, conversation)? {
+/// `n` more unread messages in a conversation (new messages of others past its read mark; the
+/// apply path counts them per batch).
+pub(crate) fn add(tx: &Transaction<'_>, conversation: &str, n: i64) -> Result<()> {
+    if n == 0 {
         return Ok(());
     }
     tx.prepare_cached(
-        "INSERT INTO unread (conversation, count) VALUES (?1, 1) \
-         ON CONFLICT(conversation) DO UPDATE SET count = count + 1",
+        "INSERT INTO unread (conversation, count) VALUES (?1, ?2) \
+         ON CONFLICT(conversation) DO UPDATE SET count = count + excluded.count",
     )?
-    .execute([conversation])?;
+    .execute(rusqlite::params![conversation, n])?;
     Ok(())
 }
 

@@ -5,6 +5,7 @@ use super::{ApplyOutcome, Cache, Result};
 use crate::rows::{now_ms, read_cursor, touch_conversation, write_cursor};
 use papo_protocol::{EventBody, LogEvent, Millis, Presence};
 use rusqlite::{params, Transaction};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 impl Cache {
@@ -19,6 +20,7 @@ impl Cache {
         };
         let now = now_ms();
         let mut touched = crate::changes::Touched::default();
+        let mut batch = Batch::default();
         for ev in events {
             let stored = cursor.get(ev.stream);
             if ev.seq <= stored {
@@ -29,7 +31,7 @@ impl Cache {
                 out.gap = Some((ev.stream, stored + 1, ev.seq));
                 break;
             }
-            apply_effects(&tx, me, ev)?;
+            apply_effects(&tx, me, ev, &mut batch)?;
             touched.event(me, ev);
             if let Some(cid) = ev.cid {
                 if crate::outbox::confirm_in_tx(&tx, cid, None, me, now)? {
@@ -39,6 +41,7 @@ impl Cache {
             cursor.set(ev.stream, ev.seq);
             out.applied.push(ev.clone());
         }
+        batch.flush(&tx)?;
         if !out.applied.is_empty() {
             write_cursor(&tx, &cursor)?;
             out.changes = touched.read(&tx, me, false)?;
@@ -95,9 +98,83 @@ impl Cache {
     }
 }
 
+/// Writes a batch makes once per conversation rather than once per message: the conversation
+/// list's last message and the unread counters, gathered while the batch runs and written
+/// before anything reads them (a read mark moving, the end of the batch).
+#[derive(Default)]
+struct Batch {
+    /// Per conversation: the newest message so far (`at`, sender, text); on equal times the
+    /// later one, as one upsert per message in order would leave it.
+    last: HashMap<String, (Millis, String, String)>,
+    /// Unread messages added per conversation, not yet written.
+    unread: HashMap<String, i64>,
+    /// Read marks looked up during the batch.
+    last_read: HashMap<String, i64>,
+}
+
+impl Batch {
+    fn touch(&mut self, conversation: &str, at: Millis, sender: &str, text: &str) {
+        match self.last.get_mut(conversation) {
+            Some(e) if at < e.0 => {}
+            Some(e) => *e = (at, sender.to_string(), text.to_string()),
+            None => {
+                self.last.insert(
+                    conversation.to_string(),
+                    (at, sender.to_string(), text.to_string()),
+                );
+            }
+        }
+    }
+
+    /// A message row was just inserted: count it if it is unread (see [`crate::unread`]).
+    fn message_added(
+        &mut self,
+        tx: &Transaction<'_>,
+        me: &str,
+        conversation: &str,
+        server_id: i64,
+        sender: &str,
+    ) -> Result<()> {
+        if sender == me {
+            return Ok(());
+        }
+        let last_read = match self.last_read.get(conversation) {
+            Some(r) => *r,
+            None => {
+                let r = crate::unread::last_read(tx, conversation)?;
+                self.last_read.insert(conversation.to_string(), r);
+                r
+            }
+        };
+        if server_id > last_read {
+            *self.unread.entry(conversation.to_string()).or_default() += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes what was gathered.
+    fn flush(&mut self, tx: &Transaction<'_>) -> Result<()> {
+        for (conversation, (at, sender, text)) in self.last.drain() {
+            touch_conversation(tx, &conversation, at, &sender, &text)?;
+        }
+        for (conversation, n) in self.unread.drain() {
+            crate::unread::add(tx, &conversation, n)?;
+        }
+        Ok(())
+    }
+
+    /// A read mark moves: counters must be current first, and the cached mark goes.
+    fn set_read(&mut self, tx: &Transaction<'_>, conversation: &str, last_read: i64) -> Result<()> {
+        self.flush(tx)?;
+        self.last_read.remove(conversation);
+        set_read(tx, conversation, last_read)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn upsert_message(
     tx: &Transaction<'_>,
+    batch: &mut Batch,
     me: &str,
     kind: &str,
     conversation: &str,
@@ -125,19 +202,20 @@ fn upsert_message(
             )?
             .execute(params![kind, conversation, server_id, sender, text, at])?;
         if changed > 0 {
-            crate::unread::message_added(tx, me, conversation, server_id, sender)?;
+            batch.message_added(tx, me, conversation, server_id, sender)?;
         }
     }
     if changed > 0 {
-        touch_conversation(tx, conversation, at, sender, text)?;
+        batch.touch(conversation, at, sender, text);
     }
     Ok(())
 }
 
-fn apply_effects(tx: &Transaction<'_>, me: &str, ev: &LogEvent) -> Result<()> {
+fn apply_effects(tx: &Transaction<'_>, me: &str, ev: &LogEvent, batch: &mut Batch) -> Result<()> {
     match &ev.body {
         EventBody::ChatMessage(m) => upsert_message(
             tx,
+            batch,
             me,
             "chat",
             papo_protocol::conversation::PUBLIC,
@@ -149,6 +227,7 @@ fn apply_effects(tx: &Transaction<'_>, me: &str, ev: &LogEvent) -> Result<()> {
         )?,
         EventBody::DmMessage(m) => upsert_message(
             tx,
+            batch,
             me,
             "dm",
             &m.conversation_for(me),
@@ -260,7 +339,7 @@ fn apply_effects(tx: &Transaction<'_>, me: &str, ev: &LogEvent) -> Result<()> {
                 n.at
             ])?;
         }
-        EventBody::ReadUpdated(r) => set_read(tx, &r.conversation, r.last_read)?,
+        EventBody::ReadUpdated(r) => batch.set_read(tx, &r.conversation, r.last_read)?,
     }
     Ok(())
 }

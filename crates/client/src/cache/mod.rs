@@ -25,7 +25,7 @@ mod read;
 mod wipe;
 
 /// Migrations, applied in order at open; the index + 1 is the schema version (`user_version`).
-pub(crate) const MIGRATIONS: &[&str] = &[
+pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_initial.sql"),
     include_str!("../../migrations/0002_outbox_queues_wedged.sql"),
     include_str!("../../migrations/0003_unread_counters.sql"),
