@@ -1,5 +1,7 @@
-//! Client core (issue 3): ingest through the cache's apply path, next to raw batched SQLite
-//! inserts, then offline queries on the resulting cache of ~1,000,000 messages.
+//! Client core (issues 3 and 10): ingest through the cache's apply path (full-text indexing
+//! interleaved the way the writer thread runs it), next to raw batched SQLite inserts, then
+//! offline queries on the resulting cache of ~1,000,000 messages, search while ingesting at a
+//! sustained rate, and the delay from apply to searchable.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +14,11 @@ use serde_json::{json, Value};
 const MIGRATION: &str = include_str!("../../crates/client/migrations/0001_initial.sql");
 const BATCH: usize = 500;
 const ME: &str = "me";
-const PEERS: usize = 100;
+const PEERS: usize = 1_000;
+/// The writer thread runs an index step at least this often while busy.
+const INDEX_EVERY: Duration = Duration::from_millis(250);
+/// Sustained ingest rate while searching (events/s).
+const SUSTAINED_RATE: usize = 2_000;
 
 struct Corpus {
     vocab: Vec<String>,
@@ -48,7 +54,7 @@ impl Corpus {
     }
 }
 
-/// Synthetic log: public chat (80% of messages), DMs with 100 peers (20%), and a post every
+/// Synthetic log: public chat (80% of messages), DMs with 1,000 peers (20%), and a post every
 /// 21st event. Returns the events in server order.
 fn events(messages: usize, corpus: &Corpus, rng: &mut impl Rng) -> Vec<LogEvent> {
     let base = 1_700_000_000_000i64;
@@ -144,12 +150,26 @@ fn repeat(runs: usize, mut f: impl FnMut() -> usize) -> (Value, usize) {
     (stats(v), rows)
 }
 
-fn raw_insert(dir: &std::path::Path, evs: &[LogEvent], same_schema: bool, batch: usize) -> f64 {
-    let path = dir.join(format!("raw-{same_schema}-{batch}.db"));
+/// Which schema the raw inserts go into.
+#[derive(Clone, Copy, Debug)]
+enum RawSchema {
+    Bare,
+    /// Version 1: FTS insert triggers on.
+    Initial,
+    /// Every migration of this build.
+    Current,
+}
+
+fn raw_insert(dir: &std::path::Path, evs: &[LogEvent], schema: RawSchema, batch: usize) -> f64 {
+    let path = dir.join(format!("raw-{schema:?}-{batch}.db"));
     let mut c = rusqlite::Connection::open(&path).unwrap();
     c.pragma_update(None, "journal_mode", "WAL").unwrap();
     c.pragma_update(None, "synchronous", "NORMAL").unwrap();
-    if same_schema {
+    if let RawSchema::Current = schema {
+        for m in papo_client::cache::MIGRATIONS {
+            c.execute_batch(m).unwrap();
+        }
+    } else if let RawSchema::Initial = schema {
         c.execute_batch(MIGRATION).unwrap();
     } else {
         c.execute_batch(
@@ -209,7 +229,10 @@ pub async fn run(messages: usize, keep: Option<std::path::PathBuf>) -> Value {
     let _ = std::fs::create_dir_all(&dir);
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let corpus = Corpus::new(&mut rng);
-    let evs = events(messages, &corpus, &mut rng);
+    let extra = (messages / 10).min(20_000);
+    let mut evs = events(messages + extra, &corpus, &mut rng);
+    // The last events arrive later, at a sustained rate, while searches run.
+    let later = evs.split_off(evs.len() - extra);
     let total_events = evs.len();
     eprintln!(
         "client: {} events ({} messages), serializing batches",
@@ -222,15 +245,16 @@ pub async fn run(messages: usize, keep: Option<std::path::PathBuf>) -> Value {
         .collect();
 
     // ---- raw batched inserts (same machine, same rows) --------------------------------------
-    let raw_bare = raw_insert(&dir, &evs, false, BATCH);
-    let raw_schema = raw_insert(&dir, &evs, true, BATCH);
-    let raw_schema_5000 = raw_insert(&dir, &evs, true, 5000);
+    let raw_bare = raw_insert(&dir, &evs, RawSchema::Bare, BATCH);
+    let raw_schema = raw_insert(&dir, &evs, RawSchema::Initial, BATCH);
+    let raw_schema_5000 = raw_insert(&dir, &evs, RawSchema::Initial, 5000);
+    let raw_current = raw_insert(&dir, &evs, RawSchema::Current, BATCH);
     for f in std::fs::read_dir(&dir).unwrap().flatten() {
         if f.file_name().to_string_lossy().starts_with("raw-") {
             let _ = std::fs::remove_file(f.path());
         }
     }
-    eprintln!("client: raw batched inserts {raw_bare:.0} rows/s (bare table), {raw_schema:.0} rows/s (cache schema, indexes + FTS), {raw_schema_5000:.0} rows/s (same, 5000 per transaction)");
+    eprintln!("client: raw batched inserts {raw_bare:.0} rows/s (bare table), {raw_schema:.0} rows/s (version-1 schema, indexes + FTS triggers), {raw_schema_5000:.0} rows/s (same, 5000 per transaction), {raw_current:.0} rows/s (current schema)");
 
     // ---- ingest: receive (parse) -> apply (cache transaction) -> publish (broadcast) ---------
     let path = dir.join("cache.db");
@@ -249,6 +273,9 @@ pub async fn run(messages: usize, keep: Option<std::path::PathBuf>) -> Value {
         }
     });
     let (mut parse, mut apply, mut publish) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut index = Duration::ZERO;
+    let mut index_steps = 0usize;
+    let mut last_step = Instant::now();
     let mut applied = 0usize;
     let mut segment_rates = Vec::new();
     let t0 = Instant::now();
@@ -269,6 +296,14 @@ pub async fn run(messages: usize, keep: Option<std::path::PathBuf>) -> Value {
         parse += b - a;
         apply += c - b;
         publish += d - c;
+        // The writer thread's schedule while busy: an index step at least every 250 ms.
+        if last_step.elapsed() >= INDEX_EVERY {
+            let t = Instant::now();
+            cache.index_step().unwrap();
+            index += t.elapsed();
+            index_steps += 1;
+            last_step = Instant::now();
+        }
         if i % 400 == 399 {
             segment_rates.push(seg_n as f64 / seg_t.elapsed().as_secs_f64());
             seg_t = Instant::now();
@@ -279,22 +314,31 @@ pub async fn run(messages: usize, keep: Option<std::path::PathBuf>) -> Value {
         }
     }
     let secs = t0.elapsed().as_secs_f64();
+    let (tail_after_burst, _) = cache.unindexed_rows().unwrap();
+    // Then idle: index steps back to back until the index has caught up.
+    let t = Instant::now();
+    let mut catch_up_steps = 0usize;
+    while cache.index_step().unwrap() {
+        catch_up_steps += 1;
+    }
+    let catch_up_secs = t.elapsed().as_secs_f64();
+    eprintln!("client: {index_steps} index steps during the burst ({:.1}s); {tail_after_burst} rows unindexed after it, caught up in {catch_up_secs:.1}s ({catch_up_steps} steps)", index.as_secs_f64());
     drop(tx);
     let published = consumer.await.unwrap();
     let ingest = applied as f64 / secs;
     eprintln!(
-        "client: ingest {applied} events in {secs:.1}s = {ingest:.0} events/s (parse {:.1}s, apply {:.1}s, publish {:.1}s); published {published}",
-        parse.as_secs_f64(), apply.as_secs_f64(), publish.as_secs_f64()
+        "client: ingest {applied} events in {secs:.1}s = {ingest:.0} events/s (parse {:.1}s, apply {:.1}s, publish {:.1}s, index steps {:.1}s); published {published}",
+        parse.as_secs_f64(), apply.as_secs_f64(), publish.as_secs_f64(), index.as_secs_f64()
     );
     drop(cache);
 
     // ---- open ----------------------------------------------------------------------------------
     let mut opens = Vec::new();
-    for _ in 0..10 {
+    for _ in 0..30 {
         let (ms, _) = time_ms(|| {
             let c = Cache::open(&path).unwrap();
-            let p = c.conversation_page("public", None, 50).unwrap();
-            assert_eq!(p.len(), 50);
+            let p = c.feed_page(ME, None, 20).unwrap();
+            assert_eq!(p.len(), 20);
         });
         opens.push(ms);
     }
@@ -323,19 +367,26 @@ pub async fn run(messages: usize, keep: Option<std::path::PathBuf>) -> Value {
         cache.conversation_page("dm:u7", None, 50).unwrap().len()
     });
     let (feed_first, _) = repeat(200, || cache.feed_page(ME, None, 20).unwrap().len());
-    let (convs, nconv) = repeat(50, || cache.conversations().unwrap().len());
+    let (convs, nconv) = repeat(200, || cache.conversations().unwrap().len());
+    let (unread, _) = repeat(200, || cache.unread_counts().unwrap().conversations.len());
+    let (convs_unread, _) = repeat(200, || {
+        cache.conversations().unwrap().len() + cache.unread_counts().unwrap().conversations.len()
+    });
     let rare = corpus.vocab[corpus.vocab.len() - 10].clone();
     let mid = corpus.vocab[corpus.vocab.len() / 3].clone();
     let common = corpus.vocab[3].clone();
-    let mut searches = Vec::new();
-    for (label, q) in [
+    let shapes = [
         ("rare word", rare.clone()),
         ("mid-frequency word", mid.clone()),
         ("common word", common.clone()),
         ("two words", format!("{common} {mid}")),
         ("prefix", common[..common.len().min(4)].to_string()),
-    ] {
-        let (s, hits) = repeat(50, || cache.search(&q, 50).unwrap().len());
+        ("rare prefix", rare[..rare.len().min(5)].to_string()),
+        ("no match", "zzqqxx".to_string()),
+    ];
+    let mut searches = Vec::new();
+    for (label, q) in &shapes {
+        let (s, hits) = repeat(200, || cache.search(q, 50).unwrap().len());
         let matching: i64 = {
             let c = rusqlite::Connection::open(&path).unwrap();
             let fq = q
@@ -354,18 +405,122 @@ pub async fn run(messages: usize, keep: Option<std::path::PathBuf>) -> Value {
         eprintln!("client: search {label:?} {q:?}: {hits} hits shown of {matching} matching, {s}");
         searches.push(json!({"label": label, "query": q, "hits": hits, "matching_messages": matching, "time": s}));
     }
+
+    // ---- search while ingesting at a sustained rate ---------------------------------------------
+    // One thread applies `later` at SUSTAINED_RATE events/s in batches of 100 and runs index
+    // steps like the writer thread (when idle, and at least every 250 ms); this thread searches
+    // on the reader meanwhile, cycling through the shapes.
+    let sustained = {
+        let per_batch = 100usize;
+        let interval = Duration::from_secs_f64(per_batch as f64 / SUSTAINED_RATE as f64);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let mut lat: Vec<Vec<f64>> = vec![Vec::new(); shapes.len()];
+        let mut max_tail = 0i64;
+        let (applied_n, wall) = std::thread::scope(|s| {
+            let writer = s.spawn(|| {
+                let start = Instant::now();
+                let mut n = 0usize;
+                let mut last_step = Instant::now();
+                for (i, chunk) in later.chunks(per_batch).enumerate() {
+                    let out = cache.apply_batch(ME, chunk).unwrap();
+                    n += out.applied.len();
+                    let due = start + interval * (i as u32 + 1);
+                    // Idle until the next batch is due: index (bounded steps), then wait.
+                    while Instant::now() < due {
+                        if last_step.elapsed() >= INDEX_EVERY
+                            || Instant::now() + Duration::from_millis(25) < due
+                        {
+                            let more = cache.index_step().unwrap();
+                            last_step = Instant::now();
+                            if more {
+                                continue;
+                            }
+                        }
+                        std::thread::sleep(
+                            due.saturating_duration_since(Instant::now())
+                                .min(Duration::from_millis(5)),
+                        );
+                    }
+                }
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+                (n, start.elapsed().as_secs_f64())
+            });
+            let mut k = 0usize;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let i = k % shapes.len();
+                let (ms, _) = time_ms(|| cache.search(&shapes[i].1, 50).unwrap().len());
+                lat[i].push(ms);
+                if k.is_multiple_of(50) {
+                    max_tail = max_tail.max(cache.unindexed_rows().unwrap().0);
+                }
+                k += 1;
+            }
+            writer.join().unwrap()
+        });
+        let per_shape: Vec<Value> = shapes
+            .iter()
+            .zip(lat)
+            .map(|((label, q), v)| json!({"label": label, "query": q, "time": stats(v)}))
+            .collect();
+        eprintln!("client: search while ingesting {applied_n} events at {:.0} events/s; largest unindexed tail seen {max_tail}", applied_n as f64 / wall);
+        for p in &per_shape {
+            eprintln!("client:   {} {}", p["label"], p["time"]);
+        }
+        json!({"events": applied_n, "events_per_sec": applied_n as f64 / wall, "max_unindexed_rows": max_tail, "search": per_shape})
+    };
+
+    // ---- apply -> searchable ------------------------------------------------------------------
+    let mut fresh = Vec::new();
+    let last = cache.resume_point().unwrap().0;
+    for k in 0..20u64 {
+        let word = format!("frescor{k}qz");
+        let id = 10_000_000 + k as i64;
+        let ev = LogEvent {
+            stream: Stream::Public,
+            seq: last.public + k + 1,
+            at: 1_800_000_000_000 + k as i64,
+            cid: None,
+            body: EventBody::ChatMessage(ChatMessage {
+                id,
+                from: "u1".into(),
+                text: format!("mensagem {word} nova"),
+                at: 1_800_000_000_000 + k as i64,
+            }),
+        };
+        cache.apply_batch(ME, &[ev]).unwrap();
+        let t = Instant::now();
+        let mut tries = 0;
+        while cache.search(&word, 5).unwrap().is_empty() {
+            tries += 1;
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "{word} not searchable"
+            );
+        }
+        fresh.push((t.elapsed().as_secs_f64() * 1000.0, tries));
+    }
+    let fresh_retries: usize = fresh.iter().map(|f| f.1).sum();
+    let fresh = stats(fresh.into_iter().map(|f| f.0).collect());
+    eprintln!("client: apply -> searchable {fresh} ({fresh_retries} searches came back empty)");
+
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    eprintln!("client: open {open}; conversation page {conv_first}; deep {conv_deep}; dm {dm_first}; feed {feed_first}; conversations list ({nconv}) {convs}");
+    eprintln!("client: open + first feed page {open}; conversation page {conv_first}; deep {conv_deep}; dm {dm_first}; feed {feed_first}; conversations list ({nconv}) {convs}; unread totals {unread}; list + totals {convs_unread}");
     json!({
         "messages": messages, "events": total_events, "cache_bytes": size,
         "ingest_events_per_sec": ingest, "ingest_secs": secs,
-        "ingest_stage_secs": {"parse": parse.as_secs_f64(), "apply": apply.as_secs_f64(), "publish": publish.as_secs_f64()},
+        "ingest_stage_secs": {"parse": parse.as_secs_f64(), "apply": apply.as_secs_f64(), "publish": publish.as_secs_f64(), "index_steps": index.as_secs_f64()},
+        "index_steps_during_ingest": index_steps, "unindexed_after_ingest": tail_after_burst,
+        "index_catch_up_secs": catch_up_secs, "index_catch_up_steps": catch_up_steps,
         "ingest_segment_rates": segment_rates, "published": published,
         "raw_insert_rows_per_sec_bare": raw_bare, "raw_insert_rows_per_sec_schema": raw_schema, "raw_insert_rows_per_sec_schema_5000": raw_schema_5000,
+        "raw_insert_rows_per_sec_current_schema": raw_current, "peers": PEERS,
         "open_first_page": open,
         "conversation_page_first": conv_first, "conversation_page_deep": conv_deep,
         "dm_page_first": dm_first, "feed_page_first": feed_first,
-        "conversations_list": convs, "search": searches,
+        "conversations_list": convs, "conversations": nconv, "unread_counts": unread,
+        "conversations_list_and_unread": convs_unread, "search": searches,
+        "search_while_ingesting": sustained, "apply_to_searchable": fresh,
+        "apply_to_searchable_empty_searches": fresh_retries,
         "load": crate::procs::loadavg(),
     })
 }
