@@ -14,6 +14,7 @@ pub mod backoff;
 pub mod cache;
 pub mod changes;
 pub mod compose;
+pub mod config;
 pub mod event;
 pub mod outbox;
 mod outbox_sender;
@@ -26,9 +27,10 @@ pub mod transport;
 mod unread;
 
 pub use cache::{Cache, CacheError, PageKey};
+pub use config::SupervisorConfig;
 pub use event::{ConnectionState, CoreEvent};
 pub use policy::NotificationSettings;
-pub use supervisor::{SupervisorConfig, SupervisorHandle};
+pub use supervisor::SupervisorHandle;
 
 use api::{Api, ApiError};
 use papo_protocol::http::Credentials;

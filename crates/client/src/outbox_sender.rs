@@ -17,8 +17,8 @@
 
 use crate::backoff::Backoff;
 use crate::cache::{Cache, CacheError};
+use crate::config::{SupervisorConfig, WallClock};
 use crate::outbox::{OutboxChange, OutboxItem, WedgeReason};
-use crate::supervisor::{SupervisorConfig, WallClock};
 use papo_protocol::{events, ErrorBody, ErrorCode, Reply};
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,12 +1,18 @@
 //! Supervisor behaviour against a scripted fake transport, in paused tokio time.
 
 use super::*;
+use crate::backoff::BackoffConfig;
 use crate::secret::Sensitive;
+use crate::tokens::TokenError;
 use crate::transport::TransportError;
+use crate::transport::{Inbound, Link, Refusal};
 use async_trait::async_trait;
+use papo_protocol::{events, Cursor, LogBatch, Reply, SyncState, SyncStatus};
 use papo_protocol::{ChatMessage, ChatSend, EventBody, LogEvent, ReplyResult, Request, Stream};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::time::timeout;
+use uuid::Uuid;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Behaviour {
