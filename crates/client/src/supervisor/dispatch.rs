@@ -11,7 +11,7 @@ use papo_protocol::{events, LogBatch, Presence, Reply, SyncState, SyncStatus, Ty
 use tokio::time::Instant;
 
 impl Supervisor {
-    pub(super) fn inbound(&mut self, ev: Inbound, me: &str, s: &mut Pump) -> Option<End> {
+    pub(super) async fn inbound(&mut self, ev: Inbound, me: &str, s: &mut Pump) -> Option<End> {
         match ev {
             Inbound::Open => None,
             Inbound::Close => Some(failed("the server closed the session")),
@@ -20,11 +20,11 @@ impl Supervisor {
                 tracing::debug!(error = %e, "transport error");
                 None
             }
-            Inbound::Event { name, data } => self.server_event(&name, data, me, s),
+            Inbound::Event { name, data } => self.server_event(&name, data, me, s).await,
         }
     }
 
-    fn server_event(
+    async fn server_event(
         &mut self,
         name: &str,
         data: serde_json::Value,
@@ -43,7 +43,12 @@ impl Supervisor {
                         return Some(failed("undecodable log packet"));
                     }
                 };
-                let out = match self.cache.apply_batch(me, &batch.events) {
+                let me_owned = me.to_string();
+                let out = match self
+                    .cache
+                    .write(move |c| c.apply_batch(&me_owned, &batch.events))
+                    .await
+                {
                     Ok(out) => out,
                     Err(e) => return Some(failed(format!("cache: {e}"))),
                 };
@@ -87,11 +92,12 @@ impl Supervisor {
                         return None;
                     }
                 };
+                let epoch = status.epoch.clone();
                 let r = match status.state {
-                    SyncState::Reset => self.cache.reset(&status.epoch),
+                    SyncState::Reset => self.cache.write(move |c| c.reset(&epoch)).await,
                     SyncState::Live => {
                         s.live = true;
-                        self.cache.set_epoch(&status.epoch)
+                        self.cache.write(move |c| c.set_epoch(&epoch)).await
                     }
                 };
                 if let Err(e) = r {
@@ -100,12 +106,13 @@ impl Supervisor {
                 self.publish(CoreEvent::Sync(status));
             }
             events::REPLY => match serde_json::from_value::<Reply>(data) {
-                Ok(reply) => return self.reply(reply, me, s),
+                Ok(reply) => return self.reply(reply, me, s).await,
                 Err(e) => tracing::warn!(error = %e, "undecodable reply"),
             },
             events::PRESENCE => match serde_json::from_value::<Presence>(data) {
                 Ok(p) => {
-                    if let Err(e) = self.cache.apply_presence(&p) {
+                    let stored = p.clone();
+                    if let Err(e) = self.cache.write(move |c| c.apply_presence(&stored)).await {
                         tracing::warn!(error = %e, "cannot store presence");
                     }
                     self.publish(CoreEvent::Presence(p));
@@ -121,11 +128,11 @@ impl Supervisor {
         None
     }
 
-    fn reply(&mut self, reply: Reply, me: &str, s: &mut Pump) -> Option<End> {
+    async fn reply(&mut self, reply: Reply, me: &str, s: &mut Pump) -> Option<End> {
         if reply.event == events::SYS_PING {
-            self.check_heads(&reply, s);
+            self.check_heads(&reply, s).await;
         }
-        match s.outbox.on_reply(&self.cache, me, reply) {
+        match s.outbox.on_reply(&self.cache, me, reply).await {
             Ok(changes) => {
                 for change in changes {
                     self.publish(CoreEvent::Outbox(change));

@@ -22,7 +22,7 @@
 //! [`crate::config`].
 
 use crate::backoff::Backoff;
-use crate::cache::Cache;
+use crate::cache_thread::CacheHandle;
 use crate::event::{ConnectionState, CoreEvent};
 use crate::tokens::TokenSource;
 use crate::transport::Transport;
@@ -43,7 +43,7 @@ mod session;
 /// Starts the supervisor task on the current tokio runtime.
 pub fn spawn(
     config: SupervisorConfig,
-    cache: Arc<Cache>,
+    cache: CacheHandle,
     tokens: Arc<dyn TokenSource>,
     transport: Arc<dyn Transport>,
     view: Arc<Mutex<View>>,
@@ -105,7 +105,8 @@ enum Wait {
 
 struct Supervisor {
     config: SupervisorConfig,
-    cache: Arc<Cache>,
+    /// Every SQLite access goes through the cache threads.
+    cache: CacheHandle,
     tokens: Arc<dyn TokenSource>,
     transport: Arc<dyn Transport>,
     view: Arc<Mutex<View>>,

@@ -66,13 +66,10 @@ impl Supervisor {
         let Some(token) = self.tokens.access_token().await else {
             return End::SignedOut("not signed in".into());
         };
-        let me = match self.cache.me() {
-            Ok(Some(me)) => me,
-            Ok(None) => return End::SignedOut("not signed in".into()),
-            Err(e) => return failed(format!("cache: {e}")),
-        };
-        let (cursor, epoch) = match self.cache.resume_point() {
-            Ok(x) => x,
+        let point = self.cache.read(|c| Ok((c.me()?, c.resume_point()?))).await;
+        let (me, (cursor, epoch)) = match point {
+            Ok((Some(me), point)) => (me, point),
+            Ok((None, _)) => return End::SignedOut("not signed in".into()),
             Err(e) => return failed(format!("cache: {e}")),
         };
         let auth = ConnectAuth {
@@ -183,7 +180,7 @@ impl Supervisor {
             stall_deadline: None,
         };
         for ev in early {
-            if let Some(end) = self.inbound(ev, me, &mut s) {
+            if let Some(end) = self.inbound(ev, me, &mut s).await {
                 return end;
             }
         }
@@ -208,7 +205,7 @@ impl Supervisor {
         let mut probe_deadline: Option<Instant> = None;
         loop {
             if s.ready {
-                for item in s.outbox.due(&self.cache) {
+                for item in s.outbox.due(&self.cache).await {
                     let r = &item.request;
                     if let Err(end) = self.emit(link, r.event_name(), r.payload()).await {
                         return end;
@@ -294,7 +291,7 @@ impl Supervisor {
                     let Some(ev) = ev else { return failed("transport gone") };
                     last_heard = Instant::now();
                     probe_deadline = None;
-                    if let Some(end) = self.inbound(ev, me, &mut s) {
+                    if let Some(end) = self.inbound(ev, me, &mut s).await {
                         return end;
                     }
                 }
@@ -309,7 +306,7 @@ impl Supervisor {
                     }
                 }
                 _ = sleep_until(outbox_wake.unwrap_or_else(Instant::now)), if outbox_wake.is_some() => {
-                    for change in s.outbox.on_wake(&self.cache) {
+                    for change in s.outbox.on_wake(&self.cache).await {
                         self.publish(CoreEvent::Outbox(change));
                     }
                 }
@@ -323,14 +320,14 @@ impl Supervisor {
     /// (older servers leave them out: then nothing happens here). Heads ahead of the cursor we
     /// stored mean events exist that we have not received; if no `log` arrives within
     /// `stall_grace`, the session is stalled and ends (see the select in `connected`).
-    pub(super) fn check_heads(&self, reply: &Reply, s: &mut Pump) {
+    pub(super) async fn check_heads(&self, reply: &Reply, s: &mut Pump) {
         let Some(heads) = reply.result.as_ref().and_then(|r| r.heads) else {
             return;
         };
         if s.stall_deadline.is_some() {
             return;
         }
-        let cursor = match self.cache.resume_point() {
+        let cursor = match self.cache.read(|c| c.resume_point()).await {
             Ok((c, _)) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the cursor for the stall check");
