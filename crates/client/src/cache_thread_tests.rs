@@ -86,6 +86,10 @@ async fn a_large_apply_leaves_the_runtime_free() {
         "{} ticks in {took:?}",
         during.len()
     );
+    eprintln!(
+        "apply took {took:?}; worst tick gap {worst:?}; {} ticks",
+        during.len()
+    );
     assert!(worst < took / 2, "worst gap {worst:?} in {took:?}");
 }
 

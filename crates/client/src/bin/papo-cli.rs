@@ -168,10 +168,14 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         cli.command,
         Command::Search { .. } | Command::History { .. } | Command::Status
     ) {
-        // Offline reads: no connection at all.
-        let cache =
-            papo_client::Cache::open(dir.join("cache.sqlite3")).map_err(|e| e.to_string())?;
-        return offline(&cache, cli.command);
+        // Offline reads: no connection at all, and SQLite off the async runtime.
+        let path = dir.join("cache.sqlite3");
+        return tokio::task::spawn_blocking(move || {
+            let cache = papo_client::Cache::open(path).map_err(|e| e.to_string())?;
+            offline(&cache, cli.command)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
     }
     let store = Arc::new(FileSessionStore::new(dir.join("session.json")));
     let mut config = CoreConfig::new(&cli.server, dir.join("cache.sqlite3"));
