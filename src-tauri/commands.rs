@@ -1,5 +1,7 @@
 //! The Tauri commands the UI calls. Each one is a thin call into the core; values are converted
-//! to their UI twins (`ui_types`), errors to `{code, message}`.
+//! to their UI twins (`ui_types`), errors to `{code, message}`. Every command that touches the
+//! core's cache is `async`: Tauri runs those off the main thread, and the core runs SQLite on
+//! its own cache threads.
 
 use crate::ui_types::{self as ui, Boot, OsStatus, Settings, UiError};
 use crate::AppState;
@@ -35,7 +37,7 @@ fn uuid(s: &str) -> Res<Uuid> {
 
 /// The UI is up: everything it needs to draw, plus the events queued while it loaded.
 #[tauri::command(rename_all = "snake_case")]
-pub fn ui_ready(state: State<'_, AppState>, app: tauri::AppHandle) -> Res<Boot> {
+pub async fn ui_ready(state: State<'_, AppState>, app: tauri::AppHandle) -> Res<Boot> {
     state.mark("ui_ready");
     let core = state.core();
     let connection = core.connection_state();
@@ -44,7 +46,7 @@ pub fn ui_ready(state: State<'_, AppState>, app: tauri::AppHandle) -> Res<Boot> 
         papo_client::ConnectionState::SignedOut { .. } | papo_client::ConnectionState::Stopped
     );
     Ok(Boot {
-        me: core.me(),
+        me: core.me().await,
         session,
         server_url: state.server_url(),
         connection,
@@ -82,7 +84,7 @@ pub async fn sign_in(
 #[tauri::command(rename_all = "snake_case")]
 pub async fn sign_out(state: State<'_, AppState>) -> Res<()> {
     state.core().sign_out().await?;
-    state.refresh_unread();
+    state.refresh_unread().await;
     Ok(())
 }
 
@@ -93,59 +95,56 @@ pub fn retry_now(state: State<'_, AppState>) {
 
 /// Sends what was typed in a composer (`/msg user text` from any composer is a DM).
 #[tauri::command(rename_all = "snake_case")]
-pub fn compose(state: State<'_, AppState>, target: ComposeTarget, text: String) -> Res<Sent> {
-    Ok(state.core().compose(&target, &text)?)
+pub async fn compose(state: State<'_, AppState>, target: ComposeTarget, text: String) -> Res<Sent> {
+    Ok(state.core().compose(&target, &text).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
-pub fn edit_post(state: State<'_, AppState>, post_id: i64, text: String) -> Res<()> {
-    state.core().edit_post(post_id, &text)?;
+pub async fn edit_post(state: State<'_, AppState>, post_id: i64, text: String) -> Res<()> {
+    state.core().edit_post(post_id, &text).await?;
     Ok(())
 }
 
 #[tauri::command(rename_all = "snake_case")]
-pub fn delete_post(state: State<'_, AppState>, post_id: i64) -> Res<()> {
-    state.core().delete_post(post_id)?;
+pub async fn delete_post(state: State<'_, AppState>, post_id: i64) -> Res<()> {
+    state.core().delete_post(post_id).await?;
     Ok(())
 }
 
 #[tauri::command(rename_all = "snake_case")]
-pub fn set_like(state: State<'_, AppState>, post_id: i64, liked: bool) -> Res<()> {
+pub async fn set_like(state: State<'_, AppState>, post_id: i64, liked: bool) -> Res<()> {
     let core = state.core();
     if liked {
-        core.like(post_id)?;
+        core.like(post_id).await?;
     } else {
-        core.unlike(post_id)?;
+        core.unlike(post_id).await?;
     }
     Ok(())
 }
 
 #[tauri::command(rename_all = "snake_case")]
-pub fn set_follow(state: State<'_, AppState>, username: String, follow: bool) -> Res<()> {
+pub async fn set_follow(state: State<'_, AppState>, username: String, follow: bool) -> Res<()> {
     let core = state.core();
     if follow {
-        core.follow(&username)?;
+        core.follow(&username).await?;
     } else {
-        core.unfollow(&username)?;
+        core.unfollow(&username).await?;
     }
     Ok(())
 }
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn is_following(state: State<'_, AppState>, username: String) -> Res<bool> {
-    let core = state.core();
-    let Some(me) = core.me() else {
-        return Ok(false);
-    };
-    Ok(core
-        .cache()
-        .follows(&me, &username)
-        .map_err(CoreError::from)?)
+    Ok(state.core().is_following(&username).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
-pub fn mark_read(state: State<'_, AppState>, conversation: String, last_read: i64) -> Res<()> {
-    state.core().mark_read(&conversation, last_read)?;
+pub async fn mark_read(
+    state: State<'_, AppState>,
+    conversation: String,
+    last_read: i64,
+) -> Res<()> {
+    state.core().mark_read(&conversation, last_read).await?;
     Ok(())
 }
 
@@ -168,13 +167,14 @@ pub fn set_on_screen(state: State<'_, AppState>, conversation: Option<String>) {
 pub async fn retry_outbox(state: State<'_, AppState>, client_id: String) -> Res<Option<String>> {
     Ok(state
         .core()
-        .retry_outbox(uuid(&client_id)?)?
+        .retry_outbox(uuid(&client_id)?)
+        .await?
         .map(|c| c.to_string()))
 }
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn discard_outbox(state: State<'_, AppState>, client_id: String) -> Res<bool> {
-    Ok(state.core().discard_outbox(uuid(&client_id)?)?)
+    Ok(state.core().discard_outbox(uuid(&client_id)?).await?)
 }
 
 fn outbox_entry(i: &papo_client::outbox::OutboxItem) -> Res<ui::OutboxEntry> {
@@ -202,7 +202,13 @@ fn outbox_entry(i: &papo_client::outbox::OutboxItem) -> Res<ui::OutboxEntry> {
 /// Pending and wedged outbox items, in send order.
 #[tauri::command(rename_all = "snake_case")]
 pub async fn outbox(state: State<'_, AppState>) -> Res<Vec<ui::OutboxEntry>> {
-    state.core().outbox()?.iter().map(outbox_entry).collect()
+    state
+        .core()
+        .outbox()
+        .await?
+        .iter()
+        .map(outbox_entry)
+        .collect()
 }
 
 /// Wedged outbox items, of one conversation (`public`, `dm:bia`, `feed`, ...) when given.
@@ -213,7 +219,8 @@ pub async fn wedged_outbox(
 ) -> Res<Vec<ui::OutboxEntry>> {
     state
         .core()
-        .wedged_outbox(conversation.as_deref())?
+        .wedged_outbox(conversation.as_deref())
+        .await?
         .iter()
         .map(outbox_entry)
         .collect()
@@ -229,17 +236,12 @@ pub async fn feed_page(
     before: Option<ui::PageKey>,
     limit: usize,
 ) -> Res<Vec<ui::PostRow>> {
-    Ok(state.core().feed_page(before, limit)?)
+    Ok(state.core().feed_page(before, limit).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn comments(state: State<'_, AppState>, post_id: i64) -> Res<Vec<ui::CommentRow>> {
-    let rows = state
-        .core()
-        .cache()
-        .comments(post_id)
-        .map_err(CoreError::from)?;
-    Ok(rows)
+    Ok(state.core().comments(post_id).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -251,12 +253,13 @@ pub async fn conversation_page(
 ) -> Res<Vec<ui::MessageRow>> {
     Ok(state
         .core()
-        .conversation_page(&conversation, before, limit)?)
+        .conversation_page(&conversation, before, limit)
+        .await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn conversations(state: State<'_, AppState>) -> Res<Vec<ui::ConversationRow>> {
-    Ok(state.core().conversations()?)
+    Ok(state.core().conversations().await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -267,12 +270,12 @@ pub async fn notifications_page(
     limit: usize,
 ) -> Res<Vec<ui::Notification>> {
     let before = before_at.zip(before_id);
-    Ok(state.core().notifications_page(before, limit)?)
+    Ok(state.core().notifications_page(before, limit).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn unread_counts(state: State<'_, AppState>) -> Res<ui::UnreadCounts> {
-    Ok(state.core().unread_counts()?)
+    Ok(state.core().unread_counts().await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -281,16 +284,12 @@ pub async fn search(
     query: String,
     limit: usize,
 ) -> Res<Vec<ui::SearchHit>> {
-    Ok(state.core().search(&query, limit)?)
+    Ok(state.core().search(&query, limit).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn online_users(state: State<'_, AppState>) -> Res<Vec<String>> {
-    Ok(state
-        .core()
-        .cache()
-        .online_users()
-        .map_err(CoreError::from)?)
+    Ok(state.core().online_users().await?)
 }
 
 // ------------------------------------------------------------------ settings, diagnostics

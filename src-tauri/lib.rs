@@ -98,9 +98,9 @@ impl AppState {
     }
 
     /// The tray shows the messages not read yet (read from the cache).
-    pub(crate) fn refresh_unread(&self) {
+    pub(crate) async fn refresh_unread(&self) {
         let Some(tray) = self.tray.get() else { return };
-        match self.core().unread_counts() {
+        match self.core().unread_counts().await {
             Ok(u) => tray.set_unread(u.total, &self.locale()),
             Err(e) => tracing::warn!("unread count: {e}"),
         }
@@ -126,7 +126,7 @@ impl AppState {
     async fn switch_server(&self, app: &AppHandle, url: &str) -> Result<(), UiError> {
         let old = self.core();
         old.shutdown().await;
-        let core = start_core(url, &self.cache_path)?;
+        let core = start_core(url, &self.cache_path).await?;
         core.set_notification_settings(self.settings.lock().unwrap().notifications.clone());
         let gen = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         spawn_forwarder(app.clone(), &core, gen, self);
@@ -139,11 +139,12 @@ impl AppState {
     }
 }
 
-fn start_core(url: &str, cache_path: &std::path::Path) -> Result<Core, UiError> {
+async fn start_core(url: &str, cache_path: &std::path::Path) -> Result<Core, UiError> {
     Core::start(
         CoreConfig::new(url, cache_path),
         session_store::session_store(url),
     )
+    .await
     .map_err(UiError::from)
 }
 
@@ -194,7 +195,7 @@ fn spawn_forwarder(app: AppHandle, core: &Core, gen: u64, state: &AppState) {
             if let (Some(total), Some(state)) = (unread, sink.0.try_state::<AppState>()) {
                 match total {
                     Some(total) => state.set_unread(total),
-                    None => state.refresh_unread(),
+                    None => state.refresh_unread().await,
                 }
             }
         }
@@ -261,7 +262,7 @@ fn on_tray_menu(app: &AppHandle, id: &str) {
                 state
                     .bridge
                     .push(&WebviewSink(app.clone()), UiEvent::SignedOut);
-                state.refresh_unread();
+                state.refresh_unread().await;
                 show_main(&app);
             });
         }
@@ -349,9 +350,8 @@ pub fn run() {
                 .unwrap_or_else(|| DEFAULT_SERVER.to_string());
             let cache_path = data_dir.join("cache.sqlite");
             tracing::info!(data_dir = %data_dir.display(), server = %server_url, "starting");
-            let core =
-                tauri::async_runtime::block_on(async { start_core(&server_url, &cache_path) })
-                    .map_err(|e| format!("{}: {}", e.code, e.message))?;
+            let core = tauri::async_runtime::block_on(start_core(&server_url, &cache_path))
+                .map_err(|e| format!("{}: {}", e.code, e.message))?;
             core.set_notification_settings(settings.notifications.clone());
             let notifier: Arc<dyn Notifier> =
                 if std::env::var("PAPO_NOTIFICATIONS").as_deref() == Ok("log") {
@@ -390,7 +390,11 @@ pub fn run() {
                 match Tray::build(app.handle(), dnd, &state.locale(), on_tray_menu) {
                     Ok(t) => {
                         let _ = state.tray.set(t);
-                        state.refresh_unread();
+                        // The count is read on the cache threads, not here on the main thread.
+                        let app = app.handle().clone();
+                        tauri::async_runtime::spawn(async move {
+                            app.state::<AppState>().refresh_unread().await;
+                        });
                     }
                     Err(e) => tracing::warn!("no tray icon: {e}"),
                 }

@@ -66,7 +66,7 @@ impl Api {
             .build()
             .expect("reqwest client builds");
         Api {
-            bases: crate::supervisor::server_urls(base_url),
+            bases: crate::config::server_urls(base_url),
             preferred: Arc::new(AtomicUsize::new(0)),
             http,
         }

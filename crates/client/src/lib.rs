@@ -4,7 +4,8 @@
 //!
 //! - [`transport`]: the rust_socketio session behind one small trait (the only module using it).
 //! - [`supervisor`]: the task that owns the connection; [`backoff`] its retry delays.
-//! - [`cache`]: the offline cache; [`outbox`]: user actions waiting for the server.
+//! - [`cache`]: the offline cache, run on its own threads ([`cache_thread`]); [`outbox`]: user
+//!   actions waiting for the server.
 //! - [`policy`]: which events raise an OS notification.
 //! - [`api`] and [`tokens`]: the account endpoints and where tokens come from.
 //! - [`event`]: the typed stream the core publishes.
@@ -12,8 +13,10 @@
 pub mod api;
 pub mod backoff;
 pub mod cache;
+pub mod cache_thread;
 pub mod changes;
 pub mod compose;
+pub mod config;
 pub mod event;
 pub mod outbox;
 mod outbox_sender;
@@ -26,9 +29,11 @@ pub mod transport;
 mod unread;
 
 pub use cache::{Cache, CacheError, PageKey};
+pub use cache_thread::CacheHandle;
+pub use config::SupervisorConfig;
 pub use event::{ConnectionState, CoreEvent};
 pub use policy::NotificationSettings;
-pub use supervisor::{SupervisorConfig, SupervisorHandle};
+pub use supervisor::SupervisorHandle;
 
 use api::{Api, ApiError};
 use papo_protocol::http::Credentials;
@@ -94,38 +99,43 @@ impl CoreConfig {
     }
 }
 
-/// The handle the desktop shell (and the CLI) calls. Cheap to clone.
+/// The handle the desktop shell (and the CLI) calls. Cheap to clone. Every method that touches
+/// the cache is `async`: SQLite runs on the cache's own threads ([`cache_thread`]), never on
+/// the caller's.
 #[derive(Clone)]
 pub struct Core {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    cache: Arc<Cache>,
+    cache: CacheHandle,
     tokens: Arc<SessionTokens>,
     supervisor: SupervisorHandle,
     view: Arc<Mutex<View>>,
 }
 
 impl Core {
-    /// Opens the cache and starts the connection supervisor (on the current tokio runtime).
-    /// The session (tokens) is loaded from `store`; without one the state is `SignedOut` until
-    /// [`Core::login`] or [`Core::register`].
-    pub fn start(config: CoreConfig, store: Arc<dyn SessionStore>) -> Result<Core, CoreError> {
-        Self::start_with_transport(config, store, Arc::new(SocketIoTransport))
+    /// Opens the cache (on its own threads) and starts the connection supervisor (on the
+    /// current tokio runtime). The session (tokens) is loaded from `store`; without one the
+    /// state is `SignedOut` until [`Core::login`] or [`Core::register`].
+    pub async fn start(
+        config: CoreConfig,
+        store: Arc<dyn SessionStore>,
+    ) -> Result<Core, CoreError> {
+        Self::start_with_transport(config, store, Arc::new(SocketIoTransport)).await
     }
 
     /// Like [`Core::start`] with another transport (tests).
-    pub fn start_with_transport(
+    pub async fn start_with_transport(
         config: CoreConfig,
         store: Arc<dyn SessionStore>,
         transport: Arc<dyn Transport>,
     ) -> Result<Core, CoreError> {
-        let cache = Arc::new(Cache::open(&config.cache_path)?);
+        let cache = CacheHandle::open(&config.cache_path).await?;
         let api = Api::new(&config.supervisor.server_url);
         let tokens = Arc::new(SessionTokens::new(api, store)?);
         if let Some(me) = tokens.username() {
-            cache.set_me(&me)?;
+            cache.write(move |c| c.set_me(&me)).await?;
         }
         let view = Arc::new(Mutex::new(View::default()));
         let source: Arc<dyn TokenSource> = tokens.clone();
@@ -155,7 +165,7 @@ impl Core {
             password: password.to_string(),
         };
         let me = self.inner.tokens.login(&creds).await?;
-        self.signed_in(&me)?;
+        self.signed_in(&me).await?;
         Ok(me)
     }
 
@@ -166,12 +176,13 @@ impl Core {
             password: password.to_string(),
         };
         let me = self.inner.tokens.register(&creds).await?;
-        self.signed_in(&me)?;
+        self.signed_in(&me).await?;
         Ok(me)
     }
 
-    fn signed_in(&self, me: &str) -> Result<(), CoreError> {
-        if self.inner.cache.set_me(me)? {
+    async fn signed_in(&self, me: &str) -> Result<(), CoreError> {
+        let me = me.to_string();
+        if self.inner.cache.write(move |c| c.set_me(&me)).await? {
             tracing::info!("the cache belonged to another user and was wiped");
         }
         self.inner.supervisor.signed_in();
@@ -194,19 +205,16 @@ impl Core {
             tracing::warn!("the connection did not close within 10 s; erasing the cache anyway");
         }
         self.inner.tokens.sign_out().await;
-        let cache = self.inner.cache.clone();
-        tokio::task::spawn_blocking(move || cache.wipe())
-            .await
-            .map_err(|e| CoreError::Invalid(format!("the cache wipe stopped: {e}")))??;
+        self.inner.cache.write(|c| c.wipe()).await?;
         Ok(())
     }
 
     /// The signed-in user (or the owner of the cache when offline).
-    pub fn me(&self) -> Option<String> {
-        self.inner
-            .tokens
-            .username()
-            .or_else(|| self.inner.cache.me().ok().flatten())
+    pub async fn me(&self) -> Option<String> {
+        if let Some(me) = self.inner.tokens.username() {
+            return Some(me);
+        }
+        self.inner.cache.read(|c| c.me()).await.ok().flatten()
     }
 
     // ------------------------------------------------------------------ connection
@@ -228,25 +236,40 @@ impl Core {
         self.inner.supervisor.retry_now();
     }
 
-    /// Stops the connection task; the cache is flushed (every write is already committed).
+    /// Stops the connection task, then waits until the cache's writer has run every job queued
+    /// before (each one commits, so nothing is left to flush).
     pub async fn shutdown(&self) {
         self.inner.supervisor.shutdown().await;
+        if let Err(e) = self.inner.cache.flush().await {
+            tracing::warn!(error = %e, "the cache writer was already gone at shutdown");
+        }
     }
 
     // ------------------------------------------------------------------ actions
 
-    fn enqueue(&self, request: Request) -> Result<Uuid, CoreError> {
-        let me = self.inner.cache.me()?.ok_or(CoreError::NotSignedIn)?;
-        self.inner.cache.enqueue(&me, &request)?;
-        self.inner.supervisor.outbox_changed();
+    async fn enqueue(&self, request: Request) -> Result<Uuid, CoreError> {
         let cid = request.client_id();
-        self.publish_local(&me, cid, Some(&request));
+        // One writer job: the outbox row and its optimistic copy, then the rows it touched.
+        let changes = self
+            .inner
+            .cache
+            .write(move |c| {
+                let Some(me) = c.me()? else {
+                    return Ok(None);
+                };
+                c.enqueue(&me, &request)?;
+                Ok(Some(c.local_changes(&me, cid, Some(&request))))
+            })
+            .await?
+            .ok_or(CoreError::NotSignedIn)?;
+        self.inner.supervisor.outbox_changed();
+        self.publish_changes(changes);
         Ok(cid)
     }
 
     /// A local write's rows go to the UI like everything the cache writes.
-    fn publish_local(&self, me: &str, cid: Uuid, request: Option<&Request>) {
-        match self.inner.cache.local_changes(me, cid, request) {
+    fn publish_changes(&self, changes: Result<crate::changes::ChangeSet, CacheError>) {
+        match changes {
             Ok(changes) if !changes.is_empty() => {
                 self.inner.supervisor.publish(CoreEvent::Changes(changes))
             }
@@ -276,7 +299,7 @@ impl Core {
 
     /// Sends what was typed in a composer: `/msg user text` from any composer is a DM, anything
     /// else goes to the composer's target ([`compose::parse`]).
-    pub fn compose(
+    pub async fn compose(
         &self,
         target: &compose::ComposeTarget,
         text: &str,
@@ -284,15 +307,15 @@ impl Core {
         use compose::Action;
         let (client_id, conversation) = match compose::parse(target, text)? {
             Action::Chat { text } => (
-                self.send_chat(&text)?,
+                self.send_chat(&text).await?,
                 Some(papo_protocol::conversation::PUBLIC.to_string()),
             ),
             Action::Dm { to, text } => (
-                self.send_dm(&to, &text)?,
+                self.send_dm(&to, &text).await?,
                 Some(papo_protocol::conversation::dm(&to)),
             ),
-            Action::Post { text } => (self.create_post(&text)?, None),
-            Action::Comment { post_id, text } => (self.comment(post_id, &text)?, None),
+            Action::Post { text } => (self.create_post(&text).await?, None),
+            Action::Comment { post_id, text } => (self.comment(post_id, &text).await?, None),
         };
         Ok(compose::Sent {
             client_id,
@@ -301,93 +324,104 @@ impl Core {
     }
 
     /// Public chat message. Returns the client id of the outbox item.
-    pub fn send_chat(&self, text: &str) -> Result<Uuid, CoreError> {
+    pub async fn send_chat(&self, text: &str) -> Result<Uuid, CoreError> {
         let text = Self::text(text)?;
         self.enqueue(Request::ChatSend(papo_protocol::ChatSend {
             id: Uuid::now_v7(),
             text,
         }))
+        .await
     }
 
-    pub fn send_dm(&self, to: &str, text: &str) -> Result<Uuid, CoreError> {
+    pub async fn send_dm(&self, to: &str, text: &str) -> Result<Uuid, CoreError> {
         let (to, text) = (Self::user(to)?, Self::text(text)?);
         self.enqueue(Request::DmSend(papo_protocol::DmSend {
             id: Uuid::now_v7(),
             to,
             text,
         }))
+        .await
     }
 
-    pub fn create_post(&self, text: &str) -> Result<Uuid, CoreError> {
+    pub async fn create_post(&self, text: &str) -> Result<Uuid, CoreError> {
         let text = Self::text(text)?;
         self.enqueue(Request::PostCreate(papo_protocol::PostCreate {
             id: Uuid::now_v7(),
             text,
         }))
+        .await
     }
 
-    pub fn edit_post(&self, post_id: i64, text: &str) -> Result<Uuid, CoreError> {
+    pub async fn edit_post(&self, post_id: i64, text: &str) -> Result<Uuid, CoreError> {
         let text = Self::text(text)?;
         self.enqueue(Request::PostEdit(papo_protocol::PostEdit {
             id: Uuid::now_v7(),
             post_id,
             text,
         }))
+        .await
     }
 
-    pub fn delete_post(&self, post_id: i64) -> Result<Uuid, CoreError> {
+    pub async fn delete_post(&self, post_id: i64) -> Result<Uuid, CoreError> {
         self.enqueue(Request::PostDelete(papo_protocol::PostAction {
             id: Uuid::now_v7(),
             post_id,
         }))
+        .await
     }
 
-    pub fn like(&self, post_id: i64) -> Result<Uuid, CoreError> {
+    pub async fn like(&self, post_id: i64) -> Result<Uuid, CoreError> {
         self.enqueue(Request::PostLike(papo_protocol::PostAction {
             id: Uuid::now_v7(),
             post_id,
         }))
+        .await
     }
 
-    pub fn unlike(&self, post_id: i64) -> Result<Uuid, CoreError> {
+    pub async fn unlike(&self, post_id: i64) -> Result<Uuid, CoreError> {
         self.enqueue(Request::PostUnlike(papo_protocol::PostAction {
             id: Uuid::now_v7(),
             post_id,
         }))
+        .await
     }
 
-    pub fn comment(&self, post_id: i64, text: &str) -> Result<Uuid, CoreError> {
+    pub async fn comment(&self, post_id: i64, text: &str) -> Result<Uuid, CoreError> {
         let text = Self::text(text)?;
         self.enqueue(Request::CommentCreate(papo_protocol::CommentCreate {
             id: Uuid::now_v7(),
             post_id,
             text,
         }))
+        .await
     }
 
-    pub fn follow(&self, username: &str) -> Result<Uuid, CoreError> {
+    pub async fn follow(&self, username: &str) -> Result<Uuid, CoreError> {
         let username = Self::user(username)?;
         self.enqueue(Request::UserFollow(papo_protocol::UserAction {
             id: Uuid::now_v7(),
             username,
         }))
+        .await
     }
 
-    pub fn unfollow(&self, username: &str) -> Result<Uuid, CoreError> {
+    pub async fn unfollow(&self, username: &str) -> Result<Uuid, CoreError> {
         let username = Self::user(username)?;
         self.enqueue(Request::UserUnfollow(papo_protocol::UserAction {
             id: Uuid::now_v7(),
             username,
         }))
+        .await
     }
 
     /// Marks a conversation read up to a message id (synced to my other devices).
-    pub fn mark_read(&self, conversation: &str, last_read: i64) -> Result<Uuid, CoreError> {
+    pub async fn mark_read(&self, conversation: &str, last_read: i64) -> Result<Uuid, CoreError> {
         self.enqueue(Request::ReadMark(papo_protocol::ReadMark {
             id: Uuid::now_v7(),
             conversation: conversation.to_string(),
             last_read,
         }))
+        .await
     }
 
     /// Ephemeral typing indicator; dropped when offline.
@@ -400,85 +434,178 @@ impl Core {
     /// Sends a wedged outbox item again, at its place in its queue. Returns the client id it
     /// is sent under (a new one after a refusal, see [`Cache::retry_outbox_as`]), or `None` if
     /// it was not wedged.
-    pub fn retry_outbox(&self, client_id: Uuid) -> Result<Option<Uuid>, CoreError> {
-        let send_as = self.inner.cache.retry_outbox_as(client_id)?;
+    pub async fn retry_outbox(&self, client_id: Uuid) -> Result<Option<Uuid>, CoreError> {
+        let (send_as, local) = self
+            .inner
+            .cache
+            .write(move |c| {
+                let send_as = c.retry_outbox_as(client_id)?;
+                // The local copy is pending again (under a new client id after a refusal).
+                let local = match (send_as, c.me()?) {
+                    (Some(cid), Some(me)) => Some(c.local_changes(&me, cid, None)),
+                    _ => None,
+                };
+                Ok((send_as, local))
+            })
+            .await?;
         self.inner.supervisor.outbox_changed();
-        if let (Some(cid), Some(me)) = (send_as, self.inner.cache.me()?) {
-            // The local copy is pending again (under a new client id after a refusal).
-            self.publish_local(&me, cid, None);
+        if let Some(changes) = local {
+            self.publish_changes(changes);
         }
         Ok(send_as)
     }
 
     /// Gives up on an unsent outbox item (and its local copy); its queue moves on.
-    pub fn discard_outbox(&self, client_id: Uuid) -> Result<bool, CoreError> {
-        let changed = self.inner.cache.discard_outbox(client_id)?;
+    pub async fn discard_outbox(&self, client_id: Uuid) -> Result<bool, CoreError> {
+        let changed = self
+            .inner
+            .cache
+            .write(move |c| c.discard_outbox(client_id))
+            .await?;
         self.inner.supervisor.outbox_changed();
         Ok(changed)
     }
 
     /// Pending and wedged outbox items, in send order.
-    pub fn outbox(&self) -> Result<Vec<outbox::OutboxItem>, CoreError> {
-        Ok(self.inner.cache.outbox()?)
+    pub async fn outbox(&self) -> Result<Vec<outbox::OutboxItem>, CoreError> {
+        Ok(self.inner.cache.read(|c| c.outbox()).await?)
     }
 
     /// Wedged outbox items (of one queue, e.g. `dm:bia` or `feed`, when given), in order.
-    pub fn wedged_outbox(&self, queue: Option<&str>) -> Result<Vec<outbox::OutboxItem>, CoreError> {
-        Ok(self.inner.cache.wedged_outbox(queue)?)
+    pub async fn wedged_outbox(
+        &self,
+        queue: Option<&str>,
+    ) -> Result<Vec<outbox::OutboxItem>, CoreError> {
+        let queue = queue.map(str::to_string);
+        Ok(self
+            .inner
+            .cache
+            .read(move |c| c.wedged_outbox(queue.as_deref()))
+            .await?)
+    }
+
+    /// One outbox item by client id (`None` once it is gone).
+    pub async fn outbox_item(
+        &self,
+        client_id: Uuid,
+    ) -> Result<Option<outbox::OutboxItem>, CoreError> {
+        Ok(self
+            .inner
+            .cache
+            .read(move |c| c.outbox_item(client_id))
+            .await?)
+    }
+
+    /// Outbox items `(pending, sent, failed)`.
+    pub async fn outbox_counts(&self) -> Result<(i64, i64, i64), CoreError> {
+        Ok(self.inner.cache.read(|c| c.outbox_counts()).await?)
     }
 
     // ------------------------------------------------------------------ reads (offline)
 
-    /// The cache itself, for reads not wrapped here.
-    pub fn cache(&self) -> &Arc<Cache> {
+    /// The cache's threads (for tests and tools; the shell uses the methods here).
+    #[doc(hidden)]
+    pub fn cache_handle(&self) -> &CacheHandle {
         &self.inner.cache
     }
 
-    fn me_or_empty(&self) -> String {
-        self.me().unwrap_or_default()
+    /// The cache itself, read synchronously: for tests only (it blocks the calling thread).
+    #[doc(hidden)]
+    pub fn cache(&self) -> &Arc<Cache> {
+        self.inner.cache.cache()
     }
 
-    pub fn feed_page(
+    async fn me_or_empty(&self) -> String {
+        self.me().await.unwrap_or_default()
+    }
+
+    pub async fn feed_page(
         &self,
         before: Option<PageKey>,
         limit: usize,
     ) -> Result<Vec<cache::PostRow>, CoreError> {
+        let me = self.me_or_empty().await;
         Ok(self
             .inner
             .cache
-            .feed_page(&self.me_or_empty(), before, limit)?)
+            .read(move |c| c.feed_page(&me, before, limit))
+            .await?)
     }
 
-    pub fn conversation_page(
+    /// Comments of a post (by server id), oldest first.
+    pub async fn comments(&self, post_id: i64) -> Result<Vec<cache::CommentRow>, CoreError> {
+        Ok(self.inner.cache.read(move |c| c.comments(post_id)).await?)
+    }
+
+    pub async fn conversation_page(
         &self,
         conversation: &str,
         before: Option<PageKey>,
         limit: usize,
     ) -> Result<Vec<cache::MessageRow>, CoreError> {
+        let conversation = conversation.to_string();
         Ok(self
             .inner
             .cache
-            .conversation_page(conversation, before, limit)?)
+            .read(move |c| c.conversation_page(&conversation, before, limit))
+            .await?)
     }
 
-    pub fn conversations(&self) -> Result<Vec<cache::ConversationRow>, CoreError> {
-        Ok(self.inner.cache.conversations()?)
+    pub async fn conversations(&self) -> Result<Vec<cache::ConversationRow>, CoreError> {
+        Ok(self.inner.cache.read(|c| c.conversations()).await?)
     }
 
-    pub fn notifications_page(
+    pub async fn notifications_page(
         &self,
         before: Option<(Millis, i64)>,
         limit: usize,
     ) -> Result<Vec<Notification>, CoreError> {
-        Ok(self.inner.cache.notifications_page(before, limit)?)
+        Ok(self
+            .inner
+            .cache
+            .read(move |c| c.notifications_page(before, limit))
+            .await?)
     }
 
-    pub fn unread_counts(&self) -> Result<cache::UnreadCounts, CoreError> {
-        Ok(self.inner.cache.unread_counts()?)
+    pub async fn unread_counts(&self) -> Result<cache::UnreadCounts, CoreError> {
+        Ok(self.inner.cache.read(|c| c.unread_counts()).await?)
     }
 
-    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<cache::SearchHit>, CoreError> {
-        Ok(self.inner.cache.search(query, limit)?)
+    pub async fn search(
+        &self,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<cache::SearchHit>, CoreError> {
+        let query = query.to_string();
+        Ok(self
+            .inner
+            .cache
+            .read(move |c| c.search(&query, limit))
+            .await?)
+    }
+
+    /// Users last known to be online.
+    pub async fn online_users(&self) -> Result<Vec<String>, CoreError> {
+        Ok(self.inner.cache.read(|c| c.online_users()).await?)
+    }
+
+    /// Whether the signed-in user follows `username`, as far as the cache knows (false when
+    /// signed out).
+    pub async fn is_following(&self, username: &str) -> Result<bool, CoreError> {
+        let Some(me) = self.me().await else {
+            return Ok(false);
+        };
+        let username = username.to_string();
+        Ok(self
+            .inner
+            .cache
+            .read(move |c| c.follows(&me, &username))
+            .await?)
+    }
+
+    /// The resume position `(cursor, epoch)` stored in the cache.
+    pub async fn resume_point(&self) -> Result<(papo_protocol::Cursor, Option<String>), CoreError> {
+        Ok(self.inner.cache.read(|c| c.resume_point()).await?)
     }
 
     // ------------------------------------------------------------------ notification policy

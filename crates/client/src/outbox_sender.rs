@@ -16,9 +16,10 @@
 //! request on a live one means the server dropped it, which the backoff and the bound cover.
 
 use crate::backoff::Backoff;
-use crate::cache::{Cache, CacheError};
+use crate::cache::CacheError;
+use crate::cache_thread::CacheHandle;
+use crate::config::{SupervisorConfig, WallClock};
 use crate::outbox::{OutboxChange, OutboxItem, WedgeReason};
-use crate::supervisor::{SupervisorConfig, WallClock};
 use papo_protocol::{events, ErrorBody, ErrorCode, Reply};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -108,13 +109,13 @@ impl OutboxSender {
 
     /// The items to emit now, in order: the due head of every queue with nothing in flight.
     /// Each is counted as an attempt and tracked in flight.
-    pub(crate) fn due(&mut self, cache: &Cache) -> Vec<OutboxItem> {
+    pub(crate) async fn due(&mut self, cache: &CacheHandle) -> Vec<OutboxItem> {
         if !self.dirty {
             return Vec::new();
         }
         self.dirty = false;
         self.next_check = None;
-        let heads = match cache.outbox_heads() {
+        let heads = match cache.read(|c| c.outbox_heads()).await {
             Ok(h) => h,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the outbox");
@@ -143,14 +144,20 @@ impl OutboxSender {
                 self.wait_until(Instant::now() + wait);
                 break;
             }
-            if let Err(e) = cache.outbox_attempt(item.client_id) {
-                tracing::warn!(error = %e, "cannot count an outbox attempt");
-            }
             self.inflight.insert(
                 item.queue.clone(),
                 (item.client_id, Instant::now() + self.request_timeout),
             );
             out.push(item);
+        }
+        if !out.is_empty() {
+            let cids: Vec<Uuid> = out.iter().map(|i| i.client_id).collect();
+            let counted = cache
+                .write(move |c| cids.iter().try_for_each(|cid| c.outbox_attempt(*cid)))
+                .await;
+            if let Err(e) = counted {
+                tracing::warn!(error = %e, "cannot count an outbox attempt");
+            }
         }
         out
     }
@@ -165,7 +172,7 @@ impl OutboxSender {
     }
 
     /// A wait ended or requests went unanswered. Returns the changes to publish.
-    pub(crate) fn on_wake(&mut self, cache: &Cache) -> Vec<OutboxChange> {
+    pub(crate) async fn on_wake(&mut self, cache: &CacheHandle) -> Vec<OutboxChange> {
         let now = Instant::now();
         if self.next_check.is_some_and(|t| t <= now) {
             self.next_check = None;
@@ -182,13 +189,14 @@ impl OutboxSender {
             self.forget(cid);
             self.dirty = true;
             let unanswered = cache
-                .outbox_item(cid)
+                .read(move |c| c.outbox_item(cid))
+                .await
                 .ok()
                 .flatten()
                 .map_or(0, |i| i.unanswered);
             let delay = self.backoff.delay_for(unanswered.clamp(0, 31) as u32);
             let at = self.wall_clock.now() + delay.as_millis() as i64;
-            match cache.outbox_unanswered(cid, at) {
+            match cache.write(move |c| c.outbox_unanswered(cid, at)).await {
                 Ok(Some(reason)) => {
                     tracing::warn!(%cid, "outbox request never answered; wedged");
                     changes.push(OutboxChange::wedged(cid, reason));
@@ -211,9 +219,9 @@ impl OutboxSender {
     }
 
     /// A `reply` from the server. Returns the changes to publish.
-    pub(crate) fn on_reply(
+    pub(crate) async fn on_reply(
         &mut self,
-        cache: &Cache,
+        cache: &CacheHandle,
         me: &str,
         reply: Reply,
     ) -> Result<Vec<OutboxChange>, SenderError> {
@@ -229,7 +237,11 @@ impl OutboxSender {
         }
         if reply.ok {
             let ev = reply.result.as_ref().and_then(|r| r.event.as_ref());
-            return Ok(if cache.outbox_confirm(me, cid, ev)? {
+            let (me, ev) = (me.to_string(), ev.cloned());
+            let confirmed = cache
+                .write(move |c| c.outbox_confirm(&me, cid, ev.as_ref()))
+                .await?;
+            return Ok(if confirmed {
                 vec![OutboxChange::sent(cid)]
             } else {
                 Vec::new()
@@ -241,7 +253,8 @@ impl OutboxSender {
         match error.code {
             code if code.is_transient() => {
                 let attempts = cache
-                    .outbox_item(cid)
+                    .read(move |c| c.outbox_item(cid))
+                    .await
                     .ok()
                     .flatten()
                     .map(|i| i.attempts)
@@ -252,14 +265,18 @@ impl OutboxSender {
                     .delay_for(attempts.saturating_sub(1).clamp(0, 31) as u32);
                 let at = self.wall_clock.now() + delay.as_millis() as i64;
                 tracing::info!(code = ?code, delay_ms = delay.as_millis() as u64, "transient request error; will retry");
-                cache.outbox_defer(cid, at, &error)?;
+                cache
+                    .write(move |c| c.outbox_defer(cid, at, &error))
+                    .await?;
                 Ok(Vec::new())
             }
             ErrorCode::TokenExpired | ErrorCode::TokenInvalid => Err(SenderError::TokenRefused),
             _ => {
                 tracing::warn!(code = ?error.code, message = %error.message, "request refused; wedged");
                 let reason = WedgeReason::Refused { error };
-                Ok(if cache.outbox_wedge(cid, &reason)? {
+                let stored = reason.clone();
+                let wedged = cache.write(move |c| c.outbox_wedge(cid, &stored)).await?;
+                Ok(if wedged {
                     self.dirty = true;
                     vec![OutboxChange::wedged(cid, reason)]
                 } else {

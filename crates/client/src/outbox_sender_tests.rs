@@ -2,6 +2,7 @@
 //! per-conversation order, the `no_answer` bound, permanent errors, retry and discard.
 
 use crate::cache::{now_ms, Cache};
+use crate::cache_thread::CacheHandle;
 use crate::event::CoreEvent;
 use crate::outbox::{OutboxChange, OutboxState, WedgeReason, MAX_UNANSWERED};
 use crate::secret::Sensitive;
@@ -146,15 +147,16 @@ struct Setup {
 
 fn setup(server: Arc<Server>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let cache = Arc::new(Cache::open(dir.path().join("c.sqlite3")).unwrap());
+    let cache = Cache::open(dir.path().join("c.sqlite3")).unwrap();
     cache.set_me("ana").unwrap();
+    let threads = CacheHandle::spawn(cache).unwrap().holding_paused_clock();
     let mut config = SupervisorConfig::new("http://fake");
     // The wall clock follows tokio's paused clock, so `next_attempt_at` waits end.
     let (wall0, mono0) = (now_ms(), Instant::now());
     config.wall_clock = WallClock::new(move || wall0 + mono0.elapsed().as_millis() as i64);
     let handle = spawn(
         config,
-        cache.clone(),
+        threads.clone(),
         Arc::new(Tokens),
         Arc::new(FakeTransport(server.clone())),
         Arc::new(Mutex::new(View::default())),
@@ -162,7 +164,7 @@ fn setup(server: Arc<Server>) -> Setup {
     let events = handle.subscribe();
     Setup {
         _dir: dir,
-        cache,
+        cache: threads.cache().clone(),
         server,
         handle,
         events,

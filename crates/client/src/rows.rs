@@ -21,6 +21,9 @@ pub enum CacheError {
     TooNew { found: i64, known: i64 },
     #[error("corrupt cache row: {0}")]
     Corrupt(String),
+    /// The cache thread that would run the job is gone (see [`crate::cache_thread`]).
+    #[error("the cache is closed")]
+    Closed,
 }
 
 pub type Result<T, E = CacheError> = std::result::Result<T, E>;

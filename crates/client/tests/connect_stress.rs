@@ -21,7 +21,7 @@ use papo_client::secret::Sensitive;
 use papo_client::supervisor::{self, View};
 use papo_client::tokens::{TokenError, TokenSource};
 use papo_client::transport::SocketIoTransport;
-use papo_client::Cache;
+use papo_client::CacheHandle;
 use papo_protocol::http::{Credentials, Session};
 use papo_protocol::{DmSend, Request};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -80,8 +80,9 @@ async fn run_cycles(url: &str, dir: &std::path::Path, session: &Session, n: usiz
     let mut config = fast_config(url, &dir.join("ana.sqlite3")).supervisor;
     // A lost first request must not be hidden by the resend.
     config.request_timeout = Duration::from_secs(60);
-    let cache = Arc::new(Cache::open(dir.join("ana.sqlite3")).unwrap());
-    cache.set_me("ana").unwrap();
+    let threads = CacheHandle::open(dir.join("ana.sqlite3")).await.unwrap();
+    threads.write(|c| c.set_me("ana")).await.unwrap();
+    let cache = threads.cache().clone();
     let tokens: Arc<dyn TokenSource> = Arc::new(FixedToken(session.access_token.clone()));
     let mut failures = Vec::new();
     let mut slowest = Duration::ZERO;
@@ -90,7 +91,7 @@ async fn run_cycles(url: &str, dir: &std::path::Path, session: &Session, n: usiz
     for i in 0..n {
         let handle = supervisor::spawn(
             config.clone(),
-            cache.clone(),
+            threads.clone(),
             tokens.clone(),
             Arc::new(SocketIoTransport),
             Arc::new(Mutex::new(View::default())),

@@ -101,7 +101,9 @@ async fn connects_receives_and_resumes_after_restarts_against_a_stock_node_socke
     let port = node.port;
     let url = format!("http://127.0.0.1:{port}");
     let store: Arc<dyn SessionStore> = session("node-token");
-    let core = Core::start(fast_config(&url, &dir.path().join("ana.sqlite3")), store).unwrap();
+    let core = Core::start(fast_config(&url, &dir.path().join("ana.sqlite3")), store)
+        .await
+        .unwrap();
 
     wait_state(&core, Duration::from_secs(10), |s| {
         *s == ConnectionState::Connected
@@ -112,7 +114,7 @@ async fn connects_receives_and_resumes_after_restarts_against_a_stock_node_socke
     })
     .await;
 
-    core.send_chat("from rust").unwrap();
+    core.send_chat("from rust").await.unwrap();
     eventually("the echo", Duration::from_secs(10), || {
         core.cache().outbox_counts().unwrap() == (0, 1, 0) && texts(&core, "public").len() == 6
     })
@@ -162,7 +164,9 @@ async fn a_refusal_from_a_stock_node_server_signs_out() {
     let node = NodeServer::start(0, &dir.path().join("s.json"), 0);
     let url = format!("http://127.0.0.1:{}", node.port);
     let store: Arc<dyn SessionStore> = session("wrong-token");
-    let core = Core::start(fast_config(&url, &dir.path().join("ana.sqlite3")), store).unwrap();
+    let core = Core::start(fast_config(&url, &dir.path().join("ana.sqlite3")), store)
+        .await
+        .unwrap();
     // token_invalid -> one refresh (refused: no account server here) -> signed out.
     wait_state(&core, Duration::from_secs(15), |s| {
         matches!(s, ConnectionState::SignedOut { .. })

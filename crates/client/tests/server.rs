@@ -27,7 +27,7 @@ async fn every_message_arrives_exactly_once_in_order_through_a_server_kill_mid_b
         ],
     );
     let url = server.url();
-    let (ana, _) = core(&url, &dir.path().join("ana.sqlite3"));
+    let (ana, _) = core(&url, &dir.path().join("ana.sqlite3")).await;
     ana.register("ana", PASSWORD).await.unwrap();
     wait_state(&ana, Duration::from_secs(10), |s| {
         *s == ConnectionState::Connected
@@ -39,10 +39,10 @@ async fn every_message_arrives_exactly_once_in_order_through_a_server_kill_mid_b
         let mut config = fast_config(&url, &dir.path().join(format!("{name}.sqlite3")));
         config.supervisor.send_rate = 100_000.0;
         config.supervisor.send_burst = 100_000.0;
-        let c = core_with(config);
+        let c = core_with(config).await;
         c.register(name, PASSWORD).await.unwrap();
         for i in 0..2500 {
-            c.send_chat(&format!("{name}-{i:04}")).unwrap();
+            c.send_chat(&format!("{name}-{i:04}")).await.unwrap();
         }
         senders.push(c);
     }
@@ -130,9 +130,10 @@ async fn actions_written_offline_survive_a_restart_of_the_core_and_are_delivered
             Arc::new(FileSessionStore::new(cache_dir.join("session.json")));
         let core =
             papo_client::Core::start(fast_config(&url, &cache_dir.join("cache.sqlite3")), store)
+                .await
                 .unwrap();
         for i in 0..200 {
-            core.send_chat(&format!("offline-{i:03}")).unwrap();
+            core.send_chat(&format!("offline-{i:03}")).await.unwrap();
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(core.cache().outbox_counts().unwrap(), (200, 0, 0));
@@ -156,7 +157,7 @@ async fn actions_written_offline_survive_a_restart_of_the_core_and_are_delivered
     assert!(status.success(), "flush exit {status:?}");
 
     // Another user sees each message exactly once, in order.
-    let (bia, _) = core(&url, &dir.path().join("bia.sqlite3"));
+    let (bia, _) = core(&url, &dir.path().join("bia.sqlite3")).await;
     bia.register("bia", PASSWORD).await.unwrap();
     let expected: Vec<_> = (0..200).map(|i| format!("offline-{i:03}")).collect();
     eventually("bia to see the messages", Duration::from_secs(20), || {
@@ -251,13 +252,13 @@ async fn a_black_hole_is_noticed_within_seconds_and_recovered_soon_after_it_lift
     let server = ServerProc::start(dir.path(), &[]);
     let p = proxy(server.port).await;
     let via_proxy = format!("http://127.0.0.1:{}", p.port);
-    let (ana, _) = core(&via_proxy, &dir.path().join("ana.sqlite3"));
+    let (ana, _) = core(&via_proxy, &dir.path().join("ana.sqlite3")).await;
     ana.register("ana", PASSWORD).await.unwrap();
     wait_state(&ana, Duration::from_secs(10), |s| {
         *s == ConnectionState::Connected
     })
     .await;
-    let (bia, _) = core(&server.url(), &dir.path().join("bia.sqlite3"));
+    let (bia, _) = core(&server.url(), &dir.path().join("bia.sqlite3")).await;
     bia.register("bia", PASSWORD).await.unwrap();
 
     p.hole.store(true, Ordering::SeqCst);
@@ -273,7 +274,7 @@ async fn a_black_hole_is_noticed_within_seconds_and_recovered_soon_after_it_lift
     );
 
     // Something happens meanwhile.
-    bia.send_dm("ana", "are you there?").unwrap();
+    bia.send_dm("ana", "are you there?").await.unwrap();
     eventually("bia's DM to be sent", Duration::from_secs(10), || {
         bia.cache().outbox_counts().unwrap() == (0, 1, 0)
     })
@@ -302,9 +303,9 @@ async fn a_black_hole_is_noticed_within_seconds_and_recovered_soon_after_it_lift
 async fn a_wrong_password_is_an_error_and_the_core_stays_signed_out() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProc::start(dir.path(), &[]);
-    let (bia, _) = core(&server.url(), &dir.path().join("bia.sqlite3"));
+    let (bia, _) = core(&server.url(), &dir.path().join("bia.sqlite3")).await;
     bia.register("bia", PASSWORD).await.unwrap();
-    let (ana, _) = core(&server.url(), &dir.path().join("ana.sqlite3"));
+    let (ana, _) = core(&server.url(), &dir.path().join("ana.sqlite3")).await;
     wait_state(&ana, Duration::from_secs(5), |s| {
         matches!(s, ConnectionState::SignedOut { .. })
     })
@@ -316,14 +317,14 @@ async fn a_wrong_password_is_an_error_and_the_core_stays_signed_out() {
         ana.connection_state(),
         ConnectionState::SignedOut { .. }
     ));
-    assert!(ana.send_chat("hello").is_err());
+    assert!(ana.send_chat("hello").await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_session_signs_out_after_one_refresh_without_a_retry_storm() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProc::start(dir.path(), &[("PAPO_ACCESS_TTL_SECS", "1")]);
-    let (ana, store) = core(&server.url(), &dir.path().join("ana.sqlite3"));
+    let (ana, store) = core(&server.url(), &dir.path().join("ana.sqlite3")).await;
     ana.register("ana", PASSWORD).await.unwrap();
     wait_state(&ana, Duration::from_secs(10), |s| {
         *s == ConnectionState::Connected
@@ -343,6 +344,7 @@ async fn a_revoked_session_signs_out_after_one_refresh_without_a_retry_storm() {
         fast_config(&server.url(), &dir.path().join("ana.sqlite3")),
         s,
     )
+    .await
     .unwrap();
     let mut rx = ana.subscribe();
     let attempts = Arc::new(AtomicUsize::new(0));
@@ -383,35 +385,35 @@ async fn two_devices_of_one_user_end_with_the_same_history() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProc::start(dir.path(), &[]);
     let url = server.url();
-    let (phone, _) = core(&url, &dir.path().join("phone.sqlite3"));
+    let (phone, _) = core(&url, &dir.path().join("phone.sqlite3")).await;
     phone.register("ana", PASSWORD).await.unwrap();
-    let (laptop, _) = core(&url, &dir.path().join("laptop.sqlite3"));
+    let (laptop, _) = core(&url, &dir.path().join("laptop.sqlite3")).await;
     laptop.login("ana", PASSWORD).await.unwrap();
-    let (bia, _) = core(&url, &dir.path().join("bia.sqlite3"));
+    let (bia, _) = core(&url, &dir.path().join("bia.sqlite3")).await;
     bia.register("bia", PASSWORD).await.unwrap();
 
     for i in 0..15 {
-        phone.send_chat(&format!("phone {i}")).unwrap();
-        laptop.send_chat(&format!("laptop {i}")).unwrap();
-        bia.send_dm("ana", &format!("to ana {i}")).unwrap();
+        phone.send_chat(&format!("phone {i}")).await.unwrap();
+        laptop.send_chat(&format!("laptop {i}")).await.unwrap();
+        bia.send_dm("ana", &format!("to ana {i}")).await.unwrap();
         if i % 3 == 0 {
-            laptop.send_dm("bia", &format!("to bia {i}")).unwrap();
+            laptop.send_dm("bia", &format!("to bia {i}")).await.unwrap();
         }
     }
-    phone.create_post("a post from the phone").unwrap();
+    phone.create_post("a post from the phone").await.unwrap();
 
     let done = |c: &papo_client::Core| {
         c.cache().outbox_counts().unwrap().0 == 0
             && texts(c, "public").len() == 30
             && texts(c, "dm:bia").len() == 20
-            && c.feed_page(None, 10).unwrap().len() == 1
+            && c.cache().feed_page("ana", None, 10).unwrap().len() == 1
     };
     eventually("both devices to converge", Duration::from_secs(30), || {
         done(&phone) && done(&laptop)
     })
     .await;
     let view = |c: &papo_client::Core, conv: &str| -> Vec<(Option<i64>, String, String)> {
-        let mut rows = c.conversation_page(conv, None, 1000).unwrap();
+        let mut rows = c.cache().conversation_page(conv, None, 1000).unwrap();
         rows.reverse();
         rows.into_iter()
             .map(|r| (r.server_id, r.sender, r.text))
@@ -420,8 +422,8 @@ async fn two_devices_of_one_user_end_with_the_same_history() {
     assert_eq!(view(&phone, "public"), view(&laptop, "public"));
     assert_eq!(view(&phone, "dm:bia"), view(&laptop, "dm:bia"));
     assert_eq!(
-        phone.feed_page(None, 10).unwrap()[0].server_id,
-        laptop.feed_page(None, 10).unwrap()[0].server_id
+        phone.feed_page(None, 10).await.unwrap()[0].server_id,
+        laptop.feed_page(None, 10).await.unwrap()[0].server_id
     );
     eventually(
         "both cursors to reach the same heads",
@@ -437,15 +439,17 @@ async fn sign_out_erases_the_users_messages_from_the_cache_file() {
     let server = ServerProc::start(dir.path(), &[]);
     let url = server.url();
     let cache_path = dir.path().join("ana.sqlite3");
-    let (ana, store) = core(&url, &cache_path);
+    let (ana, store) = core(&url, &cache_path).await;
     ana.register("ana", PASSWORD).await.unwrap();
-    let (bia, _) = core(&url, &dir.path().join("bia.sqlite3"));
+    let (bia, _) = core(&url, &dir.path().join("bia.sqlite3")).await;
     bia.register("bia", PASSWORD).await.unwrap();
     let secret = "only-ana-may-read-this-4c1d";
     for i in 0..20 {
-        bia.send_dm("ana", &format!("{secret} {i}")).unwrap();
+        bia.send_dm("ana", &format!("{secret} {i}")).await.unwrap();
     }
-    ana.send_dm("bia", &format!("{secret} reply")).unwrap();
+    ana.send_dm("bia", &format!("{secret} reply"))
+        .await
+        .unwrap();
     eventually("ana to have the DMs", Duration::from_secs(20), || {
         texts(&ana, "dm:bia").len() == 21
     })
@@ -459,8 +463,8 @@ async fn sign_out_erases_the_users_messages_from_the_cache_file() {
     ));
     assert!(store.load().unwrap().is_none(), "the session was kept");
     assert!(texts(&ana, "dm:bia").is_empty());
-    assert!(ana.search("only", 10).unwrap().is_empty());
-    assert_eq!(ana.unread_counts().unwrap().total, 0);
+    assert!(ana.search("only", 10).await.unwrap().is_empty());
+    assert_eq!(ana.unread_counts().await.unwrap().total, 0);
     for file in ["ana.sqlite3", "ana.sqlite3-wal", "ana.sqlite3-shm"] {
         let Ok(bytes) = std::fs::read(dir.path().join(file)) else {
             continue;
@@ -472,7 +476,7 @@ async fn sign_out_erases_the_users_messages_from_the_cache_file() {
     }
     drop(ana);
     // The next launch opens an empty cache, and signing in again brings the history back.
-    let (again, _) = core(&url, &cache_path);
+    let (again, _) = core(&url, &cache_path).await;
     assert!(texts(&again, "dm:bia").is_empty());
     again.login("ana", PASSWORD).await.unwrap();
     eventually("the history to come back", Duration::from_secs(20), || {

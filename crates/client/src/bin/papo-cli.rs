@@ -168,16 +168,22 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         cli.command,
         Command::Search { .. } | Command::History { .. } | Command::Status
     ) {
-        // Offline reads: no connection at all.
-        let cache =
-            papo_client::Cache::open(dir.join("cache.sqlite3")).map_err(|e| e.to_string())?;
-        return offline(&cache, cli.command);
+        // Offline reads: no connection at all, and SQLite off the async runtime.
+        let path = dir.join("cache.sqlite3");
+        return tokio::task::spawn_blocking(move || {
+            let cache = papo_client::Cache::open(path).map_err(|e| e.to_string())?;
+            offline(&cache, cli.command)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
     }
     let store = Arc::new(FileSessionStore::new(dir.join("session.json")));
     let mut config = CoreConfig::new(&cli.server, dir.join("cache.sqlite3"));
     config.supervisor.send_rate = cli.send_rate;
     config.supervisor.send_burst = cli.send_rate.max(1.0);
-    let core = Core::start(config, store).map_err(|e| e.to_string())?;
+    let core = Core::start(config, store)
+        .await
+        .map_err(|e| e.to_string())?;
     let code = command(&core, cli.command).await;
     core.shutdown().await;
     code
@@ -218,20 +224,23 @@ async fn command(core: &Core, command: Command) -> Result<ExitCode, String> {
             let target = papo_client::compose::ComposeTarget::Conversation {
                 id: papo_protocol::conversation::PUBLIC.to_string(),
             };
-            let sent = core.compose(&target, &text).map_err(|e| e.to_string())?;
+            let sent = core
+                .compose(&target, &text)
+                .await
+                .map_err(|e| e.to_string())?;
             return deliver(core, sent.client_id, wait).await;
         }
         Command::Dm { to, text, wait } => {
-            return deliver(core, action(core.send_dm(&to, &text))?, wait).await
+            return deliver(core, action(core.send_dm(&to, &text).await)?, wait).await
         }
         Command::Post { text, wait } => {
-            return deliver(core, action(core.create_post(&text))?, wait).await
+            return deliver(core, action(core.create_post(&text).await)?, wait).await
         }
         Command::Like { post_id, wait } => {
-            return deliver(core, action(core.like(post_id))?, wait).await
+            return deliver(core, action(core.like(post_id).await)?, wait).await
         }
         Command::Follow { username, wait } => {
-            return deliver(core, action(core.follow(&username))?, wait).await
+            return deliver(core, action(core.follow(&username).await)?, wait).await
         }
         Command::Flush { timeout } => return flush(core, timeout).await,
         Command::Search { .. } | Command::History { .. } | Command::Status => {
@@ -321,8 +330,8 @@ async fn deliver(core: &Core, id: uuid::Uuid, wait: u64) -> Result<ExitCode, Str
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     loop {
         let item = core
-            .cache()
             .outbox_item(id)
+            .await
             .map_err(|e| e.to_string())?
             .ok_or("outbox item vanished")?;
         let state = item.state;
@@ -351,7 +360,7 @@ async fn deliver(core: &Core, id: uuid::Uuid, wait: u64) -> Result<ExitCode, Str
 async fn flush(core: &Core, timeout: u64) -> Result<ExitCode, String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
     loop {
-        let (pending, sent, failed) = core.cache().outbox_counts().map_err(|e| e.to_string())?;
+        let (pending, sent, failed) = core.outbox_counts().await.map_err(|e| e.to_string())?;
         let signed_out = matches!(core.connection_state(), ConnectionState::SignedOut { .. });
         if pending == 0 || signed_out || tokio::time::Instant::now() >= deadline {
             print(&serde_json::json!({

@@ -49,10 +49,11 @@ pub struct ApplyOutcome {
     pub changes: crate::changes::ChangeSet,
 }
 
-/// The cache: one writer connection and one reader connection over the same WAL file.
+/// The cache: one writer connection and a small pool of read-only connections over the same
+/// WAL file (one per reader thread, see [`crate::cache_thread`]).
 pub struct Cache {
     pub(crate) writer: Mutex<Connection>,
-    reader: Mutex<Connection>,
+    readers: crate::cache_thread::ReaderPool,
     path: PathBuf,
 }
 
@@ -98,12 +99,16 @@ impl Cache {
         let mut writer = Connection::open(&path)?;
         configure(&writer)?;
         migrate(&mut writer)?;
-        let reader = Connection::open(&path)?;
-        configure(&reader)?;
-        reader.pragma_update(None, "query_only", true)?;
+        let mut readers = Vec::with_capacity(crate::cache_thread::READERS);
+        for _ in 0..crate::cache_thread::READERS {
+            let reader = Connection::open(&path)?;
+            configure(&reader)?;
+            reader.pragma_update(None, "query_only", true)?;
+            readers.push(reader);
+        }
         Ok(Cache {
             writer: Mutex::new(writer),
-            reader: Mutex::new(reader),
+            readers: crate::cache_thread::ReaderPool::new(readers),
             path,
         })
     }
@@ -117,10 +122,11 @@ impl Cache {
     // -----------------------------------------------------------------------------------------
 
     fn meta(&self, key: &str) -> Result<Option<String>> {
-        let conn = self.reader.lock().unwrap();
-        Ok(conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?)
+        self.read(|conn| {
+            Ok(conn
+                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()?)
+        })
     }
 
     /// The user this cache belongs to.
@@ -159,14 +165,15 @@ impl Cache {
 
     /// The resume position and the epoch it belongs to.
     pub fn resume_point(&self) -> Result<(Cursor, Option<String>)> {
-        let conn = self.reader.lock().unwrap();
-        let cursor = read_cursor(&conn)?;
-        let epoch = conn
-            .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        Ok((cursor, epoch))
+        self.read(|conn| {
+            let cursor = read_cursor(conn)?;
+            let epoch = conn
+                .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            Ok((cursor, epoch))
+        })
     }
 
     /// Stores the server epoch the cursor belongs to.

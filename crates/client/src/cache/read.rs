@@ -12,8 +12,7 @@ use rusqlite::{params, Connection};
 
 impl Cache {
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let conn = self.reader.lock().unwrap();
-        f(&conn)
+        self.readers.with(f)
     }
 
     /// One page of a conversation, newest first, strictly older than `before`.

@@ -145,14 +145,19 @@ pub fn fast_config(url: &str, cache: &Path) -> CoreConfig {
     c
 }
 
-pub fn core(url: &str, cache: &Path) -> (Core, Arc<MemorySessionStore>) {
+pub async fn core(url: &str, cache: &Path) -> (Core, Arc<MemorySessionStore>) {
     let store = Arc::new(MemorySessionStore::default());
     let s: Arc<dyn SessionStore> = store.clone();
-    (Core::start(fast_config(url, cache), s).unwrap(), store)
+    (
+        Core::start(fast_config(url, cache), s).await.unwrap(),
+        store,
+    )
 }
 
-pub fn core_with(config: CoreConfig) -> Core {
-    Core::start(config, Arc::new(MemorySessionStore::default())).unwrap()
+pub async fn core_with(config: CoreConfig) -> Core {
+    Core::start(config, Arc::new(MemorySessionStore::default()))
+        .await
+        .unwrap()
 }
 
 /// Polls `f` until it returns true or the timeout passes.
@@ -182,7 +187,9 @@ pub async fn wait_state(core: &Core, timeout: Duration, f: impl Fn(&ConnectionSt
 
 /// Texts of a conversation, oldest first.
 pub fn texts(core: &Core, conversation: &str) -> Vec<String> {
+    // Synchronous on purpose: `eventually` polls it from a plain closure (test accessor).
     let mut rows = core
+        .cache()
         .conversation_page(conversation, None, 1_000_000)
         .unwrap();
     rows.reverse();

@@ -1,12 +1,19 @@
 //! Supervisor behaviour against a scripted fake transport, in paused tokio time.
 
 use super::*;
+use crate::backoff::BackoffConfig;
+use crate::cache::Cache;
 use crate::secret::Sensitive;
+use crate::tokens::TokenError;
 use crate::transport::TransportError;
+use crate::transport::{Inbound, Link, Refusal};
 use async_trait::async_trait;
+use papo_protocol::{events, Cursor, LogBatch, Reply, SyncState, SyncStatus};
 use papo_protocol::{ChatMessage, ChatSend, EventBody, LogEvent, ReplyResult, Request, Stream};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::time::timeout;
+use uuid::Uuid;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Behaviour {
@@ -211,10 +218,19 @@ impl TokenSource for Tokens {
 
 struct Setup {
     _dir: tempfile::TempDir,
+    /// The cache file, read synchronously by the test (the supervisor uses the threads).
     cache: Arc<Cache>,
     fake: Arc<Fake>,
     tokens: Arc<Tokens>,
     handle: SupervisorHandle,
+    rx: watch::Receiver<ConnectionState>,
+}
+
+impl Setup {
+    /// Waits (in paused time) for a connection state.
+    async fn until(&mut self, f: impl Fn(&ConnectionState) -> bool) -> ConnectionState {
+        wait_for(&mut self.rx, f).await
+    }
 }
 
 fn config() -> SupervisorConfig {
@@ -229,29 +245,40 @@ fn config() -> SupervisorConfig {
     c
 }
 
-fn setup(fake: Arc<Fake>, config: SupervisorConfig, refresh_ok: bool) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let cache = Arc::new(Cache::open(dir.path().join("c.sqlite3")).unwrap());
-    cache.set_me("ana").unwrap();
-    let tokens = Arc::new(Tokens {
+fn tokens(refresh_ok: bool, due: Option<Instant>, current: &str) -> Tokens {
+    Tokens {
         refreshes: AtomicUsize::new(0),
         refresh_ok,
-        due: Mutex::new(None),
+        due: Mutex::new(due),
         life: Duration::from_secs(720),
-        current: Mutex::new("tok".into()),
-    });
+        current: Mutex::new(current.into()),
+    }
+}
+
+fn setup(fake: Arc<Fake>, config: SupervisorConfig, refresh_ok: bool) -> Setup {
+    setup_with(fake, config, tokens(refresh_ok, None, "tok"))
+}
+
+/// The one setup: a cache owned by "ana" on its threads, the fake server, the supervisor.
+fn setup_with(fake: Arc<Fake>, config: SupervisorConfig, tokens: Tokens) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path().join("c.sqlite3")).unwrap();
+    cache.set_me("ana").unwrap();
+    let threads = CacheHandle::spawn(cache).unwrap().holding_paused_clock();
+    let tokens = Arc::new(tokens);
     let handle = spawn(
         config,
-        cache.clone(),
+        threads.clone(),
         tokens.clone(),
         fake.clone(),
         Arc::new(Mutex::new(View::default())),
     );
     Setup {
         _dir: dir,
-        cache,
+        cache: threads.cache().clone(),
         fake,
         tokens,
+        rx: handle.watch_state(),
         handle,
     }
 }
@@ -302,14 +329,15 @@ async fn backoff_between_failed_attempts_grows_to_the_cap_with_jitter() {
 
 #[tokio::test(start_paused = true)]
 async fn a_hanging_connect_is_cut_by_the_connect_timeout() {
-    let s = setup(
+    let mut s = setup(
         Fake::new(Behaviour::Fail, &[Behaviour::Hang]),
         config(),
         true,
     );
-    let mut rx = s.handle.watch_state();
     let start = Instant::now();
-    let st = wait_for(&mut rx, |s| matches!(s, ConnectionState::Retrying { .. })).await;
+    let st = s
+        .until(|s| matches!(s, ConnectionState::Retrying { .. }))
+        .await;
     assert_eq!(start.elapsed(), Duration::from_secs(5));
     assert!(
         matches!(st, ConnectionState::Retrying { reason, .. } if reason.contains("connect timed out"))
@@ -318,14 +346,15 @@ async fn a_hanging_connect_is_cut_by_the_connect_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn a_server_that_never_answers_connect_is_cut_by_the_open_timeout() {
-    let s = setup(
+    let mut s = setup(
         Fake::new(Behaviour::Fail, &[Behaviour::NoOpen]),
         config(),
         true,
     );
-    let mut rx = s.handle.watch_state();
     let start = Instant::now();
-    let st = wait_for(&mut rx, |s| matches!(s, ConnectionState::Retrying { .. })).await;
+    let st = s
+        .until(|s| matches!(s, ConnectionState::Retrying { .. }))
+        .await;
     assert_eq!(start.elapsed(), Duration::from_secs(5));
     assert!(
         matches!(st, ConnectionState::Retrying { reason, .. } if reason.contains("open timeout"))
@@ -338,13 +367,13 @@ async fn a_server_that_never_answers_connect_is_cut_by_the_open_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn a_refused_token_is_refreshed_once_then_signed_out_without_a_storm() {
-    let s = setup(
+    let mut s = setup(
         Fake::new(Behaviour::Refuse("token_expired"), &[]),
         config(),
         true,
     );
-    let mut rx = s.handle.watch_state();
-    wait_for(&mut rx, |s| matches!(s, ConnectionState::SignedOut { .. })).await;
+    s.until(|s| matches!(s, ConnectionState::SignedOut { .. }))
+        .await;
     tokio::time::sleep(Duration::from_secs(3600)).await;
     assert_eq!(s.tokens.refreshes.load(Ordering::SeqCst), 1);
     assert_eq!(s.fake.connect_times().len(), 2);
@@ -356,35 +385,36 @@ async fn a_refused_token_is_refreshed_once_then_signed_out_without_a_storm() {
 
 #[tokio::test(start_paused = true)]
 async fn a_refused_refresh_signs_out_at_once_and_sign_in_resumes() {
-    let s = setup(
+    let mut s = setup(
         Fake::new(Behaviour::Healthy, &[Behaviour::Refuse("token_invalid")]),
         config(),
         false,
     );
-    let mut rx = s.handle.watch_state();
-    wait_for(&mut rx, |s| matches!(s, ConnectionState::SignedOut { .. })).await;
+    s.until(|s| matches!(s, ConnectionState::SignedOut { .. }))
+        .await;
     tokio::time::sleep(Duration::from_secs(600)).await;
     assert_eq!(s.fake.connect_times().len(), 1);
     s.handle.signed_in();
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    s.until(|s| *s == ConnectionState::Connected).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_black_hole_is_noticed_by_liveness_within_a_few_seconds() {
-    let s = setup(
+    let mut s = setup(
         Fake::new(Behaviour::Healthy, &[Behaviour::Silent]),
         config(),
         true,
     );
-    let mut rx = s.handle.watch_state();
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    s.until(|s| *s == ConnectionState::Connected).await;
     let start = Instant::now();
-    let st = wait_for(&mut rx, |s| matches!(s, ConnectionState::Retrying { .. })).await;
+    let st = s
+        .until(|s| matches!(s, ConnectionState::Retrying { .. }))
+        .await;
     let took = start.elapsed();
     assert!(took <= Duration::from_secs(7), "took {took:?}");
     assert!(matches!(st, ConnectionState::Retrying { reason, .. } if reason.contains("silent")));
     // ... and the next (healthy) attempt connects again.
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    s.until(|s| *s == ConnectionState::Connected).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -392,12 +422,12 @@ async fn retry_now_skips_the_backoff_wait() {
     let mut c = config();
     c.backoff.base = Duration::from_secs(60);
     c.backoff.cap = Duration::from_secs(60);
-    let s = setup(Fake::new(Behaviour::Healthy, &[Behaviour::Fail]), c, true);
-    let mut rx = s.handle.watch_state();
-    wait_for(&mut rx, |s| matches!(s, ConnectionState::Retrying { .. })).await;
+    let mut s = setup(Fake::new(Behaviour::Healthy, &[Behaviour::Fail]), c, true);
+    s.until(|s| matches!(s, ConnectionState::Retrying { .. }))
+        .await;
     let start = Instant::now();
     s.handle.retry_now();
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    s.until(|s| *s == ConnectionState::Connected).await;
     assert!(start.elapsed() < Duration::from_secs(1));
 }
 
@@ -413,15 +443,15 @@ async fn a_wall_clock_jump_wakes_the_retry_at_once() {
     c.wall_clock = WallClock::new(move || {
         1_000_000 + origin.elapsed().as_millis() as i64 + o.load(Ordering::SeqCst)
     });
-    let s = setup(Fake::new(Behaviour::Healthy, &[Behaviour::Fail]), c, true);
-    let mut rx = s.handle.watch_state();
-    wait_for(&mut rx, |s| matches!(s, ConnectionState::Retrying { .. })).await;
+    let mut s = setup(Fake::new(Behaviour::Healthy, &[Behaviour::Fail]), c, true);
+    s.until(|s| matches!(s, ConnectionState::Retrying { .. }))
+        .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(matches!(s.handle.state(), ConnectionState::Retrying { .. }));
     // The machine slept an hour: the monotonic clock did not move, the wall clock did.
     let start = Instant::now();
     offset.store(3_600_000, Ordering::SeqCst);
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    s.until(|s| *s == ConnectionState::Connected).await;
     assert!(
         start.elapsed() <= Duration::from_millis(1100),
         "{:?}",
@@ -443,11 +473,12 @@ async fn a_stable_session_resets_the_backoff() {
     let mut c = config();
     c.stable_after = Duration::from_secs(2);
     c.liveness_timeout = Duration::from_secs(4);
-    let s = setup(fake, c, true);
-    let mut rx = s.handle.watch_state();
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    let mut s = setup(fake, c, true);
+    s.until(|s| *s == ConnectionState::Connected).await;
     // The silent session lasts > stable_after, so the next delay is back to the first ceiling.
-    let st = wait_for(&mut rx, |s| matches!(s, ConnectionState::Retrying { .. })).await;
+    let st = s
+        .until(|s| matches!(s, ConnectionState::Retrying { .. }))
+        .await;
     match st {
         ConnectionState::Retrying { attempt, in_ms, .. } => {
             assert_eq!(attempt, 1);
@@ -459,7 +490,7 @@ async fn a_stable_session_resets_the_backoff() {
 
 #[tokio::test(start_paused = true)]
 async fn outbox_is_sent_after_open_in_order_and_confirmed_by_reply() {
-    let s = setup(
+    let mut s = setup(
         Fake::new(Behaviour::Healthy, &[Behaviour::Fail]),
         config(),
         true,
@@ -479,8 +510,7 @@ async fn outbox_is_sent_after_open_in_order_and_confirmed_by_reply() {
             .unwrap();
     }
     s.handle.outbox_changed();
-    let mut rx = s.handle.watch_state();
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    s.until(|s| *s == ConnectionState::Connected).await;
     timeout(Duration::from_secs(30), async {
         while s.cache.outbox_counts().unwrap() != (0, 5, 0) {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -493,9 +523,8 @@ async fn outbox_is_sent_after_open_in_order_and_confirmed_by_reply() {
 
 #[tokio::test(start_paused = true)]
 async fn the_durable_cursor_and_epoch_are_sent_on_reconnect() {
-    let s = setup(Fake::new(Behaviour::Healthy, &[]), config(), true);
-    let mut rx = s.handle.watch_state();
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    let mut s = setup(Fake::new(Behaviour::Healthy, &[]), config(), true);
+    s.until(|s| *s == ConnectionState::Connected).await;
     let ev = |seq: u64| LogEvent {
         stream: Stream::Public,
         seq,
@@ -511,9 +540,10 @@ async fn the_durable_cursor_and_epoch_are_sent_on_reconnect() {
     s.cache.set_epoch("e1").unwrap();
     s.cache.apply_batch("ana", &[ev(1), ev(2)]).unwrap();
     s.handle.sign_out();
-    wait_for(&mut rx, |s| matches!(s, ConnectionState::SignedOut { .. })).await;
+    s.until(|s| matches!(s, ConnectionState::SignedOut { .. }))
+        .await;
     s.handle.signed_in();
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    s.until(|s| *s == ConnectionState::Connected).await;
     let auths = s.fake.auths.lock().unwrap().clone();
     let last = auths.last().unwrap();
     assert_eq!(last["cursor"]["public"], 2);
@@ -527,9 +557,8 @@ async fn a_server_that_stays_down_is_left_for_the_next_node() {
     let mut c = config();
     c.server_url = "http://node-a:1, http://node-b:2/".into();
     let fake = Fake::new(Behaviour::Healthy, &[Behaviour::Fail, Behaviour::Fail]);
-    let s = setup(fake.clone(), c, true);
-    let mut rx = s.handle.watch_state();
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    let mut s = setup(fake.clone(), c, true);
+    s.until(|s| *s == ConnectionState::Connected).await;
     // a fails, b fails, back to a which answers; every attempt carried the cursor.
     assert_eq!(
         *fake.urls.lock().unwrap(),
@@ -553,7 +582,7 @@ async fn requests_wait_until_the_server_has_run_its_connect_handler() {
     // (or `log`) says it is ready.
     let fake = Fake::new(Behaviour::Healthy, &[]);
     *fake.sync_delay.lock().unwrap() = Duration::from_secs(2);
-    let s = setup(fake, config(), true);
+    let mut s = setup(fake, config(), true);
     s.cache
         .enqueue(
             "ana",
@@ -564,8 +593,7 @@ async fn requests_wait_until_the_server_has_run_its_connect_handler() {
         )
         .unwrap();
     s.handle.outbox_changed();
-    let mut rx = s.handle.watch_state();
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    s.until(|s| *s == ConnectionState::Connected).await;
     tokio::time::sleep(Duration::from_millis(1900)).await;
     assert!(
         s.fake.requests().is_empty(),
@@ -580,7 +608,7 @@ async fn a_server_that_never_syncs_still_gets_the_requests_after_the_open_timeou
     // An odd server (no `sync`, no `log`, but it answers): requests still go out, late.
     let fake = Fake::new(Behaviour::Healthy, &[]);
     *fake.sync_delay.lock().unwrap() = Duration::from_secs(3600);
-    let s = setup(fake, config(), true);
+    let mut s = setup(fake, config(), true);
     s.cache
         .enqueue(
             "ana",
@@ -591,8 +619,7 @@ async fn a_server_that_never_syncs_still_gets_the_requests_after_the_open_timeou
         )
         .unwrap();
     s.handle.outbox_changed();
-    let mut rx = s.handle.watch_state();
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    s.until(|s| *s == ConnectionState::Connected).await;
     tokio::time::sleep(Duration::from_millis(4900)).await;
     assert!(s.fake.requests().is_empty());
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -631,11 +658,12 @@ async fn heads_ahead_with_no_log_is_a_stall_and_the_session_is_replaced() {
         public: 5,
         private: 0,
     });
-    let s = setup(fake, config(), true);
-    let mut rx = s.handle.watch_state();
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    let mut s = setup(fake, config(), true);
+    s.until(|s| *s == ConnectionState::Connected).await;
     let start = Instant::now();
-    let st = wait_for(&mut rx, |s| matches!(s, ConnectionState::Retrying { .. })).await;
+    let st = s
+        .until(|s| matches!(s, ConnectionState::Retrying { .. }))
+        .await;
     // First ping at once, then the grace (4 s).
     assert!(
         start.elapsed() <= Duration::from_millis(4100),
@@ -646,7 +674,7 @@ async fn heads_ahead_with_no_log_is_a_stall_and_the_session_is_replaced() {
         matches!(st, ConnectionState::Retrying { ref reason, .. } if reason.contains("stalled")),
         "{st:?}"
     );
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    s.until(|s| *s == ConnectionState::Connected).await;
     assert_eq!(s.fake.connect_times().len(), 2);
 }
 
@@ -657,9 +685,8 @@ async fn heads_ahead_followed_by_the_log_is_no_stall() {
         public: 1,
         private: 0,
     });
-    let s = setup(fake, config(), true);
-    let mut rx = s.handle.watch_state();
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    let mut s = setup(fake, config(), true);
+    s.until(|s| *s == ConnectionState::Connected).await;
     // The event behind the heads arrives a moment after the first ping reply.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let tx = s.fake.last_inbound.lock().unwrap().clone().unwrap();
@@ -680,9 +707,8 @@ async fn heads_ahead_followed_by_the_log_is_no_stall() {
 #[tokio::test(start_paused = true)]
 async fn ping_replies_without_heads_never_look_like_a_stall() {
     // An older server: no heads in the ping reply, and nothing else for a minute.
-    let s = setup(Fake::new(Behaviour::Healthy, &[]), config(), true);
-    let mut rx = s.handle.watch_state();
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    let mut s = setup(Fake::new(Behaviour::Healthy, &[]), config(), true);
+    s.until(|s| *s == ConnectionState::Connected).await;
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(s.handle.state(), ConnectionState::Connected);
     assert_eq!(s.fake.connect_times().len(), 1);
@@ -690,10 +716,9 @@ async fn ping_replies_without_heads_never_look_like_a_stall() {
 
 #[tokio::test(start_paused = true)]
 async fn the_token_is_refreshed_ahead_of_expiry_while_connected() {
-    let s = setup(Fake::new(Behaviour::Healthy, &[]), config(), true);
+    let mut s = setup(Fake::new(Behaviour::Healthy, &[]), config(), true);
     *s.tokens.due.lock().unwrap() = Some(Instant::now() + Duration::from_secs(100));
-    let mut rx = s.handle.watch_state();
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    s.until(|s| *s == ConnectionState::Connected).await;
     tokio::time::sleep(Duration::from_secs(98)).await;
     assert_eq!(s.tokens.refreshes.load(Ordering::SeqCst), 0);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -710,25 +735,9 @@ async fn the_token_is_refreshed_ahead_of_expiry_while_connected() {
 #[tokio::test(start_paused = true)]
 async fn a_token_past_its_refresh_point_is_refreshed_before_connecting() {
     let fake = Fake::new(Behaviour::Healthy, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let cache = Arc::new(Cache::open(dir.path().join("c.sqlite3")).unwrap());
-    cache.set_me("ana").unwrap();
-    let tokens = Arc::new(Tokens {
-        refreshes: AtomicUsize::new(0),
-        refresh_ok: true,
-        due: Mutex::new(Some(Instant::now())),
-        life: Duration::from_secs(720),
-        current: Mutex::new("old".into()),
-    });
-    let handle = spawn(
-        config(),
-        cache,
-        tokens.clone(),
-        fake.clone(),
-        Arc::new(Mutex::new(View::default())),
-    );
-    let mut rx = handle.watch_state();
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    let mut s = setup_with(fake, config(), tokens(true, Some(Instant::now()), "old"));
+    s.until(|s| *s == ConnectionState::Connected).await;
+    let (tokens, fake) = (s.tokens.clone(), s.fake.clone());
     assert_eq!(tokens.refreshes.load(Ordering::SeqCst), 1);
     let auths = fake.auths.lock().unwrap().clone();
     assert_eq!(auths.len(), 1);
@@ -743,14 +752,14 @@ async fn a_network_change_during_the_backoff_retries_at_once() {
     let mut c = config();
     c.backoff.base = Duration::from_secs(60);
     c.backoff.cap = Duration::from_secs(60);
-    let s = setup(Fake::new(Behaviour::Healthy, &[Behaviour::Fail]), c, true);
-    let mut rx = s.handle.watch_state();
-    wait_for(&mut rx, |s| matches!(s, ConnectionState::Retrying { .. })).await;
+    let mut s = setup(Fake::new(Behaviour::Healthy, &[Behaviour::Fail]), c, true);
+    s.until(|s| matches!(s, ConnectionState::Retrying { .. }))
+        .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(s.fake.connect_times().len(), 1);
     let start = Instant::now();
     s.handle.network_changed();
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    s.until(|s| *s == ConnectionState::Connected).await;
     assert!(
         start.elapsed() < Duration::from_millis(100),
         "{:?}",
@@ -776,9 +785,8 @@ fn rare_pings() -> (SupervisorConfig, Arc<std::sync::atomic::AtomicI64>) {
 #[tokio::test(start_paused = true)]
 async fn a_wall_clock_jump_while_connected_pings_at_once_and_keeps_a_live_session() {
     let (c, offset) = rare_pings();
-    let s = setup(Fake::new(Behaviour::Healthy, &[]), c, true);
-    let mut rx = s.handle.watch_state();
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    let mut s = setup(Fake::new(Behaviour::Healthy, &[]), c, true);
+    s.until(|s| *s == ConnectionState::Connected).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(count_pings(&s.fake), 1, "only the first ping so far");
     // The machine slept an hour while connected.
@@ -794,13 +802,14 @@ async fn a_wall_clock_jump_while_connected_pings_at_once_and_keeps_a_live_sessio
 #[tokio::test(start_paused = true)]
 async fn a_wall_clock_jump_on_a_dead_session_reconnects_after_the_probe() {
     let (c, offset) = rare_pings();
-    let s = setup(Fake::new(Behaviour::Healthy, &[Behaviour::Silent]), c, true);
-    let mut rx = s.handle.watch_state();
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    let mut s = setup(Fake::new(Behaviour::Healthy, &[Behaviour::Silent]), c, true);
+    s.until(|s| *s == ConnectionState::Connected).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let start = Instant::now();
     offset.store(3_600_000, Ordering::SeqCst);
-    let st = wait_for(&mut rx, |s| matches!(s, ConnectionState::Retrying { .. })).await;
+    let st = s
+        .until(|s| matches!(s, ConnectionState::Retrying { .. }))
+        .await;
     // Noticed within one wake check (1 s), then the probe timeout (2 s) — not the 120 s liveness.
     assert!(
         start.elapsed() <= Duration::from_millis(3100),
@@ -811,20 +820,21 @@ async fn a_wall_clock_jump_on_a_dead_session_reconnects_after_the_probe() {
         matches!(st, ConnectionState::Retrying { ref reason, .. } if reason.contains("probe")),
         "{st:?}"
     );
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    s.until(|s| *s == ConnectionState::Connected).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_network_change_while_connected_probes_the_session() {
     let (c, _) = rare_pings();
-    let s = setup(Fake::new(Behaviour::Healthy, &[Behaviour::Silent]), c, true);
-    let mut rx = s.handle.watch_state();
-    wait_for(&mut rx, |s| *s == ConnectionState::Connected).await;
+    let mut s = setup(Fake::new(Behaviour::Healthy, &[Behaviour::Silent]), c, true);
+    s.until(|s| *s == ConnectionState::Connected).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let pings = count_pings(&s.fake);
     let start = Instant::now();
     s.handle.network_changed();
-    let st = wait_for(&mut rx, |s| matches!(s, ConnectionState::Retrying { .. })).await;
+    let st = s
+        .until(|s| matches!(s, ConnectionState::Retrying { .. }))
+        .await;
     assert_eq!(count_pings(&s.fake), pings + 1);
     assert!(
         start.elapsed() <= Duration::from_millis(2100),
