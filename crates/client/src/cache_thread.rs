@@ -52,17 +52,6 @@ impl std::fmt::Debug for CacheHandle {
     }
 }
 
-// TEMPORARY (removed at the merge with the cachefts branch, which adds `Cache::index_step`):
-// there is no background indexing on this branch yet, so there is never more to do.
-trait IndexStep {
-    fn index_step(&self) -> Result<bool>;
-}
-impl IndexStep for Cache {
-    fn index_step(&self) -> Result<bool> {
-        Ok(false)
-    }
-}
-
 impl CacheHandle {
     /// Opens (creating and migrating if needed) the cache file off the async executor, and
     /// starts its threads.
