@@ -14,6 +14,7 @@ pub mod backoff;
 pub mod cache;
 mod cache_wipe;
 pub mod changes;
+mod codes;
 pub mod compose;
 pub mod event;
 pub mod outbox;
@@ -26,6 +27,7 @@ pub mod transport;
 mod unread;
 
 pub use cache::{Cache, CacheError, PageKey};
+pub use codes::{ClientErrorCode, CoreErrorCode};
 pub use event::{ConnectionState, CoreEvent};
 pub use policy::NotificationSettings;
 pub use supervisor::{SupervisorConfig, SupervisorHandle};
@@ -55,25 +57,6 @@ pub enum CoreError {
     Invalid(String),
     #[error(transparent)]
     Compose(#[from] compose::ComposeError),
-}
-
-impl CoreError {
-    pub fn code(&self) -> String {
-        match self {
-            CoreError::Cache(_) => "cache".into(),
-            CoreError::Api(e) => match e.code() {
-                Some(c) => serde_json::to_value(c)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_else(|| "server".into()),
-                None => "unreachable".into(),
-            },
-            CoreError::Store(_) => "session_store".into(),
-            CoreError::NotSignedIn => "not_signed_in".into(),
-            CoreError::Invalid(_) => "invalid_input".into(),
-            CoreError::Compose(e) => e.code().into(),
-        }
-    }
 }
 
 /// Where the core keeps its data and how it connects.
