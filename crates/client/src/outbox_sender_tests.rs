@@ -4,7 +4,7 @@
 use crate::cache::{now_ms, Cache};
 use crate::event::CoreEvent;
 use crate::outbox::{OutboxChange, OutboxState, WedgeReason, MAX_UNANSWERED};
-use crate::secret::Sensitive;
+use crate::secret::SecretString;
 use crate::supervisor::{spawn, SupervisorConfig, SupervisorHandle, View, WallClock};
 use crate::tokens::{TokenError, TokenSource};
 use crate::transport::{Inbound, Link, Transport, TransportError};
@@ -128,11 +128,11 @@ struct Tokens;
 
 #[async_trait]
 impl TokenSource for Tokens {
-    async fn access_token(&self) -> Option<Sensitive<String>> {
-        Some(Sensitive::new("tok".into()))
+    async fn access_token(&self) -> Option<SecretString> {
+        Some(SecretString::from("tok"))
     }
-    async fn refresh(&self) -> Result<Sensitive<String>, TokenError> {
-        Ok(Sensitive::new("tok".into()))
+    async fn refresh(&self) -> Result<SecretString, TokenError> {
+        Ok(SecretString::from("tok"))
     }
 }
 
