@@ -137,6 +137,9 @@ pub struct App {
     pub disconnect_session: Arc<std::sync::OnceLock<SessionKicker>>,
     /// Rate limits and the password-hashing pool of the account endpoints.
     pub guard: Arc<guard::AccountGuard>,
+    /// Each user's request budget on this node, shared by all of the user's sockets. Kept
+    /// after the last socket closes until it has refilled, so reconnecting does not refill it.
+    pub requests: Arc<guard::KeyedLimit<store::UserId>>,
     /// The TCP connections carrying upgraded WebSockets, so a socket can be cut for real.
     pub conns: Arc<transport::Conns>,
 }
@@ -342,6 +345,10 @@ impl Server {
                 hash_queue: config.hash_queue,
                 hash_wait: Duration::from_millis(config.hash_wait_ms),
             })),
+            requests: Arc::new(guard::KeyedLimit::per_second(
+                config.rate_per_sec,
+                config.burst,
+            )),
             conns: Default::default(),
         };
         let builder = SocketIo::builder().with_state(app.clone());
