@@ -6,7 +6,8 @@
 use crate::ui_types::{self as ui, Boot, OsStatus, Settings, UiError};
 use crate::AppState;
 use papo_client::compose::{ComposeTarget, Sent};
-use papo_client::{Core, CoreError};
+use papo_client::{ClientErrorCode, Core, CoreError};
+use papo_protocol::ErrorCode;
 use tauri::State;
 use uuid::Uuid;
 
@@ -21,16 +22,18 @@ impl From<CoreError> for UiError {
     }
 }
 
+/// A failure in the shell itself (settings file, start-at-login): `internal`, like the
+/// server's "something broke; nothing was done".
 fn internal(e: impl std::fmt::Display) -> UiError {
     UiError {
-        code: "internal".into(),
+        code: ErrorCode::Internal.into(),
         message: e.to_string(),
     }
 }
 
 fn uuid(s: &str) -> Res<Uuid> {
     Uuid::parse_str(s).map_err(|e| UiError {
-        code: "invalid_input".into(),
+        code: ClientErrorCode::InvalidInput.into(),
         message: e.to_string(),
     })
 }

@@ -16,7 +16,7 @@ pub use papo_client::changes::ChangeSet;
 pub use papo_client::compose::{ComposeTarget, Sent};
 pub use papo_client::outbox::{OutboxChange, OutboxState, WedgeReason};
 pub use papo_client::policy::{NotificationSettings, OsNotification, Target};
-pub use papo_client::{ConnectionState, CoreEvent};
+pub use papo_client::{ClientErrorCode, ConnectionState, CoreErrorCode, CoreEvent};
 pub use papo_protocol::{
     ChatMessage, Comment, CommentCreated, Cursor, DirectMessage, ErrorBody, ErrorCode, EventBody,
     FollowChange, LikeChange, LogEvent, Notification, NotificationKind, Post, PostEdited, PostRef,
@@ -112,7 +112,7 @@ pub struct Boot {
 /// An error crossing to the UI: a stable machine code and a readable message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct UiError {
-    pub code: String,
+    pub code: CoreErrorCode,
     pub message: String,
 }
 
@@ -185,6 +185,8 @@ macro_rules! for_each_ui_type {
             Settings,
             OsStatus,
             Boot,
+            ClientErrorCode,
+            CoreErrorCode,
             UiError,
             OutboxEntry,
             ComposeTarget,

@@ -52,17 +52,6 @@ pub enum ComposeError {
     BadConversation(String),
 }
 
-impl ComposeError {
-    /// The stable machine code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            ComposeError::MsgUsage => "msg_usage",
-            ComposeError::Empty => "empty",
-            ComposeError::BadConversation(_) => "invalid_input",
-        }
-    }
-}
-
 /// Parses a composer's text. Leading/trailing whitespace is dropped; inner newlines are kept.
 pub fn parse(target: &ComposeTarget, text: &str) -> Result<Action, ComposeError> {
     let text = text.trim();

@@ -15,6 +15,7 @@ pub mod backoff;
 pub mod cache;
 pub mod cache_thread;
 pub mod changes;
+mod codes;
 pub mod compose;
 pub mod config;
 pub mod event;
@@ -30,6 +31,7 @@ mod unread;
 
 pub use cache::{Cache, CacheError, PageKey};
 pub use cache_thread::CacheHandle;
+pub use codes::{ClientErrorCode, CoreErrorCode};
 pub use config::SupervisorConfig;
 pub use event::{ConnectionState, CoreEvent};
 pub use policy::NotificationSettings;
@@ -60,25 +62,6 @@ pub enum CoreError {
     Invalid(String),
     #[error(transparent)]
     Compose(#[from] compose::ComposeError),
-}
-
-impl CoreError {
-    pub fn code(&self) -> String {
-        match self {
-            CoreError::Cache(_) => "cache".into(),
-            CoreError::Api(e) => match e.code() {
-                Some(c) => serde_json::to_value(c)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_else(|| "server".into()),
-                None => "unreachable".into(),
-            },
-            CoreError::Store(_) => "session_store".into(),
-            CoreError::NotSignedIn => "not_signed_in".into(),
-            CoreError::Invalid(_) => "invalid_input".into(),
-            CoreError::Compose(e) => e.code().into(),
-        }
-    }
 }
 
 /// Where the core keeps its data and how it connects.

@@ -35,34 +35,54 @@ pub(crate) enum SenderError {
     TokenRefused,
 }
 
-/// Token bucket pacing outbox sends under the server's rate limit.
+/// Governor's clock on tokio's time (so `tokio::time::pause` drives the pacing in tests):
+/// instants are the time since the clock was made.
+#[derive(Clone)]
+struct TokioClock(Instant);
+
+impl governor::clock::Clock for TokioClock {
+    type Instant = Duration;
+    fn now(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.0)
+    }
+}
+
+/// Paces outbox sends under the server's rate limit: `rate` a second, bursts of `burst`.
 struct Bucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
+    limiter: governor::RateLimiter<
+        governor::state::NotKeyed,
+        governor::state::InMemoryState,
+        TokioClock,
+        governor::middleware::NoOpMiddleware<Duration>,
+    >,
+    clock: TokioClock,
 }
 
 impl Bucket {
     fn new(rate: f64, burst: f64) -> Self {
+        // At least one send in 1000 s, at most 10^9 a second (a nanosecond apart); NaN is slow.
+        let rate = if rate.is_nan() {
+            0.001
+        } else {
+            rate.clamp(0.001, 1e9)
+        };
+        let period = Duration::from_secs_f64(1.0 / rate);
+        let burst = std::num::NonZeroU32::new(burst.clamp(1.0, u32::MAX as f64) as u32)
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        let quota = governor::Quota::with_period(period)
+            .expect("the period is at least a nanosecond")
+            .allow_burst(burst);
+        let clock = TokioClock(Instant::now());
         Bucket {
-            rate: rate.max(0.001),
-            burst: burst.max(1.0),
-            tokens: burst.max(1.0),
-            last: Instant::now(),
+            limiter: governor::RateLimiter::direct_with_clock(quota, clock.clone()),
+            clock,
         }
     }
+    /// Takes a send; when there is none, how long until there is.
     fn take(&mut self) -> Result<(), Duration> {
-        let now = Instant::now();
-        let elapsed = (now - self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
-        }
+        self.limiter
+            .check()
+            .map_err(|not_until| not_until.wait_time_from(governor::clock::Clock::now(&self.clock)))
     }
 }
 

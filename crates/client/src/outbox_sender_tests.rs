@@ -5,7 +5,7 @@ use crate::cache::{now_ms, Cache};
 use crate::cache_thread::CacheHandle;
 use crate::event::CoreEvent;
 use crate::outbox::{OutboxChange, OutboxState, WedgeReason, MAX_UNANSWERED};
-use crate::secret::Sensitive;
+use crate::secret::SecretString;
 use crate::supervisor::{spawn, SupervisorConfig, SupervisorHandle, View, WallClock};
 use crate::tokens::{TokenError, TokenSource};
 use crate::transport::{Inbound, Link, Transport, TransportError};
@@ -129,11 +129,11 @@ struct Tokens;
 
 #[async_trait]
 impl TokenSource for Tokens {
-    async fn access_token(&self) -> Option<Sensitive<String>> {
-        Some(Sensitive::new("tok".into()))
+    async fn access_token(&self) -> Option<SecretString> {
+        Some(SecretString::from("tok"))
     }
-    async fn refresh(&self) -> Result<Sensitive<String>, TokenError> {
-        Ok(Sensitive::new("tok".into()))
+    async fn refresh(&self) -> Result<SecretString, TokenError> {
+        Ok(SecretString::from("tok"))
     }
 }
 
@@ -346,4 +346,32 @@ async fn a_permanent_error_wedges_at_once_with_its_reason_and_discard_drops_the_
         .collect();
     assert_eq!(texts, ["next"]);
     s.handle.shutdown().await;
+}
+
+/// The pacing on paused tokio time: a burst, then one send per period, and the wait it
+/// reports is the time until the next one.
+#[tokio::test(start_paused = true)]
+async fn sends_are_paced_by_a_burst_then_the_rate() {
+    let mut b = super::Bucket::new(20.0, 3.0);
+    for _ in 0..3 {
+        assert_eq!(b.take(), Ok(()));
+    }
+    assert_eq!(b.take(), Err(Duration::from_millis(50)));
+    tokio::time::advance(Duration::from_millis(30)).await;
+    assert_eq!(b.take(), Err(Duration::from_millis(20)));
+    tokio::time::advance(Duration::from_millis(20)).await;
+    assert_eq!(b.take(), Ok(()));
+    assert!(b.take().is_err());
+    // Idle long enough, the whole burst is back, and no more.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    for _ in 0..3 {
+        assert_eq!(b.take(), Ok(()));
+    }
+    assert!(b.take().is_err());
+    // Nonsense settings pace slowly instead of panicking.
+    let mut odd = super::Bucket::new(f64::NAN, f64::NAN);
+    assert_eq!(odd.take(), Ok(()));
+    assert!(odd.take().is_err());
+    let mut fast = super::Bucket::new(f64::INFINITY, 2.0);
+    assert_eq!((fast.take(), fast.take()), (Ok(()), Ok(())));
 }

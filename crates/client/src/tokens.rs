@@ -6,7 +6,7 @@
 //! ([`FileSessionStore`]), memory in tests.
 
 use crate::api::{Api, ApiError};
-use crate::secret::Sensitive;
+use crate::secret::SecretString;
 use async_trait::async_trait;
 use papo_protocol::http::{Credentials, Session};
 use std::path::PathBuf;
@@ -29,10 +29,10 @@ pub enum TokenError {
 #[async_trait]
 pub trait TokenSource: Send + Sync + 'static {
     /// The current access token, or `None` when signed out.
-    async fn access_token(&self) -> Option<Sensitive<String>>;
+    async fn access_token(&self) -> Option<SecretString>;
     /// Obtains a new access token (after the server said the current one expired, or ahead
     /// of its expiry).
-    async fn refresh(&self) -> Result<Sensitive<String>, TokenError>;
+    async fn refresh(&self) -> Result<SecretString, TokenError>;
     /// When the current access token should be refreshed, on the monotonic (tokio) clock, so
     /// that no connection is ever opened with an expired one. `None` when unknown: signed out,
     /// or a session loaded from the store, whose age cannot be known (the server's
@@ -209,15 +209,15 @@ impl SessionTokens {
 
 #[async_trait]
 impl TokenSource for SessionTokens {
-    async fn access_token(&self) -> Option<Sensitive<String>> {
+    async fn access_token(&self) -> Option<SecretString> {
         self.current
             .lock()
             .unwrap()
             .as_ref()
-            .map(|s| Sensitive::new(s.access_token.clone()))
+            .map(|s| SecretString::from(s.access_token.clone()))
     }
 
-    async fn refresh(&self) -> Result<Sensitive<String>, TokenError> {
+    async fn refresh(&self) -> Result<SecretString, TokenError> {
         let _one_at_a_time = self.refresh_lock.lock().await;
         let refresh_token = match self.current.lock().unwrap().as_ref() {
             Some(s) => s.refresh_token.clone(),
@@ -225,7 +225,7 @@ impl TokenSource for SessionTokens {
         };
         match self.api.refresh(&refresh_token).await {
             Ok(session) => {
-                let token = Sensitive::new(session.access_token.clone());
+                let token = SecretString::from(session.access_token.clone());
                 let _ = self.keep(session);
                 Ok(token)
             }
@@ -282,6 +282,36 @@ mod tests {
         assert_eq!(tokens.refresh_due(), Some(now + Duration::from_secs(720)));
         tokens.sign_out().await;
         assert_eq!(tokens.refresh_due(), None);
+    }
+
+    #[tokio::test]
+    async fn debug_of_the_token_holders_never_shows_a_token() {
+        use crate::secret::ExposeSecret;
+        let access = "v1.eyJ1aWQiOjF9.c2lnbmF0dXJl";
+        let refresh = "0123456789abcdef0123456789abcdef";
+        let s = Session {
+            access_token: access.into(),
+            refresh_token: refresh.into(),
+            ..session()
+        };
+        let store = Arc::new(MemorySessionStore::default());
+        store.save(&s).unwrap();
+        let tokens = SessionTokens::new(Api::new("http://127.0.0.1:9"), store.clone()).unwrap();
+        let token = tokens.access_token().await.unwrap();
+        assert_eq!(token.expose_secret(), access);
+        for shown in [
+            format!("{token:?}"),
+            format!("{:?}", Some(token.clone())),
+            format!("{s:?}"),
+            format!("{:?}", store.load().unwrap()),
+        ] {
+            assert!(!shown.contains(access), "{shown}");
+            assert!(!shown.contains(refresh), "{shown}");
+            assert!(
+                shown.contains("REDACTED") || shown.contains("redacted"),
+                "{shown}"
+            );
+        }
     }
 
     #[test]

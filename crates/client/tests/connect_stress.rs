@@ -17,7 +17,7 @@ mod common;
 use common::*;
 use papo_client::api::Api;
 use papo_client::outbox::OutboxState;
-use papo_client::secret::Sensitive;
+use papo_client::secret::SecretString;
 use papo_client::supervisor::{self, View};
 use papo_client::tokens::{TokenError, TokenSource};
 use papo_client::transport::SocketIoTransport;
@@ -65,10 +65,10 @@ struct FixedToken(String);
 
 #[async_trait::async_trait]
 impl TokenSource for FixedToken {
-    async fn access_token(&self) -> Option<Sensitive<String>> {
-        Some(Sensitive::new(self.0.clone()))
+    async fn access_token(&self) -> Option<SecretString> {
+        Some(SecretString::from(self.0.clone()))
     }
-    async fn refresh(&self) -> Result<Sensitive<String>, TokenError> {
+    async fn refresh(&self) -> Result<SecretString, TokenError> {
         Err(TokenError::Unavailable("no refresh in this test".into()))
     }
 }

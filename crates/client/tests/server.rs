@@ -311,7 +311,10 @@ async fn a_wrong_password_is_an_error_and_the_core_stays_signed_out() {
     })
     .await;
     let err = ana.login("bia", "wrong-password!").await.unwrap_err();
-    assert_eq!(err.code(), "invalid_credentials");
+    assert_eq!(
+        err.code(),
+        papo_client::CoreErrorCode::Server(papo_protocol::ErrorCode::InvalidCredentials)
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(matches!(
         ana.connection_state(),

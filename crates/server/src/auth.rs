@@ -8,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
+use secrecy::{ExposeSecret, SecretSlice};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -60,16 +61,11 @@ pub enum TokenError {
     Invalid,
 }
 
-/// Signs and checks access tokens. The secret never leaves this struct (its Debug is redacted).
-#[derive(Clone)]
+/// Signs and checks access tokens. The secret never leaves this struct (a `secrecy` box:
+/// redacted Debug, zeroed on drop).
+#[derive(Debug, Clone)]
 pub struct TokenSigner {
-    secret: Vec<u8>,
-}
-
-impl std::fmt::Debug for TokenSigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenSigner(<redacted>)")
-    }
+    secret: SecretSlice<u8>,
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -77,12 +73,13 @@ type HmacSha256 = Hmac<Sha256>;
 impl TokenSigner {
     pub fn new(secret: &[u8]) -> Self {
         TokenSigner {
-            secret: secret.to_vec(),
+            secret: secret.to_vec().into(),
         }
     }
 
     fn mac(&self) -> HmacSha256 {
-        HmacSha256::new_from_slice(&self.secret).expect("HMAC takes keys of any size")
+        HmacSha256::new_from_slice(self.secret.expose_secret())
+            .expect("HMAC takes keys of any size")
     }
 
     /// `v1.<claims>.<signature>`, both base64url.
@@ -153,6 +150,17 @@ mod tests {
         let t = s.sign(&claims(100));
         assert_eq!(s.verify(&t, 99).unwrap(), claims(100));
         assert_eq!(s.verify(&t, 100), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn debug_of_the_signer_hides_its_secret() {
+        let key = b"s3cr3t-signing-key-0123456789";
+        let shown = format!("{:?}", TokenSigner::new(key));
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        // Nor as the byte list a derived Debug of the bytes would print.
+        let bytes = format!("{:?}", key.to_vec());
+        assert!(!shown.contains(&bytes[1..bytes.len() - 1]), "{shown}");
+        assert!(shown.contains("REDACTED"), "{shown}");
     }
 
     #[test]

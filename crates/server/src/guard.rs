@@ -58,10 +58,26 @@ const SWEEP_EVERY: usize = 1024;
 
 impl<K: Hash + Eq + Clone> KeyedLimit<K> {
     pub fn per_minute(per_minute: u32) -> Self {
+        Self::with_quota(NonZeroU32::new(per_minute).map(Quota::per_minute))
+    }
+
+    /// `rate` requests a second sustained, in bursts of up to `burst` (at least 1); a rate of
+    /// 0 or less refills nothing after the burst.
+    pub fn per_second(rate: f64, burst: f64) -> Self {
+        let period = if rate > 0.0 {
+            Duration::from_secs_f64((1.0 / rate).min(u32::MAX as f64))
+        } else {
+            Duration::from_secs(u32::MAX as u64)
+        };
+        let burst =
+            NonZeroU32::new(burst.clamp(1.0, u32::MAX as f64) as u32).unwrap_or(NonZeroU32::MIN);
+        Self::with_quota(Quota::with_period(period).map(|q| q.allow_burst(burst)))
+    }
+
+    fn with_quota(quota: Option<Quota>) -> Self {
         let clock = TokioClock::default();
         KeyedLimit {
-            limiter: NonZeroU32::new(per_minute)
-                .map(|n| RateLimiter::hashmap_with_clock(Quota::per_minute(n), clock.clone())),
+            limiter: quota.map(|q| RateLimiter::hashmap_with_clock(q, clock.clone())),
             clock,
             checks: AtomicUsize::new(0),
         }
@@ -267,6 +283,42 @@ impl HashPool {
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+
+    #[tokio::test(start_paused = true)]
+    async fn request_budget_allows_bursts_then_refills() {
+        let l = KeyedLimit::<i64>::per_second(10.0, 3.0);
+        assert!(l.check(&1).is_ok() && l.check(&1).is_ok() && l.check(&1).is_ok());
+        assert_eq!(l.check(&1), Err(Duration::from_millis(100)));
+        tokio::time::advance(Duration::from_millis(150)).await;
+        assert!(l.check(&1).is_ok());
+        assert!(l.check(&1).is_err());
+        // A fractional rate is a longer period.
+        let slow = KeyedLimit::<i64>::per_second(0.5, 1.0);
+        assert!(slow.check(&1).is_ok());
+        assert_eq!(slow.check(&1), Err(Duration::from_secs(2)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_budget_per_user_kept_until_refilled() {
+        let l = KeyedLimit::<i64>::per_second(1.0, 2.0);
+        // Two sockets of user 1 spend the same budget; user 2 has its own.
+        assert!(l.check(&1).is_ok());
+        assert!(l.check(&1).is_ok());
+        assert!(l.check(&1).is_err());
+        assert!(l.check(&2).is_ok());
+        // Every socket gone, budget spent: sweeps keep it, so reconnecting gets it spent.
+        for u in 100..(100 + SWEEP_EVERY as i64) {
+            let _ = l.check(&u);
+        }
+        assert!(l.check(&1).is_err());
+        // Once refilled it is forgotten at the next sweep (a new one would be the same).
+        tokio::time::advance(Duration::from_secs(3)).await;
+        for u in 100..(100 + SWEEP_EVERY as i64) {
+            let _ = l.check(&u);
+        }
+        assert!(l.len() < 2 * SWEEP_EVERY, "idle, refilled keys are dropped");
+        assert!(l.check(&1).is_ok());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_key_gets_its_burst_then_one_request_per_period() {

@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use tokio::sync::watch;
 
@@ -86,48 +85,6 @@ impl StreamState {
     }
 }
 
-/// A token bucket: `rate` requests per second, bursts up to `burst`.
-pub struct TokenBucket {
-    tokens: f64,
-    last: Instant,
-    rate: f64,
-    burst: f64,
-}
-
-impl TokenBucket {
-    pub fn new(rate: f64, burst: f64) -> Self {
-        TokenBucket {
-            tokens: burst,
-            last: Instant::now(),
-            rate,
-            burst,
-        }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = self.last.max(now);
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-    }
-
-    /// Takes one token if there is one.
-    pub fn take(&mut self, now: Instant) -> bool {
-        self.refill(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Whether the bucket is back to a full burst (then it is the same as a new one).
-    fn is_full(&mut self, now: Instant) -> bool {
-        self.refill(now);
-        self.tokens >= self.burst
-    }
-}
-
 /// Shared live state.
 pub struct Hub {
     public: Arc<StreamState>,
@@ -137,15 +94,6 @@ pub struct Hub {
     presence_changes: Mutex<HashSet<String>>,
     /// Everyone online as last broadcast (on every node, when the store is shared).
     global_online: Mutex<BTreeSet<String>>,
-    /// Each user's request budget on this node, shared by all of the user's sockets. Kept after
-    /// the last socket closes until it has refilled, so reconnecting does not refill it.
-    limiters: Mutex<Limiters>,
-}
-
-#[derive(Default)]
-struct Limiters {
-    by_user: HashMap<UserId, Arc<Mutex<TokenBucket>>>,
-    sweep_at: usize,
 }
 
 impl Default for Hub {
@@ -156,7 +104,6 @@ impl Default for Hub {
             presence: Mutex::new(HashMap::new()),
             presence_changes: Mutex::new(HashSet::new()),
             global_online: Mutex::new(BTreeSet::new()),
-            limiters: Mutex::new(Limiters::default()),
         }
     }
 }
@@ -184,24 +131,6 @@ impl Hub {
                 users.remove(&user);
             }
         }
-    }
-
-    /// The request budget of `user` on this node (one for all of the user's sockets).
-    pub fn limiter(&self, user: UserId, rate: f64, burst: f64) -> Arc<Mutex<TokenBucket>> {
-        let mut l = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
-        if l.by_user.len() >= l.sweep_at {
-            // Drop buckets nobody holds that have refilled: a new one would be the same.
-            let now = Instant::now();
-            l.by_user.retain(|_, b| {
-                Arc::strong_count(b) > 1
-                    || !b.lock().unwrap_or_else(|p| p.into_inner()).is_full(now)
-            });
-            l.sweep_at = (l.by_user.len() * 2).max(64);
-        }
-        l.by_user
-            .entry(user)
-            .or_insert_with(|| Arc::new(Mutex::new(TokenBucket::new(rate, burst))))
-            .clone()
     }
 
     /// Hands committed events to live readers.
@@ -354,39 +283,6 @@ impl Hub {
 mod tests {
     use super::*;
     use papo_protocol::{ChatMessage, EventBody, LogEvent, Stream};
-
-    #[test]
-    fn token_bucket_allows_bursts_then_refills() {
-        let mut b = TokenBucket::new(10.0, 3.0);
-        let t0 = Instant::now();
-        assert!(b.take(t0) && b.take(t0) && b.take(t0));
-        assert!(!b.take(t0));
-        assert!(b.take(t0 + std::time::Duration::from_millis(150)));
-        assert!(!b.take(t0 + std::time::Duration::from_millis(150)));
-    }
-
-    #[test]
-    fn one_budget_per_user_kept_until_refilled() {
-        let hub = Hub::default();
-        let a = hub.limiter(1, 1.0, 2.0);
-        let b = hub.limiter(1, 1.0, 2.0);
-        assert!(
-            Arc::ptr_eq(&a, &b),
-            "two sockets of a user share the budget"
-        );
-        assert!(!Arc::ptr_eq(&a, &hub.limiter(2, 1.0, 2.0)));
-        let now = Instant::now();
-        assert!(a.lock().unwrap().take(now));
-        assert!(b.lock().unwrap().take(now));
-        assert!(!a.lock().unwrap().take(now));
-        // Every socket gone, budget spent: reconnecting gets the same, spent bucket.
-        drop((a, b));
-        for u in 100..200 {
-            hub.limiter(u, 1.0, 2.0); // forces sweeps
-        }
-        let again = hub.limiter(1, 1.0, 2.0);
-        assert!(!again.lock().unwrap().take(now));
-    }
 
     fn ev(seq: u64) -> StoredEvent {
         StoredEvent {

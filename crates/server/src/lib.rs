@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use secrecy::{ExposeSecret, SecretString};
 use socketioxide::adapter::Adapter;
 use socketioxide::handler::ConnectHandler;
 use socketioxide::{SocketIo, SocketIoBuilder};
@@ -60,8 +61,8 @@ pub struct Config {
     pub sqlite_sync: Durability,
     /// Secret that signs access tokens. If unset, one is generated once and kept in
     /// `--token-secret-file`.
-    #[arg(long, env = "PAPO_TOKEN_SECRET", hide_env_values = true)]
-    pub token_secret: Option<String>,
+    #[arg(long, env = "PAPO_TOKEN_SECRET", hide_env_values = true, value_parser = secret_arg)]
+    pub token_secret: Option<SecretString>,
     /// Where the generated token secret is kept (created with mode 0600). Defaults to
     /// `<database file>.key`.
     #[arg(long, env = "PAPO_TOKEN_SECRET_FILE")]
@@ -136,6 +137,9 @@ pub struct App {
     pub disconnect_session: Arc<std::sync::OnceLock<SessionKicker>>,
     /// Rate limits and the password-hashing pool of the account endpoints.
     pub guard: Arc<guard::AccountGuard>,
+    /// Each user's request budget on this node, shared by all of the user's sockets. Kept
+    /// after the last socket closes until it has refilled, so reconnecting does not refill it.
+    pub requests: Arc<guard::KeyedLimit<store::UserId>>,
     /// The TCP connections carrying upgraded WebSockets, so a socket can be cut for real.
     pub conns: Arc<transport::Conns>,
 }
@@ -217,6 +221,11 @@ fn kicker<A: Adapter>(io: SocketIo<A>, conns: Arc<transport::Conns>) -> SessionK
     })
 }
 
+/// `--token-secret` as a secret: `Config`'s Debug shows `[REDACTED]` for it.
+fn secret_arg(s: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(s.into())
+}
+
 /// Reads the secret file, or creates it with a fresh random secret readable only by us.
 fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, StartError> {
     match std::fs::read_to_string(path) {
@@ -275,7 +284,7 @@ impl Server {
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let db = database(&config.db)?;
         let secret = match (&config.token_secret, &config.token_secret_file, &db) {
-            (Some(s), _, _) if s.len() >= 16 => s.as_bytes().to_vec(),
+            (Some(s), _, _) if s.expose_secret().len() >= 16 => s.expose_secret().as_bytes().to_vec(),
             (Some(_), _, _) => {
                 return Err(StartError::Secret(
                     "PAPO_TOKEN_SECRET must be at least 16 characters".into(),
@@ -336,6 +345,10 @@ impl Server {
                 hash_queue: config.hash_queue,
                 hash_wait: Duration::from_millis(config.hash_wait_ms),
             })),
+            requests: Arc::new(guard::KeyedLimit::per_second(
+                config.rate_per_sec,
+                config.burst,
+            )),
             conns: Default::default(),
         };
         let builder = SocketIo::builder().with_state(app.clone());
@@ -496,5 +509,20 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_debug_hides_the_token_secret() {
+        let secret = "hunter2-hunter2-hunter2";
+        let c = Config::try_parse_from(["papo-server", "--token-secret", secret]).unwrap();
+        assert_eq!(c.token_secret.as_ref().unwrap().expose_secret(), secret);
+        let shown = format!("{c:?}");
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(shown.contains("REDACTED"), "{shown}");
     }
 }

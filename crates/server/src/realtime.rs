@@ -6,7 +6,7 @@
 //! same loop: there is no seam where an event could be skipped or sent twice, and a slow client
 //! simply falls behind in the log and catches up (or is disconnected and resumes by cursor).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use papo_protocol::{
@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::auth::TokenError;
 use crate::error::ApiError;
-use crate::hub::{StreamState, TokenBucket};
+use crate::hub::StreamState;
 use crate::store::{Actor, StoredEvent, StreamKey};
 use crate::App;
 
@@ -43,8 +43,6 @@ pub struct Conn {
     pub session_id: String,
     start: Cursor,
     reset: bool,
-    /// The user's request budget on this node, shared by all of the user's sockets.
-    limiter: Arc<Mutex<TokenBucket>>,
     closed: watch::Sender<bool>,
     /// Set when a presence change could not be queued for this socket (its buffer was full):
     /// the pump then sends a fresh snapshot once it can.
@@ -247,9 +245,6 @@ pub async fn authenticate<A: Adapter>(
         session_id: claims.sid,
         start,
         reset,
-        limiter: app
-            .hub
-            .limiter(claims.uid, app.limits.rate_per_sec, app.limits.burst),
         closed: watch::Sender::new(false),
         presence_stale: tokio::sync::Notify::new(),
     };
@@ -431,12 +426,9 @@ fn refusal(id: &ClientId, event: &str, e: ApiError) -> Reply {
     r
 }
 
-fn rate_limited(conn: &Conn) -> bool {
-    !conn
-        .limiter
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take(Instant::now())
+/// Spends one request of the user's budget on this node (shared by all of the user's sockets).
+fn rate_limited(app: &App, conn: &Conn) -> bool {
+    app.requests.check(&conn.actor.id).is_err()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -450,7 +442,7 @@ async fn on_request<A: Adapter>(
 ) {
     let data = data.unwrap_or(serde_json::Value::Null);
     let id = client_id_of(&data);
-    if rate_limited(&conn) {
+    if rate_limited(&app, &conn) {
         tracing::warn!(user = %conn.actor.username, %event, "rate limited");
         let e = ApiError::new(
             ErrorCode::RateLimited,
@@ -496,7 +488,7 @@ async fn on_ping<A: Adapter>(
     TryData(data): TryData<serde_json::Value>,
 ) {
     let id = data.as_ref().map(client_id_of).unwrap_or_default();
-    if rate_limited(&conn) {
+    if rate_limited(&app, &conn) {
         // Still an answer: a liveness check only needs to hear back.
         let e = ApiError::new(ErrorCode::RateLimited, "too many requests; slow down");
         return send_reply(
@@ -540,7 +532,7 @@ async fn on_typing<A: Adapter>(
 ) {
     let ev = events::TYPING_SET;
     let none = ClientId::default();
-    if rate_limited(&conn) {
+    if rate_limited(&app, &conn) {
         let e = ApiError::new(ErrorCode::RateLimited, "too many requests; slow down");
         return send_reply(&app, &socket, &mut replier, &refusal(&none, ev, e)).await;
     }

@@ -16,16 +16,11 @@ import type {
   SearchHit,
   Sent,
   Settings,
-  UiError,
   UiEvent,
   UnreadCounts,
 } from "./bindings/papo";
 
 export const EVENT = "papo://event";
-
-export function isUiError(e: unknown): e is UiError {
-  return typeof e === "object" && e !== null && "code" in e && "message" in e;
-}
 
 /** The screen last reported as on screen (restored when the window is shown again). */
 let onScreen: string | null = null;

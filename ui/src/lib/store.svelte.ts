@@ -2,7 +2,8 @@
 // list, the newest notifications, unread totals); the screens hold their own rows. Everyone
 // applies the core's change sets (./views) and reads the cache only for a first page, to page
 // back into history, or after an event that invalidates everything (./events).
-import { api, isUiError } from "./api";
+import { api } from "./api";
+import { errorText } from "./errors";
 import { bannerFor } from "./banner";
 import type {
   Boot,
@@ -230,12 +231,7 @@ class AppStore {
 
   /** A readable message for an error from a command. */
   errorText(e: unknown): string {
-    if (isUiError(e)) {
-      const key = `error.${e.code}` as Key;
-      const text = translate(this.locale, key);
-      return text === key ? this.t("error.generic", { message: e.message }) : text;
-    }
-    return this.t("error.generic", { message: String(e) });
+    return errorText(this.locale, e);
   }
 
   flash(text: string) {

@@ -73,7 +73,7 @@ impl Supervisor {
             Err(e) => return failed(format!("cache: {e}")),
         };
         let auth = ConnectAuth {
-            token: token.expose().clone(),
+            token: crate::secret::ExposeSecret::expose_secret(&token).to_string(),
             cursor: (epoch.is_some() || cursor != Cursor::default()).then_some(cursor),
             epoch,
         };

@@ -3,7 +3,7 @@
 use super::*;
 use crate::backoff::BackoffConfig;
 use crate::cache::Cache;
-use crate::secret::Sensitive;
+use crate::secret::SecretString;
 use crate::tokens::TokenError;
 use crate::transport::TransportError;
 use crate::transport::{Inbound, Link, Refusal};
@@ -190,10 +190,10 @@ struct Tokens {
 
 #[async_trait]
 impl TokenSource for Tokens {
-    async fn access_token(&self) -> Option<Sensitive<String>> {
-        Some(Sensitive::new(self.current.lock().unwrap().clone()))
+    async fn access_token(&self) -> Option<SecretString> {
+        Some(SecretString::from(self.current.lock().unwrap().clone()))
     }
-    async fn refresh(&self) -> Result<Sensitive<String>, TokenError> {
+    async fn refresh(&self) -> Result<SecretString, TokenError> {
         let n = self.refreshes.fetch_add(1, Ordering::SeqCst) + 1;
         if self.refresh_ok {
             let token = if n == 1 {
@@ -206,7 +206,7 @@ impl TokenSource for Tokens {
             if due.is_some() {
                 *due = Some(Instant::now() + self.life);
             }
-            Ok(Sensitive::new(token))
+            Ok(SecretString::from(token))
         } else {
             Err(TokenError::Refused("token_invalid".into()))
         }

@@ -228,7 +228,11 @@ queued: Array<UiEvent>,
  */
 os_locale: string, os: OsStatus, };
 
-export type UiError = { code: string, message: string, };
+export type ClientErrorCode = "unreachable" | "cache" | "session_store" | "not_signed_in" | "invalid_input" | "msg_usage" | "empty";
+
+export type CoreErrorCode = ErrorCode | ClientErrorCode;
+
+export type UiError = { code: CoreErrorCode, message: string, };
 
 export type OutboxEntry = { client_id: string, 
 /**
