@@ -274,7 +274,8 @@ def knobs(data):
     out = []
     for name, env in KNOB_SET:
         m = idle_memory(data, env)
-        row = {"knob": name, "env": env, "total_kib": m["total_kib"], "by_kind_kib": m["by_kind_kib"]}
+        row = {"knob": name, "env": env, "total_kib": m["total_kib"], "by_kind_kib": m["by_kind_kib"],
+               "web_groups_kib": m["web_smaps"].get("groups_kib", {})}
         out.append(row)
         log(f"knob {name}: total {m['total_kib'] / 1024:.0f} MiB {({k: round(v / 1024) for k, v in m['by_kind_kib'].items()})}")
     return out
@@ -527,6 +528,9 @@ def live():
         time.sleep(3)
         took = wd.js(TAKE)
         lat = took["lat"]
+        after = memory(pid)
+        web = next((x["pid"] for x in after["processes"] if x["kind"] == "web"), None)
+        after_smaps = smaps_groups(web) if web else {}
         load = {
             "rate": RATE, "seconds": LOAD_SECONDS, "sender": sent,
             "delivered_to_dom": took["seen"], "latency_ms": summary(lat),
@@ -534,6 +538,8 @@ def live():
             "timer_gap_max_ms": round(took["gapMax"], 1), "timer_gaps_over_50ms": took["over50"],
             "timer_ticks": took["ticks"], "worst_gaps_ms": sorted(took["gaps"])[-10:],
             "pss_samples": samples,
+            "after": {"total_kib": after["total_kib"], "by_kind_kib": after["by_kind_kib"],
+                      "web_smaps": after_smaps},
             "page": wd.js(PAGE_FACTS),
         }
         log(f"load {RATE:.0f}/s for {LOAD_SECONDS:.0f} s: sent {sent['sent']}, acked {sent['acked_ok']}, "

@@ -78,7 +78,7 @@ def section(r):
           f"**{mb(idle['total_kib']):,.0f} MB** ({mib(idle['total_kib'])}) | {verdict(mb(idle['total_kib']) <= TARGET_IDLE_MB)} |")
     if soak:
         flat = soak["slope_second_half_kib_per_min"] / 1024 < FLAT_MIB_PER_MIN
-        w(f"| the same while receiving {soak['rate']:.0f} events/s for {soak['seconds'] / 60:.0f} min: ≤ {TARGET_SOAK_MB} MB and flat | "
+        w(f"| the same while receiving {soak['rate']:.0f} events/s for {soak['seconds'] / 60:.1f} min: ≤ {TARGET_SOAK_MB} MB and flat | "
           f"max **{mb(soak['max_kib']):,.0f} MB**; slope {soak['slope_kib_per_min'] / 1024:+.2f} MiB/min "
           f"(second half {soak['slope_second_half_kib_per_min'] / 1024:+.2f}) | "
           f"{verdict(mb(soak['max_kib']) <= TARGET_SOAK_MB and flat)} |")
@@ -177,6 +177,18 @@ def section(r):
             w(f"| {k['knob']} | {mib(b.get('app', 0))} | {mib(b.get('web', 0))} | {mib(b.get('network', 0))} | "
               f"**{mib(k['total_kib'])}** | {d} |")
         w("")
+        heads = ["[heap]", "anonymous", "libwebkit", "Mesa"]
+        rows = [k for k in kn if k.get("web_groups_kib")]
+        if rows:
+            w("The web process's largest mapping groups in the same runs:")
+            w("")
+            w("| configuration | " + " | ".join(heads) + " |")
+            w("|---|" + "---:|" * len(heads))
+            for k in rows:
+                g = k["web_groups_kib"]
+                cells = [mib(sum(v for n, v in g.items() if n.startswith(h))) for h in heads]
+                w(f"| {k['knob']} | " + " | ".join(cells) + " |")
+            w("")
 
     if load:
         w("### Live: signed in to a real papo-server, public chat on screen")
@@ -201,7 +213,15 @@ def section(r):
         idle_c = live.get("idle_connected")
         if idle_c:
             w(f"| PSS connected and idle, before the load | {mib(idle_c['total_kib'])} |")
+        aft = load.get("after")
+        if aft:
+            w(f"| PSS right after the load | {mib(aft['total_kib'])} (web process {mib(aft['by_kind_kib'].get('web', 0))}) |")
         w("")
+        if aft and aft.get("web_smaps", {}).get("groups_kib"):
+            g = aft["web_smaps"]["groups_kib"]
+            w("The web process after the load, by mapping: " + ", ".join(
+                f"{n} {mib(k)}" for n, k in g.items() if k >= 1024) + ".")
+            w("")
     if soak:
         w(f"### Soak: {soak['rate']:.0f} events/s for {soak['seconds'] / 60:.1f} min, PSS every {p.get('sample_seconds', 10):.0f} s")
         w("")
