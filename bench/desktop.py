@@ -265,7 +265,7 @@ KNOB_SET = [
     ("JSC_useJIT=0 (JavaScript interpreter only)", {"PAPO_WEBKIT_DEFAULTS": "0", "JSC_useJIT": "0"}),
     ("WEBKIT_SKIA_ENABLE_CPU_RENDERING=1", {"PAPO_WEBKIT_DEFAULTS": "0", "WEBKIT_SKIA_ENABLE_CPU_RENDERING": "1"}),
     # Do they add up with what the app sets?
-    ("as shipped + WEBKIT_DISABLE_DMABUF_RENDERER=1", {"WEBKIT_DISABLE_DMABUF_RENDERER": "1"}),
+    ("as shipped + WEBKIT_DISABLE_COMPOSITING_MODE=1", {"WEBKIT_DISABLE_COMPOSITING_MODE": "1"}),
     ("as shipped + JSC_useJIT=0", {"JSC_useJIT": "0"}),
 ]
 
