@@ -16,6 +16,10 @@ export PAPO_APP_BIN="$TARGET_DIR/debug/papo"
 export PAPO_SERVER_BIN="$TARGET_DIR/debug/papo-server"
 export PAPO_CLI_BIN="$TARGET_DIR/debug/papo-cli"
 export LANG=en_US.UTF-8
+# WebKitWebDriver's screenshot never answers when the web process does not render through
+# DMA-BUF buffers (the app's default, src-tauri/webkit_tuning.rs): the scenarios take
+# screenshots, so they run with WebKit's own renderer. Everything else is as shipped.
+export WEBKIT_DISABLE_DMABUF_RENDERER=0
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 # The stock session bus config minus service activation (dunst and gnome-keyring would

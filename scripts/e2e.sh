@@ -21,4 +21,8 @@ export LANG=en_US.UTF-8
 # would start the user's gnome-keyring) and its notification server. The desktop integration
 # has its own hermetic scenario (scripts/e2e-desktop-os.sh).
 export PAPO_KEYRING=none PAPO_NOTIFICATIONS=log
+# WebKitWebDriver's screenshot never answers when the web process does not render through
+# DMA-BUF buffers (the app's default, src-tauri/webkit_tuning.rs): the scenarios take
+# screenshots, so they run with WebKit's own renderer. Everything else is as shipped.
+export WEBKIT_DISABLE_DMABUF_RENDERER=0
 exec xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- node tests/e2e/run.mjs

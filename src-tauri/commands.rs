@@ -3,7 +3,7 @@
 //! core's cache is `async`: Tauri runs those off the main thread, and the core runs SQLite on
 //! its own cache threads.
 
-use crate::ui_types::{self as ui, Boot, OsStatus, Settings, UiError};
+use crate::ui_types::{self as ui, Boot, OsStatus, Settings, UiError, UiEvent};
 use crate::AppState;
 use papo_client::compose::{ComposeTarget, Sent};
 use papo_client::{ClientErrorCode, Core, CoreError};
@@ -319,6 +319,14 @@ pub fn set_autostart(app: tauri::AppHandle, enabled: bool) -> Res<bool> {
         launcher.disable().map_err(internal)?;
     }
     launcher.is_enabled().map_err(internal)
+}
+
+/// The UI's event stream after `ui_ready`: the next events in order (one batch), waiting up to
+/// [`crate::bridge::PULL_WAIT`] for the first; empty when nothing came (the UI asks again).
+#[tauri::command(rename_all = "snake_case")]
+pub async fn next_events(state: State<'_, AppState>) -> Result<Vec<UiEvent>, UiError> {
+    let bridge = state.bridge.clone();
+    Ok(bridge.next(crate::bridge::PULL_WAIT).await)
 }
 
 /// The UI drew the first page of the feed: logs the time since the process started (the

@@ -13,7 +13,8 @@
 //! Configuration (for tests and power users): `--server URL` / `PAPO_SERVER`,
 //! `--data-dir DIR` / `PAPO_DATA_DIR` (a separate profile, with its own single-instance name),
 //! `--minimized`, `PAPO_EXIT_AFTER_FEED=1` (benchmark), `PAPO_NOTIFICATIONS=log` (no native
-//! notifications), `PAPO_KEYRING=none` (no keyring: session-only sign-in), `PAPO_NO_TRAY=1`.
+//! notifications), `PAPO_KEYRING=none` (no keyring: session-only sign-in), `PAPO_NO_TRAY=1`,
+//! `PAPO_WEBKIT_DEFAULTS=0` (none of the WebKit memory knobs of [`webkit_tuning`]).
 
 pub mod bridge;
 pub mod commands;
@@ -22,8 +23,9 @@ pub mod session_store;
 pub mod settings;
 pub mod tray;
 pub mod ui_types;
+pub mod webkit_tuning;
 
-use bridge::{Bridge, Sink};
+use bridge::Bridge;
 use notifications::{LogNotifier, NativeNotifier, Notifier};
 use papo_client::policy::Target;
 use papo_client::{Core, CoreConfig, CoreEvent};
@@ -32,7 +34,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
-use tauri::{AppHandle, Emitter, Manager};
+use tauri::{AppHandle, Manager};
 use tauri_plugin_autostart::ManagerExt;
 use tray::Tray;
 use ui_types::{OsStatus, Settings, UiError, UiEvent};
@@ -148,18 +150,19 @@ async fn start_core(url: &str, cache_path: &std::path::Path) -> Result<Core, UiE
     .map_err(UiError::from)
 }
 
-struct WebviewSink(AppHandle);
-
-impl Sink for WebviewSink {
-    fn deliver(&self, event: &UiEvent) {
-        if let Err(e) = self.0.emit(bridge::EVENT, event) {
-            tracing::warn!("could not emit to the UI: {e}");
-        }
-    }
+/// One event taken from the core's stream by the forwarder.
+enum Taken {
+    Event(CoreEvent),
+    Lagged(u64),
+    /// Nothing more right now (only from the non-blocking take).
+    Empty,
+    Closed,
 }
 
-/// Forwards the core's events to the bridge (and OS notifications to the notifier).
+/// Forwards the core's events to the bridge (and OS notifications to the notifier), what has
+/// arrived together in one go.
 fn spawn_forwarder(app: AppHandle, core: &Core, gen: u64, state: &AppState) {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
     let mut rx = core.subscribe();
     let (bridge, notifier, generation) = (
         state.bridge.clone(),
@@ -167,36 +170,65 @@ fn spawn_forwarder(app: AppHandle, core: &Core, gen: u64, state: &AppState) {
         state.generation.clone(),
     );
     tauri::async_runtime::spawn(async move {
-        let sink = WebviewSink(app);
         loop {
-            let event = match rx.recv().await {
-                Ok(event) => event,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(n, "UI forwarder lagged; asking the UI to resync");
-                    bridge.push(&sink, UiEvent::Resync);
-                    continue;
+            let first = match rx.recv().await {
+                Ok(e) => Taken::Event(e),
+                Err(RecvError::Lagged(n)) => Taken::Lagged(n),
+                Err(RecvError::Closed) => Taken::Closed,
+            };
+            let mut batch = Vec::new();
+            // The tray count: the last change set's total, or a read after a reset.
+            let mut unread: Option<Option<i64>> = None;
+            let mut next = Some(first);
+            let mut stop = false;
+            while let Some(taken) = next.take() {
+                match taken {
+                    Taken::Event(event) => {
+                        if generation.load(Ordering::SeqCst) != gen {
+                            stop = true;
+                            break;
+                        }
+                        if let CoreEvent::Notify(n) = &event {
+                            notifier.notify(n);
+                        }
+                        // The count comes with each change set (maintained in the cache); only
+                        // a reset needs a read.
+                        match &event {
+                            CoreEvent::Changes(c) => unread = Some(Some(c.unread.total)),
+                            CoreEvent::Sync(_) => unread = Some(None),
+                            _ => {}
+                        }
+                        batch.push(UiEvent::Core(event));
+                    }
+                    Taken::Lagged(n) => {
+                        tracing::warn!(n, "UI forwarder lagged; asking the UI to resync");
+                        batch.push(UiEvent::Resync);
+                    }
+                    Taken::Empty => break,
+                    Taken::Closed => {
+                        stop = true;
+                        break;
+                    }
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            };
-            if generation.load(Ordering::SeqCst) != gen {
-                break;
+                if batch.len() >= bridge::MAX_BATCH {
+                    break;
+                }
+                next = Some(match rx.try_recv() {
+                    Ok(e) => Taken::Event(e),
+                    Err(TryRecvError::Lagged(n)) => Taken::Lagged(n),
+                    Err(TryRecvError::Empty) => Taken::Empty,
+                    Err(TryRecvError::Closed) => Taken::Closed,
+                });
             }
-            if let CoreEvent::Notify(n) = &event {
-                notifier.notify(n);
-            }
-            // The tray count comes with each change set (maintained in the cache); only a
-            // reset needs a read.
-            let unread = match &event {
-                CoreEvent::Changes(c) => Some(Some(c.unread.total)),
-                CoreEvent::Sync(_) => Some(None),
-                _ => None,
-            };
-            bridge.push(&sink, UiEvent::Core(event));
-            if let (Some(total), Some(state)) = (unread, sink.0.try_state::<AppState>()) {
+            bridge.push_all(batch);
+            if let (Some(total), Some(state)) = (unread, app.try_state::<AppState>()) {
                 match total {
                     Some(total) => state.set_unread(total),
                     None => state.refresh_unread().await,
                 }
+            }
+            if stop {
+                break;
             }
         }
     });
@@ -228,9 +260,7 @@ fn open_target(app: &AppHandle, target: Target) {
         return;
     };
     match serde_json::to_value(&target).and_then(serde_json::from_value) {
-        Ok(t) => state
-            .bridge
-            .push(&WebviewSink(app.clone()), UiEvent::Open(t)),
+        Ok(t) => state.bridge.push(UiEvent::Open(t)),
         Err(e) => tracing::error!("target with an unexpected shape: {e}"),
     }
 }
@@ -248,9 +278,7 @@ fn on_tray_menu(app: &AppHandle, id: &str) {
             if let Err(e) = state.apply_settings(s.clone()) {
                 tracing::warn!("could not save the settings: {e}");
             }
-            state
-                .bridge
-                .push(&WebviewSink(app.clone()), UiEvent::Settings(s));
+            state.bridge.push(UiEvent::Settings(s));
         }
         tray::item::SIGN_OUT => {
             let app = app.clone();
@@ -259,9 +287,7 @@ fn on_tray_menu(app: &AppHandle, id: &str) {
                 if let Err(e) = state.core().sign_out().await {
                     tracing::error!("sign-out could not erase the cache: {e}");
                 }
-                state
-                    .bridge
-                    .push(&WebviewSink(app.clone()), UiEvent::SignedOut);
+                state.bridge.push(UiEvent::SignedOut);
                 state.refresh_unread().await;
                 show_main(&app);
             });
@@ -311,6 +337,8 @@ fn instance_id(data_dir: Option<&str>) -> String {
 /// Runs the desktop app until its window is closed.
 pub fn run() {
     let started = Instant::now();
+    // Before any thread exists and before GTK/WebKit read their environment.
+    webkit_tuning::apply_env_defaults();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -399,6 +427,9 @@ pub fn run() {
                     Err(e) => tracing::warn!("no tray icon: {e}"),
                 }
             }
+            if let Some(w) = app.get_webview_window("main") {
+                webkit_tuning::apply_webview_defaults(&w);
+            }
             if minimized && state.tray.get().is_some() {
                 if let Some(w) = app.get_webview_window("main") {
                     let _ = w.hide();
@@ -427,6 +458,7 @@ pub fn run() {
         })
         .invoke_handler(tauri::generate_handler![
             commands::ui_ready,
+            commands::next_events,
             commands::sign_in,
             commands::sign_out,
             commands::retry_now,

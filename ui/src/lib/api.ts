@@ -1,7 +1,7 @@
 // The UI's one interface to the shell: typed Tauri commands and the typed event stream. The
 // types come from src/lib/bindings/papo.ts, generated from the Rust types.
 import { invoke } from "@tauri-apps/api/core";
-import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+import type { UnlistenFn } from "@tauri-apps/api/event";
 import type {
   Boot,
   CommentRow,
@@ -20,7 +20,6 @@ import type {
   UnreadCounts,
 } from "./bindings/papo";
 
-export const EVENT = "papo://event";
 
 /** The screen last reported as on screen (restored when the window is shown again). */
 let onScreen: string | null = null;
@@ -67,6 +66,29 @@ export const api = {
   osStatus: () => invoke<OsStatus>("os_status"),
   setAutostart: (enabled: boolean) => invoke<boolean>("set_autostart", { enabled }),
   feedRendered: (posts: number) => invoke<void>("feed_rendered", { posts }),
-  onEvent: (handler: (e: UiEvent) => void): Promise<UnlistenFn> =>
-    listen<UiEvent>(EVENT, (e) => handler(e.payload)),
+  /** The next events (one batch, in order); empty when nothing came for a while. */
+  nextEvents: () => invoke<UiEvent[]>("next_events"),
+  /**
+   * The shell's event stream: pulled, one batch per call, for as long as the page lives (see
+   * src-tauri/bridge.rs for why it is not pushed). Events before `uiReady` come with its answer.
+   */
+  onEvent: (handler: (e: UiEvent) => void): Promise<UnlistenFn> => {
+    let stopped = false;
+    void (async () => {
+      while (!stopped) {
+        let batch: UiEvent[];
+        try {
+          batch = await api.nextEvents();
+        } catch (e) {
+          console.error(e);
+          await new Promise((r) => setTimeout(r, 1000));
+          continue;
+        }
+        for (const e of batch) if (!stopped) handler(e);
+      }
+    })();
+    return Promise.resolve(() => {
+      stopped = true;
+    });
+  },
 };

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { ConversationRow, MessageRow, OutboxChange } from "./bindings/papo";
-import { mergeConversations, mergeWindow, mergeWindowNewestFirst, older, patchOutbox } from "./views";
+import { boundWindow, mergeConversations, mergeWindow, mergeWindowNewestFirst, older, patchOutbox } from "./views";
 
 /** A small deterministic random source, so a failure can be replayed. */
 function rng(seed: number) {
@@ -133,5 +133,45 @@ describe("views built from change sets", () => {
     const sent: OutboxChange = { client_id: "c-1", state: "sent" };
     const rows = [other, mine];
     expect(patchOutbox(rows, sent)).toBe(rows);
+  });
+});
+
+describe("an open conversation under sustained traffic", () => {
+  it("stays bounded, keeps the newest rows, and pages the cut ones back in from the cache", () => {
+    const MAX = 400;
+    const KEEP = 300;
+    const PAGE = 60;
+    // The cache receives 5,000 messages in batches; the screen merges each batch and bounds.
+    const cache: MessageRow[] = [];
+    let shown: MessageRow[] = [];
+    let complete = true;
+    let largest = 0;
+    for (let i = 1; i <= 5000; i += 10) {
+      const batch: MessageRow[] = [];
+      for (let j = i; j < i + 10; j++) batch.push(row(j, 1000 + j, j, `m${j}`));
+      cache.push(...batch);
+      shown = mergeWindow(shown, batch, complete);
+      const cut = boundWindow(shown, MAX, KEEP);
+      if (cut) {
+        shown = cut;
+        complete = false;
+      }
+      largest = Math.max(largest, shown.length);
+      // Always the newest rows, contiguous, ending with the last one received.
+      expect(shown[shown.length - 1].local_id).toBe(i + 9);
+      expect(shown.map((m) => m.local_id)).toEqual(cache.slice(cache.length - shown.length).map((m) => m.local_id));
+    }
+    expect(largest).toBeLessThanOrEqual(MAX);
+    expect(shown.length).toBeGreaterThanOrEqual(KEEP);
+    expect(complete).toBe(false);
+    // Scrolling up: keyset pages before the oldest shown row bring the history back, in order.
+    while (shown[0].local_id > 1) {
+      const oldest = shown[0].key;
+      const page = cache.filter((m) => older(m.key, oldest)).slice(-PAGE);
+      shown = [...page, ...shown];
+    }
+    expect(shown.map((m) => m.local_id)).toEqual(cache.map((m) => m.local_id));
+    // A window within the bound is left alone (same array: nothing to re-render).
+    expect(boundWindow(shown.slice(0, MAX), MAX, KEEP)).toBeNull();
   });
 });

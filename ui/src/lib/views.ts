@@ -69,3 +69,15 @@ export function patchOutbox<T extends { client_id: string | null; state: LocalSt
   if (state === null || !rows.some((r) => r.client_id === change.client_id && r.state !== state)) return rows;
   return rows.map((r) => (r.client_id === change.client_id ? { ...r, state } : r));
 }
+
+/**
+ * Keeps a window that only grows while new rows arrive (the open conversation, oldest first)
+ * bounded: once it holds more than `max` rows, only the newest `keep` stay. Returns null when
+ * nothing is cut. The rows cut are still in the cache; the screen pages them back in when
+ * scrolled up (its window is no longer `complete`). Only call it while the newest rows are in
+ * view: rows someone is reading must not disappear under them.
+ */
+export function boundWindow<T>(window: T[], max: number, keep: number): T[] | null {
+  if (window.length <= max) return null;
+  return window.slice(window.length - Math.min(keep, max));
+}
