@@ -132,6 +132,10 @@ def tables(res, meta):
     if c:
         w("## Client core")
         w("")
+        cm = res.get("client_meta") or meta
+        w(f"Measured {cm.get('date')} on {cm.get('machine')}, Papo {cm.get('papo_rev')} ({cm.get('rustc')}, "
+          f"rusqlite {cm.get('rusqlite')}); load average before the build: {' '.join(cm.get('load_before', []))}.")
+        w("")
         w(f"Command: `bench/run.sh --scenarios client` (or `target/release/papo-bench client --messages {c['messages']}`). "
           f"A synthetic log of {fmt_int(c['events'])} events ({fmt_int(c['messages'])} messages: 80% public chat, 20% DMs "
           f"with {fmt_int(c.get('peers', 100))} peers, plus a post every 21st event), in `log` batches of 500 as the server sends them, is "
@@ -305,12 +309,18 @@ def main():
     ap.add_argument("meta")
     ap.add_argument("--plot")
     ap.add_argument("--docs")
+    ap.add_argument("--client", help="client.json of a `--scenarios client` run: replaces the client results")
+    ap.add_argument("--client-meta", help="the meta file of that run")
     a = ap.parse_args()
     res = json.load(open(a.results))
     try:
         meta = json.load(open(a.meta))
     except Exception:
         meta = {}
+    if a.client:
+        res["client"] = json.load(open(a.client)).get("client")
+        if a.client_meta:
+            res["client_meta"] = json.load(open(a.client_meta))
     main_suite = any(res.get(k) for k in ("idle", "fanout", "dm", "storm", "client"))
     has_cluster = bool(res.get("cluster")) or bool(res.get("cluster_skipped"))
     if a.plot and res.get("fanout"):

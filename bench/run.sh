@@ -31,6 +31,8 @@ for a in "$@"; do
   prev=$a
 done
 if [ "${SCEN:-}" = cluster ]; then NAME=cluster; META=cluster-meta.json; fi
+# Likewise the client core alone: client.json, whose results replace the client section.
+if [ "${SCEN:-}" = client ]; then NAME=client; META=client-meta.json; fi
 
 echo "== load before building: $(cat /proc/loadavg)"
 if [ -z "${PAPO_SERVER_BIN:-}" ]; then
@@ -103,6 +105,11 @@ echo "== scenarios took $(( $(date +%s) - START )) s; load now $(cut -d' ' -f1-3
 DOCS_ARGS=(--docs docs/benchmarks.md)
 [ -n "${BENCH_NO_DOCS:-}" ] && DOCS_ARGS=()
 PLOT_ARGS=(--plot docs/benchmarks-p99.png)
-[ "$NAME" = cluster ] && PLOT_ARGS=()
-"$VENV/bin/python" bench/report.py "$RESULTS/$NAME.json" "$RESULTS/$META" \
-  "${PLOT_ARGS[@]}" "${DOCS_ARGS[@]}"
+[ "$NAME" != latest ] && PLOT_ARGS=()
+if [ "$NAME" = client ]; then
+  "$VENV/bin/python" bench/report.py "$RESULTS/latest.json" "$RESULTS/meta.json" \
+    --client "$RESULTS/client.json" --client-meta "$RESULTS/client-meta.json" "${DOCS_ARGS[@]}"
+else
+  "$VENV/bin/python" bench/report.py "$RESULTS/$NAME.json" "$RESULTS/$META" \
+    "${PLOT_ARGS[@]}" "${DOCS_ARGS[@]}"
+fi
