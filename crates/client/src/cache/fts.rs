@@ -17,6 +17,8 @@ use unicode_properties::{GeneralCategory, GeneralCategoryGroup, UnicodeGeneralCa
 pub const INDEX_STEP_ROWS: usize = 4_000;
 /// About how long one [`Cache::index_step`] may hold the writer.
 pub const INDEX_STEP_BUDGET: Duration = Duration::from_millis(20);
+/// Pages one step's incremental merge of the index segments may write.
+const MERGE_PAGES: i64 = 64;
 /// Rows indexed per statement inside a step.
 const CHUNK: i64 = 500;
 
@@ -68,11 +70,23 @@ impl Cache {
                 done += n as usize;
             }
             let mark = indexed_up_to(&tx, table)?;
-            more |= tx
+            let behind = tx
                 .prepare_cached(&format!(
                     "SELECT EXISTS (SELECT 1 FROM {table} WHERE id > ?1)"
                 ))?
                 .query_row([mark], |r| r.get::<_, bool>(0))?;
+            more |= behind;
+            // Caught up: merge the small segments the steps wrote, a bounded amount at a time
+            // (FTS5's incremental 'merge'), so queries read few segments. It reports work done
+            // through the change counter; fewer than 2 changes means nothing was left to merge.
+            if !behind && start.elapsed() < INDEX_STEP_BUDGET {
+                let before = tx.total_changes();
+                tx.execute(
+                    &format!("INSERT INTO {fts} ({fts}, rank) VALUES ('merge', ?1)"),
+                    [MERGE_PAGES],
+                )?;
+                more |= tx.total_changes() - before >= 2;
+            }
         }
         tx.commit()?;
         Ok(more)

@@ -98,6 +98,10 @@ impl Cache {
         }
         let mut writer = Connection::open(&path)?;
         configure(&writer)?;
+        // The writer walks the message indexes at up to ~1k insertion points (one per
+        // conversation) on every batch: with SQLite's default 2 MiB page cache their pages fall
+        // out between batches on a large cache. 32 MiB is allocated only as the file needs it.
+        writer.pragma_update(None, "cache_size", -32_768)?;
         migrate(&mut writer)?;
         let mut readers = Vec::with_capacity(crate::cache_thread::READERS);
         for _ in 0..crate::cache_thread::READERS {
