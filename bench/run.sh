@@ -80,7 +80,7 @@ def lock(name):
 cpu = next((l.split(":",1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "0")
 rev = sh("git", "rev-parse", "--short", "HEAD")
-dirty = sh("git", "status", "--porcelain", "--", "crates", "bench")
+dirty = sh("git", "status", "--porcelain", "--", "crates", "bench", ":!bench/results")
 meta = {
   "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
   "machine": f"{os.cpu_count()} cores ({cpu}), {int(mem)//1024//1024} GiB RAM, Linux {platform.release()}",
