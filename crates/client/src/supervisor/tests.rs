@@ -575,55 +575,45 @@ fn server_lists_are_split_and_trimmed() {
     assert_eq!(server_urls("http://a:1"), vec!["http://a:1".to_string()]);
 }
 
+/// Queues one chat message while connected to a server whose `sync` comes after `sync_delay`,
+/// and checks that it leaves only after `released_after` (from Connected), not 100 ms before.
+async fn first_request_waits(sync_delay: Duration, text: &str, released_after: Duration) {
+    let fake = Fake::new(Behaviour::Healthy, &[]);
+    *fake.sync_delay.lock().unwrap() = sync_delay;
+    let mut s = setup(fake, config(), true);
+    s.cache
+        .enqueue(
+            "ana",
+            &Request::ChatSend(ChatSend {
+                id: Uuid::now_v7(),
+                text: text.into(),
+            }),
+        )
+        .unwrap();
+    s.handle.outbox_changed();
+    s.until(|s| *s == ConnectionState::Connected).await;
+    let margin = Duration::from_millis(100);
+    tokio::time::sleep(released_after - margin).await;
+    assert!(
+        s.fake.requests().is_empty(),
+        "sent before the server was ready"
+    );
+    tokio::time::sleep(2 * margin).await;
+    assert_eq!(s.fake.requests(), [text]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn requests_wait_until_the_server_has_run_its_connect_handler() {
     // The server answers CONNECT (open) before its connect handler has registered the event
     // handlers; a request in between would be dropped unanswered. The handler's first `sync`
     // (or `log`) says it is ready.
-    let fake = Fake::new(Behaviour::Healthy, &[]);
-    *fake.sync_delay.lock().unwrap() = Duration::from_secs(2);
-    let mut s = setup(fake, config(), true);
-    s.cache
-        .enqueue(
-            "ana",
-            &Request::ChatSend(ChatSend {
-                id: Uuid::now_v7(),
-                text: "first".into(),
-            }),
-        )
-        .unwrap();
-    s.handle.outbox_changed();
-    s.until(|s| *s == ConnectionState::Connected).await;
-    tokio::time::sleep(Duration::from_millis(1900)).await;
-    assert!(
-        s.fake.requests().is_empty(),
-        "sent before the server was ready"
-    );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(s.fake.requests(), ["first"]);
+    first_request_waits(Duration::from_secs(2), "first", Duration::from_secs(2)).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_server_that_never_syncs_still_gets_the_requests_after_the_open_timeout() {
     // An odd server (no `sync`, no `log`, but it answers): requests still go out, late.
-    let fake = Fake::new(Behaviour::Healthy, &[]);
-    *fake.sync_delay.lock().unwrap() = Duration::from_secs(3600);
-    let mut s = setup(fake, config(), true);
-    s.cache
-        .enqueue(
-            "ana",
-            &Request::ChatSend(ChatSend {
-                id: Uuid::now_v7(),
-                text: "late".into(),
-            }),
-        )
-        .unwrap();
-    s.handle.outbox_changed();
-    s.until(|s| *s == ConnectionState::Connected).await;
-    tokio::time::sleep(Duration::from_millis(4900)).await;
-    assert!(s.fake.requests().is_empty());
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(s.fake.requests(), ["late"]);
+    first_request_waits(Duration::from_secs(3600), "late", Duration::from_secs(5)).await;
 }
 
 fn public_chat(seq: u64) -> LogEvent {
