@@ -234,13 +234,19 @@ fn spawn_forwarder(app: AppHandle, core: &Core, gen: u64, state: &AppState) {
     });
 }
 
-/// The OS locale as a BCP 47 tag (`pt-BR`), from the usual environment variables.
+/// The OS locale as a BCP 47 tag (`pt-BR`): the user's preferred UI languages as the OS reports
+/// them (`sys-locale`: `GetUserPreferredUILanguages` on Windows, `CFLocale` on macOS,
+/// `LANGUAGE`/`LC_ALL`/`LC_MESSAGES`/`LANG` elsewhere), "en" when it names none.
 pub fn os_locale() -> String {
-    ["LC_ALL", "LC_MESSAGES", "LANG"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok())
-        .find(|v| !v.is_empty() && v != "C" && v != "POSIX")
-        .map(|v| v.split('.').next().unwrap_or("").replace('_', "-"))
+    first_real_locale(sys_locale::get_locales())
+}
+
+/// The first locale that names a language: the POSIX "C" locale does not.
+fn first_real_locale(locales: impl IntoIterator<Item = String>) -> String {
+    locales
+        .into_iter()
+        .map(|l| l.trim().to_string())
+        .find(|l| !l.is_empty() && l != "C" && l != "POSIX")
         .unwrap_or_else(|| "en".into())
 }
 
@@ -524,5 +530,23 @@ mod args_tests {
         // A typo is refused with a usage message, not silently ignored.
         let err = Args::try_parse_from(["papo", "--sever", "x"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+    }
+}
+
+#[cfg(test)]
+mod locale_tests {
+    use super::first_real_locale;
+
+    fn pick(l: &[&str]) -> String {
+        first_real_locale(l.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn the_first_locale_that_names_a_language_wins() {
+        assert_eq!(pick(&["pt-BR", "en-US"]), "pt-BR");
+        // The POSIX locale and blanks name no language: the next one counts.
+        assert_eq!(pick(&["C", "", " POSIX ", "pt-PT"]), "pt-PT");
+        assert_eq!(pick(&["C"]), "en");
+        assert_eq!(pick(&[]), "en");
     }
 }
