@@ -299,6 +299,19 @@ pub async fn online_users(state: State<'_, AppState>) -> Res<Vec<String>> {
 
 #[tauri::command(rename_all = "snake_case")]
 pub fn set_settings(state: State<'_, AppState>, settings: Settings) -> Res<()> {
+    if let Some(q) = settings.notifications.quiet_hours {
+        if !q.is_valid() {
+            return Err(UiError {
+                code: ClientErrorCode::InvalidInput.into(),
+                message: format!(
+                    "quiet hours are minutes after midnight, below {}: got {}–{}",
+                    papo_client::policy::MINUTES_PER_DAY,
+                    q.start,
+                    q.end
+                ),
+            });
+        }
+    }
     state.apply_settings(settings).map_err(internal)
 }
 

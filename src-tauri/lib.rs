@@ -89,7 +89,23 @@ impl AppState {
         }
         let saved = self.settings_file.save(&settings);
         *self.settings.lock().unwrap() = settings;
+        self.refresh_quiet();
         saved
+    }
+
+    /// The end minute of the quiet hours silencing notifications now, if they are.
+    fn quiet_until(&self) -> Option<u16> {
+        let minute = papo_client::policy::local_minute_now();
+        let settings = self.settings.lock().unwrap();
+        let q = settings.notifications.quiet_hours?;
+        q.contains(minute).then_some(q.end)
+    }
+
+    /// The tray says whether quiet hours are on (checked when settings change and every 15 s).
+    fn refresh_quiet(&self) {
+        if let Some(tray) = self.tray.get() {
+            tray.set_quiet(self.quiet_until(), &self.locale());
+        }
     }
 
     /// The tray shows this many messages not read yet.
@@ -421,9 +437,20 @@ pub fn run() {
             app.manage(state);
             let state = app.state::<AppState>();
             if std::env::var("PAPO_NO_TRAY").as_deref() != Ok("1") {
-                match Tray::build(app.handle(), dnd, &state.locale(), on_tray_menu) {
+                let quiet = state.quiet_until();
+                match Tray::build(app.handle(), dnd, quiet, &state.locale(), on_tray_menu) {
                     Ok(t) => {
                         let _ = state.tray.set(t);
+                        // Quiet hours start and end with the clock, not with a setting.
+                        let app_q = app.handle().clone();
+                        tauri::async_runtime::spawn(async move {
+                            let mut tick =
+                                tokio::time::interval(std::time::Duration::from_secs(15));
+                            loop {
+                                tick.tick().await;
+                                app_q.state::<AppState>().refresh_quiet();
+                            }
+                        });
                         // The count is read on the cache threads, not here on the main thread.
                         let app = app.handle().clone();
                         tauri::async_runtime::spawn(async move {

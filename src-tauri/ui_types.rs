@@ -15,7 +15,7 @@ pub use papo_client::cache::{
 pub use papo_client::changes::ChangeSet;
 pub use papo_client::compose::{ComposeTarget, Sent};
 pub use papo_client::outbox::{OutboxChange, OutboxState, WedgeReason};
-pub use papo_client::policy::{NotificationSettings, OsNotification, Target};
+pub use papo_client::policy::{NotificationSettings, OsNotification, QuietHours, Target};
 pub use papo_client::{ClientErrorCode, ConnectionState, CoreErrorCode, CoreEvent};
 pub use papo_protocol::{
     ChatMessage, Comment, CommentCreated, Cursor, DirectMessage, ErrorBody, ErrorCode, EventBody,
@@ -181,6 +181,7 @@ macro_rules! for_each_ui_type {
             SearchHit,
             ChangeSet,
             NotificationSettings,
+            QuietHours,
             Language,
             Settings,
             OsStatus,

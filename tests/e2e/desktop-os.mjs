@@ -327,6 +327,36 @@ async function scenario() {
   note = await nextNotify(n, "after dnd");
   check(notifies().length === n + 1 && note.body === "after dnd", "tray do-not-disturb on: no notification; off: notifications again");
 
+  // ---- quiet hours: a daily window in local time silences notifications and the tray says so
+  const hhmm = (m) => `${String(Math.floor(((m % 1440) + 1440) % 1440 / 60)).padStart(2, "0")}:${String(((m % 1440) + 1440) % 1440 % 60).padStart(2, "0")}`;
+  const nowMinute = await js("const d = new Date(); return d.getHours() * 60 + d.getMinutes();");
+  const setTime = (id, v) => js(`const i = document.querySelector('[data-testid="${id}"]'); i.value = arguments[0]; i.dispatchEvent(new Event("change", { bubbles: true }));`, v);
+  await click('[data-testid="nav-settings"]');
+  await click('[data-testid="quiet-hours"]');
+  await until("quiet-hours inputs", () => exists('[data-testid="quiet-end"]'));
+  // The window holds now (started a minute ago, ends in two hours).
+  await setTime("quiet-end", hhmm(nowMinute + 120));
+  await sleep(300);
+  await setTime("quiet-start", hhmm(nowMinute - 1));
+  const quietLabel = `Do not disturb (quiet hours until ${hhmm(nowMinute + 120)})`;
+  await until("tray says quiet hours", () => quietLabel in trayMenu(tray).items, 10000);
+  n = notifies().length;
+  cli("dm", "ana", "during quiet hours");
+  await click('[data-testid="nav-chat"]');
+  await waitText('[data-testid="conv-dm:joao"]', "during quiet hours");
+  // The window moved past now: the label is plain again and notifications come back.
+  await click('[data-testid="nav-settings"]');
+  await setTime("quiet-start", hhmm(nowMinute + 180));
+  await setTime("quiet-end", hhmm(nowMinute + 240));
+  await until("tray quiet label gone", () => "Do not disturb" in trayMenu(tray).items, 10000);
+  await click('[data-testid="nav-feed"]');
+  cli("dm", "ana", "after quiet hours");
+  note = await nextNotify(n, "after quiet hours");
+  check(notifies().length === n + 1 && note.body === "after quiet hours",
+    "quiet hours holding now: no notification and the tray item says until when; outside them: notifications again");
+  await click('[data-testid="nav-settings"]');
+  await click('[data-testid="quiet-hours"]');
+
   // ---- single instance: a second launch hands over and exits
   const second = spawnSync(APP, ["--data-dir", appData, "--server", URL_], { encoding: "utf8", timeout: 20000 });
   check(second.status === 0, `a second launch exits at once (status ${second.status})`);

@@ -11,6 +11,8 @@ use std::collections::BTreeSet;
 #[serde(default)]
 pub struct NotificationSettings {
     pub do_not_disturb: bool,
+    /// Do-not-disturb every day in this local-time window, besides the manual switch.
+    pub quiet_hours: Option<QuietHours>,
     /// Conversation ids (`"dm:joao"`, `"public"`) that never notify.
     pub muted: BTreeSet<String>,
     pub likes: bool,
@@ -23,6 +25,7 @@ impl Default for NotificationSettings {
     fn default() -> Self {
         NotificationSettings {
             do_not_disturb: false,
+            quiet_hours: None,
             muted: BTreeSet::new(),
             likes: true,
             follows: true,
@@ -30,6 +33,65 @@ impl Default for NotificationSettings {
             direct_messages: true,
         }
     }
+}
+
+/// Minutes in a day: [`QuietHours`] bounds are below this.
+pub const MINUTES_PER_DAY: u16 = 24 * 60;
+
+/// A daily window in local time, in minutes after midnight (`22:00` is 1320). A window whose
+/// start is after its end spans midnight (22:00–07:00); start == end is an empty window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct QuietHours {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl QuietHours {
+    /// Both bounds name a minute of the day.
+    pub fn is_valid(&self) -> bool {
+        self.start < MINUTES_PER_DAY && self.end < MINUTES_PER_DAY
+    }
+
+    /// Whether `minute` (after local midnight) falls in the window: the start minute is in it,
+    /// the end minute is not. An invalid window holds nothing.
+    pub fn contains(&self, minute: u16) -> bool {
+        if !self.is_valid() {
+            return false;
+        }
+        if self.start <= self.end {
+            self.start <= minute && minute < self.end
+        } else {
+            minute >= self.start || minute < self.end
+        }
+    }
+}
+
+impl NotificationSettings {
+    /// Whether notifications are silenced at `local_minute`: the manual switch or quiet hours.
+    pub fn silenced_at(&self, local_minute: u16) -> bool {
+        self.do_not_disturb || self.quiet_hours_active(local_minute)
+    }
+
+    /// Whether the quiet-hours window holds `local_minute`.
+    pub fn quiet_hours_active(&self, local_minute: u16) -> bool {
+        self.quiet_hours.is_some_and(|q| q.contains(local_minute))
+    }
+}
+
+/// The minute after local midnight (in the OS time zone, daylight saving included) at
+/// `wall_ms` (unix milliseconds).
+pub fn local_minute(wall_ms: i64) -> u16 {
+    use chrono::{Local, TimeZone, Timelike};
+    match Local.timestamp_millis_opt(wall_ms).earliest() {
+        Some(t) => (t.hour() * 60 + t.minute()) as u16,
+        None => 0,
+    }
+}
+
+/// The minute after local midnight now.
+pub fn local_minute_now() -> u16 {
+    local_minute(crate::rows::now_ms())
 }
 
 /// What the notification opens when clicked.
@@ -67,15 +129,18 @@ pub struct PolicyContext<'a> {
     /// The conversation (or `"post:<id>"` / `"notifications"`) currently on screen, if any.
     pub on_screen: Option<&'a str>,
     pub settings: &'a NotificationSettings,
+    /// Now, in minutes after local midnight (see [`local_minute`]), for quiet hours.
+    pub local_minute: u16,
 }
 
 /// Decides whether `event` deserves an OS notification.
 ///
 /// Notifies for private messages (from `dm.message`) and for likes, follows and comments (from
 /// the `notification` events the server puts in my private stream). Never for my own actions,
-/// the conversation on screen, muted conversations, under do-not-disturb, or kinds turned off.
+/// the conversation on screen, muted conversations, under do-not-disturb (the switch or quiet
+/// hours), or kinds turned off.
 pub fn decide(event: &EventBody, ctx: &PolicyContext<'_>) -> Option<OsNotification> {
-    if ctx.settings.do_not_disturb {
+    if ctx.settings.silenced_at(ctx.local_minute) {
         return None;
     }
     let n = match event {
@@ -156,6 +221,30 @@ pub fn decide(event: &EventBody, ctx: &PolicyContext<'_>) -> Option<OsNotificati
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quiet_hours_windows_within_a_day_across_midnight_empty_and_invalid() {
+        let w = |start, end| QuietHours { start, end };
+        let day = w(9 * 60, 17 * 60);
+        assert!(day.contains(9 * 60) && day.contains(16 * 60 + 59));
+        assert!(!day.contains(17 * 60) && !day.contains(8 * 60 + 59));
+        let night = w(22 * 60, 7 * 60);
+        assert!(night.contains(22 * 60) && night.contains(0) && night.contains(6 * 60 + 59));
+        assert!(!night.contains(7 * 60) && !night.contains(21 * 60 + 59));
+        assert!((0..MINUTES_PER_DAY).all(|m| !w(300, 300).contains(m)));
+        assert!(!w(MINUTES_PER_DAY, 10).is_valid());
+        assert!((0..MINUTES_PER_DAY).all(|m| !w(MINUTES_PER_DAY, 10).contains(m)));
+    }
+
+    #[test]
+    fn local_minute_is_a_minute_of_the_day() {
+        let now = 1_780_000_000_000;
+        let m = local_minute(now);
+        assert!(m < MINUTES_PER_DAY);
+        // One hour later is 60 minutes later on the clock (no DST change at that instant in
+        // the zones tests run in), modulo the day.
+        assert_eq!(local_minute(now + 3_600_000), (m + 60) % MINUTES_PER_DAY);
+    }
     use papo_protocol::{DirectMessage, Notification};
 
     fn dm(from: &str, to: &str) -> EventBody {
@@ -186,6 +275,7 @@ mod tests {
             me: "ana",
             on_screen,
             settings: s,
+            local_minute: 12 * 60,
         }
     }
 
@@ -232,6 +322,26 @@ mod tests {
         };
         assert!(decide(&dm("bia", "ana"), &ctx(&s, None)).is_none());
         assert!(decide(&notif(NotificationKind::Follow, "bia"), &ctx(&s, None)).is_none());
+
+        // Quiet hours across midnight: silent from 22:00 up to (not at) 07:00, for every kind.
+        let s = NotificationSettings {
+            quiet_hours: Some(QuietHours {
+                start: 22 * 60,
+                end: 7 * 60,
+            }),
+            ..Default::default()
+        };
+        let at = |local_minute: u16| PolicyContext {
+            local_minute,
+            ..ctx(&s, None)
+        };
+        for m in [22 * 60, 23 * 60 + 59, 0, 6 * 60 + 59] {
+            assert!(decide(&dm("bia", "ana"), &at(m)).is_none(), "minute {m}");
+            assert!(decide(&notif(NotificationKind::Like, "bia"), &at(m)).is_none());
+        }
+        for m in [7 * 60, 12 * 60, 21 * 60 + 59] {
+            assert!(decide(&dm("bia", "ana"), &at(m)).is_some(), "minute {m}");
+        }
 
         let s = NotificationSettings {
             likes: false,

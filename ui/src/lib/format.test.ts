@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { dmPeer, isSendKey, mergeRows, refreshTail, unseenCount } from "./format";
+import { clockToMinute, dmPeer, isSendKey, mergeRows, minuteToClock, refreshTail, unseenCount } from "./format";
 
 const row = (local_id: number, at: number, sk = local_id) => ({ local_id, key: { at, sk } });
 
@@ -32,5 +32,19 @@ describe("format helpers", () => {
     expect(refreshTail(loaded, [row(5, 5), row(3, 3)], 2).map((r) => r.local_id)).toEqual([1, 2, 3, 5]);
     // A short page covers everything.
     expect(refreshTail(loaded, [row(1, 1)], 10).map((r) => r.local_id)).toEqual([1]);
+  });
+});
+
+describe("quiet-hours clock", () => {
+  it("turns minutes into HH:MM and back", () => {
+    expect(minuteToClock(0)).toBe("00:00");
+    expect(minuteToClock(22 * 60)).toBe("22:00");
+    expect(minuteToClock(7 * 60 + 5)).toBe("07:05");
+    expect(minuteToClock(1440 + 61)).toBe("01:01");
+    for (let m = 0; m < 1440; m += 7) expect(clockToMinute(minuteToClock(m))).toBe(m);
+  });
+  it("refuses what is not a time of day", () => {
+    expect(clockToMinute("07:30:00")).toBe(450);
+    for (const bad of ["", "24:00", "12:60", "7", "ab:cd", "12:5"]) expect(clockToMinute(bad)).toBeNull();
   });
 });

@@ -54,3 +54,19 @@ export function refreshTail<T extends { local_id: number; key: { at: number; sk:
   );
   return [...older, ...sorted];
 }
+
+/** `HH:MM` of a minute after midnight (what `<input type="time">` shows). */
+export function minuteToClock(minute: number): string {
+  const m = ((Math.trunc(minute) % 1440) + 1440) % 1440;
+  return `${String(Math.floor(m / 60)).padStart(2, "0")}:${String(m % 60).padStart(2, "0")}`;
+}
+
+/** The minute after midnight of an `HH:MM` (or `HH:MM:SS`) time, or null if it is not one. */
+export function clockToMinute(clock: string): number | null {
+  const m = /^(\d{1,2}):(\d{2})(?::\d{2})?$/.exec(clock.trim());
+  if (!m) return null;
+  const h = Number(m[1]);
+  const min = Number(m[2]);
+  if (h > 23 || min > 59) return null;
+  return h * 60 + min;
+}

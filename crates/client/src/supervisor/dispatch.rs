@@ -60,6 +60,7 @@ impl Supervisor {
                     self.publish(CoreEvent::Changes(out.changes.clone()));
                 }
                 let view = self.view.lock().unwrap().clone();
+                let local_minute = policy::local_minute(self.config.wall_clock.now());
                 for ev in out.applied {
                     // No OS notifications while filling an empty cache; once this
                     // connection reached live, every event is new (a new account's first
@@ -69,6 +70,7 @@ impl Supervisor {
                             me,
                             on_screen: view.on_screen.as_deref(),
                             settings: &view.settings,
+                            local_minute,
                         };
                         if let Some(n) = policy::decide(&ev.body, &ctx) {
                             self.publish(CoreEvent::Notify(n));

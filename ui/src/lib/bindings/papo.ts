@@ -167,9 +167,15 @@ unread: UnreadCounts, };
 
 export type NotificationSettings = { do_not_disturb: boolean, 
 /**
+ * Do-not-disturb every day in this local-time window, besides the manual switch.
+ */
+quiet_hours: QuietHours | null, 
+/**
  * Conversation ids (`"dm:joao"`, `"public"`) that never notify.
  */
 muted: Array<string>, likes: boolean, follows: boolean, comments: boolean, direct_messages: boolean, };
+
+export type QuietHours = { start: number, end: number, };
 
 export type Language = "system" | "en" | "pt_br";
 
