@@ -3,6 +3,7 @@
 
 #[cfg(test)]
 mod conformance;
+mod migrations;
 pub mod logic;
 pub mod postgres;
 pub mod sql;

@@ -17,18 +17,15 @@ use postgres::{Client, NoTls};
 use tokio::sync::mpsc;
 
 use super::logic::{parse_stream_key, Backend, Job, SqlStore};
+use super::migrations;
 use super::sql::{Row, Sql, Val};
 use super::{StoreError, StreamKey};
 
 /// The Postgres store.
 pub type PostgresStore = SqlStore<PostgresBackend>;
 
-/// Numbered migrations, recorded in `schema_migrations`, applied under an advisory lock so that
-/// nodes starting together do not race.
-const MIGRATIONS: &[&str] = &[
-    include_str!("migrations/pg/0001_init.sql"),
-    include_str!("migrations/pg/0002_spent_refresh.sql"),
-];
+/// Migrations (store/migrations.rs) run under this advisory lock so that nodes starting
+/// together do not race; refinery itself does not lock.
 const MIGRATION_LOCK: i64 = 0x7061_706f; // "papo"
 const CHANNEL: &str = "papo_commits";
 /// Connections kept open per process (writers and readers share them).
@@ -128,35 +125,48 @@ fn connect(config: &postgres::Config) -> Result<Client, StoreError> {
 
 fn migrate(client: &mut Client) -> Result<(), StoreError> {
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
-    let result = (|| -> Result<(), StoreError> {
-        client.batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)",
-        )?;
-        let current: i64 = client
-            .query_one(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-                &[],
-            )?
-            .get(0);
-        if current as usize > MIGRATIONS.len() {
-            return Err(StoreError::Db(format!(
-                "database schema version {current} is newer than this server ({})",
-                MIGRATIONS.len()
-            )));
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-            let mut tx = client.transaction()?;
-            tx.batch_execute(sql)?;
-            tx.execute(
-                "INSERT INTO schema_migrations(version) VALUES ($1)",
-                &[&((i + 1) as i64)],
-            )?;
-            tx.commit()?;
-        }
-        Ok(())
-    })();
+    let result = migrate_locked(client);
     client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])?;
     result
+}
+
+/// Baselines a database from before refinery at its `schema_migrations` version, runs the
+/// pending migrations, and keeps `schema_migrations` at the latest version for older binaries.
+fn migrate_locked(client: &mut Client) -> Result<(), StoreError> {
+    let known = migrations::POSTGRES.len();
+    let list = migrations::list(migrations::POSTGRES)?;
+    client.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)",
+    )?;
+    let legacy: i64 = client
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )?
+        .get(0);
+    if legacy as usize > known {
+        return Err(migrations::newer(legacy, known));
+    }
+    let has_history: bool = client
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&migrations::HISTORY_TABLE],
+        )?
+        .get(0);
+    if !has_history && legacy > 0 {
+        migrations::baseline(&list, legacy, known)?
+            .run(client)
+            .map_err(|e| migrations::err(e, known))?;
+    }
+    migrations::runner(&list)
+        .run(client)
+        .map_err(|e| migrations::err(e, known))?;
+    client.execute(
+        "INSERT INTO schema_migrations(version) SELECT generate_series(1, $1::BIGINT) \
+         ON CONFLICT DO NOTHING",
+        &[&(known as i64)],
+    )?;
+    Ok(())
 }
 
 fn is_retryable(e: &StoreError) -> bool {
