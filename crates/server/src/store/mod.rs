@@ -3,8 +3,8 @@
 
 #[cfg(test)]
 mod conformance;
-mod migrations;
 pub mod logic;
+mod migrations;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;

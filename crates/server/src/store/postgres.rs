@@ -330,3 +330,138 @@ impl Backend for PostgresBackend {
             .take()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Migration upgrades against a real Postgres (scripts/test-services.sh starts one).
+    use super::*;
+
+    /// A fresh, empty database on the test server.
+    fn fresh_db() -> postgres::Config {
+        let url = std::env::var("PAPO_TEST_POSTGRES_URL").expect(
+            "PAPO_TEST_POSTGRES_URL must name a Postgres database whose role may create \
+             databases (scripts/test-services.sh starts one)",
+        );
+        let name = format!("papo_m_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = Client::connect(&url, NoTls).expect("test Postgres");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        let mut config: postgres::Config = url.parse().unwrap();
+        config.dbname(&name);
+        config
+    }
+
+    fn versions(client: &mut Client, table: &str) -> Vec<i64> {
+        client
+            .query(
+                &format!("SELECT version::BIGINT FROM {table} ORDER BY version"),
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    fn open(config: &postgres::Config) -> Result<PostgresStore, StoreError> {
+        PostgresStore::open_with(config.clone())
+    }
+
+    #[test]
+    #[ignore = "needs Postgres (PAPO_TEST_POSTGRES_URL); scripts/test.sh runs it"]
+    fn a_database_from_the_old_runner_is_baselined_and_upgraded_with_its_data() {
+        let config = fresh_db();
+        let mut c = connect(&config).unwrap();
+        // As the runner before refinery left it at version 1, with a user.
+        c.batch_execute(migrations::POSTGRES[0].1).unwrap();
+        c.batch_execute(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY);
+             INSERT INTO schema_migrations VALUES (1);
+             INSERT INTO users(username, password_hash, created_at) VALUES ('ana', 'h', 1);",
+        )
+        .unwrap();
+        drop(open(&config).unwrap());
+        let users: i64 = c
+            .query_one("SELECT count(*) FROM users WHERE username = 'ana'", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(users, 1);
+        // V2 ran (its table exists), V1 was only recorded.
+        c.batch_execute("SELECT count(*) FROM used_refresh")
+            .unwrap();
+        assert_eq!(versions(&mut c, HISTORY), vec![1, 2]);
+        assert_eq!(versions(&mut c, "schema_migrations"), vec![1, 2]);
+    }
+
+    const HISTORY: &str = migrations::HISTORY_TABLE;
+
+    #[test]
+    #[ignore = "needs Postgres (PAPO_TEST_POSTGRES_URL); scripts/test.sh runs it"]
+    fn a_schema_newer_than_the_binary_is_refused() {
+        // Recorded by a newer server through refinery …
+        let config = fresh_db();
+        drop(open(&config).unwrap());
+        let mut c = connect(&config).unwrap();
+        c.batch_execute(&format!(
+            "INSERT INTO {HISTORY}(version, name, applied_on, checksum) \
+             VALUES (3, 'future', '2030-01-01T00:00:00Z', '1')"
+        ))
+        .unwrap();
+        let err = open(&config).err().unwrap().to_string();
+        assert!(
+            err.contains("database schema version 3 is newer than this server (2)"),
+            "{err}"
+        );
+        // … or only in the legacy marker.
+        let config = fresh_db();
+        let mut c = connect(&config).unwrap();
+        c.batch_execute(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY);
+             INSERT INTO schema_migrations VALUES (99);",
+        )
+        .unwrap();
+        let err = open(&config).err().unwrap().to_string();
+        assert!(
+            err.contains("database schema version 99 is newer than this server (2)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    #[ignore = "needs Postgres (PAPO_TEST_POSTGRES_URL); scripts/test.sh runs it"]
+    fn nodes_opening_together_migrate_once_and_reopening_changes_nothing() {
+        let config = fresh_db();
+        let nodes: Vec<_> = (0..4)
+            .map(|_| {
+                let config = config.clone();
+                std::thread::spawn(move || open(&config).map(drop))
+            })
+            .collect();
+        for n in nodes {
+            n.join().unwrap().unwrap();
+        }
+        let mut c = connect(&config).unwrap();
+        let before = c
+            .query(
+                &format!("SELECT version, applied_on FROM {HISTORY} ORDER BY version"),
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<_, i32>(0), r.get::<_, String>(1)))
+            .collect::<Vec<_>>();
+        assert_eq!(before.len(), migrations::POSTGRES.len());
+        drop(open(&config).unwrap());
+        let after = c
+            .query(
+                &format!("SELECT version, applied_on FROM {HISTORY} ORDER BY version"),
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<_, i32>(0), r.get::<_, String>(1)))
+            .collect::<Vec<_>>();
+        assert_eq!(before, after);
+    }
+}

@@ -239,7 +239,8 @@ mod tests {
         for (_, sql) in &migrations::SQLITE[..version] {
             c.execute_batch(sql).unwrap();
         }
-        c.pragma_update(None, "user_version", version as i64).unwrap();
+        c.pragma_update(None, "user_version", version as i64)
+            .unwrap();
         c.execute(
             "INSERT INTO users(username, password_hash, created_at) VALUES ('ana', 'h', 1)",
             [],
@@ -262,7 +263,8 @@ mod tests {
 
     fn user_version(path: &Path) -> i64 {
         let c = Connection::open(path).unwrap();
-        c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap()
+        c.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
     }
 
     #[tokio::test]
