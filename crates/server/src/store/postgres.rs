@@ -524,4 +524,62 @@ mod tests {
         drop(open(&config).await.unwrap());
         assert_eq!(history(&c).await, before);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Postgres (PAPO_TEST_POSTGRES_URL); scripts/test.sh runs it"]
+    async fn connections_cut_by_the_server_are_replaced_and_the_listener_comes_back() {
+        use crate::store::Store;
+        let config = fresh_db().await;
+        let store = open(&config).await.unwrap();
+        let mut commits = store.commits().unwrap();
+        store.create_user("ana", "h").await.unwrap();
+        let admin = connect(&config).await;
+        notified(&admin, &mut commits).await;
+        let cut: i64 = admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(cut >= 2, "the pool's and the listener's connections: {cut}");
+        // A pooled connection found dead is dropped: each one cut fails at most one request.
+        let pooled = store.backend.pool.status().size;
+        let mut answers = Vec::new();
+        for _ in 0..=pooled {
+            answers.push(store.user_by_name("ana").await);
+        }
+        let last = answers.pop().unwrap();
+        assert!(
+            matches!(last, Ok(Some(_))),
+            "{last:?} after {answers:?} ({pooled} pooled)"
+        );
+        // The listener reconnects and LISTENs again.
+        notified(&admin, &mut commits).await;
+    }
+
+    /// Waits until a notification sent now reaches the store's commit receiver.
+    async fn notified(
+        admin: &tokio_postgres::Client,
+        commits: &mut mpsc::UnboundedReceiver<(StreamKey, u64)>,
+    ) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the listener did not come back"
+            );
+            admin
+                .execute("SELECT pg_notify($1, 'public:42')", &[&CHANNEL])
+                .await
+                .unwrap();
+            match tokio::time::timeout(Duration::from_millis(200), commits.recv()).await {
+                Ok(Some((StreamKey::Public, 42))) => return,
+                Ok(Some(_)) | Err(_) => continue,
+                Ok(None) => panic!("the listener stopped"),
+            }
+        }
+    }
 }
