@@ -308,16 +308,14 @@ impl Server {
             ));
         }
         let durability = config.sqlite_sync;
-        let store: Arc<dyn Store> = tokio::task::spawn_blocking(move || match db {
-            Database::Sqlite(path) => {
+        let store: Arc<dyn Store> = match db {
+            Database::Sqlite(path) => tokio::task::spawn_blocking(move || {
                 SqliteStore::open(&path, durability).map(|s| Arc::new(s) as Arc<dyn Store>)
-            }
-            Database::Postgres(url) => {
-                PostgresStore::open(&url).map(|s| Arc::new(s) as Arc<dyn Store>)
-            }
-        })
-        .await
-        .map_err(|e| StartError::Config(e.to_string()))??;
+            })
+            .await
+            .map_err(|e| StartError::Config(e.to_string()))??,
+            Database::Postgres(url) => Arc::new(PostgresStore::open(&url).await?),
+        };
         let epoch = store.epoch().await?;
         let hub = Arc::new(Hub::default());
         if let Some(commits) = store.commits() {

@@ -31,24 +31,24 @@ pub fn sqlite() -> Fresh {
 /// A fresh database on the test Postgres server. These tests are `#[ignore]`d, so a plain
 /// `cargo test` lists them as ignored; the project's test command runs them with `--ignored`
 /// against its own Postgres, where a missing server is a failure.
-pub fn postgres() -> Fresh {
+pub async fn postgres() -> Fresh {
     let url = std::env::var("PAPO_TEST_POSTGRES_URL").expect(
         "PAPO_TEST_POSTGRES_URL must name a Postgres database whose role may create databases \
          (scripts/test-services.sh starts one)",
     );
     let name = format!("papo_t_{}", Uuid::new_v4().simple());
-    // The synchronous client must not run on an async worker thread.
-    let store = std::thread::spawn(move || {
-        let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("test Postgres");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap();
-        let mut config: postgres::Config = url.parse().unwrap();
-        config.dbname(&name);
-        PostgresStore::open_with(config).unwrap()
-    })
-    .join()
-    .unwrap();
+    let mut config: tokio_postgres::Config = url.parse().unwrap();
+    let (admin, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("test Postgres");
+    tokio::spawn(connection);
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    config.dbname(&name);
+    let store = PostgresStore::open_with(config).await.unwrap();
     Fresh {
         store: Arc::new(store),
         _guard: Box::new(()),
@@ -428,7 +428,7 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 #[ignore = "needs Postgres (PAPO_TEST_POSTGRES_URL); scripts/test.sh runs it"]
                 async fn $name() {
-                    let fresh = super::postgres();
+                    let fresh = super::postgres().await;
                     super::$name(fresh.store.clone()).await;
                 }
             )*

@@ -4,6 +4,7 @@
 #[cfg(test)]
 mod conformance;
 pub mod logic;
+mod migrations;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;

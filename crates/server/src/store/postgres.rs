@@ -7,49 +7,48 @@
 //! - Every numbered event also does `pg_notify('papo_commits', '<stream>:<seq>')`, delivered
 //!   to every node at commit, in commit order: that is how a node learns that another one
 //!   wrote to a stream its sockets read.
+//!
+//! Connections are `tokio-postgres` clients in a `deadpool-postgres` pool; each connection's
+//! I/O runs as a task on the server's runtime. The shared logic is synchronous (`Sql`), so a job
+//! runs on a blocking thread holding a pooled client, and each statement waits for its answer
+//! with `Handle::block_on` (what the synchronous `postgres` crate does, minus its private
+//! runtime per connection).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use fallible_iterator::FallibleIterator;
-use postgres::types::{IsNull, ToSql, Type};
-use postgres::{Client, NoTls};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
+use tokio_postgres::types::{IsNull, ToSql, Type};
+use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::logic::{parse_stream_key, Backend, Job, SqlStore};
+use super::migrations;
 use super::sql::{Row, Sql, Val};
 use super::{StoreError, StreamKey};
 
 /// The Postgres store.
 pub type PostgresStore = SqlStore<PostgresBackend>;
 
-/// Numbered migrations, recorded in `schema_migrations`, applied under an advisory lock so that
-/// nodes starting together do not race.
-const MIGRATIONS: &[&str] = &[
-    include_str!("migrations/pg/0001_init.sql"),
-    include_str!("migrations/pg/0002_spent_refresh.sql"),
-];
+/// Migrations (store/migrations.rs) run under this advisory lock so that nodes starting
+/// together do not race; refinery itself does not lock.
 const MIGRATION_LOCK: i64 = 0x7061_706f; // "papo"
 const CHANNEL: &str = "papo_commits";
-/// Connections kept open per process (writers and readers share them).
-const POOL: usize = 8;
-/// Most connections a process uses at once; further queries wait for one. Several nodes
-/// together must stay under the server's `max_connections`.
+/// Most connections a process uses at once (the pool's size); further queries wait for one.
+/// Several nodes together must stay under the server's `max_connections`.
 const MAX_CONNECTIONS: usize = 16;
 
 pub struct PostgresBackend {
-    config: postgres::Config,
-    /// Idle connections. The synchronous client runs its own small runtime, so connections are
-    /// made, used and dropped on blocking threads only.
-    idle: Arc<Mutex<Vec<Client>>>,
-    /// One permit per connection in use.
-    in_use: Arc<tokio::sync::Semaphore>,
+    pool: Pool,
+    /// The runtime the connections' I/O tasks run on; blocking jobs wait on it.
+    runtime: Handle,
     epoch: String,
     commits: Mutex<Option<mpsc::UnboundedReceiver<(StreamKey, u64)>>>,
 }
 
-impl From<postgres::Error> for StoreError {
-    fn from(e: postgres::Error) -> Self {
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
         // Keep the SQLSTATE in the text: callers recognise unique violations and deadlocks.
         match e.code() {
             Some(code) => StoreError::Db(format!("{e} (sqlstate {})", code.code())),
@@ -58,11 +57,20 @@ impl From<postgres::Error> for StoreError {
     }
 }
 
+impl From<PoolError> for StoreError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::Backend(e) => e.into(),
+            other => StoreError::Db(format!("Postgres connection pool: {other}")),
+        }
+    }
+}
+
 impl ToSql for Val {
     fn to_sql(
         &self,
         ty: &Type,
-        out: &mut postgres::types::private::BytesMut,
+        out: &mut tokio_postgres::types::private::BytesMut,
     ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match self {
             Val::Int(v) if *ty == Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
@@ -74,14 +82,14 @@ impl ToSql for Val {
     fn accepts(_: &Type) -> bool {
         true
     }
-    postgres::types::to_sql_checked!();
+    tokio_postgres::types::to_sql_checked!();
 }
 
 fn params(vals: &[Val]) -> Vec<&(dyn ToSql + Sync)> {
     vals.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
 }
 
-fn row_of(r: &postgres::Row) -> Result<Row, StoreError> {
+fn row_of(r: &tokio_postgres::Row) -> Result<Row, StoreError> {
     let mut out = Vec::with_capacity(r.len());
     for (i, col) in r.columns().iter().enumerate() {
         let ty = col.type_();
@@ -100,63 +108,97 @@ fn row_of(r: &postgres::Row) -> Result<Row, StoreError> {
     Ok(Row(out))
 }
 
-impl Sql for postgres::Transaction<'_> {
+/// A transaction on a pooled connection, used from a blocking thread.
+struct Tx<'a> {
+    tx: deadpool_postgres::Transaction<'a>,
+    runtime: &'a Handle,
+}
+
+impl Sql for Tx<'_> {
     fn exec(&mut self, sql: &str, vals: &[Val]) -> Result<u64, StoreError> {
-        Ok(self.execute(sql, &params(vals))?)
+        let tx = &self.tx;
+        self.runtime.block_on(async {
+            let stmt = tx.prepare_cached(sql).await?;
+            Ok(tx.execute(&stmt, &params(vals)).await?)
+        })
     }
     fn query(&mut self, sql: &str, vals: &[Val]) -> Result<Vec<Row>, StoreError> {
-        postgres::Transaction::query(self, sql, &params(vals))?
-            .iter()
-            .map(row_of)
-            .collect()
+        let tx = &self.tx;
+        let rows = self.runtime.block_on(async {
+            let stmt = tx.prepare_cached(sql).await?;
+            tx.query(&stmt, &params(vals)).await
+        })?;
+        rows.iter().map(row_of).collect()
     }
     fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
-        Ok(self.batch_execute(sql)?)
+        Ok(self.runtime.block_on(self.tx.batch_execute(sql))?)
     }
     fn announce(&mut self, stream_key: &str, seq: u64) -> Result<(), StoreError> {
-        self.execute(
+        self.exec(
             "SELECT pg_notify($1, $2)",
-            &[&CHANNEL, &format!("{stream_key}:{seq}")],
+            &[
+                Val::Text(CHANNEL.into()),
+                Val::Text(format!("{stream_key}:{seq}")),
+            ],
         )?;
         Ok(())
     }
 }
 
-fn connect(config: &postgres::Config) -> Result<Client, StoreError> {
-    Ok(config.connect(NoTls)?)
+async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let result = migrate_locked(client).await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    result
 }
 
-fn migrate(client: &mut Client) -> Result<(), StoreError> {
-    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
-    let result = (|| -> Result<(), StoreError> {
-        client.batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)",
-        )?;
-        let current: i64 = client
-            .query_one(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-                &[],
-            )?
-            .get(0);
-        if current as usize > MIGRATIONS.len() {
-            return Err(StoreError::Db(format!(
-                "database schema version {current} is newer than this server ({})",
-                MIGRATIONS.len()
-            )));
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-            let mut tx = client.transaction()?;
-            tx.batch_execute(sql)?;
-            tx.execute(
-                "INSERT INTO schema_migrations(version) VALUES ($1)",
-                &[&((i + 1) as i64)],
-            )?;
-            tx.commit()?;
-        }
-        Ok(())
-    })();
-    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])?;
-    result
+/// Baselines a database from before refinery at its `schema_migrations` version, runs the
+/// pending migrations, and keeps `schema_migrations` at the latest version for older binaries.
+async fn migrate_locked(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {
+    let known = migrations::POSTGRES.len();
+    let list = migrations::list(migrations::POSTGRES)?;
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
+        .await?;
+    let legacy: i64 = client
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await?
+        .get(0);
+    if legacy as usize > known {
+        return Err(migrations::newer(legacy, known));
+    }
+    let has_history: bool = client
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&migrations::HISTORY_TABLE],
+        )
+        .await?
+        .get(0);
+    if !has_history && legacy > 0 {
+        migrations::baseline(&list, legacy, known)?
+            .run_async(client)
+            .await
+            .map_err(|e| migrations::err(e, known))?;
+    }
+    migrations::runner(&list)
+        .run_async(client)
+        .await
+        .map_err(|e| migrations::err(e, known))?;
+    client
+        .execute(
+            "INSERT INTO schema_migrations(version) SELECT generate_series(1, $1::BIGINT) \
+             ON CONFLICT DO NOTHING",
+            &[&(known as i64)],
+        )
+        .await?;
+    Ok(())
 }
 
 fn is_retryable(e: &StoreError) -> bool {
@@ -167,74 +209,112 @@ fn is_retryable(e: &StoreError) -> bool {
 /// Listens for commit notifications from every node and forwards them, forever, reconnecting
 /// after failures. After each (re)connect it reports every stream head, since notifications
 /// sent while it was away are lost.
-fn listen(config: postgres::Config, tx: mpsc::UnboundedSender<(StreamKey, u64)>) {
+async fn listen(config: tokio_postgres::Config, tx: mpsc::UnboundedSender<(StreamKey, u64)>) {
     loop {
-        let result = (|| -> Result<(), StoreError> {
-            let mut client = connect(&config)?;
-            client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
-            for r in client.query("SELECT key, head FROM streams", &[])? {
-                let key: String = r.get(0);
-                let head: i64 = r.get(1);
-                if let Some(k) = parse_stream_key(&key) {
-                    let _ = tx.send((k, head as u64));
-                }
-            }
-            let mut notifications = client.notifications();
-            let mut it = notifications.blocking_iter();
-            while let Some(n) = it.next()? {
-                let Some((key, seq)) = n.payload().rsplit_once(':') else {
-                    continue;
-                };
-                if let (Some(k), Ok(seq)) = (parse_stream_key(key), seq.parse::<u64>()) {
-                    if tx.send((k, seq)).is_err() {
-                        return Ok(()); // the server is gone
-                    }
-                }
-            }
-            Ok(())
-        })();
+        let result = listen_once(&config, &tx).await;
         if tx.is_closed() {
             return;
         }
         if let Err(e) = result {
             tracing::warn!(error = %e, "commit listener lost its connection; reconnecting");
         }
-        std::thread::sleep(Duration::from_millis(500));
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    tx: &mpsc::UnboundedSender<(StreamKey, u64)>,
+) -> Result<(), StoreError> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    // The connection is driven here; notifications queue until the heads below are sent.
+    let (notes_tx, mut notes) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(n))) => {
+                    if notes_tx.send(n).is_err() {
+                        return Ok(());
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => return Ok(()),
+            }
+        }
+    });
+    let forward = async {
+        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        for r in client.query("SELECT key, head FROM streams", &[]).await? {
+            let key: String = r.get(0);
+            let head: i64 = r.get(1);
+            if let Some(k) = parse_stream_key(&key) {
+                let _ = tx.send((k, head as u64));
+            }
+        }
+        while let Some(n) = notes.recv().await {
+            let Some((key, seq)) = n.payload().rsplit_once(':') else {
+                continue;
+            };
+            if let (Some(k), Ok(seq)) = (parse_stream_key(key), seq.parse::<u64>()) {
+                if tx.send((k, seq)).is_err() {
+                    return Ok(()); // the server is gone
+                }
+            }
+        }
+        Ok::<(), StoreError>(())
+    };
+    let forwarded = forward.await;
+    drop(client);
+    let driven = driver
+        .await
+        .map_err(|e| StoreError::Db(format!("commit listener failed: {e}")))?;
+    forwarded?;
+    Ok(driven?)
 }
 
 impl SqlStore<PostgresBackend> {
     /// Connects, migrates, and starts listening for other nodes' commits.
-    pub fn open(url: &str) -> Result<Self, StoreError> {
-        let config: postgres::Config = url
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Db(format!("bad Postgres URL: {e}")))?;
-        Self::open_with(config)
+        Self::open_with(config).await
     }
 
     /// Like [`open`](Self::open), from a parsed configuration.
-    pub fn open_with(config: postgres::Config) -> Result<Self, StoreError> {
-        let mut client = connect(&config)?;
-        migrate(&mut client)?;
+    pub async fn open_with(config: tokio_postgres::Config) -> Result<Self, StoreError> {
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(MAX_CONNECTIONS)
+            .build()
+            .map_err(|e| StoreError::Db(format!("Postgres connection pool: {e}")))?;
+        let mut client: Object = pool.get().await?;
+        migrate(&mut client).await?;
         let candidate = uuid::Uuid::new_v4().simple().to_string();
-        client.execute(
-            "INSERT INTO meta(key, value) VALUES ('epoch', $1) ON CONFLICT DO NOTHING",
-            &[&candidate],
-        )?;
+        client
+            .execute(
+                "INSERT INTO meta(key, value) VALUES ('epoch', $1) ON CONFLICT DO NOTHING",
+                &[&candidate],
+            )
+            .await?;
         let epoch: String = client
-            .query_one("SELECT value FROM meta WHERE key = 'epoch'", &[])?
+            .query_one("SELECT value FROM meta WHERE key = 'epoch'", &[])
+            .await?
             .get(0);
+        drop(client);
         let (tx, rx) = mpsc::unbounded_channel();
-        let listen_config = config.clone();
-        std::thread::Builder::new()
-            .name("papo-pg-listen".into())
-            .spawn(move || listen(listen_config, tx))
-            .map_err(|e| StoreError::Db(format!("cannot start the listener: {e}")))?;
+        tokio::spawn(listen(config, tx));
         Ok(SqlStore {
             backend: PostgresBackend {
-                config,
-                idle: Arc::new(Mutex::new(vec![client])),
-                in_use: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+                pool,
+                runtime: Handle::current(),
                 epoch,
                 commits: Mutex::new(Some(rx)),
             },
@@ -244,29 +324,21 @@ impl SqlStore<PostgresBackend> {
 
 impl PostgresBackend {
     async fn run<T: Send + 'static>(&self, job: Job<T>, write: bool) -> Result<T, StoreError> {
-        let idle = self.idle.clone();
-        let config = self.config.clone();
-        let permit = self
-            .in_use
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Db("connection pool closed".into()))?;
+        let mut client = self.pool.get().await?;
+        let runtime = self.runtime.clone();
         tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let pooled = idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            let mut client = match pooled {
-                Some(c) if !c.is_closed() => c,
-                _ => connect(&config)?,
-            };
             let mut attempt = 0;
-            let result = loop {
+            loop {
                 attempt += 1;
                 let r = (|| {
-                    let mut tx = client.transaction()?;
+                    let tx = runtime.block_on(client.transaction())?;
+                    let mut tx = Tx {
+                        tx,
+                        runtime: &runtime,
+                    };
                     let v = job(&mut tx)?;
                     if write {
-                        tx.commit()?;
+                        runtime.block_on(tx.tx.commit())?;
                     }
                     Ok(v)
                 })();
@@ -276,23 +348,10 @@ impl PostgresBackend {
                     }
                     other => break other,
                 }
-            };
-            let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
-            if !client.is_closed() && idle.len() < POOL {
-                idle.push(client);
             }
-            result
         })
         .await
         .map_err(|e| StoreError::Db(format!("store task failed: {e}")))?
-    }
-}
-
-impl Drop for PostgresBackend {
-    fn drop(&mut self) {
-        // Dropping a synchronous client inside an async context would panic: do it aside.
-        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
-        let _ = std::thread::spawn(move || drop(idle));
     }
 }
 
@@ -318,5 +377,209 @@ impl Backend for PostgresBackend {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Migration upgrades against a real Postgres (scripts/test-services.sh starts one).
+    use super::*;
+
+    async fn connect(config: &tokio_postgres::Config) -> tokio_postgres::Client {
+        let (client, connection) = config.connect(NoTls).await.expect("test Postgres");
+        tokio::spawn(connection);
+        client
+    }
+
+    /// A fresh, empty database on the test server.
+    async fn fresh_db() -> tokio_postgres::Config {
+        let url = std::env::var("PAPO_TEST_POSTGRES_URL").expect(
+            "PAPO_TEST_POSTGRES_URL must name a Postgres database whose role may create \
+             databases (scripts/test-services.sh starts one)",
+        );
+        let name = format!("papo_m_{}", uuid::Uuid::new_v4().simple());
+        let mut config: tokio_postgres::Config = url.parse().unwrap();
+        connect(&config)
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        config.dbname(&name);
+        config
+    }
+
+    async fn versions(client: &tokio_postgres::Client, table: &str) -> Vec<i64> {
+        client
+            .query(
+                &format!("SELECT version::BIGINT FROM {table} ORDER BY version"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    async fn history(client: &tokio_postgres::Client) -> Vec<(i32, String)> {
+        client
+            .query(
+                &format!("SELECT version, applied_on FROM {HISTORY} ORDER BY version"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    }
+
+    async fn open(config: &tokio_postgres::Config) -> Result<PostgresStore, StoreError> {
+        PostgresStore::open_with(config.clone()).await
+    }
+
+    const HISTORY: &str = migrations::HISTORY_TABLE;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Postgres (PAPO_TEST_POSTGRES_URL); scripts/test.sh runs it"]
+    async fn a_database_from_the_old_runner_is_baselined_and_upgraded_with_its_data() {
+        let config = fresh_db().await;
+        let c = connect(&config).await;
+        // As the runner before refinery left it at version 1, with a user.
+        c.batch_execute(migrations::POSTGRES[0].1).await.unwrap();
+        c.batch_execute(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY);
+             INSERT INTO schema_migrations VALUES (1);
+             INSERT INTO users(username, password_hash, created_at) VALUES ('ana', 'h', 1);",
+        )
+        .await
+        .unwrap();
+        drop(open(&config).await.unwrap());
+        let users: i64 = c
+            .query_one("SELECT count(*) FROM users WHERE username = 'ana'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(users, 1);
+        // V2 ran (its table exists), V1 was only recorded.
+        c.batch_execute("SELECT count(*) FROM used_refresh")
+            .await
+            .unwrap();
+        assert_eq!(versions(&c, HISTORY).await, vec![1, 2]);
+        assert_eq!(versions(&c, "schema_migrations").await, vec![1, 2]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Postgres (PAPO_TEST_POSTGRES_URL); scripts/test.sh runs it"]
+    async fn a_schema_newer_than_the_binary_is_refused() {
+        // Recorded by a newer server through refinery …
+        let config = fresh_db().await;
+        drop(open(&config).await.unwrap());
+        connect(&config)
+            .await
+            .batch_execute(&format!(
+                "INSERT INTO {HISTORY}(version, name, applied_on, checksum) \
+                 VALUES (3, 'future', '2030-01-01T00:00:00Z', '1')"
+            ))
+            .await
+            .unwrap();
+        let err = open(&config).await.err().unwrap().to_string();
+        assert!(
+            err.contains("database schema version 3 is newer than this server (2)"),
+            "{err}"
+        );
+        // … or only in the legacy marker.
+        let config = fresh_db().await;
+        connect(&config)
+            .await
+            .batch_execute(
+                "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY);
+                 INSERT INTO schema_migrations VALUES (99);",
+            )
+            .await
+            .unwrap();
+        let err = open(&config).await.err().unwrap().to_string();
+        assert!(
+            err.contains("database schema version 99 is newer than this server (2)"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Postgres (PAPO_TEST_POSTGRES_URL); scripts/test.sh runs it"]
+    async fn nodes_opening_together_migrate_once_and_reopening_changes_nothing() {
+        let config = fresh_db().await;
+        let nodes: Vec<_> = (0..4)
+            .map(|_| {
+                let config = config.clone();
+                tokio::spawn(async move { open(&config).await.map(drop) })
+            })
+            .collect();
+        for n in nodes {
+            n.await.unwrap().unwrap();
+        }
+        let c = connect(&config).await;
+        let before = history(&c).await;
+        assert_eq!(before.len(), migrations::POSTGRES.len());
+        drop(open(&config).await.unwrap());
+        assert_eq!(history(&c).await, before);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Postgres (PAPO_TEST_POSTGRES_URL); scripts/test.sh runs it"]
+    async fn connections_cut_by_the_server_are_replaced_and_the_listener_comes_back() {
+        use crate::store::Store;
+        let config = fresh_db().await;
+        let store = open(&config).await.unwrap();
+        let mut commits = store.commits().unwrap();
+        store.create_user("ana", "h").await.unwrap();
+        let admin = connect(&config).await;
+        notified(&admin, &mut commits).await;
+        let cut: i64 = admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(cut >= 2, "the pool's and the listener's connections: {cut}");
+        // A pooled connection found dead is dropped: each one cut fails at most one request.
+        let pooled = store.backend.pool.status().size;
+        let mut answers = Vec::new();
+        for _ in 0..=pooled {
+            answers.push(store.user_by_name("ana").await);
+        }
+        let last = answers.pop().unwrap();
+        assert!(
+            matches!(last, Ok(Some(_))),
+            "{last:?} after {answers:?} ({pooled} pooled)"
+        );
+        // The listener reconnects and LISTENs again.
+        notified(&admin, &mut commits).await;
+    }
+
+    /// Waits until a notification sent now reaches the store's commit receiver.
+    async fn notified(
+        admin: &tokio_postgres::Client,
+        commits: &mut mpsc::UnboundedReceiver<(StreamKey, u64)>,
+    ) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the listener did not come back"
+            );
+            admin
+                .execute("SELECT pg_notify($1, 'public:42')", &[&CHANNEL])
+                .await
+                .unwrap();
+            match tokio::time::timeout(Duration::from_millis(200), commits.recv()).await {
+                Ok(Some((StreamKey::Public, 42))) => return,
+                Ok(Some(_)) | Err(_) => continue,
+                Ok(None) => panic!("the listener stopped"),
+            }
+        }
     }
 }

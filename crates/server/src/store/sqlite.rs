@@ -7,19 +7,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{params_from_iter, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use uuid::Uuid;
 
 use super::logic::{Backend, Job, SqlStore};
+use super::migrations;
 use super::sql::{to_sqlite_placeholders, Row, Sql, Val};
 use super::{StoreError, StreamKey};
-
-/// Numbered migrations, applied in order at open; `PRAGMA user_version` records the last one.
-const MIGRATIONS: &[&str] = &[
-    include_str!("migrations/0001_init.sql"),
-    include_str!("migrations/0002_presence.sql"),
-    include_str!("migrations/0003_spent_refresh.sql"),
-];
 
 /// How durable a commit is. `Full` survives power loss; `Normal` survives a process crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -56,21 +50,29 @@ fn open_conn(path: &Path, durability: Durability) -> Result<Connection, StoreErr
     Ok(conn)
 }
 
-/// Applies the migrations the database has not seen yet, each in its own transaction.
+/// Applies the migrations the database has not seen yet (see store/migrations.rs), after
+/// baselining a database from before refinery at its `PRAGMA user_version`.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if current as usize > MIGRATIONS.len() {
-        return Err(StoreError::Db(format!(
-            "database schema version {current} is newer than this server ({})",
-            MIGRATIONS.len()
-        )));
+    let known = migrations::SQLITE.len();
+    let list = migrations::list(migrations::SQLITE)?;
+    let legacy: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if legacy as usize > known {
+        return Err(migrations::newer(legacy, known));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
+    let has_history: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        [migrations::HISTORY_TABLE],
+        |r| r.get(0),
+    )?;
+    if !has_history && legacy > 0 {
+        migrations::baseline(&list, legacy, known)?
+            .run(conn)
+            .map_err(|e| migrations::err(e, known))?;
     }
+    migrations::runner(&list)
+        .run(conn)
+        .map_err(|e| migrations::err(e, known))?;
+    conn.pragma_update(None, "user_version", known as i64)?;
     Ok(())
 }
 
@@ -230,21 +232,104 @@ mod tests {
         assert!(err.to_string().contains("newer"), "{err}");
     }
 
+    /// A database as an older release (the runner before refinery) left it: the first
+    /// `version` migrations, `PRAGMA user_version` as the only marker, and a user.
+    fn legacy_db(path: &Path, version: usize) {
+        let c = Connection::open(path).unwrap();
+        for (_, sql) in &migrations::SQLITE[..version] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", version as i64)
+            .unwrap();
+        c.execute(
+            "INSERT INTO users(username, password_hash, created_at) VALUES ('ana', 'h', 1)",
+            [],
+        )
+        .unwrap();
+    }
+
+    fn history(path: &Path) -> Vec<(i64, String)> {
+        let c = Connection::open(path).unwrap();
+        let mut stmt = c
+            .prepare("SELECT version, name FROM refinery_schema_history ORDER BY version")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        rows
+    }
+
+    fn user_version(path: &Path) -> i64 {
+        let c = Connection::open(path).unwrap();
+        c.query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn legacy_databases_are_baselined_and_migrated_in_place() {
+        for version in [1, 2, 3] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("old.db");
+            legacy_db(&path, version);
+            let store = SqliteStore::open(&path, Durability::Full).unwrap();
+            assert!(store.user_by_name("ana").await.unwrap().is_some());
+            // Schema 2 (presence) exists whatever the starting point.
+            let online = store
+                .sync_presence("node", vec![("ana".into(), 1)], 5000)
+                .await
+                .unwrap();
+            assert_eq!(online, vec!["ana".to_string()]);
+            drop(store);
+            let names: Vec<_> = history(&path).into_iter().map(|(v, _)| v).collect();
+            assert_eq!(names, vec![1, 2, 3], "from version {version}");
+            assert_eq!(user_version(&path), 3);
+        }
+    }
+
+    #[tokio::test]
+    async fn migrating_twice_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut c = Connection::open(&path).unwrap();
+        migrate(&mut c).unwrap();
+        let first = history(&path);
+        assert_eq!(first.len(), migrations::SQLITE.len());
+        migrate(&mut c).unwrap();
+        drop(c);
+        assert_eq!(history(&path), first);
+        SqliteStore::open(&path, Durability::Full).unwrap();
+        assert_eq!(history(&path), first);
+    }
+
+    #[tokio::test]
+    async fn a_database_migrated_by_a_newer_server_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(SqliteStore::open(&path, Durability::Full).unwrap());
+        // A newer server added V4 and recorded it; the legacy marker is left as it was.
+        let c = Connection::open(&path).unwrap();
+        c.execute(
+            "INSERT INTO refinery_schema_history(version, name, applied_on, checksum) \
+             VALUES (4, 'future', '2030-01-01T00:00:00Z', '1')",
+            [],
+        )
+        .unwrap();
+        drop(c);
+        let err = SqliteStore::open(&path, Durability::Full).err().unwrap();
+        assert!(
+            err.to_string()
+                .contains("database schema version 4 is newer than this server (3)"),
+            "{err}"
+        );
+    }
+
     #[tokio::test]
     async fn a_version_1_database_is_migrated_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
-        {
-            // A database as the first release left it: schema 1 and some data.
-            let c = Connection::open(&path).unwrap();
-            c.execute_batch(MIGRATIONS[0]).unwrap();
-            c.pragma_update(None, "user_version", 1).unwrap();
-            c.execute(
-                "INSERT INTO users(username, password_hash, created_at) VALUES ('ana', 'h', 1)",
-                [],
-            )
-            .unwrap();
-        }
+        legacy_db(&path, 1);
         let store = SqliteStore::open(&path, Durability::Full).unwrap();
         assert!(store.user_by_name("ana").await.unwrap().is_some());
         let online = store
