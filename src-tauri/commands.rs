@@ -260,6 +260,15 @@ pub async fn conversation_page(
         .await?)
 }
 
+/// Where a conversation's unread messages begin (the UI asks before marking it read).
+#[tauri::command(rename_all = "snake_case")]
+pub async fn unread_start(
+    state: State<'_, AppState>,
+    conversation: String,
+) -> Res<Option<ui::UnreadStart>> {
+    Ok(state.core().unread_start(&conversation).await?)
+}
+
 #[tauri::command(rename_all = "snake_case")]
 pub async fn conversations(state: State<'_, AppState>) -> Res<Vec<ui::ConversationRow>> {
     Ok(state.core().conversations().await?)

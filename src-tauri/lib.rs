@@ -511,6 +511,7 @@ pub fn run() {
             commands::feed_page,
             commands::comments,
             commands::conversation_page,
+            commands::unread_start,
             commands::conversations,
             commands::notifications_page,
             commands::unread_counts,

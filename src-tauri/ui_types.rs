@@ -10,7 +10,7 @@
 
 pub use papo_client::cache::{
     CommentRow, ConversationRow, HitKind, LocalState, MessageRow, PageKey, PostRow, SearchHit,
-    UnreadCounts,
+    UnreadCounts, UnreadStart,
 };
 pub use papo_client::changes::ChangeSet;
 pub use papo_client::compose::{ComposeTarget, Sent};
@@ -177,6 +177,7 @@ macro_rules! for_each_ui_type {
             CommentRow,
             ConversationRow,
             UnreadCounts,
+            UnreadStart,
             HitKind,
             SearchHit,
             ChangeSet,

@@ -158,6 +158,33 @@ async function scenario() {
   await until("dm sent", async () => (await messageState("vamos almoçar?")) === "sent");
   await screenshot("dm");
 
+  // Unread position: a conversation with unread messages opens at a "new messages" line above
+  // the first of them; scrolled up from the bottom, "jump to latest" brings the newest into view.
+  await click('[data-testid="conv-public"]');
+  const BACKLOG = 30;
+  for (let i = 1; i <= BACKLOG; i++) cli("dm", "ana", `backlog ${i} of ${BACKLOG}`);
+  await until("backlog unread", async () => (await textOf('[data-testid="unread-dm:joao"]')) === String(BACKLOG), 30000);
+  await click('[data-testid="conv-dm:joao"]');
+  await until("new-messages line", () => find('[data-testid="new-messages"]'));
+  const placed = await until("line placed in view", () => js(`
+    const line = document.querySelector('[data-testid="new-messages"]');
+    const list = document.querySelector('[data-testid="messages"]').getBoundingClientRect();
+    const r = line.getBoundingClientRect();
+    const next = line.nextElementSibling?.innerText ?? "";
+    return r.top >= list.top - 1 && r.bottom <= list.bottom && next.includes("backlog 1 of") ? next : null;`), 10000);
+  check(true, `opened at the first unread: the line is in view, above "${placed.trim().split("\n").pop()}"`);
+  await until("jump-to-latest offered", () => find('[data-testid="jump-latest"]'));
+  await click('[data-testid="jump-latest"]');
+  await until("newest in view", () => js(`
+    const list = document.querySelector('[data-testid="messages"]').getBoundingClientRect();
+    const last = [...document.querySelectorAll('[data-testid="message"]')].find((m) => m.innerText.includes("backlog ${BACKLOG} of"));
+    if (!last) return false;
+    const r = last.getBoundingClientRect();
+    return r.top >= list.top && r.bottom <= list.bottom + 1;`), 10000);
+  await until("jump button gone at the bottom", async () => !(await js(`return !!document.querySelector('[data-testid="jump-latest"]')`)), 10000);
+  check(true, "jump to latest: the newest message in view, the button gone");
+  await screenshot("unread-position");
+
   // Feed: a post from joao, one from the app, a like.
   cli("post", "Primeiro post do joao: bom dia, Papo!");
   await click('[data-testid="nav-feed"]');
@@ -207,7 +234,8 @@ async function scenario() {
   check(true, "feed readable from the cache with no server");
   await click('[data-testid="nav-chat"]');
   await click('[data-testid="conv-dm:joao"]');
-  await waitText('[data-testid="messages"]', "oi ana, tudo bem?");
+  // It opens at the bottom (nothing unread): the newest DM, not the first, is what shows.
+  await waitText('[data-testid="messages"]', "backlog 30 of 30");
   check(true, "DM conversation readable from the cache with no server");
   await js(`document.dispatchEvent(new KeyboardEvent('keydown', {key: 'k', ctrlKey: true, bubbles: true}));
             window.dispatchEvent(new KeyboardEvent('keydown', {key: 'k', ctrlKey: true}));`);

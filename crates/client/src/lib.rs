@@ -534,6 +534,19 @@ impl Core {
             .await?)
     }
 
+    /// Where the unread messages of a conversation begin (read before marking it read).
+    pub async fn unread_start(
+        &self,
+        conversation: &str,
+    ) -> Result<Option<cache::UnreadStart>, CoreError> {
+        let conversation = conversation.to_string();
+        Ok(self
+            .inner
+            .cache
+            .read(move |c| c.unread_start(&conversation))
+            .await?)
+    }
+
     pub async fn conversations(&self) -> Result<Vec<cache::ConversationRow>, CoreError> {
         Ok(self.inner.cache.read(|c| c.conversations()).await?)
     }

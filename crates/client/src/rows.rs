@@ -134,6 +134,24 @@ pub struct ConversationRow {
     pub unread: i64,
 }
 
+/// Where the unread messages of a conversation begin: the oldest message of someone else past
+/// its read mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct UnreadStart {
+    /// Its page key: the conversation's rows from here on are the unread stretch.
+    pub key: PageKey,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub server_id: i64,
+    /// How many rows (anyone's) the conversation has from this one to the newest, counted up to
+    /// [`UNREAD_START_COUNT_CAP`] (a larger stretch reports the cap).
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub rows_since: i64,
+}
+
+/// Where [`UnreadStart::rows_since`] stops counting.
+pub const UNREAD_START_COUNT_CAP: i64 = 1000;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct UnreadCounts {

@@ -10,6 +10,7 @@ import type {
   MessageRow,
   Notification,
   OsStatus,
+  UnreadStart,
   OutboxEntry,
   PageKey,
   PostRow,
@@ -56,6 +57,8 @@ export const api = {
   comments: (post_id: number) => invoke<CommentRow[]>("comments", { post_id }),
   conversationPage: (conversation: string, before: PageKey | null, limit: number) =>
     invoke<MessageRow[]>("conversation_page", { conversation, before, limit }),
+  /** Where the conversation's unread messages begin (ask before marking it read). */
+  unreadStart: (conversation: string) => invoke<UnreadStart | null>("unread_start", { conversation }),
   conversations: () => invoke<ConversationRow[]>("conversations"),
   notificationsPage: (limit: number) =>
     invoke<Notification[]>("notifications_page", { before_at: null, before_id: null, limit }),

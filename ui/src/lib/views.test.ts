@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { ConversationRow, MessageRow, OutboxChange } from "./bindings/papo";
-import { boundWindow, mergeConversations, mergeWindow, mergeWindowNewestFirst, older, patchOutbox } from "./views";
+import { boundWindow, mergeConversations, mergeWindow, mergeWindowNewestFirst, older, openingLimit, patchOutbox, UNREAD_CONTEXT } from "./views";
 
 /** A small deterministic random source, so a failure can be replayed. */
 function rng(seed: number) {
@@ -173,5 +173,17 @@ describe("an open conversation under sustained traffic", () => {
     expect(shown.map((m) => m.local_id)).toEqual(cache.map((m) => m.local_id));
     // A window within the bound is left alone (same array: nothing to re-render).
     expect(boundWindow(shown.slice(0, MAX), MAX, KEEP)).toBeNull();
+  });
+});
+
+describe("opening a conversation at its unread messages", () => {
+  const start = (rows_since: number) => ({ key: { at: 1, sk: 1 }, server_id: 7, rows_since });
+  it("loads a page when nothing is unread or the stretch fits in one", () => {
+    expect(openingLimit(null, 60, 500)).toBe(60);
+    expect(openingLimit(start(3), 60, 500)).toBe(60);
+  });
+  it("loads the whole stretch and some context, up to the cap", () => {
+    expect(openingLimit(start(200), 60, 500)).toBe(200 + UNREAD_CONTEXT);
+    expect(openingLimit(start(1000), 60, 500)).toBe(500);
   });
 });

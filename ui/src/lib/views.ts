@@ -2,7 +2,7 @@
 // that nothing re-reads the cache after the core has just written it. A screen reads the cache
 // only to fill its first page and to page further back into history; everything newer arrives
 // as rows in a ChangeSet (or as an outbox state change of a local copy).
-import type { ConversationRow, LocalState, Notification, OutboxChange, PageKey } from "./bindings/papo";
+import type { ConversationRow, LocalState, Notification, OutboxChange, PageKey, UnreadStart } from "./bindings/papo";
 
 export type Keyed = { local_id: number; key: PageKey };
 
@@ -80,4 +80,17 @@ export function patchOutbox<T extends { client_id: string | null; state: LocalSt
 export function boundWindow<T>(window: T[], max: number, keep: number): T[] | null {
   if (window.length <= max) return null;
   return window.slice(window.length - Math.min(keep, max));
+}
+
+/** Rows of context above the first unread message when a conversation opens there. */
+export const UNREAD_CONTEXT = 10;
+
+/**
+ * How many of the newest rows to load when a conversation opens: a page, or the unread
+ * stretch and a little context above it, up to `max` (a longer stretch opens at the oldest
+ * row loaded; paging back reaches the rest).
+ */
+export function openingLimit(start: UnreadStart | null, page: number, max: number): number {
+  if (!start) return page;
+  return Math.min(max, Math.max(page, start.rows_since + UNREAD_CONTEXT));
 }

@@ -10,7 +10,7 @@
 pub(crate) use crate::rows::read_cursor;
 pub use crate::rows::{
     now_ms, CacheError, CommentRow, ConversationRow, HitKind, LocalState, MessageRow, PageKey,
-    PostRow, Result, SearchHit, UnreadCounts,
+    PostRow, Result, SearchHit, UnreadCounts, UnreadStart, UNREAD_START_COUNT_CAP,
 };
 use papo_protocol::{Cursor, LogEvent, Stream};
 use rusqlite::{Connection, OptionalExtension, Transaction};

@@ -5,10 +5,11 @@ use super::Cache;
 use crate::rows::{
     comment_row, conversation_row, message_row, notification_row, post_row, CommentRow,
     ConversationRow, HitKind, MessageRow, PageKey, PostRow, Result, SearchHit, UnreadCounts,
-    COMMENT_COLUMNS, MESSAGE_COLUMNS, NOTIFICATION_COLUMNS, POST_COLUMNS,
+    UnreadStart, COMMENT_COLUMNS, MESSAGE_COLUMNS, NOTIFICATION_COLUMNS, POST_COLUMNS,
+    UNREAD_START_COUNT_CAP,
 };
 use papo_protocol::{Millis, Notification};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 impl Cache {
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
@@ -37,6 +38,50 @@ impl Cache {
                 message_row,
             )?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    /// Where the conversation's unread messages begin (the oldest message of someone else past
+    /// its read mark), or None when nothing is unread. Reads the `(conversation, server_id)`
+    /// index from the read mark, and counts at most [`UNREAD_START_COUNT_CAP`] rows.
+    pub fn unread_start(&self, conversation: &str) -> Result<Option<UnreadStart>> {
+        self.read(|c| {
+            let first = c
+                .prepare_cached(
+                    "SELECT m.at, m.sk, m.server_id FROM messages m \
+                     WHERE m.conversation = ?1 \
+                       AND m.server_id > COALESCE((SELECT last_read FROM read_state \
+                                                   WHERE conversation = ?1), 0) \
+                       AND m.sender != COALESCE((SELECT value FROM meta WHERE key = 'me'), '') \
+                     ORDER BY m.server_id LIMIT 1",
+                )?
+                .query_row([conversation], |r| {
+                    Ok((
+                        PageKey {
+                            at: r.get(0)?,
+                            sk: r.get(1)?,
+                        },
+                        r.get::<_, i64>(2)?,
+                    ))
+                })
+                .optional()?;
+            let Some((key, server_id)) = first else {
+                return Ok(None);
+            };
+            let rows_since: i64 = c
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM messages \
+                     WHERE conversation = ?1 AND (at, sk) >= (?2, ?3) LIMIT ?4)",
+                )?
+                .query_row(
+                    params![conversation, key.at, key.sk, UNREAD_START_COUNT_CAP],
+                    |r| r.get(0),
+                )?;
+            Ok(Some(UnreadStart {
+                key,
+                server_id,
+                rows_since,
+            }))
         })
     }
 

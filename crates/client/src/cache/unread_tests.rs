@@ -1,6 +1,6 @@
 //! Unread counters: maintained vs. recounted, and the upgrade of an old cache.
 
-use crate::cache::Cache;
+use crate::cache::{Cache, UnreadStart, UNREAD_START_COUNT_CAP};
 use papo_protocol::{ChatMessage, DirectMessage, EventBody, LogEvent, ReadState, Stream};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -104,10 +104,56 @@ fn maintained_unread_counters_equal_a_full_recount_under_random_events() {
                 cache.recount_unread(ME).unwrap(),
                 "seed {seed}, batch {batch_no}"
             );
+            check_unread_start(&cache, &format!("seed {seed}, batch {batch_no}"));
         }
         assert!(
             cache.recount_unread(ME).unwrap().total > 0,
             "seed {seed}: a test of nothing"
+        );
+    }
+}
+
+/// `unread_start` of every conversation equals what a scan of all its rows finds: the oldest
+/// message of someone else past the read mark, and the rows from it to the newest.
+fn check_unread_start(cache: &Cache, when: &str) {
+    let unread = cache.unread_counts().unwrap();
+    for conv in
+        std::iter::once("public".to_string()).chain(PEOPLE[1..].iter().map(|p| format!("dm:{p}")))
+    {
+        let rows = cache.conversation_page(&conv, None, 1_000_000).unwrap();
+        let last_read: i64 = cache
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT COALESCE((SELECT last_read FROM read_state WHERE conversation = ?1), 0)",
+                    [&conv],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        let want = rows
+            .iter()
+            .filter(|m| m.sender != ME && m.server_id.is_some_and(|s| s > last_read))
+            .min_by_key(|m| m.server_id)
+            .map(|m| UnreadStart {
+                key: m.key,
+                server_id: m.server_id.unwrap(),
+                rows_since: (rows
+                    .iter()
+                    .filter(|r| (r.key.at, r.key.sk) >= (m.key.at, m.key.sk))
+                    .count() as i64)
+                    .min(UNREAD_START_COUNT_CAP),
+            });
+        let got = cache.unread_start(&conv).unwrap();
+        assert_eq!(got, want, "{when}, {conv}");
+        let count = unread
+            .conversations
+            .iter()
+            .find(|(c, _)| *c == conv)
+            .map_or(0, |(_, n)| *n);
+        assert_eq!(
+            got.is_some(),
+            count > 0,
+            "{when}, {conv}: start vs count {count}"
         );
     }
 }

@@ -122,6 +122,17 @@ export type ConversationRow = { id: string, last_at: number, last_sender: string
 
 export type UnreadCounts = { total: number, conversations: Array<[string, number]>, };
 
+export type UnreadStart = { 
+/**
+ * Its page key: the conversation's rows from here on are the unread stretch.
+ */
+key: PageKey, server_id: number, 
+/**
+ * How many rows (anyone's) the conversation has from this one to the newest, counted up to
+ * [`UNREAD_START_COUNT_CAP`] (a larger stretch reports the cap).
+ */
+rows_since: number, };
+
 export type HitKind = "message" | "post";
 
 export type SearchHit = { kind: HitKind, local_id: number, server_id: number | null, 
