@@ -269,6 +269,18 @@ pub async fn unread_start(
     Ok(state.core().unread_start(&conversation).await?)
 }
 
+/// The conversation's unsent composer text, if any.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn draft(state: State<'_, AppState>, conversation: String) -> Res<Option<String>> {
+    Ok(state.core().draft(&conversation).await?)
+}
+
+/// Keeps the conversation's composer text (blank removes it).
+#[tauri::command(rename_all = "snake_case")]
+pub async fn set_draft(state: State<'_, AppState>, conversation: String, text: String) -> Res<()> {
+    Ok(state.core().set_draft(&conversation, &text).await?)
+}
+
 #[tauri::command(rename_all = "snake_case")]
 pub async fn conversations(state: State<'_, AppState>) -> Res<Vec<ui::ConversationRow>> {
     Ok(state.core().conversations().await?)

@@ -512,6 +512,8 @@ pub fn run() {
             commands::comments,
             commands::conversation_page,
             commands::unread_start,
+            commands::draft,
+            commands::set_draft,
             commands::conversations,
             commands::notifications_page,
             commands::unread_counts,

@@ -225,7 +225,19 @@ async function scenario() {
   const copies = history.split("written while offline").length - 1;
   check(copies === 1, `the offline message reached the server exactly once (${copies})`);
 
+  // Drafts: text typed and not sent stays in its conversation when switching away and back,
+  // and (below) across a restart of the app.
+  const DRAFT = "rascunho: amanhã às 10?";
+  await click('[data-testid="conv-dm:joao"]');
+  await type('[data-testid="chat-composer"]', DRAFT);
+  await click('[data-testid="conv-public"]');
+  await until("public composer empty", async () => (await js(`return document.querySelector('[data-testid="chat-composer"]')?.value`)) === "");
+  await click('[data-testid="conv-dm:joao"]');
+  await until("draft back in the DM composer", async () => (await js(`return document.querySelector('[data-testid="chat-composer"]')?.value`)) === DRAFT, 10000);
+  check(true, "a draft stays in its conversation across switching views");
+
   // Quit the app, stop the server, start the app: the cache is readable and searchable.
+  await click('[data-testid="conv-public"]');
   await closeApp();
   await stopServer();
   await openApp();
@@ -237,6 +249,8 @@ async function scenario() {
   // It opens at the bottom (nothing unread): the newest DM, not the first, is what shows.
   await waitText('[data-testid="messages"]', "backlog 30 of 30");
   check(true, "DM conversation readable from the cache with no server");
+  await until("draft kept across a restart", async () => (await js(`return document.querySelector('[data-testid="chat-composer"]')?.value`)) === DRAFT, 10000);
+  check(true, "the DM's draft is still in its composer after a restart");
   await js(`document.dispatchEvent(new KeyboardEvent('keydown', {key: 'k', ctrlKey: true, bubbles: true}));
             window.dispatchEvent(new KeyboardEvent('keydown', {key: 'k', ctrlKey: true}));`);
   await until("search dialog", () => find('[data-testid="search-input"]'));

@@ -547,6 +547,34 @@ impl Core {
             .await?)
     }
 
+    /// The unsent text of a conversation's composer (kept across views and restarts).
+    pub async fn draft(&self, conversation: &str) -> Result<Option<String>, CoreError> {
+        let conversation = conversation.to_string();
+        Ok(self
+            .inner
+            .cache
+            .read(move |c| c.draft(&conversation))
+            .await?)
+    }
+
+    /// Keeps (or, blank, removes) a conversation's draft. Refused past
+    /// [`cache::MAX_DRAFT_CHARS`] characters.
+    pub async fn set_draft(&self, conversation: &str, text: &str) -> Result<(), CoreError> {
+        let chars = text.chars().count();
+        if chars > cache::MAX_DRAFT_CHARS {
+            return Err(CoreError::Invalid(format!(
+                "a draft holds at most {} characters ({chars} given)",
+                cache::MAX_DRAFT_CHARS
+            )));
+        }
+        let (conversation, text) = (conversation.to_string(), text.to_string());
+        Ok(self
+            .inner
+            .cache
+            .write(move |c| c.set_draft(&conversation, &text))
+            .await?)
+    }
+
     pub async fn conversations(&self) -> Result<Vec<cache::ConversationRow>, CoreError> {
         Ok(self.inner.cache.read(|c| c.conversations()).await?)
     }

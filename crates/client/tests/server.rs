@@ -457,8 +457,20 @@ async fn sign_out_erases_the_users_messages_from_the_cache_file() {
         texts(&ana, "dm:bia").len() == 21
     })
     .await;
+    // A draft is the user's too: kept by the core, bounded, and erased with the rest.
+    let draft = "draft-only-ana-8e2f: amanhã?";
+    ana.set_draft("dm:bia", draft).await.unwrap();
+    assert_eq!(ana.draft("dm:bia").await.unwrap().as_deref(), Some(draft));
+    let too_long = "x".repeat(papo_client::cache::MAX_DRAFT_CHARS + 1);
+    let err = ana.set_draft("dm:bia", &too_long).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        papo_client::CoreErrorCode::Client(papo_client::ClientErrorCode::InvalidInput)
+    );
+    assert_eq!(ana.draft("dm:bia").await.unwrap().as_deref(), Some(draft));
 
     ana.sign_out().await.unwrap();
+    assert_eq!(ana.draft("dm:bia").await.unwrap(), None);
 
     assert!(matches!(
         ana.connection_state(),
@@ -475,6 +487,10 @@ async fn sign_out_erases_the_users_messages_from_the_cache_file() {
         assert!(
             !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
             "{file} still holds the signed-out user's messages"
+        );
+        assert!(
+            !bytes.windows(20).any(|w| w == &draft.as_bytes()[..20]),
+            "{file} still holds the signed-out user's draft"
         );
     }
     drop(ana);

@@ -59,6 +59,9 @@ export const api = {
     invoke<MessageRow[]>("conversation_page", { conversation, before, limit }),
   /** Where the conversation's unread messages begin (ask before marking it read). */
   unreadStart: (conversation: string) => invoke<UnreadStart | null>("unread_start", { conversation }),
+  /** The conversation's unsent composer text (kept across views and restarts). */
+  draft: (conversation: string) => invoke<string | null>("draft", { conversation }),
+  setDraft: (conversation: string, text: string) => invoke<void>("set_draft", { conversation, text }),
   conversations: () => invoke<ConversationRow[]>("conversations"),
   notificationsPage: (limit: number) =>
     invoke<Notification[]>("notifications_page", { before_at: null, before_id: null, limit }),

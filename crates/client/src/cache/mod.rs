@@ -19,6 +19,8 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 mod apply;
+mod drafts;
+pub use drafts::MAX_DRAFT_CHARS;
 mod fts;
 mod outbox;
 mod read;
@@ -30,6 +32,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_outbox_queues_wedged.sql"),
     include_str!("../../migrations/0003_unread_counters.sql"),
     include_str!("../../migrations/0004_fts_off_apply_path.sql"),
+    include_str!("../../migrations/0005_drafts.sql"),
 ];
 
 /// What applying a batch did.
