@@ -109,6 +109,18 @@ pub async fn edit_post(state: State<'_, AppState>, post_id: i64, text: String) -
 }
 
 #[tauri::command(rename_all = "snake_case")]
+pub async fn edit_message(state: State<'_, AppState>, message_id: i64, text: String) -> Res<()> {
+    state.core().edit_message(message_id, &text).await?;
+    Ok(())
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn delete_message(state: State<'_, AppState>, message_id: i64) -> Res<()> {
+    state.core().delete_message(message_id).await?;
+    Ok(())
+}
+
+#[tauri::command(rename_all = "snake_case")]
 pub async fn delete_post(state: State<'_, AppState>, post_id: i64) -> Res<()> {
     state.core().delete_post(post_id).await?;
     Ok(())

@@ -514,6 +514,8 @@ pub fn run() {
             commands::unread_start,
             commands::draft,
             commands::set_draft,
+            commands::edit_message,
+            commands::delete_message,
             commands::conversations,
             commands::notifications_page,
             commands::unread_counts,

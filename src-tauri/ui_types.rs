@@ -19,8 +19,8 @@ pub use papo_client::policy::{NotificationSettings, OsNotification, QuietHours, 
 pub use papo_client::{ClientErrorCode, ConnectionState, CoreErrorCode, CoreEvent};
 pub use papo_protocol::{
     ChatMessage, Comment, CommentCreated, Cursor, DirectMessage, ErrorBody, ErrorCode, EventBody,
-    FollowChange, LikeChange, LogEvent, Notification, NotificationKind, Post, PostEdited, PostRef,
-    Presence, ReadState, Stream, SyncState, SyncStatus, Typing,
+    FollowChange, LikeChange, LogEvent, MessageEdited, MessageRef, Notification, NotificationKind,
+    Post, PostEdited, PostRef, Presence, ReadState, Stream, SyncState, SyncStatus, Typing,
 };
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
@@ -151,6 +151,8 @@ macro_rules! for_each_ui_type {
             Post,
             PostEdited,
             PostRef,
+            MessageEdited,
+            MessageRef,
             LikeChange,
             Comment,
             CommentCreated,

@@ -158,6 +158,39 @@ async function scenario() {
   await until("dm sent", async () => (await messageState("vamos almoçar?")) === "sent");
   await screenshot("dm");
 
+  // Edit and delete: a DM of mine edited in the app reaches joao edited; one joao deletes leaves
+  // "message deleted" in its place in the app.
+  const inRow = (text, testid) =>
+    js(
+      `const m = [...document.querySelectorAll('[data-testid="message"]')].filter(m => m.innerText.includes(arguments[0])).pop();
+       const b = m?.querySelector('[data-testid="' + arguments[1] + '"]');
+       if (b && b.tagName === 'BUTTON') b.click();
+       return !!b;`,
+      text,
+      testid,
+    );
+  await until("edit offered on my DM", () => inRow("vamos almoçar?", "message-edit"));
+  await until("edit box", () => find('[data-testid="message-edit-text"]'));
+  await clear('[data-testid="message-edit-text"]');
+  await type('[data-testid="message-edit-text"]', "vamos jantar?" + ENTER);
+  await waitText('[data-testid="messages"]', "vamos jantar?");
+  await until("marked edited", () => inRow("vamos jantar?", "message-edited"));
+  const joaoRows = () => {
+    cli("tail", "--until-live", "--seconds", "10");
+    return cli("history", "dm:ana", "--limit", "200").trim().split("\n").map((l) => JSON.parse(l));
+  };
+  await until("joao sees the edit", () => joaoRows().some((r) => r.text === "vamos jantar?" && r.edited_at !== null), 30000, 500);
+  check(true, "a DM edited in the app shows 'edited' and reaches joao's device edited");
+  cli("dm", "ana", "mensagem errada, apagar");
+  await waitText('[data-testid="messages"]', "mensagem errada, apagar");
+  const wrong = joaoRows().find((r) => r.text === "mensagem errada, apagar");
+  check(wrong && wrong.server_id !== null, `joao's cache holds his DM with its server id (${wrong?.server_id})`);
+  cli("delete-message", String(wrong.server_id));
+  await until("the DM is gone", async () => !((await textOf('[data-testid="messages"]')) ?? "").includes("mensagem errada, apagar"), 20000);
+  await until("deleted placeholder", async () => (await js(`return document.querySelectorAll('[data-testid="message-deleted"]').length`)) === 1);
+  check(true, "a DM joao deleted shows 'message deleted' in its place in the app");
+  await screenshot("dm-edited-deleted");
+
   // Unread position: a conversation with unread messages opens at a "new messages" line above
   // the first of them; scrolled up from the bottom, "jump to latest" brings the newest into view.
   await click('[data-testid="conv-public"]');

@@ -11,7 +11,7 @@ use crate::rows::{
     CommentRow, ConversationRow, MessageRow, PostRow, Result, UnreadCounts, COMMENT_COLUMNS,
     MESSAGE_COLUMNS, NOTIFICATION_COLUMNS, POST_COLUMNS,
 };
-use papo_protocol::{EventBody, LogEvent, Notification};
+use papo_protocol::{EventBody, LogEvent, MessageEdited, MessageRef, Notification};
 use rusqlite::Transaction;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -61,6 +61,9 @@ pub(crate) struct Touched {
     messages: BTreeSet<(&'static str, i64)>,
     /// Local ids of messages (pending copies).
     local_messages: BTreeSet<i64>,
+    /// `(kind, server id)` of messages edited or deleted: their conversation's row is read too
+    /// (its last message may be the one that changed).
+    edited_messages: BTreeSet<(&'static str, i64)>,
     conversations: BTreeSet<String>,
     /// Server ids of posts.
     posts: BTreeSet<i64>,
@@ -92,6 +95,15 @@ impl Touched {
             }
             EventBody::PostDeleted(r) => {
                 self.posts.insert(r.post_id);
+            }
+            EventBody::MessageEdited(MessageEdited { message_id, .. })
+            | EventBody::MessageDeleted(MessageRef { message_id }) => {
+                let kind = match ev.stream {
+                    papo_protocol::Stream::Public => "chat",
+                    papo_protocol::Stream::Private => "dm",
+                };
+                self.messages.insert((kind, *message_id));
+                self.edited_messages.insert((kind, *message_id));
             }
             EventBody::PostLiked(l) | EventBody::PostUnliked(l) => {
                 self.posts.insert(l.post_id);
@@ -134,6 +146,12 @@ impl Touched {
             .ok();
         self.conversations.extend(conversation);
         Ok(())
+    }
+
+    /// A local edit or delete of a sent message (and so its conversation's row).
+    pub(crate) fn message(&mut self, kind: &'static str, server_id: i64) {
+        self.messages.insert((kind, server_id));
+        self.edited_messages.insert((kind, server_id));
     }
 
     /// A local action on a post or a conversation that wrote no row of its own (a like, a
@@ -213,8 +231,16 @@ impl Touched {
                 out.notifications.push(n);
             }
         }
-        if !self.conversations.is_empty() {
-            let json = serde_json::to_string(&self.conversations).unwrap_or_default();
+        let mut conversations = self.conversations.clone();
+        for m in &out.messages {
+            if m.server_id
+                .is_some_and(|id| self.edited_messages.iter().any(|(_, e)| *e == id))
+            {
+                conversations.insert(m.conversation.clone());
+            }
+        }
+        if !conversations.is_empty() {
+            let json = serde_json::to_string(&conversations).unwrap_or_default();
             let mut st = tx.prepare_cached(
                 "SELECT c.id, c.last_at, c.last_sender, c.last_text, COALESCE(u.count, 0) \
                  FROM conversations c LEFT JOIN unread u ON u.conversation = c.id \

@@ -353,6 +353,50 @@ impl Core {
         .await
     }
 
+    /// A new text for a chat message or DM of mine (sent, not deleted); every device and
+    /// reader sees it marked edited.
+    pub async fn edit_message(&self, message_id: i64, text: &str) -> Result<Uuid, CoreError> {
+        let text = Self::text(text)?;
+        self.own_message(message_id).await?;
+        self.enqueue(Request::MessageEdit(papo_protocol::MessageEdit {
+            id: Uuid::now_v7(),
+            message_id,
+            text,
+        }))
+        .await
+    }
+
+    /// Deletes a chat message or DM of mine: it stays in place as "message deleted".
+    pub async fn delete_message(&self, message_id: i64) -> Result<Uuid, CoreError> {
+        self.own_message(message_id).await?;
+        self.enqueue(Request::MessageDelete(papo_protocol::MessageDelete {
+            id: Uuid::now_v7(),
+            message_id,
+        }))
+        .await
+    }
+
+    /// Refuses, before anything is queued, a message this cache does not hold as one of mine
+    /// that was sent and not deleted (the server would refuse it too).
+    async fn own_message(&self, message_id: i64) -> Result<(), CoreError> {
+        let found = self
+            .inner
+            .cache
+            .read(move |c| c.message_by_server_id(message_id))
+            .await?;
+        let me = self.me().await;
+        match found {
+            Some(m) if Some(&m.sender) == me.as_ref() && !m.deleted => Ok(()),
+            Some(m) if m.deleted => Err(CoreError::Invalid(format!(
+                "message {message_id} was deleted"
+            ))),
+            Some(_) => Err(CoreError::Invalid(format!(
+                "message {message_id} is not yours"
+            ))),
+            None => Err(CoreError::Invalid(format!("no message {message_id}"))),
+        }
+    }
+
     pub async fn like(&self, post_id: i64) -> Result<Uuid, CoreError> {
         self.enqueue(Request::PostLike(papo_protocol::PostAction {
             id: Uuid::now_v7(),

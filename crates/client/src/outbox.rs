@@ -94,6 +94,8 @@ pub fn queue_of(request: &Request) -> String {
         Request::ChatSend(_) => conversation::PUBLIC.to_string(),
         Request::DmSend(r) => conversation::dm(&r.to),
         Request::ReadMark(r) => format!("read:{}", r.conversation),
+        // The cache puts these in the message's conversation when it holds the message.
+        Request::MessageEdit(_) | Request::MessageDelete(_) => "messages".to_string(),
         Request::UserFollow(_) | Request::UserUnfollow(_) => "follows".to_string(),
         Request::PostCreate(_)
         | Request::PostEdit(_)

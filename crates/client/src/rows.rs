@@ -81,6 +81,11 @@ pub struct MessageRow {
     pub at: Millis,
     pub state: LocalState,
     pub key: PageKey,
+    /// When its sender last edited it.
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+    pub edited_at: Option<Millis>,
+    /// Deleted by its sender: the text is empty and the row stands for "message deleted".
+    pub deleted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,7 +192,7 @@ pub struct SearchHit {
 
 /// The columns [`message_row`] reads.
 pub(crate) const MESSAGE_COLUMNS: &str =
-    "id, server_id, client_id, conversation, sender, text, at, state, sk";
+    "id, server_id, client_id, conversation, sender, text, at, state, sk, edited_at, deleted";
 
 pub(crate) fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {
@@ -203,6 +208,8 @@ pub(crate) fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow>
             at: r.get(6)?,
             sk: r.get(8)?,
         },
+        edited_at: r.get(9)?,
+        deleted: r.get::<_, i64>(10)? != 0,
     })
 }
 

@@ -24,6 +24,13 @@ pub(crate) fn add(tx: &Transaction<'_>, conversation: &str, n: i64) -> Result<()
     Ok(())
 }
 
+/// An unread message of a conversation was deleted by its sender: one fewer.
+pub(crate) fn remove_one(tx: &Transaction<'_>, conversation: &str) -> Result<()> {
+    tx.prepare_cached("UPDATE unread SET count = MAX(count - 1, 0) WHERE conversation = ?1")?
+        .execute([conversation])?;
+    Ok(())
+}
+
 /// The read mark of a conversation moved from `old` to `new` (`new > old`): the messages of
 /// others in between are read now.
 pub(crate) fn read_moved(
@@ -39,7 +46,8 @@ pub(crate) fn read_moved(
     let passed: i64 = tx
         .prepare_cached(
             "SELECT COUNT(*) FROM messages \
-             WHERE conversation = ?1 AND server_id > ?2 AND server_id <= ?3 AND sender != ?4",
+             WHERE conversation = ?1 AND server_id > ?2 AND server_id <= ?3 AND sender != ?4 \
+               AND deleted = 0",
         )?
         .query_row(
             params![conversation, old, new, me.unwrap_or_default()],

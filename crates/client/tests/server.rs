@@ -503,3 +503,107 @@ async fn sign_out_erases_the_users_messages_from_the_cache_file() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_and_deletes_reach_every_device_and_reader_and_a_new_device_sees_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path(), &[]);
+    let url = server.url();
+    let (phone, _) = core(&url, &dir.path().join("phone.sqlite3")).await;
+    phone.register("ana", PASSWORD).await.unwrap();
+    let (laptop, _) = core(&url, &dir.path().join("laptop.sqlite3")).await;
+    laptop.login("ana", PASSWORD).await.unwrap();
+    let (bia, _) = core(&url, &dir.path().join("bia.sqlite3")).await;
+    bia.register("bia", PASSWORD).await.unwrap();
+
+    phone.send_dm("bia", "almoço às 12?").await.unwrap();
+    phone.send_chat("bom dia a todos").await.unwrap();
+    bia.send_dm("ana", "oi ana").await.unwrap();
+    let sent = |c: &papo_client::Core, conv: &str, text: &str| -> Option<i64> {
+        let rows = c.cache().conversation_page(conv, None, 100).unwrap();
+        rows.into_iter()
+            .find(|r| r.text == text)
+            .and_then(|r| r.server_id)
+    };
+    eventually("the messages everywhere", Duration::from_secs(20), || {
+        sent(&bia, "dm:ana", "almoço às 12?").is_some()
+            && sent(&laptop, "public", "bom dia a todos").is_some()
+            && sent(&phone, "dm:bia", "oi ana").is_some()
+    })
+    .await;
+    let dm = sent(&phone, "dm:bia", "almoço às 12?").unwrap();
+    let public = sent(&phone, "public", "bom dia a todos").unwrap();
+    let bias = sent(&phone, "dm:bia", "oi ana").unwrap();
+    assert_eq!(
+        bia.unread_counts().await.unwrap().total,
+        2,
+        "ana's DM and chat message"
+    );
+
+    // Not mine, or bad text: refused before anything is queued.
+    for err in [
+        phone.edit_message(bias, "forged").await.unwrap_err(),
+        phone.delete_message(bias).await.unwrap_err(),
+        phone.edit_message(dm, "   ").await.unwrap_err(),
+        phone.edit_message(987_654, "nobody's").await.unwrap_err(),
+    ] {
+        assert_eq!(
+            err.code(),
+            papo_client::CoreErrorCode::Client(papo_client::ClientErrorCode::InvalidInput),
+            "{err}"
+        );
+    }
+
+    phone.edit_message(dm, "almoço às 13?").await.unwrap();
+    laptop.delete_message(public).await.unwrap();
+    let row = |c: &papo_client::Core, conv: &str, id: i64| {
+        c.cache()
+            .conversation_page(conv, None, 100)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.server_id == Some(id))
+            .unwrap()
+    };
+    eventually(
+        "the edit and the delete everywhere",
+        Duration::from_secs(20),
+        || {
+            [(&phone, "dm:bia"), (&laptop, "dm:bia"), (&bia, "dm:ana")]
+                .iter()
+                .all(|(c, conv)| {
+                    let r = row(c, conv, dm);
+                    r.text == "almoço às 13?" && r.edited_at.is_some()
+                })
+                && [&phone, &laptop, &bia].iter().all(|c| {
+                    let r = row(c, "public", public);
+                    r.deleted && r.text.is_empty()
+                })
+        },
+    )
+    .await;
+    // The deleted message no longer counts as unread; search finds the new text, not the old.
+    assert_eq!(bia.unread_counts().await.unwrap().total, 1);
+    assert!(bia.search("bom dia", 10).await.unwrap().is_empty());
+    assert!(!bia.search("13", 10).await.unwrap().is_empty());
+    assert!(bia.search("12", 10).await.unwrap().is_empty());
+    let convs = bia.conversations().await.unwrap();
+    let last = |id: &str| convs.iter().find(|c| c.id == id).unwrap().last_text.clone();
+    assert_eq!(last("dm:ana"), "oi ana");
+    // A deleted message can be neither deleted again nor edited (the core knows it is gone).
+    phone.delete_message(public).await.unwrap_err();
+    laptop.edit_message(public, "back?").await.unwrap_err();
+
+    // A device signing in now replays the log and ends in the same state.
+    let (tablet, _) = core(&url, &dir.path().join("tablet.sqlite3")).await;
+    tablet.login("ana", PASSWORD).await.unwrap();
+    eventually("the tablet to catch up", Duration::from_secs(20), || {
+        texts(&tablet, "dm:bia").len() == 2 && texts(&tablet, "public").len() == 1
+    })
+    .await;
+    let r = row(&tablet, "dm:bia", dm);
+    assert_eq!(
+        (r.text.as_str(), r.edited_at.is_some()),
+        ("almoço às 13?", true)
+    );
+    assert!(row(&tablet, "public", public).deleted);
+}

@@ -36,6 +36,8 @@ pub mod events {
     pub const POST_CREATE: &str = "post:create";
     pub const POST_EDIT: &str = "post:edit";
     pub const POST_DELETE: &str = "post:delete";
+    pub const MESSAGE_EDIT: &str = "message:edit";
+    pub const MESSAGE_DELETE: &str = "message:delete";
     pub const POST_LIKE: &str = "post:like";
     pub const POST_UNLIKE: &str = "post:unlike";
     pub const COMMENT_CREATE: &str = "comment:create";
@@ -60,6 +62,8 @@ pub mod events {
         DM_SEND,
         POST_CREATE,
         POST_EDIT,
+        MESSAGE_EDIT,
+        MESSAGE_DELETE,
         POST_DELETE,
         POST_LIKE,
         POST_UNLIKE,
@@ -208,6 +212,10 @@ pub enum EventBody {
     PostEdited(PostEdited),
     #[serde(rename = "post.deleted")]
     PostDeleted(PostRef),
+    #[serde(rename = "message.edited")]
+    MessageEdited(MessageEdited),
+    #[serde(rename = "message.deleted")]
+    MessageDeleted(MessageRef),
     #[serde(rename = "post.liked")]
     PostLiked(LikeChange),
     #[serde(rename = "post.unliked")]
@@ -287,6 +295,26 @@ pub struct PostEdited {
     pub text: String,
     #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub edited_at: Millis,
+}
+
+/// A chat message or DM its sender edited (sent where the message was: the public stream, or
+/// both users' streams).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct MessageEdited {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub message_id: i64,
+    pub text: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub edited_at: Millis,
+}
+
+/// A chat message or DM its sender deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct MessageRef {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub message_id: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -470,6 +498,21 @@ pub struct PostEdit {
     pub text: String,
 }
 
+/// `message:edit`: a new text for a chat message or DM of mine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageEdit {
+    pub id: Uuid,
+    pub message_id: i64,
+    pub text: String,
+}
+
+/// `message:delete`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageDelete {
+    pub id: Uuid,
+    pub message_id: i64,
+}
+
 /// Used by `post:delete`, `post:like`, `post:unlike`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PostAction {
@@ -518,6 +561,10 @@ pub enum Request {
     PostEdit(PostEdit),
     #[serde(rename = "post:delete")]
     PostDelete(PostAction),
+    #[serde(rename = "message:edit")]
+    MessageEdit(MessageEdit),
+    #[serde(rename = "message:delete")]
+    MessageDelete(MessageDelete),
     #[serde(rename = "post:like")]
     PostLike(PostAction),
     #[serde(rename = "post:unlike")]
@@ -541,6 +588,8 @@ impl Request {
             Request::PostCreate(_) => events::POST_CREATE,
             Request::PostEdit(_) => events::POST_EDIT,
             Request::PostDelete(_) => events::POST_DELETE,
+            Request::MessageEdit(_) => events::MESSAGE_EDIT,
+            Request::MessageDelete(_) => events::MESSAGE_DELETE,
             Request::PostLike(_) => events::POST_LIKE,
             Request::PostUnlike(_) => events::POST_UNLIKE,
             Request::CommentCreate(_) => events::COMMENT_CREATE,
@@ -557,6 +606,8 @@ impl Request {
             Request::DmSend(r) => r.id,
             Request::PostCreate(r) => r.id,
             Request::PostEdit(r) => r.id,
+            Request::MessageEdit(r) => r.id,
+            Request::MessageDelete(r) => r.id,
             Request::PostDelete(r) | Request::PostLike(r) | Request::PostUnlike(r) => r.id,
             Request::CommentCreate(r) => r.id,
             Request::UserFollow(r) | Request::UserUnfollow(r) => r.id,

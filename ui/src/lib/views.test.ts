@@ -20,6 +20,8 @@ function row(local_id: number, at: number, sk: number, text: string): MessageRow
     sender: "bia",
     text,
     at,
+    edited_at: null,
+    deleted: false,
     state: "sent",
     key: { at, sk },
   };
@@ -123,6 +125,21 @@ describe("views built from change sets", () => {
     ]);
     // A read mark: same place, unread 0.
     expect(mergeConversations(list, [conv("dm:bia", 30, 0)])[0].unread).toBe(0);
+  });
+
+  it("an edited or deleted message changes in place, even above the loaded window's edge", () => {
+    const window = [row(1, 10, 1, "a"), row(2, 20, 2, "b"), row(3, 30, 3, "c")];
+    const edited = { ...row(2, 20, 2, "b2"), edited_at: 99 };
+    const deleted = { ...row(1, 10, 1, ""), deleted: true };
+    const next = mergeWindow(window, [edited, deleted], false);
+    expect(next.map((m) => [m.local_id, m.text, m.edited_at, m.deleted])).toEqual([
+      [1, "", null, true],
+      [2, "b2", 99, false],
+      [3, "c", null, false],
+    ]);
+    // A change to a row older than the window (not loaded) does not pull it in.
+    const above = mergeWindow(window.slice(1), [deleted], false);
+    expect(above.map((m) => m.local_id)).toEqual([2, 3]);
   });
 
   it("an outbox change moves the local copy's state", () => {

@@ -87,6 +87,19 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         wait: u64,
     },
+    /// Edit a chat message or DM of mine (server id, as `history` prints it).
+    EditMessage {
+        message_id: i64,
+        text: String,
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+    },
+    /// Delete a chat message or DM of mine (server id).
+    DeleteMessage {
+        message_id: i64,
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+    },
     /// Follow a user.
     Follow {
         username: String,
@@ -238,6 +251,21 @@ async fn command(core: &Core, command: Command) -> Result<ExitCode, String> {
         }
         Command::Like { post_id, wait } => {
             return deliver(core, action(core.like(post_id).await)?, wait).await
+        }
+        Command::EditMessage {
+            message_id,
+            text,
+            wait,
+        } => {
+            return deliver(
+                core,
+                action(core.edit_message(message_id, &text).await)?,
+                wait,
+            )
+            .await
+        }
+        Command::DeleteMessage { message_id, wait } => {
+            return deliver(core, action(core.delete_message(message_id).await)?, wait).await
         }
         Command::Follow { username, wait } => {
             return deliver(core, action(core.follow(&username).await)?, wait).await

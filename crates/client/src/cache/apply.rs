@@ -4,7 +4,7 @@
 use super::{ApplyOutcome, Cache, Result};
 use crate::rows::{now_ms, read_cursor, touch_conversation, write_cursor};
 use papo_protocol::{EventBody, LogEvent, Millis, Presence};
-use rusqlite::{params, Transaction};
+use rusqlite::{params, OptionalExtension, Transaction};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -69,6 +69,22 @@ impl Cache {
                 touched.post(r.post_id)
             }
             Some(Request::CommentCreate(r)) => touched.post(r.post_id),
+            Some(
+                Request::MessageEdit(papo_protocol::MessageEdit { message_id, .. })
+                | Request::MessageDelete(papo_protocol::MessageDelete { message_id, .. }),
+            ) => {
+                let kind: Option<String> = tx
+                    .prepare_cached(
+                        "SELECT kind FROM messages WHERE kind IN ('chat', 'dm') AND server_id = ?1",
+                    )?
+                    .query_row([message_id], |r| r.get(0))
+                    .optional()?;
+                match kind.as_deref() {
+                    Some("chat") => touched.message("chat", *message_id),
+                    Some(_) => touched.message("dm", *message_id),
+                    None => {}
+                }
+            }
             Some(Request::ReadMark(r)) => touched.conversation(&r.conversation),
             _ => {}
         }
@@ -277,6 +293,17 @@ fn apply_effects(tx: &Transaction<'_>, me: &str, ev: &LogEvent, batch: &mut Batc
             tx.prepare_cached("UPDATE posts SET deleted = 1 WHERE server_id = ?1")?
                 .execute([r.post_id])?;
         }
+        EventBody::MessageEdited(e) => message_changed(
+            tx,
+            batch,
+            me,
+            ev.stream,
+            e.message_id,
+            Some((&e.text, e.edited_at)),
+        )?,
+        EventBody::MessageDeleted(r) => {
+            message_changed(tx, batch, me, ev.stream, r.message_id, None)?
+        }
         EventBody::PostLiked(l) => {
             tx.prepare_cached("INSERT OR IGNORE INTO likes (post_id, username) VALUES (?1, ?2)")?
                 .execute(params![l.post_id, l.by])?;
@@ -340,6 +367,80 @@ fn apply_effects(tx: &Transaction<'_>, me: &str, ev: &LogEvent, batch: &mut Batc
             ])?;
         }
         EventBody::ReadUpdated(r) => batch.set_read(tx, &r.conversation, r.last_read)?,
+    }
+    Ok(())
+}
+
+/// A message was edited (`Some((text, edited_at))`) or deleted (`None`) by its sender. A
+/// message this cache does not hold is left alone (nothing shows it). A deleted message keeps
+/// its row with an empty text, stops counting as unread, and the notifications about it stop
+/// quoting it; the conversation's last message is read again when it was this one.
+fn message_changed(
+    tx: &Transaction<'_>,
+    batch: &mut Batch,
+    me: &str,
+    stream: papo_protocol::Stream,
+    server_id: i64,
+    edit: Option<(&str, Millis)>,
+) -> Result<()> {
+    let kind = match stream {
+        papo_protocol::Stream::Public => "chat",
+        papo_protocol::Stream::Private => "dm",
+    };
+    // Counters and last messages gathered so far must be written before this row changes.
+    batch.flush(tx)?;
+    let row: Option<(String, String, bool)> = tx
+        .prepare_cached(
+            "SELECT conversation, sender, deleted FROM messages WHERE kind = ?1 AND server_id = ?2",
+        )?
+        .query_row(params![kind, server_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0))
+        })
+        .optional()?;
+    let Some((conversation, sender, deleted)) = row else {
+        return Ok(());
+    };
+    if deleted {
+        return Ok(());
+    }
+    match edit {
+        Some((text, edited_at)) => {
+            tx.prepare_cached(
+                "UPDATE messages SET text = ?3, edited_at = ?4 WHERE kind = ?1 AND server_id = ?2",
+            )?
+            .execute(params![kind, server_id, text, edited_at])?;
+        }
+        None => {
+            tx.prepare_cached(
+                "UPDATE messages SET text = '', deleted = 1 WHERE kind = ?1 AND server_id = ?2",
+            )?
+            .execute(params![kind, server_id])?;
+            tx.prepare_cached("UPDATE notifications SET excerpt = NULL WHERE message_id = ?1")?
+                .execute([server_id])?;
+            if sender != me && server_id > crate::unread::last_read(tx, &conversation)? {
+                crate::unread::remove_one(tx, &conversation)?;
+            }
+        }
+    }
+    refresh_last_text(tx, &conversation)
+}
+
+/// The conversation list shows its newest message's text: read it again after that message
+/// may have changed (an edit, a delete).
+pub(super) fn refresh_last_text(tx: &Transaction<'_>, conversation: &str) -> Result<()> {
+    let newest: Option<(Millis, String, String)> = tx
+        .prepare_cached(
+            "SELECT at, sender, text FROM messages WHERE conversation = ?1 \
+             ORDER BY at DESC, sk DESC LIMIT 1",
+        )?
+        .query_row([conversation], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    if let Some((at, sender, text)) = newest {
+        tx.prepare_cached(
+            "UPDATE conversations SET last_text = ?4 \
+             WHERE id = ?1 AND last_at = ?2 AND last_sender = ?3",
+        )?
+        .execute(params![conversation, at, sender, text])?;
     }
     Ok(())
 }

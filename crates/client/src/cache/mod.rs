@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_unread_counters.sql"),
     include_str!("../../migrations/0004_fts_off_apply_path.sql"),
     include_str!("../../migrations/0005_drafts.sql"),
+    include_str!("../../migrations/0006_message_edits.sql"),
 ];
 
 /// What applying a batch did.

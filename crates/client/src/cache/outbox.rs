@@ -21,10 +21,19 @@ impl Cache {
             .map_err(|e| CacheError::Corrupt(format!("request: {e}")))?;
         let mut conn = self.writer.lock().unwrap();
         let tx = conn.transaction()?;
+        // An edit or delete waits behind what is still being sent in the message's conversation
+        // (and shows there if it is refused).
+        let queue = match request {
+            Request::MessageEdit(papo_protocol::MessageEdit { message_id, .. })
+            | Request::MessageDelete(papo_protocol::MessageDelete { message_id, .. }) => {
+                message_conversation(&tx, *message_id)?.unwrap_or_else(|| queue_of(request))
+            }
+            _ => queue_of(request),
+        };
         tx.execute(
             "INSERT INTO outbox (client_id, event, request, state, queue, created_at, updated_at) \
              VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5)",
-            params![cid_s, request.event_name(), json, queue_of(request), now],
+            params![cid_s, request.event_name(), json, queue, now],
         )?;
         let seq = tx.last_insert_rowid();
         let local_message = |kind: &str, conversation: &str, text: &str| -> Result<()> {
@@ -70,6 +79,26 @@ impl Cache {
                     "UPDATE posts SET deleted = 1 WHERE server_id = ?1",
                     [r.post_id],
                 )?;
+            }
+            Request::MessageEdit(r) => {
+                tx.execute(
+                    "UPDATE messages SET text = ?2, edited_at = ?3 \
+                     WHERE kind IN ('chat', 'dm') AND server_id = ?1 AND deleted = 0",
+                    params![r.message_id, r.text, now],
+                )?;
+                if let Some(c) = message_conversation(&tx, r.message_id)? {
+                    super::apply::refresh_last_text(&tx, &c)?;
+                }
+            }
+            Request::MessageDelete(r) => {
+                tx.execute(
+                    "UPDATE messages SET text = '', deleted = 1 \
+                     WHERE kind IN ('chat', 'dm') AND server_id = ?1",
+                    [r.message_id],
+                )?;
+                if let Some(c) = message_conversation(&tx, r.message_id)? {
+                    super::apply::refresh_last_text(&tx, &c)?;
+                }
             }
             Request::PostLike(r) => {
                 let added = tx.execute(
@@ -120,7 +149,7 @@ impl Cache {
         Ok(OutboxItem {
             seq,
             client_id: cid,
-            queue: queue_of(request),
+            queue,
             request: request.clone(),
             state: OutboxState::Pending,
             attempts: 0,
@@ -395,4 +424,17 @@ impl Cache {
         tx.commit()?;
         Ok(changed > 0)
     }
+}
+
+/// The conversation of the message with this server id, if the cache holds it.
+pub(crate) fn message_conversation(
+    tx: &rusqlite::Connection,
+    server_id: i64,
+) -> Result<Option<String>> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT conversation FROM messages WHERE kind IN ('chat', 'dm') AND server_id = ?1",
+        )?
+        .query_row([server_id], |r| r.get(0))
+        .optional()?)
 }

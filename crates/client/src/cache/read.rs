@@ -53,6 +53,7 @@ impl Cache {
                        AND m.server_id > COALESCE((SELECT last_read FROM read_state \
                                                    WHERE conversation = ?1), 0) \
                        AND m.sender != COALESCE((SELECT value FROM meta WHERE key = 'me'), '') \
+                       AND m.deleted = 0 \
                      ORDER BY m.server_id LIMIT 1",
                 )?
                 .query_row([conversation], |r| {
@@ -82,6 +83,18 @@ impl Cache {
                 server_id,
                 rows_since,
             }))
+        })
+    }
+
+    /// The message with this server id (a chat message or DM), if the cache holds it.
+    pub fn message_by_server_id(&self, server_id: i64) -> Result<Option<MessageRow>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages \
+                 WHERE kind IN ('chat', 'dm') AND server_id = ?1"
+            ))?
+            .query_row([server_id], message_row)
+            .optional()?)
         })
     }
 
@@ -280,6 +293,7 @@ impl Cache {
                 "SELECT m.conversation, COUNT(*) FROM messages m \
                  LEFT JOIN read_state r ON r.conversation = m.conversation \
                  WHERE m.server_id > COALESCE(r.last_read, 0) AND m.sender != ?1 \
+                   AND m.deleted = 0 \
                  GROUP BY m.conversation ORDER BY m.conversation",
                 [me],
             )

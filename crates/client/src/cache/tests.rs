@@ -384,3 +384,67 @@ fn another_user_signing_in_wipes_the_cache() {
     assert!(public_texts(&cache).is_empty());
     assert_eq!(cache.resume_point().unwrap(), (Cursor::default(), None));
 }
+
+fn public_event(seq: u64, body: EventBody) -> LogEvent {
+    LogEvent {
+        stream: Stream::Public,
+        seq,
+        at: 5000 + seq as i64,
+        cid: None,
+        body,
+    }
+}
+
+#[test]
+fn an_edit_and_a_delete_of_someone_elses_message_apply_and_keep_the_counters_true() {
+    use papo_protocol::{MessageEdited, MessageRef};
+    let (_dir, cache) = open();
+    cache
+        .apply_batch(
+            "ana",
+            &[chat(1, 1, "bia", "primeira"), chat(2, 2, "bia", "segunda")],
+        )
+        .unwrap();
+    assert_eq!(cache.unread_counts().unwrap().total, 2);
+    // Both indexed: the edit and the delete must reach the full-text index, not only the tail.
+    while cache.index_step().unwrap() {}
+    assert_eq!(cache.search("segunda", 10).unwrap().len(), 1);
+    // In one batch: an edit of the first, a delete of the second (the newest), and one message
+    // the cache never had.
+    let out = cache
+        .apply_batch(
+            "ana",
+            &[
+                public_event(
+                    3,
+                    EventBody::MessageEdited(MessageEdited {
+                        message_id: 1,
+                        text: "primeira, editada".into(),
+                        edited_at: 7000,
+                    }),
+                ),
+                public_event(4, EventBody::MessageDeleted(MessageRef { message_id: 2 })),
+                public_event(5, EventBody::MessageDeleted(MessageRef { message_id: 99 })),
+                public_event(6, EventBody::MessageDeleted(MessageRef { message_id: 2 })),
+            ],
+        )
+        .unwrap();
+    assert_eq!(public_texts(&cache), vec!["primeira, editada", ""]);
+    let rows = cache.conversation_page("public", None, 10).unwrap();
+    assert!(rows[0].deleted && rows[0].edited_at.is_none());
+    assert_eq!(rows[1].edited_at, Some(7000));
+    assert_eq!(cache.unread_counts().unwrap().total, 1);
+    assert_eq!(
+        cache.unread_counts().unwrap(),
+        cache.recount_unread("ana").unwrap()
+    );
+    // The change set carries both rows and the conversation, whose last message is deleted.
+    assert_eq!(out.changes.messages.len(), 2);
+    let conv = &out.changes.conversations[0];
+    assert_eq!((conv.id.as_str(), conv.last_text.as_str()), ("public", ""));
+    assert!(cache.search("segunda", 10).unwrap().is_empty());
+    assert!(cache.search("primeira", 10).unwrap()[0]
+        .text
+        .contains("editada"));
+    assert_eq!(cache.search("editada", 10).unwrap().len(), 1);
+}

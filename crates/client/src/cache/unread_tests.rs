@@ -20,6 +20,8 @@ fn maintained_unread_counters_equal_a_full_recount_under_random_events() {
         let mut rng = StdRng::seed_from_u64(seed);
         let (mut public_seq, mut private_seq, mut next_id) = (0u64, 0u64, 1i64);
         let mut applied: Vec<LogEvent> = Vec::new();
+        // Every message so far and its stream, for deletes.
+        let mut sent: Vec<(i64, Stream)> = Vec::new();
         for batch_no in 0..60 {
             let mut batch = Vec::new();
             for _ in 0..rng.gen_range(1..60) {
@@ -28,6 +30,7 @@ fn maintained_unread_counters_equal_a_full_recount_under_random_events() {
                 let ev = if roll < 40 {
                     public_seq += 1;
                     next_id += 1;
+                    sent.push((next_id, Stream::Public));
                     LogEvent {
                         stream: Stream::Public,
                         seq: public_seq,
@@ -40,9 +43,10 @@ fn maintained_unread_counters_equal_a_full_recount_under_random_events() {
                             at,
                         }),
                     }
-                } else if roll < 80 {
+                } else if roll < 75 {
                     private_seq += 1;
                     next_id += 1;
+                    sent.push((next_id, Stream::Private));
                     let peer = PEOPLE[rng.gen_range(1..PEOPLE.len())];
                     let (from, to) = if rng.gen_bool(0.3) {
                         (ME, peer)
@@ -60,6 +64,28 @@ fn maintained_unread_counters_equal_a_full_recount_under_random_events() {
                             to: to.into(),
                             text: format!("dm {next_id}"),
                             at,
+                        }),
+                    }
+                } else if roll < 85 && !sent.is_empty() {
+                    // A message deleted by its sender (sometimes twice, or one read already).
+                    let (id, stream) = sent[rng.gen_range(0..sent.len())];
+                    let seq = match stream {
+                        Stream::Public => {
+                            public_seq += 1;
+                            public_seq
+                        }
+                        Stream::Private => {
+                            private_seq += 1;
+                            private_seq
+                        }
+                    };
+                    LogEvent {
+                        stream,
+                        seq,
+                        at,
+                        cid: None,
+                        body: EventBody::MessageDeleted(papo_protocol::MessageRef {
+                            message_id: id,
                         }),
                     }
                 } else {
@@ -98,6 +124,7 @@ fn maintained_unread_counters_equal_a_full_recount_under_random_events() {
                 cache.reset("another-epoch").unwrap();
                 (public_seq, private_seq) = (0, 0);
                 applied.clear();
+                sent.clear();
             }
             assert_eq!(
                 cache.unread_counts().unwrap(),
@@ -132,7 +159,7 @@ fn check_unread_start(cache: &Cache, when: &str) {
             .unwrap();
         let want = rows
             .iter()
-            .filter(|m| m.sender != ME && m.server_id.is_some_and(|s| s > last_read))
+            .filter(|m| m.sender != ME && !m.deleted && m.server_id.is_some_and(|s| s > last_read))
             .min_by_key(|m| m.server_id)
             .map(|m| UnreadStart {
                 key: m.key,

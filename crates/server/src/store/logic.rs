@@ -7,8 +7,8 @@ use std::future::Future;
 use async_trait::async_trait;
 use papo_protocol::{
     conversation, valid_text, ChatMessage, Comment, CommentCreated, DirectMessage, ErrorCode,
-    EventBody, FollowChange, LikeChange, LogEvent, Notification, NotificationKind, Post,
-    PostEdited, PostRef, ReadState, Reply, ReplyResult, Request, Stream,
+    EventBody, FollowChange, LikeChange, LogEvent, MessageEdited, MessageRef, Notification,
+    NotificationKind, Post, PostEdited, PostRef, ReadState, Reply, ReplyResult, Request, Stream,
 };
 use uuid::Uuid;
 
@@ -268,6 +268,76 @@ fn find_post(db: &mut dyn Sql, post_id: i64) -> Result<UserId, TxError> {
     }
 }
 
+/// A chat message or DM the actor may change: its streams (public, or both users'), and
+/// whether it is deleted already.
+struct OwnMessage {
+    streams: Vec<StreamKey>,
+    deleted: bool,
+}
+
+fn own_message(
+    db: &mut dyn Sql,
+    actor: UserId,
+    message_id: i64,
+    verb: &str,
+) -> Result<OwnMessage, TxError> {
+    let Some(row) = db.query_opt(
+        "SELECT sender_id, recipient_id, deleted FROM messages WHERE id = $1",
+        &[message_id.into()],
+    )?
+    else {
+        return refuse(ErrorCode::NotFound, format!("no message {message_id}"));
+    };
+    let (sender, recipient) = (row.int(0)?, row.opt_int(1)?);
+    if sender != actor {
+        // A DM of someone else's the actor received, or a public message: not theirs; a DM
+        // between two others stays unknown.
+        return if recipient.is_none() || recipient == Some(actor) {
+            refuse(
+                ErrorCode::Forbidden,
+                format!("only the sender can {verb} a message"),
+            )
+        } else {
+            refuse(ErrorCode::NotFound, format!("no message {message_id}"))
+        };
+    }
+    let streams = match recipient {
+        None => vec![StreamKey::Public],
+        Some(to) => vec![StreamKey::User(actor), StreamKey::User(to)],
+    };
+    Ok(OwnMessage {
+        streams,
+        deleted: row.int(2)? != 0,
+    })
+}
+
+/// Appends `body` to each of a message's streams; the sender's copy (the first) carries the
+/// client id and is the reply.
+fn to_message_streams(
+    db: &mut dyn Sql,
+    out: &mut Vec<(StreamKey, StoredEvent)>,
+    streams: &[StreamKey],
+    actor: UserId,
+    cid: Option<Uuid>,
+    body: EventBody,
+    now: i64,
+) -> Result<LogEvent, TxError> {
+    let mut reply = None;
+    for (i, stream) in streams.iter().enumerate() {
+        let ev = append(
+            db,
+            out,
+            *stream,
+            Some(actor),
+            if i == 0 { cid } else { None },
+            body.clone(),
+            now,
+        )?;
+        reply.get_or_insert(ev);
+    }
+    Ok(reply.expect("a message has at least one stream"))
+}
+
 /// What a notification is about.
 #[derive(Default)]
 struct About<'a> {
@@ -456,6 +526,49 @@ fn apply_request(
             )?;
             let body = EventBody::PostDeleted(PostRef { post_id: r.post_id });
             Ok(public(db, out, body)?)
+        }
+        Request::MessageEdit(r) => {
+            let m = own_message(db, actor.id, r.message_id, "edit")?;
+            if m.deleted {
+                return refuse(
+                    ErrorCode::NotFound,
+                    format!("message {} was deleted", r.message_id),
+                );
+            }
+            check_text(&r.text)?;
+            db.exec(
+                "UPDATE messages SET text = $1, edited_at = $2 WHERE id = $3",
+                &[r.text.as_str().into(), now.into(), r.message_id.into()],
+            )?;
+            let body = EventBody::MessageEdited(MessageEdited {
+                message_id: r.message_id,
+                text: r.text.clone(),
+                edited_at: now,
+            });
+            Ok(Some(to_message_streams(
+                db, out, &m.streams, actor.id, cid, body, now,
+            )?))
+        }
+        Request::MessageDelete(r) => {
+            let m = own_message(db, actor.id, r.message_id, "delete")?;
+            if m.deleted {
+                return Ok(None); // deleted already: idempotent no-op
+            }
+            db.exec(
+                "UPDATE messages SET text = '', deleted = 1 WHERE id = $1",
+                &[r.message_id.into()],
+            )?;
+            // The recipient's notification of a deleted DM no longer quotes it.
+            db.exec(
+                "UPDATE notifications SET excerpt = NULL WHERE message_id = $1",
+                &[r.message_id.into()],
+            )?;
+            let body = EventBody::MessageDeleted(MessageRef {
+                message_id: r.message_id,
+            });
+            Ok(Some(to_message_streams(
+                db, out, &m.streams, actor.id, cid, body, now,
+            )?))
         }
         Request::PostLike(r) => {
             let author = find_post(db, r.post_id)?;

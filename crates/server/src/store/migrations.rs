@@ -20,6 +20,10 @@ pub const SQLITE: &[(&str, &str)] = &[
         "V3__spent_refresh",
         include_str!("migrations/0003_spent_refresh.sql"),
     ),
+    (
+        "V4__message_edits",
+        include_str!("migrations/0004_message_edits.sql"),
+    ),
 ];
 
 /// The Postgres migrations, oldest first.
@@ -28,6 +32,10 @@ pub const POSTGRES: &[(&str, &str)] = &[
     (
         "V2__spent_refresh",
         include_str!("migrations/pg/0002_spent_refresh.sql"),
+    ),
+    (
+        "V3__message_edits",
+        include_str!("migrations/pg/0003_message_edits.sql"),
     ),
 ];
 

@@ -461,33 +461,39 @@ mod tests {
             .unwrap()
             .get(0);
         assert_eq!(users, 1);
-        // V2 ran (its table exists), V1 was only recorded.
-        c.batch_execute("SELECT count(*) FROM used_refresh")
-            .await
-            .unwrap();
-        assert_eq!(versions(&c, HISTORY).await, vec![1, 2]);
-        assert_eq!(versions(&c, "schema_migrations").await, vec![1, 2]);
+        // V2 and later ran (their table and columns exist), V1 was only recorded.
+        c.batch_execute(
+            "SELECT count(*) FROM used_refresh; SELECT edited_at, deleted FROM messages",
+        )
+        .await
+        .unwrap();
+        let all: Vec<i64> = (1..=migrations::POSTGRES.len() as i64).collect();
+        assert_eq!(versions(&c, HISTORY).await, all);
+        assert_eq!(versions(&c, "schema_migrations").await, all);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs Postgres (PAPO_TEST_POSTGRES_URL); scripts/test.sh runs it"]
     async fn a_schema_newer_than_the_binary_is_refused() {
         // Recorded by a newer server through refinery …
+        let ours = migrations::POSTGRES.len();
         let config = fresh_db().await;
         drop(open(&config).await.unwrap());
         connect(&config)
             .await
             .batch_execute(&format!(
                 "INSERT INTO {HISTORY}(version, name, applied_on, checksum) \
-                 VALUES (3, 'future', '2030-01-01T00:00:00Z', '1')"
+                 VALUES ({}, 'future', '2030-01-01T00:00:00Z', '1')",
+                ours + 1
             ))
             .await
             .unwrap();
         let err = open(&config).await.err().unwrap().to_string();
-        assert!(
-            err.contains("database schema version 3 is newer than this server (2)"),
-            "{err}"
+        let want = format!(
+            "database schema version {} is newer than this server ({ours})",
+            ours + 1
         );
+        assert!(err.contains(&want), "{err}");
         // … or only in the legacy marker.
         let config = fresh_db().await;
         connect(&config)
@@ -499,10 +505,8 @@ mod tests {
             .await
             .unwrap();
         let err = open(&config).await.err().unwrap().to_string();
-        assert!(
-            err.contains("database schema version 99 is newer than this server (2)"),
-            "{err}"
-        );
+        let want = format!("database schema version 99 is newer than this server ({ours})");
+        assert!(err.contains(&want), "{err}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -282,9 +282,14 @@ mod tests {
                 .unwrap();
             assert_eq!(online, vec!["ana".to_string()]);
             drop(store);
+            let latest = migrations::SQLITE.len() as i64;
             let names: Vec<_> = history(&path).into_iter().map(|(v, _)| v).collect();
-            assert_eq!(names, vec![1, 2, 3], "from version {version}");
-            assert_eq!(user_version(&path), 3);
+            assert_eq!(
+                names,
+                (1..=latest).collect::<Vec<_>>(),
+                "from version {version}"
+            );
+            assert_eq!(user_version(&path), latest);
         }
     }
 
@@ -308,21 +313,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         drop(SqliteStore::open(&path, Durability::Full).unwrap());
-        // A newer server added V4 and recorded it; the legacy marker is left as it was.
+        // A newer server added the next version and recorded it; the legacy marker is left.
+        let ours = migrations::SQLITE.len() as i64;
         let c = Connection::open(&path).unwrap();
         c.execute(
             "INSERT INTO refinery_schema_history(version, name, applied_on, checksum) \
-             VALUES (4, 'future', '2030-01-01T00:00:00Z', '1')",
-            [],
+             VALUES (?1, 'future', '2030-01-01T00:00:00Z', '1')",
+            [ours + 1],
         )
         .unwrap();
         drop(c);
         let err = SqliteStore::open(&path, Durability::Full).err().unwrap();
-        assert!(
-            err.to_string()
-                .contains("database schema version 4 is newer than this server (3)"),
-            "{err}"
+        let want = format!(
+            "database schema version {} is newer than this server ({ours})",
+            ours + 1
         );
+        assert!(err.to_string().contains(&want), "{err}");
     }
 
     #[tokio::test]

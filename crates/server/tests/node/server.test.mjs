@@ -111,6 +111,58 @@ test('a DM reaches every device of the recipient and the sender\'s other devices
   close(...all);
 });
 
+test('message edit and delete: the sender only, live where the message went, errors at the edges', async () => {
+  const [ana, joao, eve] = await Promise.all(['ed_ana', 'ed_joao', 'ed_eve'].map((p) => register(srv.url, p)));
+  const ana2 = await login(srv.url, ana.username);
+  const cAna = connect(srv.url, ana.access_token);
+  const cAna2 = connect(srv.url, ana2.access_token);
+  const cJoao = connect(srv.url, joao.access_token);
+  const cEve = connect(srv.url, eve.access_token);
+  const all = [cAna, cAna2, cJoao, cEve];
+  await Promise.all(all.map((c) => c.live));
+
+  const dm = (await req(cAna, 'dm:send', { to: joao.username, text: 'almoço às 12?' })).result.event.data;
+  const chat = (await req(cAna, 'chat:send', { text: 'bom dia' })).result.event.data;
+  const edit = await req(cAna, 'message:edit', { message_id: dm.id, text: 'almoço às 13?' });
+  assert.equal(edit.ok, true, JSON.stringify(edit));
+  assert.equal(edit.result.event.type, 'message.edited');
+  assert.equal(edit.result.event.stream, 'private');
+  for (const c of [cAna, cAna2, cJoao]) {
+    await until(c, () => ofType(c, 'message.edited').length === 1, 'dm edit');
+    const e = ofType(c, 'message.edited')[0].data;
+    assert.deepEqual([e.message_id, e.text], [dm.id, 'almoço às 13?']);
+    assert.equal(typeof e.edited_at, 'number');
+  }
+  const del = await req(cAna2, 'message:delete', { message_id: chat.id });
+  assert.equal(del.ok, true, JSON.stringify(del));
+  assert.equal(del.result.event.stream, 'public');
+  for (const c of all) {
+    await until(c, () => ofType(c, 'message.deleted').length === 1, 'chat delete');
+    assert.equal(ofType(c, 'message.deleted')[0].data.message_id, chat.id);
+  }
+  // Eve never hears of the DM's edit (a ping round trip gave her every chance).
+  await req(cEve, 'sys:ping');
+  assert.equal(ofType(cEve, 'message.edited').length, 0);
+
+  // Deleting again is a no-op; editing a deleted message, or someone else's, is refused.
+  const again = await req(cAna, 'message:delete', { message_id: chat.id });
+  assert.deepEqual([again.ok, 'event' in again.result], [true, false]);
+  assert.equal((await req(cAna, 'message:edit', { message_id: chat.id, text: 'volta' })).error.code, 'not_found');
+  assert.equal((await req(cJoao, 'message:edit', { message_id: dm.id, text: 'forjado' })).error.code, 'forbidden');
+  assert.equal((await req(cJoao, 'message:delete', { message_id: dm.id })).error.code, 'forbidden');
+  // A DM between two others is not even known to exist.
+  assert.equal((await req(cEve, 'message:delete', { message_id: dm.id })).error.code, 'not_found');
+  assert.equal((await req(cAna, 'message:edit', { message_id: 999999, text: 'x' })).error.code, 'not_found');
+  assert.equal((await req(cAna, 'message:edit', { message_id: dm.id, text: '  ' })).error.code, 'invalid_text');
+  assert.equal((await req(cAna, 'message:edit', { message_id: 'one', text: 'x' })).error.code, 'bad_request');
+  // A device of joao's that was away replays his stream: the DM, then its edit, in log order.
+  const back = connect(srv.url, joao.access_token, { cursor: { public: 0, private: 0 }, epoch: cJoao.epoch });
+  await back.live;
+  const mine = back.events.filter((e) => e.data.id === dm.id || e.data.message_id === dm.id).map((e) => e.type);
+  assert.deepEqual(mine.filter((t) => t !== 'notification'), ['dm.message', 'message.edited']);
+  close(...all, back);
+});
+
 test('feed: posts, likes, comments and follows with consistent counters and notifications', async () => {
   const [author, fan, other] = await Promise.all(['author', 'fan', 'other'].map((p) => register(srv.url, p)));
   const cA = connect(srv.url, author.access_token);

@@ -28,9 +28,9 @@ at: number,
 /**
  * Client id of the request that caused it, when the reader is the one who sent it.
  */
-cid?: string, } & ({ "type": "chat.message", "data": ChatMessage } | { "type": "dm.message", "data": DirectMessage } | { "type": "post.created", "data": Post } | { "type": "post.edited", "data": PostEdited } | { "type": "post.deleted", "data": PostRef } | { "type": "post.liked", "data": LikeChange } | { "type": "post.unliked", "data": LikeChange } | { "type": "comment.created", "data": CommentCreated } | { "type": "user.followed", "data": FollowChange } | { "type": "user.unfollowed", "data": FollowChange } | { "type": "notification", "data": Notification } | { "type": "read.updated", "data": ReadState });
+cid?: string, } & ({ "type": "chat.message", "data": ChatMessage } | { "type": "dm.message", "data": DirectMessage } | { "type": "post.created", "data": Post } | { "type": "post.edited", "data": PostEdited } | { "type": "post.deleted", "data": PostRef } | { "type": "message.edited", "data": MessageEdited } | { "type": "message.deleted", "data": MessageRef } | { "type": "post.liked", "data": LikeChange } | { "type": "post.unliked", "data": LikeChange } | { "type": "comment.created", "data": CommentCreated } | { "type": "user.followed", "data": FollowChange } | { "type": "user.unfollowed", "data": FollowChange } | { "type": "notification", "data": Notification } | { "type": "read.updated", "data": ReadState });
 
-export type EventBody = { "type": "chat.message", "data": ChatMessage } | { "type": "dm.message", "data": DirectMessage } | { "type": "post.created", "data": Post } | { "type": "post.edited", "data": PostEdited } | { "type": "post.deleted", "data": PostRef } | { "type": "post.liked", "data": LikeChange } | { "type": "post.unliked", "data": LikeChange } | { "type": "comment.created", "data": CommentCreated } | { "type": "user.followed", "data": FollowChange } | { "type": "user.unfollowed", "data": FollowChange } | { "type": "notification", "data": Notification } | { "type": "read.updated", "data": ReadState };
+export type EventBody = { "type": "chat.message", "data": ChatMessage } | { "type": "dm.message", "data": DirectMessage } | { "type": "post.created", "data": Post } | { "type": "post.edited", "data": PostEdited } | { "type": "post.deleted", "data": PostRef } | { "type": "message.edited", "data": MessageEdited } | { "type": "message.deleted", "data": MessageRef } | { "type": "post.liked", "data": LikeChange } | { "type": "post.unliked", "data": LikeChange } | { "type": "comment.created", "data": CommentCreated } | { "type": "user.followed", "data": FollowChange } | { "type": "user.unfollowed", "data": FollowChange } | { "type": "notification", "data": Notification } | { "type": "read.updated", "data": ReadState };
 
 export type ChatMessage = { id: number, from: string, text: string, at: number, };
 
@@ -41,6 +41,10 @@ export type Post = { id: number, author: string, text: string, at: number, edite
 export type PostEdited = { post_id: number, text: string, edited_at: number, };
 
 export type PostRef = { post_id: number, };
+
+export type MessageEdited = { message_id: number, text: string, edited_at: number, };
+
+export type MessageRef = { message_id: number, };
 
 export type LikeChange = { post_id: number, by: string, like_count: number, };
 
@@ -112,7 +116,15 @@ export type LocalState = "pending" | "sent" | "failed";
 
 export type PageKey = { at: number, sk: number, };
 
-export type MessageRow = { local_id: number, server_id: number | null, client_id: string | null, conversation: string, sender: string, text: string, at: number, state: LocalState, key: PageKey, };
+export type MessageRow = { local_id: number, server_id: number | null, client_id: string | null, conversation: string, sender: string, text: string, at: number, state: LocalState, key: PageKey, 
+/**
+ * When its sender last edited it.
+ */
+edited_at: number | null, 
+/**
+ * Deleted by its sender: the text is empty and the row stands for "message deleted".
+ */
+deleted: boolean, };
 
 export type PostRow = { local_id: number, server_id: number | null, client_id: string | null, author: string, text: string, at: number, edited_at: number | null, like_count: number, comment_count: number, liked_by_me: boolean, state: LocalState, key: PageKey, };
 
