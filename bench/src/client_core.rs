@@ -166,7 +166,7 @@ fn raw_insert(dir: &std::path::Path, evs: &[LogEvent], schema: RawSchema, batch:
     c.pragma_update(None, "journal_mode", "WAL").unwrap();
     c.pragma_update(None, "synchronous", "NORMAL").unwrap();
     if let RawSchema::Current = schema {
-        for m in papo_client::cache::MIGRATIONS {
+        for (_, m) in papo_client::cache::MIGRATIONS {
             c.execute_batch(m).unwrap();
         }
     } else if let RawSchema::Initial = schema {

@@ -215,7 +215,7 @@ fn a_version_1_outbox_is_upgraded_to_queues_and_wedged_reasons() {
     let (dm_id, chat_id, failed_id) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     {
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(MIGRATIONS[0].1).unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();
         let rows = [
             (dm_id, dm("bia", "oi"), "pending", None, None),

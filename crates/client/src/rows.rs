@@ -19,6 +19,8 @@ pub enum CacheError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the cache was written by a newer app (schema {found}, this app knows {known})")]
     TooNew { found: i64, known: i64 },
+    #[error("cache schema migration failed: {0}")]
+    Migration(String),
     #[error("corrupt cache row: {0}")]
     Corrupt(String),
     /// The cache thread that would run the job is gone (see [`crate::cache_thread`]).

@@ -495,7 +495,7 @@ fn an_old_schema_cache_is_upgraded_and_keeps_working() {
     let path = dir.path().join("old.sqlite3");
     {
         let conn = Connection::open(&path).unwrap();
-        for (i, sql) in MIGRATIONS.iter().take(3).enumerate() {
+        for (i, (_, sql)) in MIGRATIONS.iter().take(3).enumerate() {
             conn.execute_batch(sql).unwrap();
             conn.pragma_update(None, "user_version", (i + 1) as i64)
                 .unwrap();

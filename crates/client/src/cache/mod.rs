@@ -26,15 +26,36 @@ mod outbox;
 mod read;
 mod wipe;
 
-/// Migrations, applied in order at open; the index + 1 is the schema version (`user_version`).
-pub const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/0001_initial.sql"),
-    include_str!("../../migrations/0002_outbox_queues_wedged.sql"),
-    include_str!("../../migrations/0003_unread_counters.sql"),
-    include_str!("../../migrations/0004_fts_off_apply_path.sql"),
-    include_str!("../../migrations/0005_drafts.sql"),
-    include_str!("../../migrations/0006_message_edits.sql"),
+/// Migrations, oldest first, run by `refinery` at open: `(name, SQL)`; version N is the Nth.
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "V1__initial",
+        include_str!("../../migrations/0001_initial.sql"),
+    ),
+    (
+        "V2__outbox_queues_wedged",
+        include_str!("../../migrations/0002_outbox_queues_wedged.sql"),
+    ),
+    (
+        "V3__unread_counters",
+        include_str!("../../migrations/0003_unread_counters.sql"),
+    ),
+    (
+        "V4__fts_off_apply_path",
+        include_str!("../../migrations/0004_fts_off_apply_path.sql"),
+    ),
+    (
+        "V5__drafts",
+        include_str!("../../migrations/0005_drafts.sql"),
+    ),
+    (
+        "V6__message_edits",
+        include_str!("../../migrations/0006_message_edits.sql"),
+    ),
 ];
+
+/// refinery's history table; a cache without it is from before refinery (or new).
+const HISTORY_TABLE: &str = "refinery_schema_history";
 
 /// What applying a batch did.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -74,22 +95,47 @@ fn configure(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// Applies the migrations newer than the file's `user_version`.
+/// Applies the migrations the file has not seen yet, with refinery (all pending ones in one
+/// transaction). A cache from before refinery has only `PRAGMA user_version` = N: its first N
+/// migrations are recorded as applied (`Target::FakeVersion`) before the normal run.
+/// `user_version` is kept at the latest version afterwards, so an app from before refinery
+/// still refuses a cache newer than it knows instead of migrating it again from the start.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    use refinery_core::{error::Kind, Migration, Runner, Target};
     let known = MIGRATIONS.len() as i64;
-    if version > known {
-        return Err(CacheError::TooNew {
-            found: version,
-            known,
-        });
+    let too_new = |found: i64| CacheError::TooNew { found, known };
+    let legacy: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if legacy > known {
+        return Err(too_new(legacy));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
+    let list = MIGRATIONS
+        .iter()
+        .map(|(name, sql)| Migration::unapplied(name, sql))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| CacheError::Migration(e.to_string()))?;
+    let runner = || {
+        Runner::new(&list)
+            .set_grouped(true)
+            .set_abort_missing(true)
+            .set_abort_divergent(true)
+    };
+    let failed = |e: refinery_core::Error| match e.kind() {
+        Kind::MissingVersion(m) if i64::from(m.version()) > known => too_new(m.version().into()),
+        _ => CacheError::Migration(e.to_string()),
+    };
+    let has_history: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        [HISTORY_TABLE],
+        |r| r.get(0),
+    )?;
+    if !has_history && legacy > 0 {
+        runner()
+            .set_target(Target::FakeVersion(legacy as i32))
+            .run(conn)
+            .map_err(failed)?;
     }
+    runner().run(conn).map_err(failed)?;
+    conn.pragma_update(None, "user_version", known)?;
     Ok(())
 }
 

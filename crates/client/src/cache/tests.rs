@@ -65,6 +65,57 @@ fn a_cache_from_a_newer_app_is_refused() {
         Cache::open(&path),
         Err(CacheError::TooNew { found: 99, .. })
     ));
+    // Or only in refinery's history (a newer app that no longer bumped the legacy marker).
+    let path = dir.path().join("d.sqlite3");
+    drop(Cache::open(&path).unwrap());
+    let next = MIGRATIONS.len() as i64 + 1;
+    Connection::open(&path)
+        .unwrap()
+        .execute(
+            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) \
+             VALUES (?1, 'future', '2030-01-01T00:00:00Z', '1')",
+            [next],
+        )
+        .unwrap();
+    match Cache::open(&path) {
+        Err(CacheError::TooNew { found, .. }) => assert_eq!(found, next),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn refinery_records_every_migration_once_also_for_a_cache_from_before_it() {
+    let history = |path: &std::path::Path| -> Vec<i64> {
+        let c = Connection::open(path).unwrap();
+        let mut st = c
+            .prepare("SELECT version FROM refinery_schema_history ORDER BY version")
+            .unwrap();
+        let v = st
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<i64>>>()
+            .unwrap();
+        v
+    };
+    let all: Vec<i64> = (1..=MIGRATIONS.len() as i64).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("fresh.sqlite3");
+    drop(Cache::open(&fresh).unwrap());
+    drop(Cache::open(&fresh).unwrap());
+    assert_eq!(history(&fresh), all);
+    // Made by the hand-written runner at version 2: baselined, then migrated from 3 on.
+    let old = dir.path().join("old.sqlite3");
+    {
+        let c = Connection::open(&old).unwrap();
+        for (_, sql) in &MIGRATIONS[..2] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 2).unwrap();
+    }
+    let cache = Cache::open(&old).unwrap();
+    cache.set_draft("public", "ok").unwrap();
+    drop(cache);
+    assert_eq!(history(&old), all);
 }
 
 #[test]
