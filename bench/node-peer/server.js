@@ -2,7 +2,7 @@
 // socket.io 4.8 writing every chat message to SQLite (better-sqlite3, WAL) and broadcasting it.
 //
 // It speaks the subset of docs/protocol.md that the benchmarks use, with the same shapes:
-//   CONNECT auth {token, cursor?, epoch?}  token = Papo's HMAC token (v1.<claims>.<sig>)
+//   CONNECT auth {token, cursor?, epoch?}  token = Papo's access token (an HS256 JWT)
 //   chat:send {id, text}      -> INSERT (own transaction, synchronous=FULL) -> io.emit("log")
 //   dm:send   {id, to, text}  -> INSERT -> emit "log" to rooms u:<to> and u:<from>
 //   every request gets a `reply` event; after CONNECT the server replays the public stream
@@ -16,6 +16,7 @@
 const http = require('http');
 const crypto = require('crypto');
 const { Server } = require('socket.io');
+const jwt = require('jsonwebtoken');
 
 function arg(name, dflt) {
   const i = process.argv.indexOf(name);
@@ -69,22 +70,14 @@ if (PERSIST) {
   };
 }
 
-// ---- auth: the same HMAC-SHA256 tokens Papo signs (v1.<base64url claims>.<base64url sig>) ----
+// ---- auth: the HS256 JWTs Papo signs, checked with the standard library (jsonwebtoken) ----
 function verify(token) {
   if (typeof token !== 'string') return null;
-  const parts = token.split('.');
-  if (parts.length !== 3 || parts[0] !== 'v1') return null;
-  const mac = crypto.createHmac('sha256', SECRET).update('v1.' + parts[1]).digest();
-  const sig = Buffer.from(parts[2], 'base64url');
-  if (sig.length !== mac.length || !crypto.timingSafeEqual(sig, mac)) return null;
-  let claims;
   try {
-    claims = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
+    return jwt.verify(token, SECRET, { algorithms: ['HS256'] });
   } catch (_) {
     return null;
   }
-  if (!claims || claims.exp <= Date.now() / 1000) return null;
-  return claims;
 }
 
 // ---- socket.io ---------------------------------------------------------------------------------

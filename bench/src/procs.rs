@@ -141,23 +141,26 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Access tokens for u0 … u{n-1} (valid for 6 hours), signed the way papo-server's
-/// `TokenSigner::sign` does: `v1.<base64url(claims JSON)>.<base64url(HMAC-SHA256("v1." + body))>`
-/// with claims `{uid, name, sid, exp}`.
+/// Access tokens for u0 … u{n-1} (valid for 6 hours): standard HS256 JWTs (the `jsonwebtoken`
+/// crate) with the claims papo-server reads (`sub` = user id, `name`, `sid`, `iat`, `exp`) and
+/// the `kid` it gives [`SECRET`] (base64url SHA-256 of the secret, 16 characters).
 pub fn tokens(users: usize) -> Vec<String> {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
-    use hmac::{Hmac, Mac};
-    let exp = now_ms() / 1000 + 6 * 3600;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use sha2::Digest;
+    let now = now_ms() / 1000;
+    let kid = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(SECRET.as_bytes()))[..16]
+        .to_string();
+    let header = Header {
+        kid: Some(kid),
+        ..Header::new(Algorithm::HS256)
+    };
+    let key = EncodingKey::from_secret(SECRET.as_bytes());
     (0..users)
         .map(|i| {
-            let claims = serde_json::json!({"uid": i as i64 + 1, "name": format!("u{i}"), "sid": format!("s{i}"), "exp": exp});
-            let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
-            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-            mac.update(b"v1.");
-            mac.update(body.as_bytes());
-            let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-            format!("v1.{body}.{sig}")
+            let claims = serde_json::json!({"sub": (i + 1).to_string(), "name": format!("u{i}"), "sid": format!("s{i}"), "iat": now, "exp": now + 6 * 3600});
+            jsonwebtoken::encode(&header, &claims, &key).expect("HS256 signs")
         })
         .collect()
 }

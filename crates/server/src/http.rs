@@ -131,11 +131,13 @@ async fn open_session(app: &App, user: User) -> Result<Session, ApiError> {
 
 fn sign(app: &App, user: &User, session_id: &str, refresh_token: String) -> Session {
     let ttl = app.limits.access_ttl_secs;
+    let now = crate::now_ms() / 1000;
     let access_token = app.signer.sign(&Claims {
         uid: user.id,
         name: user.username.clone(),
         sid: session_id.to_string(),
-        exp: crate::now_ms() / 1000 + ttl as i64,
+        iat: now,
+        exp: now + ttl as i64,
     });
     Session {
         username: user.username.clone(),

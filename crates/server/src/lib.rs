@@ -59,14 +59,21 @@ pub struct Config {
     /// SQLite commit durability: `full` survives power loss, `normal` a process crash.
     #[arg(long, env = "PAPO_SQLITE_SYNC", value_enum, default_value = "full")]
     pub sqlite_sync: Durability,
-    /// Secret that signs access tokens. If unset, one is generated once and kept in
-    /// `--token-secret-file`.
+    /// Secret that signs access tokens. If unset, the keys are kept in `--token-secret-file`
+    /// (one is generated on first start; `rotate-token-key` rotates them).
     #[arg(long, env = "PAPO_TOKEN_SECRET", hide_env_values = true, value_parser = secret_arg)]
     pub token_secret: Option<SecretString>,
-    /// Where the generated token secret is kept (created with mode 0600). Defaults to
-    /// `<database file>.key`.
+    /// The secret that signed access tokens before `--token-secret` replaced it: still accepted,
+    /// so a rotation signs nobody out (drop it once the access-token lifetime has passed).
+    #[arg(long, env = "PAPO_TOKEN_SECRET_PREVIOUS", hide_env_values = true, value_parser = secret_arg, requires = "token_secret")]
+    pub token_secret_previous: Option<SecretString>,
+    /// The key file: one secret per line, the signing key first, then the keys still accepted
+    /// (created with mode 0600; re-read every 10 s and on a token of a key not loaded yet).
+    /// Defaults to `<database file>.key`.
     #[arg(long, env = "PAPO_TOKEN_SECRET_FILE")]
     pub token_secret_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Browser origins allowed to call the server (comma-separated). Native clients need none.
     #[arg(long, env = "PAPO_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -112,6 +119,15 @@ pub struct Config {
     pub hash_wait_ms: u64,
 }
 
+/// Commands other than serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Rotate the access-token signing key in the key file: a new key signs from now on, the
+    /// current one is still accepted, an older one is dropped. Running servers using the file
+    /// pick the change up within 10 s; nobody is signed out.
+    RotateTokenKey,
+}
+
 /// Tunables shared by the handlers.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -128,6 +144,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub hub: Arc<Hub>,
     pub signer: TokenSigner,
+    /// The key file the signer's keys come from, when they come from one.
+    pub key_file: Option<Arc<KeyFile>>,
     pub epoch: String,
     pub limits: Arc<Limits>,
     /// Random id of this server process (presence bookkeeping across nodes).
@@ -226,36 +244,176 @@ fn secret_arg(s: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(s.into())
 }
 
-/// Reads the secret file, or creates it with a fresh random secret readable only by us.
-fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, StartError> {
+/// Reads the key file, or creates it with a fresh random key readable only by us.
+fn load_or_create_keys(path: &Path) -> Result<Vec<Vec<u8>>, StartError> {
     match std::fs::read_to_string(path) {
-        Ok(s) if s.trim().len() >= 32 => return Ok(s.trim().as_bytes().to_vec()),
-        Ok(_) => {
-            return Err(StartError::Secret(format!(
-                "{} is too short (need at least 32 characters)",
-                path.display()
-            )))
+        Ok(s) => {
+            return auth::parse_key_file(&s)
+                .map_err(|e| StartError::Secret(format!("{}: {e}", path.display())))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(StartError::Secret(format!("{}: {e}", path.display()))),
     }
-    let secret = auth::new_refresh_token(); // 256 random bits, hex
+    let key = auth::new_refresh_token(); // 256 random bits, hex
+    write_key_file(path, &format!("{key}\n"), true)?;
+    tracing::info!(path = %path.display(), kid = %auth::key_id(key.as_bytes()), "generated a new token key");
+    Ok(vec![key.into_bytes()])
+}
+
+/// Writes the key file with mode 0600: created (`new`), or replaced atomically (written beside
+/// it, synced, renamed over it).
+fn write_key_file(path: &Path, text: &str, new: bool) -> Result<(), StartError> {
+    use std::io::Write;
+    let target = if new {
+        path.to_path_buf()
+    } else {
+        let mut t = path.as_os_str().to_owned();
+        t.push(".new");
+        PathBuf::from(t)
+    };
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
+    opts.write(true);
+    if new {
+        opts.create_new(true);
+    } else {
+        opts.create(true).truncate(true);
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    use std::io::Write;
     let mut f = opts
-        .open(path)
-        .map_err(|e| StartError::Secret(format!("cannot create {}: {e}", path.display())))?;
-    f.write_all(secret.as_bytes())
+        .open(&target)
+        .map_err(|e| StartError::Secret(format!("cannot create {}: {e}", target.display())))?;
+    f.write_all(text.as_bytes())
         .and_then(|_| f.sync_all())
-        .map_err(|e| StartError::Secret(format!("cannot write {}: {e}", path.display())))?;
-    tracing::info!(path = %path.display(), "generated a new token secret");
-    Ok(secret.into_bytes())
+        .map_err(|e| StartError::Secret(format!("cannot write {}: {e}", target.display())))?;
+    if !new {
+        std::fs::rename(&target, path)
+            .map_err(|e| StartError::Secret(format!("cannot replace {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// Where the keys come from.
+enum KeySource {
+    Env(Vec<Vec<u8>>),
+    File(PathBuf),
+}
+
+fn key_source(config: &Config, db: &Database) -> Result<KeySource, StartError> {
+    Ok(match (&config.token_secret, &config.token_secret_file, db) {
+        (Some(s), _, _) => {
+            let mut keys = vec![s.expose_secret().as_bytes().to_vec()];
+            keys.extend(
+                config
+                    .token_secret_previous
+                    .iter()
+                    .map(|p| p.expose_secret().as_bytes().to_vec()),
+            );
+            if keys.iter().any(|k| k.len() < 16) {
+                return Err(StartError::Secret(
+                    "PAPO_TOKEN_SECRET (and PAPO_TOKEN_SECRET_PREVIOUS) must be at least 16 characters".into(),
+                ));
+            }
+            KeySource::Env(keys)
+        }
+        (None, Some(file), _) => KeySource::File(file.clone()),
+        (None, None, Database::Sqlite(path)) => {
+            let mut p = path.clone().into_os_string();
+            p.push(".key");
+            KeySource::File(PathBuf::from(p))
+        }
+        (None, None, Database::Postgres(_)) => {
+            return Err(StartError::Secret(
+                "with a shared database every node needs the same keys: set PAPO_TOKEN_SECRET or --token-secret-file".into(),
+            ))
+        }
+    })
+}
+
+/// `papo-server rotate-token-key`: rotates the key file the same flags would serve with.
+/// Returns what to print.
+pub fn rotate_token_key(config: &Config) -> Result<String, StartError> {
+    let path = match key_source(config, &database(&config.db)?)? {
+        KeySource::File(path) => path,
+        KeySource::Env(_) => {
+            return Err(StartError::Config(
+                "the keys come from PAPO_TOKEN_SECRET: rotate by setting PAPO_TOKEN_SECRET_PREVIOUS to the current secret and PAPO_TOKEN_SECRET to a new one, then restarting the nodes one by one".into(),
+            ))
+        }
+    };
+    let old = load_or_create_keys(&path)?;
+    let (text, fresh) = auth::rotated_key_file(&old);
+    write_key_file(&path, &text, false)?;
+    let dropped: Vec<String> = old.iter().skip(1).map(|k| auth::key_id(k)).collect();
+    Ok(format!(
+        "rotated {}: signing key {}, still accepted {}{}",
+        path.display(),
+        auth::key_id(&fresh),
+        auth::key_id(&old[0]),
+        if dropped.is_empty() {
+            String::new()
+        } else {
+            format!(", dropped {}", dropped.join(", "))
+        }
+    ))
+}
+
+/// The key file a running server re-reads, so that a rotation reaches it.
+pub struct KeyFile {
+    path: PathBuf,
+    /// What the file held when last loaded, and when it was last read on demand (the 10 s
+    /// poll does not count).
+    state: tokio::sync::Mutex<(String, Option<tokio::time::Instant>)>,
+}
+
+/// How often the key file is re-read in the background.
+const KEY_FILE_POLL: Duration = Duration::from_secs(10);
+/// The least time between two on-demand reads (a token of a key not loaded yet).
+const KEY_FILE_ON_DEMAND: Duration = Duration::from_secs(1);
+
+impl KeyFile {
+    /// Re-reads the file and swaps the signer's keys if it changed. A file that cannot be read
+    /// or holds no valid key leaves the keys as they are (and says so in the log).
+    pub async fn reload(&self, signer: &TokenSigner) -> bool {
+        let mut state = self.state.lock().await;
+        let text = match tokio::fs::read_to_string(&self.path).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot re-read the token key file; keeping the keys loaded");
+                return false;
+            }
+        };
+        if text == state.0 {
+            return false;
+        }
+        match auth::parse_key_file(&text) {
+            Ok(keys) => {
+                signer.replace(&keys);
+                state.0 = text;
+                tracing::info!(kids = ?signer.kids(), "token keys reloaded");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "bad token key file; keeping the keys loaded");
+                false
+            }
+        }
+    }
+
+    /// [`KeyFile::reload`], unless it was read on demand less than a second ago.
+    pub async fn reload_on_demand(&self, signer: &TokenSigner) -> bool {
+        {
+            let mut state = self.state.lock().await;
+            if state.1.is_some_and(|at| at.elapsed() < KEY_FILE_ON_DEMAND) {
+                return false;
+            }
+            state.1 = Some(tokio::time::Instant::now());
+        }
+        self.reload(signer).await
+    }
 }
 
 /// See [`transport::track`].
@@ -283,25 +441,31 @@ impl Server {
     /// Opens the database, binds the port and wires everything; does not serve yet.
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let db = database(&config.db)?;
-        let secret = match (&config.token_secret, &config.token_secret_file, &db) {
-            (Some(s), _, _) if s.expose_secret().len() >= 16 => s.expose_secret().as_bytes().to_vec(),
-            (Some(_), _, _) => {
-                return Err(StartError::Secret(
-                    "PAPO_TOKEN_SECRET must be at least 16 characters".into(),
-                ))
-            }
-            (None, Some(file), _) => load_or_create_secret(file)?,
-            (None, None, Database::Sqlite(path)) => {
-                let mut p = path.clone().into_os_string();
-                p.push(".key");
-                load_or_create_secret(Path::new(&p))?
-            }
-            (None, None, Database::Postgres(_)) => {
-                return Err(StartError::Secret(
-                    "with a shared database every node needs the same secret: set PAPO_TOKEN_SECRET or --token-secret-file".into(),
-                ))
+        let (keys, key_file) = match key_source(&config, &db)? {
+            KeySource::Env(keys) => (keys, None),
+            KeySource::File(path) => {
+                let keys = load_or_create_keys(&path)?;
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let file = KeyFile {
+                    path,
+                    state: tokio::sync::Mutex::new((text, None)),
+                };
+                (keys, Some(Arc::new(file)))
             }
         };
+        let signer = TokenSigner::with_keys(&keys);
+        if let Some(file) = &key_file {
+            let (file, signer) = (file.clone(), signer.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(KEY_FILE_POLL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    file.reload(&signer).await;
+                }
+            });
+        }
         if config.redis.is_some() && matches!(db, Database::Sqlite(_)) {
             return Err(StartError::Config(
                 "--redis serves several nodes, which need a shared postgres:// database".into(),
@@ -325,7 +489,8 @@ impl Server {
         let app = App {
             store,
             hub,
-            signer: TokenSigner::new(&secret),
+            signer,
+            key_file,
             epoch,
             limits: Arc::new(Limits {
                 access_ttl_secs: config.access_ttl_secs,
@@ -517,10 +682,70 @@ mod tests {
     #[test]
     fn config_debug_hides_the_token_secret() {
         let secret = "hunter2-hunter2-hunter2";
-        let c = Config::try_parse_from(["papo-server", "--token-secret", secret]).unwrap();
+        let previous = "swordfish-swordfish-swordfish";
+        let c = Config::try_parse_from([
+            "papo-server",
+            "--token-secret",
+            secret,
+            "--token-secret-previous",
+            previous,
+        ])
+        .unwrap();
         assert_eq!(c.token_secret.as_ref().unwrap().expose_secret(), secret);
         let shown = format!("{c:?}");
-        assert!(!shown.contains(secret), "{shown}");
+        assert!(
+            !shown.contains(secret) && !shown.contains(previous),
+            "{shown}"
+        );
         assert!(shown.contains("REDACTED"), "{shown}");
+    }
+
+    #[test]
+    fn rotation_rewrites_the_key_file_and_refuses_keys_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("papo.db");
+        let db = db.to_str().unwrap();
+        let c = Config::try_parse_from(["papo-server", "--db", db, "rotate-token-key"]).unwrap();
+        assert!(matches!(c.command, Some(Command::RotateTokenKey)));
+        // No key file yet: one is made, then rotated; twice keeps two keys.
+        rotate_token_key(&c).unwrap();
+        let first =
+            auth::parse_key_file(&std::fs::read_to_string(format!("{db}.key")).unwrap()).unwrap();
+        assert_eq!(first.len(), 2);
+        let said = rotate_token_key(&c).unwrap();
+        let second =
+            auth::parse_key_file(&std::fs::read_to_string(format!("{db}.key")).unwrap()).unwrap();
+        assert_eq!(second.len(), 2);
+        assert_eq!(second[1], first[0]);
+        assert!(
+            said.contains(&format!("dropped {}", auth::key_id(&first[1]))),
+            "{said}"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(format!("{db}.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // A broken key file is refused, not replaced.
+        std::fs::write(format!("{db}.key"), "short\n").unwrap();
+        assert!(rotate_token_key(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("too short"));
+        let env = Config::try_parse_from([
+            "papo-server",
+            "--token-secret",
+            "hunter2-hunter2-hunter2",
+            "rotate-token-key",
+        ])
+        .unwrap();
+        assert!(rotate_token_key(&env)
+            .unwrap_err()
+            .to_string()
+            .contains("PAPO_TOKEN_SECRET_PREVIOUS"));
     }
 }

@@ -11,6 +11,18 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let config = Config::parse();
+    if let Some(papo_server::Command::RotateTokenKey) = config.command {
+        return match papo_server::rotate_token_key(&config) {
+            Ok(done) => {
+                println!("{done}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("papo-server: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let server = match Server::start(config).await {
         Ok(s) => s,
         Err(e) => {

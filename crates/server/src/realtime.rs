@@ -203,9 +203,24 @@ pub async fn authenticate<A: Adapter>(
         tracing::info!(sid = %socket.id, "connect refused: bad auth payload");
         return Err(Refusal(connect_errors::BAD_AUTH));
     };
-    let claims = match app.signer.verify(&auth.token, crate::now_ms() / 1000) {
+    let now = crate::now_ms() / 1000;
+    let mut verdict = app.signer.verify(&auth.token, now);
+    if verdict == Err(TokenError::UnknownKey) {
+        // Maybe signed by a node that loaded a rotated key file before this one did.
+        if let Some(file) = &app.key_file {
+            if file.reload_on_demand(&app.signer).await {
+                verdict = app.signer.verify(&auth.token, now);
+            }
+        }
+    }
+    let claims = match verdict {
         Ok(c) => c,
         Err(TokenError::Expired) => return Err(Refusal(connect_errors::TOKEN_EXPIRED)),
+        // A retired key: the client refreshes (its refresh token decides), like for an expiry.
+        Err(TokenError::UnknownKey) => {
+            tracing::info!(sid = %socket.id, "connect refused: token of a key not held (rotated)");
+            return Err(Refusal(connect_errors::TOKEN_EXPIRED));
+        }
         Err(TokenError::Invalid) => {
             tracing::info!(sid = %socket.id, "connect refused: invalid token");
             return Err(Refusal(connect_errors::TOKEN_INVALID));

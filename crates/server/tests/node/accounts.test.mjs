@@ -4,7 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { startServer, api, register, login, connect, decodeToken } from './harness.mjs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import { startServer, api, register, login, connect, decodeToken, tokenHeader, keyId, signToken, serverBin } from './harness.mjs';
 
 const PASSWORD = 'correct horse battery';
 
@@ -218,6 +220,65 @@ test('expires_in is the access token lifetime counted from the answer', async ()
     assert.ok(exp >= Math.floor(before) + 120 && exp <= Math.floor(after) + 120, `${before} ${exp} ${after}`);
     const r = await api(srv.url, '/api/refresh', { refresh_token: s.refresh_token });
     assert.equal(r.body.expires_in, 120);
+  } finally {
+    await srv.kill();
+  }
+});
+
+test('rotating the signing key signs nobody out: both keys verify, then the old one is retired', async () => {
+  const srv = await startServer({ secret: null });
+  const keyFile = `${srv.db}.key`;
+  const keys = () => readFileSync(keyFile, 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
+  const rotate = () => execFileSync(serverBin(), ['--db', srv.db, 'rotate-token-key'], { encoding: 'utf8' });
+  const connects = async (token) => {
+    const c = connect(srv.url, token);
+    const outcome = await c.live.then(() => 'live', (e) => e.message);
+    c.socket.close();
+    return outcome;
+  };
+  try {
+    assert.equal(statSync(keyFile).mode & 0o777, 0o600, 'the key file is private');
+    const [k0] = keys();
+    const u = await register(srv.url, 'rot');
+    const tokenA = u.access_token;
+    assert.equal(tokenHeader(tokenA).kid, keyId(k0));
+
+    // Rotation 1: a new key signs, the old one is still accepted.
+    const out = rotate();
+    const [k1, prev] = keys();
+    assert.equal(prev, k0);
+    assert.match(out, new RegExp(`signing key ${keyId(k1)}, still accepted ${keyId(k0)}`));
+    assert.equal(statSync(keyFile).mode & 0o777, 0o600, 'still private after the rotation');
+    // The running server re-reads the file (every 10 s): new tokens carry the new key.
+    let refresh = u.refresh_token;
+    let latest;
+    const deadline = Date.now() + 15000;
+    for (;;) {
+      const r = await api(srv.url, '/api/refresh', { refresh_token: refresh });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      refresh = r.body.refresh_token;
+      latest = r.body.access_token;
+      if (tokenHeader(latest).kid === keyId(k1)) break;
+      assert.ok(Date.now() < deadline, 'the server adopted the rotated key within 15 s');
+      await new Promise((res) => setTimeout(res, 1000));
+    }
+    assert.equal(await connects(latest), 'live');
+    assert.equal(await connects(tokenA), 'live', 'a token of the previous key still connects');
+
+    // Rotation 2: k0 is dropped. A token of the new key k2 is accepted at once (the server
+    // re-reads the file when it meets a key it does not hold) …
+    await new Promise((res) => setTimeout(res, 1100));
+    rotate();
+    const [k2, stillK1] = keys();
+    assert.equal(stillK1, k1);
+    const claims = decodeToken(latest);
+    assert.equal(await connects(signToken(claims, k2)), 'live');
+    // … and the token of the retired key asks for a refresh, which works: nobody is signed out.
+    assert.equal(await connects(tokenA), 'token_expired');
+    const r = await api(srv.url, '/api/refresh', { refresh_token: refresh });
+    assert.equal(r.status, 200);
+    assert.equal(tokenHeader(r.body.access_token).kid, keyId(k2));
+    assert.equal(await connects(r.body.access_token), 'live');
   } finally {
     await srv.kill();
   }

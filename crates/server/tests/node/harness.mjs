@@ -4,7 +4,8 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createHmac, randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
+import jwt from 'jsonwebtoken';
 import { io } from 'socket.io-client';
 
 export const SECRET = 'test-secret-0123456789abcdef';
@@ -20,10 +21,11 @@ export function tempDb() {
 }
 
 /** Starts papo-server on 127.0.0.1:0 and resolves once it prints its port. */
-export function startServer({ db = tempDb(), port = 0, args = [] } = {}) {
+/** Starts papo-server; `secret: null` leaves the keys to the key file (`<db>.key`). */
+export function startServer({ db = tempDb(), port = 0, args = [], secret = SECRET } = {}) {
   return new Promise((resolve, reject) => {
     const proc = spawn(serverBin(), [
-      '--bind', `127.0.0.1:${port}`, '--db', db, '--token-secret', SECRET,
+      '--bind', `127.0.0.1:${port}`, '--db', db, ...(secret ? ['--token-secret', secret] : []),
       '--sqlite-sync', 'normal', ...args,
     ], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -85,15 +87,28 @@ export async function login(url, username) {
   return r.body;
 }
 
-/** Signs a token the way the server does, to test expiry and forgery without waiting. */
-export function signToken(claims, secret = SECRET) {
-  const body = Buffer.from(JSON.stringify(claims)).toString('base64url');
-  const sig = createHmac('sha256', secret).update(`v1.${body}`).digest('base64url');
-  return `v1.${body}.${sig}`;
+/** The `kid` the server gives a signing secret: base64url SHA-256 of it, 16 characters. */
+export function keyId(secret) {
+  return createHash('sha256').update(secret).digest('base64url').slice(0, 16);
 }
 
+/**
+ * Signs an access token with the standard JWT library (HS256), as the server would with
+ * `secret`, to test expiry, forgery and rotation without waiting. `kid` defaults to the id of
+ * `secret`.
+ */
+export function signToken(claims, secret = SECRET, kid = keyId(secret)) {
+  return jwt.sign(claims, secret, { algorithm: 'HS256', keyid: kid }); // keeps claims.iat if set
+}
+
+/** The claims of a token, unverified (the client never needs to; tests do). */
 export function decodeToken(token) {
-  return JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString());
+  return jwt.decode(token);
+}
+
+/** The header of a token ({alg, typ, kid}). */
+export function tokenHeader(token) {
+  return jwt.decode(token, { complete: true }).header;
 }
 
 /**

@@ -2,9 +2,10 @@
 // notifications, presence, auth, resume, idempotency, authorization and bad input.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import jwt from 'jsonwebtoken';
 import {
   startServer, api, register, login, connect, until, ofType, req, close, signToken,
-  decodeToken, randomUUID, tempDb,
+  decodeToken, randomUUID, tempDb, tokenHeader, keyId, SECRET,
 } from './harness.mjs';
 
 let srv;
@@ -13,7 +14,13 @@ after(async () => { await srv?.kill('SIGTERM'); });
 
 test('register and login: sessions, wrong password, taken and invalid names', async () => {
   const s = await register(srv.url, 'acct');
-  assert.ok(s.access_token.startsWith('v1.'));
+  // A standard JWT: HS256, the signing key's id, the user as `sub`, the device session.
+  assert.deepEqual(tokenHeader(s.access_token), { alg: 'HS256', typ: 'JWT', kid: keyId(SECRET) });
+  const claims = decodeToken(s.access_token);
+  assert.deepEqual(Object.keys(claims).sort(), ['exp', 'iat', 'name', 'sid', 'sub']);
+  assert.match(claims.sub, /^[0-9]+$/);
+  assert.equal(claims.name, s.username);
+  assert.equal(claims.exp - claims.iat, 900);
   assert.equal(s.expires_in, 900);
   assert.match(s.refresh_token, /^[0-9a-f]{64}$/);
 
@@ -293,7 +300,13 @@ test('tokens: invalid, forged, expired and revoked tokens are refused with the r
   const claims = decodeToken(u.access_token);
   const cases = [
     ['garbage', 'token_invalid'],
-    [signToken(claims, 'some-other-secret-value'), 'token_invalid'],
+    // Another secret presenting the server's key id: a forgery.
+    [signToken(claims, 'some-other-secret-value', keyId(SECRET)), 'token_invalid'],
+    // Well signed but with HS512, or with no key id.
+    [jwt.sign(claims, SECRET, { algorithm: 'HS512', keyid: keyId(SECRET) }), 'token_invalid'],
+    [jwt.sign(claims, SECRET, { algorithm: 'HS256' }), 'token_invalid'],
+    // A key the server does not hold (retired by a rotation): refresh, like an expired one.
+    [signToken(claims, 'some-other-secret-value'), 'token_expired'],
     [signToken({ ...claims, exp: Math.floor(Date.now() / 1000) - 5 }), 'token_expired'],
     [signToken({ ...claims, sid: 'no-such-session' }), 'token_invalid'],
   ];
