@@ -154,6 +154,11 @@ pub async fn is_following(state: State<'_, AppState>, username: String) -> Res<b
 }
 
 #[tauri::command(rename_all = "snake_case")]
+pub async fn known_users(state: State<'_, AppState>, prefix: String) -> Res<Vec<String>> {
+    Ok(state.core().known_users(&prefix).await?)
+}
+
+#[tauri::command(rename_all = "snake_case")]
 pub async fn mark_read(
     state: State<'_, AppState>,
     conversation: String,

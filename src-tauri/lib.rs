@@ -514,6 +514,7 @@ pub fn run() {
             commands::unread_start,
             commands::draft,
             commands::set_draft,
+            commands::known_users,
             commands::edit_message,
             commands::delete_message,
             commands::conversations,

@@ -149,6 +149,25 @@ async function scenario() {
   await until("own public message sent", async () => (await messageState("hello everyone")) === "sent");
   await screenshot("chat");
 
+  // Mentions: joao's "@ana" is highlighted as mine and listed in notifications; typing "@jo"
+  // offers joao, Enter completes it, and the message goes out with the mention.
+  cli("send", "olha isto @ana");
+  await until("mention of me highlighted", () => js(
+    `return [...document.querySelectorAll('[data-testid="message"]')].some((m) => m.innerText.includes('olha isto') &&
+       [...m.querySelectorAll('[data-testid="mention"]')].some((s) => s.classList.contains('me') && s.innerText === '@ana'))`));
+  await type('[data-testid="chat-composer"]', "oi @jo");
+  await until("completion offered", async () => ((await textOf('[data-testid="mention-options"]')) ?? "").includes("@joao"));
+  await type('[data-testid="chat-composer"]', ENTER);
+  await until("mention completed", async () => (await js(`return document.querySelector('[data-testid="chat-composer"]').value`)) === "oi @joao ");
+  await type('[data-testid="chat-composer"]', "bem-vindo" + ENTER);
+  await until("mention sent", async () => (await messageState("oi @joao bem-vindo")) === "sent");
+  await click('[data-testid="nav-notifications"]');
+  await waitText('[data-testid="notifications"]', "@joao mentioned you");
+  check(true, "a mention of me is highlighted and notified; '@jo' completes to @joao and is sent");
+  await screenshot("mentions");
+  await click('[data-testid="nav-chat"]');
+  await until("public conversation again", () => find('[data-testid="conversation"][data-conversation="public"]'));
+
   await click('[data-testid="conv-dm:joao"]');
   await waitText('[data-testid="messages"]', "oi ana, tudo bem?");
   await waitText('[data-testid="messages"]', "oi joao, from the app");

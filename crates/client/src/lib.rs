@@ -659,6 +659,17 @@ impl Core {
 
     /// Whether the signed-in user follows `username`, as far as the cache knows (false when
     /// signed out).
+    /// Usernames to offer when `@prefix` is being typed (at most 8), from what the cache knows.
+    pub async fn known_users(&self, prefix: &str) -> Result<Vec<String>, CoreError> {
+        let me = self.me().await.unwrap_or_default();
+        let prefix = prefix.to_string();
+        Ok(self
+            .inner
+            .cache
+            .read(move |c| c.known_users(&prefix, &me, 8))
+            .await?)
+    }
+
     pub async fn is_following(&self, username: &str) -> Result<bool, CoreError> {
         let Some(me) = self.me().await else {
             return Ok(false);

@@ -19,6 +19,8 @@ pub struct NotificationSettings {
     pub follows: bool,
     pub comments: bool,
     pub direct_messages: bool,
+    /// Someone wrote `@me` in a public message, post or comment.
+    pub mentions: bool,
 }
 
 impl Default for NotificationSettings {
@@ -31,6 +33,7 @@ impl Default for NotificationSettings {
             follows: true,
             comments: true,
             direct_messages: true,
+            mentions: true,
         }
     }
 }
@@ -179,6 +182,27 @@ pub fn decide(event: &EventBody, ctx: &PolicyContext<'_>) -> Option<OsNotificati
                         format!("{} commented on your post", n.actor),
                         Target::Post { post_id },
                         format!("post:{post_id}"),
+                    )
+                }
+                NotificationKind::Mention => {
+                    // In the public room (a message), or in a post or its comments.
+                    let (target, group) = match (n.message_id, n.post_id) {
+                        (Some(_), _) => (
+                            Target::Conversation {
+                                id: conversation::PUBLIC.to_string(),
+                            },
+                            conversation::PUBLIC.to_string(),
+                        ),
+                        (None, Some(post_id)) => {
+                            (Target::Post { post_id }, format!("post:{post_id}"))
+                        }
+                        (None, None) => return None,
+                    };
+                    (
+                        ctx.settings.mentions,
+                        format!("{} mentioned you", n.actor),
+                        target,
+                        group,
                     )
                 }
                 NotificationKind::Follow => (
@@ -368,6 +392,31 @@ mod tests {
         assert_eq!(comment.body, "nice");
         // A DM notification record does not notify a second time.
         assert!(decide(&notif(NotificationKind::Dm, "bia"), &ctx(&s, None)).is_none());
+    }
+
+    #[test]
+    fn a_mention_notifies_by_its_own_switch_and_opens_where_it_was_written() {
+        let mut s = NotificationSettings::default();
+        let in_post = decide(&notif(NotificationKind::Mention, "bia"), &ctx(&s, None)).unwrap();
+        assert_eq!(in_post.title, "bia mentioned you");
+        assert_eq!(in_post.target, Target::Post { post_id: 9 });
+        let EventBody::Notification(mut n) = notif(NotificationKind::Mention, "bia") else {
+            unreachable!()
+        };
+        (n.post_id, n.message_id) = (None, Some(4));
+        let in_room = EventBody::Notification(n);
+        let room = decide(&in_room, &ctx(&s, None)).unwrap();
+        assert_eq!(
+            room.target,
+            Target::Conversation {
+                id: "public".into()
+            }
+        );
+        // Not while the public room is on screen, nor for my own mention, nor when switched off.
+        assert!(decide(&in_room, &ctx(&s, Some("public"))).is_none());
+        assert!(decide(&notif(NotificationKind::Mention, "ana"), &ctx(&s, None)).is_none());
+        s.mentions = false;
+        assert!(decide(&in_room, &ctx(&s, None)).is_none());
     }
 
     #[test]

@@ -400,6 +400,8 @@ pub enum NotificationKind {
     Follow,
     Comment,
     Dm,
+    /// Someone wrote `@me` in a public message, a post or a comment.
+    Mention,
 }
 
 impl NotificationKind {
@@ -409,6 +411,7 @@ impl NotificationKind {
             NotificationKind::Follow => "follow",
             NotificationKind::Comment => "comment",
             NotificationKind::Dm => "dm",
+            NotificationKind::Mention => "mention",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -417,6 +420,7 @@ impl NotificationKind {
             "follow" => NotificationKind::Follow,
             "comment" => NotificationKind::Comment,
             "dm" => NotificationKind::Dm,
+            "mention" => NotificationKind::Mention,
             _ => return None,
         })
     }
@@ -832,6 +836,36 @@ pub fn excerpt(text: &str) -> String {
     }
 }
 
+/// Most distinct users one text can mention (later ones are not notified).
+pub const MAX_MENTIONS: usize = 20;
+
+/// The usernames a text mentions, in order of first appearance, each once, at most
+/// [`MAX_MENTIONS`]: `@` at the start or after a character that cannot be in a username,
+/// then 3–20 of `a-z`, `0-9`, `_`, not followed by another such character (so `a@bc.de`,
+/// `@ab` and `@toolongnamexxxxxxxxxx` mention nobody; `(@ana)` and `@ana,` do).
+pub fn mentions(text: &str) -> Vec<String> {
+    let name_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
+    let mut found: Vec<String> = Vec::new();
+    let mut prev: Option<char> = None;
+    for (i, c) in text.char_indices() {
+        if c == '@' && !prev.is_some_and(name_char) {
+            let rest = &text[i + 1..];
+            let len = rest.chars().take_while(|&c| name_char(c)).count();
+            if (3..=20).contains(&len) {
+                let name = &rest[..len];
+                if !found.iter().any(|f| f == name) {
+                    found.push(name.to_string());
+                    if found.len() == MAX_MENTIONS {
+                        break;
+                    }
+                }
+            }
+        }
+        prev = Some(c);
+    }
+    found
+}
+
 /// Text rule shared by server and clients: not blank, at most [`MAX_TEXT_CHARS`] characters.
 pub fn valid_text(text: &str) -> bool {
     !text.trim().is_empty() && text.chars().count() <= MAX_TEXT_CHARS
@@ -947,5 +981,23 @@ mod tests {
         assert_eq!(m.conversation_for("joao"), "dm:ana");
         assert_eq!(conversation::dm_peer("dm:joao"), Some("joao"));
         assert_eq!(conversation::dm_peer("public"), None);
+    }
+}
+
+#[cfg(test)]
+mod mention_tests {
+    use super::mentions;
+
+    #[test]
+    fn mentions_follow_the_username_rule_and_are_distinct() {
+        assert_eq!(
+            mentions("oi @ana e @joao_2, (@bia) @ana"),
+            ["ana", "joao_2", "bia"]
+        );
+        assert!(mentions("mail a@bcd.de, @ab, @Ana, @toolongnamexxxxxxxxxx").is_empty());
+        assert_eq!(mentions("@ana."), ["ana"]);
+        assert_eq!(mentions("ç@ana"), ["ana"]); // not a username character before it
+        let many: String = (0..30).map(|i| format!("@user{i:02} ")).collect();
+        assert_eq!(mentions(&many).len(), super::MAX_MENTIONS);
     }
 }

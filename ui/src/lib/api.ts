@@ -39,6 +39,7 @@ export const api = {
   setLike: (post_id: number, liked: boolean) => invoke<void>("set_like", { post_id, liked }),
   setFollow: (username: string, follow: boolean) => invoke<void>("set_follow", { username, follow }),
   isFollowing: (username: string) => invoke<boolean>("is_following", { username }),
+  knownUsers: (prefix: string) => invoke<string[]>("known_users", { prefix }),
   markRead: (conversation: string, last_read: number) =>
     invoke<void>("mark_read", { conversation, last_read }),
   setTyping: (conversation: string, typing: boolean) =>

@@ -265,6 +265,30 @@ impl Cache {
         })
     }
 
+    /// Up to `limit` usernames the cache knows (from presence, follows and DM conversations)
+    /// starting with `prefix`, alphabetically, without `me`: what `@` completion offers.
+    pub fn known_users(&self, prefix: &str, me: &str, limit: usize) -> Result<Vec<String>> {
+        // Usernames are `a-z`, `0-9`, `_`, all below `~`: a range scan of the primary keys.
+        let prefix: String = prefix
+            .chars()
+            .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .take(20)
+            .collect();
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT name FROM ( \
+                   SELECT username AS name FROM users \
+                   WHERE username >= ?1 AND username < ?1 || '~' \
+                   UNION \
+                   SELECT substr(id, 4) FROM conversations \
+                   WHERE id >= 'dm:' || ?1 AND id < 'dm:' || ?1 || '~') \
+                 WHERE name <> ?2 ORDER BY name LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![prefix, me, limit as i64], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+    }
+
     /// Whether `follower` follows `followee`, as far as the cache knows.
     pub fn follows(&self, follower: &str, followee: &str) -> Result<bool> {
         self.read(|c| {

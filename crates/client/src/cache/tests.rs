@@ -499,3 +499,46 @@ fn an_edit_and_a_delete_of_someone_elses_message_apply_and_keep_the_counters_tru
         .contains("editada"));
     assert_eq!(cache.search("editada", 10).unwrap().len(), 1);
 }
+
+#[test]
+fn completion_offers_known_users_by_prefix_without_me() {
+    use papo_protocol::{DirectMessage, FollowChange};
+    let (_dir, cache) = open();
+    let follow = |seq, followee: &str| {
+        public_event(
+            seq,
+            EventBody::UserFollowed(FollowChange {
+                follower: "ana".into(),
+                followee: followee.into(),
+                follower_count: 1,
+            }),
+        )
+    };
+    let dm = LogEvent {
+        stream: Stream::Private,
+        seq: 1,
+        at: 9000,
+        cid: None,
+        body: EventBody::DmMessage(DirectMessage {
+            id: 1,
+            from: "joaquim".into(),
+            to: "ana".into(),
+            text: "oi".into(),
+            at: 9000,
+        }),
+    };
+    cache
+        .apply_batch(
+            "ana",
+            &[follow(1, "joao"), follow(2, "bia"), follow(3, "anabel"), dm],
+        )
+        .unwrap();
+    assert_eq!(
+        cache.known_users("jo", "ana", 8).unwrap(),
+        ["joao", "joaquim"]
+    );
+    assert_eq!(cache.known_users("an", "ana", 8).unwrap(), ["anabel"]);
+    assert_eq!(cache.known_users("", "ana", 2).unwrap(), ["anabel", "bia"]);
+    // Whatever is typed, only username characters reach the query.
+    assert!(cache.known_users("x%'", "ana", 8).unwrap().is_empty());
+}

@@ -339,12 +339,41 @@ fn to_message_streams(
 }
 
 /// What a notification is about.
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 struct About<'a> {
     post_id: Option<i64>,
     comment_id: Option<i64>,
     message_id: Option<i64>,
     text: Option<&'a str>,
+}
+
+/// Notifies each user a public text mentions ([`papo_protocol::mentions`]) that exists, once,
+/// never the author, nor `skip` (who is notified of the same thing otherwise).
+fn notify_mentions(
+    db: &mut dyn Sql,
+    out: &mut Vec<(StreamKey, StoredEvent)>,
+    actor: &Actor,
+    about: About<'_>,
+    skip: Option<UserId>,
+    now: i64,
+) -> Result<(), TxError> {
+    let Some(text) = about.text else {
+        return Ok(());
+    };
+    for name in papo_protocol::mentions(text) {
+        let Some(row) = db.query_opt(
+            "SELECT id FROM users WHERE username = $1",
+            &[name.as_str().into()],
+        )?
+        else {
+            continue;
+        };
+        let id = row.int(0)?;
+        if Some(id) != skip {
+            notify(db, out, id, actor, NotificationKind::Mention, about, now)?;
+        }
+    }
+    Ok(())
 }
 
 fn notify(
@@ -431,7 +460,14 @@ fn apply_request(
                 text: r.text.clone(),
                 at: now,
             });
-            Ok(public(db, out, body)?)
+            let ev = public(db, out, body)?;
+            let about = About {
+                message_id: Some(id),
+                text: Some(&r.text),
+                ..About::default()
+            };
+            notify_mentions(db, out, actor, about, None, now)?;
+            Ok(ev)
         }
         Request::DmSend(r) => {
             check_text(&r.text)?;
@@ -498,7 +534,14 @@ fn apply_request(
                 like_count: 0,
                 comment_count: 0,
             };
-            Ok(public(db, out, EventBody::PostCreated(post))?)
+            let ev = public(db, out, EventBody::PostCreated(post))?;
+            let about = About {
+                post_id: Some(id),
+                text: Some(&r.text),
+                ..About::default()
+            };
+            notify_mentions(db, out, actor, about, None, now)?;
+            Ok(ev)
         }
         Request::PostEdit(r) => {
             if find_post(db, r.post_id)? != actor.id {
@@ -658,6 +701,8 @@ fn apply_request(
                 about,
                 now,
             )?;
+            // The post's author is told of the comment already.
+            notify_mentions(db, out, actor, about, Some(author), now)?;
             Ok(ev)
         }
         Request::UserFollow(r) => {

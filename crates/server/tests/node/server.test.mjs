@@ -170,6 +170,36 @@ test('message edit and delete: the sender only, live where the message went, err
   close(...all, back);
 });
 
+test('mentions: @name in a public message, post or comment notifies that user, never the author', async () => {
+  const [ana, joao, eve] = await Promise.all(['mn_ana', 'mn_joao', 'mn_eve'].map((p) => register(srv.url, p)));
+  const [cAna, cJoao, cEve] = [ana, joao, eve].map((u) => connect(srv.url, u.access_token));
+  await Promise.all([cAna.live, cJoao.live, cEve.live]);
+  const mentionsOf = (c) => ofType(c, 'notification').filter((e) => e.data.kind === 'mention').map((e) => e.data);
+
+  const chat = (await req(cAna, 'chat:send', { text: `oi @${joao.username}, @${ana.username} e @nobody_zz9 @${joao.username}` })).result.event.data;
+  await until(cJoao, () => mentionsOf(cJoao).length === 1, 'chat mention');
+  const m = mentionsOf(cJoao)[0];
+  assert.deepEqual([m.actor, m.message_id, m.post_id ?? null], [ana.username, chat.id, null]);
+  assert.ok(m.excerpt.startsWith('oi @'));
+
+  const post = (await req(cAna, 'post:create', { text: `para @${eve.username}` })).result.event.data;
+  await until(cEve, () => mentionsOf(cEve).length === 1, 'post mention');
+  assert.equal(mentionsOf(cEve)[0].post_id, post.id);
+
+  // joao comments on ana's post mentioning ana (she gets the comment notification only) and eve.
+  const comment = (await req(cJoao, 'comment:create', { post_id: post.id, text: `@${ana.username} @${eve.username} sim` })).result.event.data.comment;
+  await until(cEve, () => mentionsOf(cEve).length === 2, 'comment mention');
+  assert.deepEqual([mentionsOf(cEve)[1].comment_id, mentionsOf(cEve)[1].post_id], [comment.id, post.id]);
+  await until(cAna, () => ofType(cAna, 'notification').some((e) => e.data.kind === 'comment'), 'comment notification');
+  // A DM is not a mention (the DM notifies on its own).
+  await req(cJoao, 'dm:send', { to: ana.username, text: `@${eve.username} viu?` });
+  await req(cAna, 'sys:ping');
+  await req(cEve, 'sys:ping');
+  assert.equal(mentionsOf(cAna).length, 0, 'never my own mention, nor a second one on a comment of my post');
+  assert.equal(mentionsOf(cEve).length, 2);
+  close(cAna, cJoao, cEve);
+});
+
 test('feed: posts, likes, comments and follows with consistent counters and notifications', async () => {
   const [author, fan, other] = await Promise.all(['author', 'fan', 'other'].map((p) => register(srv.url, p)));
   const cA = connect(srv.url, author.access_token);

@@ -54,7 +54,7 @@ export type CommentCreated = { comment: Comment, comment_count: number, };
 
 export type FollowChange = { follower: string, followee: string, follower_count: number, };
 
-export type NotificationKind = "like" | "follow" | "comment" | "dm";
+export type NotificationKind = "like" | "follow" | "comment" | "dm" | "mention";
 
 export type Notification = { id: number, kind: NotificationKind, 
 /**
@@ -196,7 +196,11 @@ quiet_hours: QuietHours | null,
 /**
  * Conversation ids (`"dm:joao"`, `"public"`) that never notify.
  */
-muted: Array<string>, likes: boolean, follows: boolean, comments: boolean, direct_messages: boolean, };
+muted: Array<string>, likes: boolean, follows: boolean, comments: boolean, direct_messages: boolean, 
+/**
+ * Someone wrote `@me` in a public message, post or comment.
+ */
+mentions: boolean, };
 
 export type QuietHours = { start: number, end: number, };
 
