@@ -383,17 +383,26 @@ async fn a_revoked_session_signs_out_after_one_refresh_without_a_retry_storm() {
     );
 }
 
+/// ana signed in on a phone and a laptop, and bia, each with a cache of their own in `dir`.
+async fn ana_on_two_devices_and_bia(
+    dir: &std::path::Path,
+    url: &str,
+) -> (papo_client::Core, papo_client::Core, papo_client::Core) {
+    let (phone, _) = core(url, &dir.join("phone.sqlite3")).await;
+    phone.register("ana", PASSWORD).await.unwrap();
+    let (laptop, _) = core(url, &dir.join("laptop.sqlite3")).await;
+    laptop.login("ana", PASSWORD).await.unwrap();
+    let (bia, _) = core(url, &dir.join("bia.sqlite3")).await;
+    bia.register("bia", PASSWORD).await.unwrap();
+    (phone, laptop, bia)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_devices_of_one_user_end_with_the_same_history() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProc::start(dir.path(), &[]);
     let url = server.url();
-    let (phone, _) = core(&url, &dir.path().join("phone.sqlite3")).await;
-    phone.register("ana", PASSWORD).await.unwrap();
-    let (laptop, _) = core(&url, &dir.path().join("laptop.sqlite3")).await;
-    laptop.login("ana", PASSWORD).await.unwrap();
-    let (bia, _) = core(&url, &dir.path().join("bia.sqlite3")).await;
-    bia.register("bia", PASSWORD).await.unwrap();
+    let (phone, laptop, bia) = ana_on_two_devices_and_bia(dir.path(), &url).await;
 
     for i in 0..15 {
         phone.send_chat(&format!("phone {i}")).await.unwrap();
@@ -509,12 +518,7 @@ async fn edits_and_deletes_reach_every_device_and_reader_and_a_new_device_sees_t
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProc::start(dir.path(), &[]);
     let url = server.url();
-    let (phone, _) = core(&url, &dir.path().join("phone.sqlite3")).await;
-    phone.register("ana", PASSWORD).await.unwrap();
-    let (laptop, _) = core(&url, &dir.path().join("laptop.sqlite3")).await;
-    laptop.login("ana", PASSWORD).await.unwrap();
-    let (bia, _) = core(&url, &dir.path().join("bia.sqlite3")).await;
-    bia.register("bia", PASSWORD).await.unwrap();
+    let (phone, laptop, bia) = ana_on_two_devices_and_bia(dir.path(), &url).await;
 
     phone.send_dm("bia", "almoço às 12?").await.unwrap();
     phone.send_chat("bom dia a todos").await.unwrap();

@@ -94,6 +94,9 @@ pub fn key_id(secret: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(digest)[..16].to_string()
 }
 
+/// How the home-made tokens before JWTs began (`v1.<claims>.<mac>`); a JWT begins with `eyJ`.
+const LEGACY_PREFIX: &str = "v1.";
+
 /// One signing secret and its id.
 struct Key {
     kid: String,
@@ -186,6 +189,11 @@ impl TokenSigner {
     /// Verifies the signature (HS256 only, by the key its `kid` names) and the expiry against
     /// `now` (unix seconds, no leeway).
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+        if token.starts_with(LEGACY_PREFIX) {
+            // The envelope before JWTs: its key is retired, so the client refreshes (its refresh
+            // token is still good) instead of being signed out by the upgrade.
+            return Err(TokenError::UnknownKey);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.alg != Algorithm::HS256 {
             return Err(TokenError::Invalid);
@@ -353,7 +361,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.verify(&forged, 1), Err(TokenError::Invalid));
-        for bad in ["", "v1", "a..", "v1.a.b", "a.b.c.d", "not a token"] {
+        // A token of the format before JWTs asks for a refresh, not a new sign-in.
+        assert_eq!(
+            s.verify("v1.eyJ1aWQiOjF9.c2ln", 1),
+            Err(TokenError::UnknownKey)
+        );
+        for bad in ["", "v1", "a..", "v2.a.b", "a.b.c.d", "not a token"] {
             assert_eq!(s.verify(bad, 1), Err(TokenError::Invalid), "{bad}");
         }
         // Tampered claims with the original signature.

@@ -330,6 +330,8 @@ test('tokens: invalid, forged, expired and revoked tokens are refused with the r
   const claims = decodeToken(u.access_token);
   const cases = [
     ['garbage', 'token_invalid'],
+    // A token of the format before JWTs (a device signed in before the upgrade): refresh.
+    ['v1.eyJ1aWQiOjEsIm5hbWUiOiJ0b2sifQ.c2lnbmF0dXJl', 'token_expired'],
     // Another secret presenting the server's key id: a forgery.
     [signToken(claims, 'some-other-secret-value', keyId(SECRET)), 'token_invalid'],
     // Well signed but with HS512, or with no key id.
