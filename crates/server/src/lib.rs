@@ -271,13 +271,21 @@ fn write_key_file(path: &Path, text: &str, new: bool) -> Result<(), StartError> 
         t.push(".new");
         PathBuf::from(t)
     };
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true);
-    if new {
-        opts.create_new(true);
-    } else {
-        opts.create(true).truncate(true);
+    if !new {
+        // A file left by a rotation that crashed may carry other permissions: start afresh.
+        match std::fs::remove_file(&target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(StartError::Secret(format!(
+                    "cannot remove {}: {e}",
+                    target.display()
+                )))
+            }
+        }
     }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -712,6 +720,14 @@ mod tests {
         let first =
             auth::parse_key_file(&std::fs::read_to_string(format!("{db}.key")).unwrap()).unwrap();
         assert_eq!(first.len(), 2);
+        // A leftover of a crashed rotation, readable by all, does not lend its permissions.
+        std::fs::write(format!("{db}.key.new"), "partial").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let open = std::fs::Permissions::from_mode(0o644);
+            std::fs::set_permissions(format!("{db}.key.new"), open).unwrap();
+        }
         let said = rotate_token_key(&c).unwrap();
         let second =
             auth::parse_key_file(&std::fs::read_to_string(format!("{db}.key")).unwrap()).unwrap();
