@@ -708,6 +708,32 @@ mod tests {
         assert!(shown.contains("REDACTED"), "{shown}");
     }
 
+    /// File modes exist on Unix only: this test is not built elsewhere.
+    #[cfg(unix)]
+    #[test]
+    fn the_key_file_stays_private_through_rotations_even_over_a_crashed_ones_leftover() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("papo.db");
+        let db = db.to_str().unwrap();
+        let c = Config::try_parse_from(["papo-server", "--db", db, "rotate-token-key"]).unwrap();
+        let mode = || {
+            std::fs::metadata(format!("{db}.key"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        rotate_token_key(&c).unwrap();
+        assert_eq!(mode(), 0o600);
+        // A leftover of a crashed rotation, readable by all, does not lend its permissions.
+        std::fs::write(format!("{db}.key.new"), "partial").unwrap();
+        let open = std::fs::Permissions::from_mode(0o644);
+        std::fs::set_permissions(format!("{db}.key.new"), open).unwrap();
+        rotate_token_key(&c).unwrap();
+        assert_eq!(mode(), 0o600);
+    }
+
     #[test]
     fn rotation_rewrites_the_key_file_and_refuses_keys_from_the_environment() {
         let dir = tempfile::tempdir().unwrap();
@@ -720,14 +746,6 @@ mod tests {
         let first =
             auth::parse_key_file(&std::fs::read_to_string(format!("{db}.key")).unwrap()).unwrap();
         assert_eq!(first.len(), 2);
-        // A leftover of a crashed rotation, readable by all, does not lend its permissions.
-        std::fs::write(format!("{db}.key.new"), "partial").unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let open = std::fs::Permissions::from_mode(0o644);
-            std::fs::set_permissions(format!("{db}.key.new"), open).unwrap();
-        }
         let said = rotate_token_key(&c).unwrap();
         let second =
             auth::parse_key_file(&std::fs::read_to_string(format!("{db}.key")).unwrap()).unwrap();
@@ -737,15 +755,6 @@ mod tests {
             said.contains(&format!("dropped {}", auth::key_id(&first[1]))),
             "{said}"
         );
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(format!("{db}.key"))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
         // A broken key file is refused, not replaced.
         std::fs::write(format!("{db}.key"), "short\n").unwrap();
         assert!(rotate_token_key(&c)

@@ -2,6 +2,7 @@
 //! catches up and leaves a consistent index through edits, deletes, resets and wipes.
 
 use super::{fts_query, Matcher};
+use crate::cache::tests::public_event;
 use crate::cache::{Cache, HitKind, MIGRATIONS};
 use papo_protocol::{
     ChatMessage, DirectMessage, EventBody, LogEvent, Post, PostEdited, PostRef, Stream,
@@ -202,16 +203,6 @@ fn dm(seq: u64, id: i64, text: &str) -> LogEvent {
     }
 }
 
-fn post_event(seq: u64, body: EventBody) -> LogEvent {
-    LogEvent {
-        stream: Stream::Public,
-        seq,
-        at: 1000 + seq as i64,
-        cid: None,
-        body,
-    }
-}
-
 fn post(id: i64, text: &str) -> EventBody {
     EventBody::PostCreated(Post {
         id,
@@ -285,11 +276,11 @@ fn search_results_are_the_same_whether_rows_are_indexed_or_still_in_the_tail() {
                 } else if roll < 92 || post_ids.is_empty() {
                     public += 1;
                     post_ids.push(id);
-                    evs.push(post_event(public, post(id, &text(rng))));
+                    evs.push(public_event(public, post(id, &text(rng))));
                 } else if roll < 97 {
                     public += 1;
                     let p = *post_ids.choose(rng).unwrap();
-                    evs.push(post_event(
+                    evs.push(public_event(
                         public,
                         EventBody::PostEdited(PostEdited {
                             post_id: p,
@@ -300,7 +291,7 @@ fn search_results_are_the_same_whether_rows_are_indexed_or_still_in_the_tail() {
                 } else {
                     public += 1;
                     let p = *post_ids.choose(rng).unwrap();
-                    evs.push(post_event(
+                    evs.push(public_event(
                         public,
                         EventBody::PostDeleted(PostRef { post_id: p }),
                     ));
@@ -377,7 +368,7 @@ fn reset_set_me_and_wipe_keep_the_index_consistent() {
         .collect();
     cache.apply_batch(ME, &evs).unwrap();
     cache
-        .apply_batch(ME, &[post_event(101, post(500, "post antigo"))])
+        .apply_batch(ME, &[public_event(101, post(500, "post antigo"))])
         .unwrap();
     catch_up(&cache);
     // The sync point is lost: every server row goes; new rows take the freed rowids.
@@ -432,14 +423,14 @@ fn post_edits_and_deletes_keep_the_index_consistent() {
         .apply_batch(
             ME,
             &[
-                post_event(1, post(1, "primeiro texto")),
-                post_event(2, post(2, "segundo texto")),
+                public_event(1, post(1, "primeiro texto")),
+                public_event(2, post(2, "segundo texto")),
             ],
         )
         .unwrap();
     catch_up(&cache);
     let edit = |seq, post_id, text: &str| {
-        post_event(
+        public_event(
             seq,
             EventBody::PostEdited(PostEdited {
                 post_id,
@@ -453,9 +444,9 @@ fn post_edits_and_deletes_keep_the_index_consistent() {
             ME,
             &[
                 edit(3, 1, "reescrito"),
-                post_event(4, post(3, "terceiro texto")),
+                public_event(4, post(3, "terceiro texto")),
                 edit(5, 3, "terceiro mudado"),
-                post_event(6, EventBody::PostDeleted(PostRef { post_id: 2 })),
+                public_event(6, EventBody::PostDeleted(PostRef { post_id: 2 })),
             ],
         )
         .unwrap();

@@ -436,11 +436,12 @@ fn another_user_signing_in_wipes_the_cache() {
     assert_eq!(cache.resume_point().unwrap(), (Cursor::default(), None));
 }
 
-fn public_event(seq: u64, body: EventBody) -> LogEvent {
+/// An event of the public stream at seq `seq` (also used by the full-text tests).
+pub(super) fn public_event(seq: u64, body: EventBody) -> LogEvent {
     LogEvent {
         stream: Stream::Public,
         seq,
-        at: 5000 + seq as i64,
+        at: 1000 + seq as i64,
         cid: None,
         body,
     }

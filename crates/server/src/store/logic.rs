@@ -248,12 +248,19 @@ fn check_text(text: &str) -> Result<(), TxError> {
 }
 
 fn find_user(db: &mut dyn Sql, username: &str) -> Result<User, TxError> {
+    match user_named(db, username)? {
+        Some(u) => Ok(u),
+        None => refuse(ErrorCode::NotFound, format!("no user named {username:?}")),
+    }
+}
+
+fn user_named(db: &mut dyn Sql, username: &str) -> Result<Option<User>, TxError> {
     match db.query_opt(
         "SELECT id, username FROM users WHERE username = $1",
         &[username.into()],
     )? {
-        Some(r) => Ok(user_of(&r)?),
-        None => refuse(ErrorCode::NotFound, format!("no user named {username:?}")),
+        Some(r) => Ok(Some(user_of(&r)?)),
+        None => Ok(None),
     }
 }
 
@@ -361,16 +368,19 @@ fn notify_mentions(
         return Ok(());
     };
     for name in papo_protocol::mentions(text) {
-        let Some(row) = db.query_opt(
-            "SELECT id FROM users WHERE username = $1",
-            &[name.as_str().into()],
-        )?
-        else {
-            continue;
-        };
-        let id = row.int(0)?;
-        if Some(id) != skip {
-            notify(db, out, id, actor, NotificationKind::Mention, about, now)?;
+        match user_named(db, &name)? {
+            Some(user) if Some(user.id) != skip => {
+                notify(
+                    db,
+                    out,
+                    user.id,
+                    actor,
+                    NotificationKind::Mention,
+                    about,
+                    now,
+                )?;
+            }
+            _ => {}
         }
     }
     Ok(())
