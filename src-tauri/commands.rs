@@ -173,6 +173,13 @@ pub fn set_typing(state: State<'_, AppState>, conversation: String, typing: bool
     state.core().set_typing(&conversation, typing);
 }
 
+/// Whose presence the UI shows besides followed users and DM peers, and whether the public
+/// room is open (for its typing indicators).
+#[tauri::command(rename_all = "snake_case")]
+pub fn watch_presence(state: State<'_, AppState>, users: Vec<String>, public_typing: bool) {
+    state.core().watch_presence(users, public_typing);
+}
+
 /// The conversation on screen gets no OS notifications.
 #[tauri::command(rename_all = "snake_case")]
 pub fn set_on_screen(state: State<'_, AppState>, conversation: Option<String>) {

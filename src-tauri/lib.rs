@@ -522,6 +522,7 @@ pub fn run() {
             commands::unread_counts,
             commands::search,
             commands::online_users,
+            commands::watch_presence,
             commands::set_settings,
             commands::os_status,
             commands::set_autostart,

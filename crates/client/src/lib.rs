@@ -451,6 +451,13 @@ impl Core {
         .await
     }
 
+    /// Whose presence the app shows besides followed users and DM peers (for example the
+    /// authors on screen), and whether the public room is open (to receive its typing). See
+    /// [`SupervisorHandle::watch_presence`].
+    pub fn watch_presence(&self, users: Vec<String>, public_typing: bool) {
+        self.inner.supervisor.watch_presence(users, public_typing);
+    }
+
     /// Ephemeral typing indicator; dropped when offline.
     pub fn set_typing(&self, conversation: &str, typing: bool) {
         self.inner

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Version of this contract; bumped on incompatible changes. Reported by `GET /healthz`.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Longest chat message, DM, post or comment text, in characters.
 pub const MAX_TEXT_CHARS: usize = 4000;
@@ -46,6 +46,8 @@ pub mod events {
     pub const READ_MARK: &str = "read:mark";
     /// Ephemeral; not logged, not deduplicated.
     pub const TYPING_SET: &str = "typing:set";
+    /// Ephemeral: which users (and whether the public room's typing) this connection shows.
+    pub const PRESENCE_WATCH: &str = "presence:watch";
     /// Application-level liveness check; answered at once.
     pub const SYS_PING: &str = "sys:ping";
 
@@ -72,6 +74,7 @@ pub mod events {
         USER_UNFOLLOW,
         READ_MARK,
         TYPING_SET,
+        PRESENCE_WATCH,
         SYS_PING,
     ];
 }
@@ -549,6 +552,26 @@ pub struct ReadMark {
 pub struct TypingSet {
     pub conversation: String,
     pub typing: bool,
+}
+
+/// Most users one connection may watch with `presence:watch`.
+pub const MAX_WATCH: usize = 200;
+/// Most followed users whose presence a connection receives (the most recently followed).
+pub const MAX_WATCH_FOLLOWED: usize = 1000;
+/// Most DM peers whose presence a connection receives (the most recent conversations).
+pub const MAX_WATCH_PEERS: usize = 200;
+
+/// `presence:watch` request: the users this connection shows on screen besides the ones it
+/// follows and its DM peers (whose presence it always receives), and whether it shows the
+/// public room (and so wants its `typing`). Each request replaces the previous one; a new
+/// connection starts with none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceWatch {
+    /// At most [`MAX_WATCH`] usernames.
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub public_typing: bool,
 }
 
 /// A request with its event name, as the client core's outbox stores it.

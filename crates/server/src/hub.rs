@@ -226,15 +226,17 @@ impl Hub {
         (on, off)
     }
 
-    /// Everyone online, for a snapshot: the last global view plus this node's own users.
-    pub fn snapshot_online(&self) -> Vec<String> {
-        let mut all = self
-            .global_online
+    /// Whether a user is online: in the last global view, or with a device on this node.
+    pub fn is_online(&self, username: &str) -> bool {
+        self.global_online
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        all.extend(self.online());
-        all.into_iter().collect()
+            .contains(username)
+            || self
+                .presence
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(username)
     }
 
     /// For a stream read here: the newest sequence number this node already has in its cache
@@ -358,9 +360,7 @@ mod tests {
             h.set_global_online(vec!["caio".into()]),
             (vec![], vec!["bia".into()])
         );
-        assert_eq!(
-            h.snapshot_online(),
-            vec!["bia".to_string(), "caio".to_string()]
-        );
+        // bia is still on two devices here; caio is online elsewhere; ana left.
+        assert!(h.is_online("bia") && h.is_online("caio") && !h.is_online("ana"));
     }
 }

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use papo_protocol::{
     connect_errors, conversation, events, ConnectAuth, Cursor, ErrorCode, LogBatch, LogEvent,
-    Presence, Reply, ReplyResult, Request, Stream, SyncState, SyncStatus, Typing, TypingSet,
+    Presence, PresenceWatch, Reply, ReplyResult, Request, Stream, SyncState, SyncStatus, Typing,
+    TypingSet, MAX_WATCH,
 };
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Event, Extension, SocketRef, State, TryData};
@@ -156,28 +157,27 @@ pub fn install<A: Adapter>(io: &SocketIo<A>, app: &App) {
                 app.hub.online()
             };
             let (online, offline) = app.hub.set_global_online(online);
-            // Every node computes the same change and tells its own sockets, in packets of at
-            // most PRESENCE_CHUNK names (small frames keep per-socket buffers small).
-            let packets = online
-                .chunks(PRESENCE_CHUNK)
-                .map(|c| (c.to_vec(), Vec::new()))
-                .chain(
-                    offline
-                        .chunks(PRESENCE_CHUNK)
-                        .map(|c| (Vec::new(), c.to_vec())),
-                );
-            for (online, offline) in packets {
-                let p = Presence {
-                    snapshot: false,
-                    online,
-                    offline,
-                };
-                if let Err(e) = io.local().emit(events::PRESENCE, &p).await {
+            // Every node computes the same change and tells its own sockets that receive the
+            // user's presence (the rooms of that user), one packet per user: what a socket
+            // gets grows with whom it follows, talks to and watches, not with everyone online.
+            let changes = online
+                .into_iter()
+                .map(|n| (n, true))
+                .chain(offline.into_iter().map(|n| (n, false)));
+            for (name, on) in changes {
+                let p = state_packet(&name, on);
+                let rooms = vec![interest_room(&name), watch_room(&name)];
+                if let Err(e) = io
+                    .local()
+                    .to(rooms.clone())
+                    .emit(events::PRESENCE, &p)
+                    .await
+                {
                     // Some sockets had a full buffer; which ones the error does not say. A
                     // change is a state, not a delta, so sending it again to the sockets with
                     // room is harmless; those still full get a snapshot from their pump later.
                     tracing::debug!(error = %e, "presence broadcast incomplete");
-                    for socket in io.local().sockets() {
+                    for socket in io.local().to(rooms).sockets() {
                         if let Err(SendError::Socket(
                             socketioxide::SocketError::InternalChannelFull,
                         )) = socket.emit(events::PRESENCE, &p)
@@ -191,6 +191,58 @@ pub fn install<A: Adapter>(io: &SocketIo<A>, app: &App) {
             }
         }
     });
+}
+
+/// A presence change of one user.
+fn state_packet(name: &str, online: bool) -> Presence {
+    let one = vec![name.to_string()];
+    Presence {
+        snapshot: false,
+        online: if online { one.clone() } else { vec![] },
+        offline: if online { vec![] } else { one },
+    }
+}
+
+/// The room of the sockets that always receive `name`'s presence: every device of the users
+/// who follow `name` or have a DM conversation with them.
+fn interest_room(name: &str) -> String {
+    format!("p:{name}")
+}
+
+/// The room of the sockets that watch `name` with `presence:watch`.
+fn watch_room(name: &str) -> String {
+    format!("w:{name}")
+}
+
+/// The sockets that show the public room and so get its `typing`.
+const PUBLIC_TYPING_ROOM: &str = "t:public";
+
+/// The users whose presence a socket receives (its `p:` and `w:` rooms), sorted, no repeats.
+fn watched_names<A: Adapter>(socket: &SocketRef<A>) -> Vec<String> {
+    let mut names: Vec<String> = socket
+        .rooms()
+        .iter()
+        .filter_map(|r| r.strip_prefix("p:").or_else(|| r.strip_prefix("w:")))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Presence packets telling the state of `names`, at most PRESENCE_CHUNK names each.
+fn state_packets(app: &App, names: &[String]) -> Vec<Presence> {
+    names
+        .chunks(PRESENCE_CHUNK)
+        .map(|chunk| {
+            let (online, offline) = chunk.iter().cloned().partition(|n| app.hub.is_online(n));
+            Presence {
+                snapshot: false,
+                online,
+                offline,
+            }
+        })
+        .collect()
 }
 
 /// Connect middleware: checks the token and the session, and works out where replay starts.
@@ -271,6 +323,7 @@ pub async fn authenticate<A: Adapter>(
     for name in events::REQUESTS {
         match *name {
             events::TYPING_SET => socket.on(*name, on_typing),
+            events::PRESENCE_WATCH => socket.on(*name, on_watch),
             events::SYS_PING => socket.on(*name, on_ping),
             _ => socket.on(*name, on_request),
         }
@@ -453,6 +506,7 @@ async fn on_request<A: Adapter>(
     mut replier: Replier<A>,
     Extension(ConnRef(conn)): Extension<ConnRef>,
     State(app): State<App>,
+    io: SocketIo<A>,
     TryData(data): TryData<serde_json::Value>,
 ) {
     let data = data.unwrap_or(serde_json::Value::Null);
@@ -491,8 +545,129 @@ async fn on_request<A: Adapter>(
     };
     if let Some(err) = &reply.error {
         tracing::info!(user = %conn.actor.username, %event, code = ?err.code, "request refused");
+    } else {
+        track_interest(&app, &io, &socket, &conn, &request).await;
     }
     send_reply(&app, &socket, &mut replier, &reply).await;
+}
+
+/// Keeps the `p:` rooms in step with follows and DMs, on every device (and node) of the users
+/// concerned, and tells them the current state of a user they now receive.
+async fn track_interest<A: Adapter>(
+    app: &App,
+    io: &SocketIo<A>,
+    socket: &SocketRef<A>,
+    conn: &Conn,
+    request: &Request,
+) {
+    let me = &conn.actor;
+    match request {
+        Request::UserFollow(r) => gain_interest(app, io, me.id, &r.username).await,
+        Request::DmSend(r) => {
+            // Peers already: both sides joined when they connected or at an earlier DM.
+            let room = interest_room(&r.to);
+            if socket.rooms().iter().any(|x| *x == room) {
+                return;
+            }
+            gain_interest(app, io, me.id, &r.to).await;
+            match app.store.user_by_name(&r.to).await {
+                Ok(Some(peer)) => gain_interest(app, io, peer.id, &me.username).await,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "DM peer lookup failed; presence joins at its next connect")
+                }
+            }
+        }
+        Request::UserUnfollow(r) => match app.store.presence_interest(me.id).await {
+            // Still a DM peer: keep receiving.
+            Ok(still) if still.contains(&r.username) => {}
+            Ok(_) => {
+                let leave = io.to(user_room(me.id)).leave(interest_room(&r.username));
+                if let Err(e) = leave.await {
+                    tracing::warn!(error = %e, "presence leave incomplete");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "interest lookup failed; presence leaves at the next connect")
+            }
+        },
+        _ => {}
+    }
+}
+
+async fn gain_interest<A: Adapter>(app: &App, io: &SocketIo<A>, user: i64, name: &str) {
+    if let Err(e) = io.to(user_room(user)).join(interest_room(name)).await {
+        tracing::warn!(error = %e, "presence join incomplete");
+    }
+    let p = state_packet(name, app.hub.is_online(name));
+    if let Err(e) = io.to(user_room(user)).emit(events::PRESENCE, &p).await {
+        tracing::debug!(error = %e, "presence state not queued everywhere");
+    }
+}
+
+/// `presence:watch`: replaces the users this connection watches (and whether it shows the
+/// public room), then tells the state of the newly watched ones before answering.
+async fn on_watch<A: Adapter>(
+    socket: SocketRef<A>,
+    mut replier: Replier<A>,
+    Extension(ConnRef(conn)): Extension<ConnRef>,
+    State(app): State<App>,
+    TryData(data): TryData<PresenceWatch>,
+) {
+    let ev = events::PRESENCE_WATCH;
+    let none = ClientId::default();
+    if rate_limited(&app, &conn) {
+        let e = ApiError::new(ErrorCode::RateLimited, "too many requests; slow down");
+        return send_reply(&app, &socket, &mut replier, &refusal(&none, ev, e)).await;
+    }
+    let data = match data {
+        Ok(d) if d.users.len() > MAX_WATCH => {
+            let e = ApiError::new(
+                ErrorCode::BadRequest,
+                format!("at most {MAX_WATCH} users may be watched"),
+            );
+            return send_reply(&app, &socket, &mut replier, &refusal(&none, ev, e)).await;
+        }
+        Ok(d) if !d.users.iter().all(|u| papo_protocol::valid_username(u)) => {
+            let e = ApiError::new(ErrorCode::BadRequest, "not a valid username in users");
+            return send_reply(&app, &socket, &mut replier, &refusal(&none, ev, e)).await;
+        }
+        Ok(d) => d,
+        Err(e) => {
+            let e = ApiError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "malformed {ev} payload: {}",
+                    truncate(&e.to_string(), MAX_DETAIL)
+                ),
+            );
+            return send_reply(&app, &socket, &mut replier, &refusal(&none, ev, e)).await;
+        }
+    };
+    let want: std::collections::BTreeSet<String> = data.users.into_iter().collect();
+    let have: std::collections::BTreeSet<String> = socket
+        .rooms()
+        .iter()
+        .filter_map(|r| r.strip_prefix("w:").map(str::to_string))
+        .collect();
+    let gone: Vec<String> = have.difference(&want).map(|n| watch_room(n)).collect();
+    let added: Vec<String> = want.difference(&have).cloned().collect();
+    socket.leave(gone);
+    socket.join(added.iter().map(|n| watch_room(n)).collect::<Vec<_>>());
+    if data.public_typing {
+        socket.join(PUBLIC_TYPING_ROOM);
+    } else {
+        socket.leave(PUBLIC_TYPING_ROOM);
+    }
+    for p in state_packets(&app, &added) {
+        if !emit_patiently(&app, &socket, events::PRESENCE, &p).await {
+            return;
+        }
+    }
+    if replier.wants_ack() {
+        let reply = Reply::ok(None, ev, ReplyResult::default());
+        send_reply(&app, &socket, &mut replier, &reply).await;
+    }
 }
 
 async fn on_ping<A: Adapter>(
@@ -571,7 +746,8 @@ async fn on_typing<A: Adapter>(
             username: me.clone(),
             typing: data.typing,
         };
-        io.except(user_room(conn.actor.id))
+        io.to(PUBLIC_TYPING_ROOM)
+            .except(user_room(conn.actor.id))
             .emit(events::TYPING, &t)
             .await
             .map_err(|e| e.to_string())
@@ -754,10 +930,13 @@ async fn emit_patiently<A: Adapter, T: serde::Serialize + ?Sized>(
     }
 }
 
-/// Sends who is online now, in chunks: the first replaces the client's view, the others add to
+/// Sends who of the users the socket receives is online now, in chunks: the first replaces the client's view, the others add to
 /// it (as changes do). False if the client is gone or too slow.
 async fn send_presence_snapshot<A: Adapter>(app: &App, socket: &SocketRef<A>) -> bool {
-    let online = app.hub.snapshot_online();
+    let online: Vec<String> = watched_names(socket)
+        .into_iter()
+        .filter(|n| app.hub.is_online(n))
+        .collect();
     let mut chunks = online.chunks(PRESENCE_CHUNK).peekable();
     let first = chunks.next().map(<[String]>::to_vec).unwrap_or_default();
     let mut packets = vec![Presence {
@@ -800,6 +979,15 @@ async fn pump<A: Adapter>(
             return;
         }
     };
+    // The users whose presence every device of this user receives, before the snapshot.
+    match app.store.presence_interest(user).await {
+        Ok(names) => socket.join(names.iter().map(|n| interest_room(n)).collect::<Vec<_>>()),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read whom the user follows; dropping the connection");
+            cut(&app.conns, &socket);
+            return;
+        }
+    }
     let mut cursor = conn.start;
     let mut target = Cursor {
         public: db_heads.public.max(*pub_rx.borrow_and_update()),

@@ -42,6 +42,11 @@ export const api = {
   knownUsers: (prefix: string) => invoke<string[]>("known_users", { prefix }),
   markRead: (conversation: string, last_read: number) =>
     invoke<void>("mark_read", { conversation, last_read }),
+  /** Whose presence the screen shows besides followed users and DM peers (the server sends those
+   * anyway), and whether the public room is open (for its typing). The core keeps it across
+   * reconnections and sends it only when it changes. */
+  watchPresence: (users: string[], public_typing: boolean) =>
+    invoke<void>("watch_presence", { users, public_typing }),
   setTyping: (conversation: string, typing: boolean) =>
     invoke<void>("set_typing", { conversation, typing }),
   setOnScreen: (conversation: string | null) => {

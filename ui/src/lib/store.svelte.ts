@@ -2,6 +2,7 @@
 // list, the newest notifications, unread totals); the screens hold their own rows. Everyone
 // applies the core's change sets (./views) and reads the cache only for a first page, to page
 // back into history, or after an event that invalidates everything (./events).
+import { presenceWatchOf } from "./presence";
 import { api } from "./api";
 import { errorText } from "./errors";
 import { bannerFor } from "./banner";
@@ -53,6 +54,8 @@ class AppStore {
   reloads = $state(0);
   toast = $state<string | null>(null);
   typing = new TypingTracker();
+  /** What each mounted screen wants presence for (see `watchPresence`). */
+  private presenceWants = new Map<string, { users: string[]; publicTyping: boolean }>();
   /** Screens watching change sets and outbox changes. */
   private watchers = new Set<(e: CoreEvent) => void>();
 
@@ -124,6 +127,18 @@ class AppStore {
       this.notifications = [];
       void this.refreshShared();
     }
+  }
+
+  /**
+   * A screen says whose presence it shows (`users`) and whether it is the public room (for its
+   * typing); `null` when it goes away. The server only sends presence for followed users, DM
+   * peers and what is watched, so every screen that shows a presence dot says so here.
+   */
+  watchPresence(source: string, want: { users: string[]; publicTyping?: boolean } | null) {
+    if (want) this.presenceWants.set(source, { users: want.users, publicTyping: !!want.publicTyping });
+    else this.presenceWants.delete(source);
+    const all = presenceWatchOf([...this.presenceWants.values()]);
+    void api.watchPresence(all.users, all.publicTyping).catch(() => {});
   }
 
   /** Presence as the server sends it: a snapshot replaces the list, a change edits it. */
@@ -251,3 +266,4 @@ class AppStore {
 const NOTIFICATIONS = 200;
 
 export const app = new AppStore();
+

@@ -3,7 +3,8 @@
 
 use crate::event::{ConnectionState, CoreEvent};
 use crate::policy::NotificationSettings;
-use papo_protocol::TypingSet;
+use papo_protocol::{PresenceWatch, TypingSet, MAX_WATCH};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::timeout;
@@ -31,6 +32,7 @@ pub struct SupervisorHandle {
     pub(super) commands: mpsc::UnboundedSender<Command>,
     pub(super) events: broadcast::Sender<CoreEvent>,
     pub(super) state: watch::Receiver<ConnectionState>,
+    pub(super) watching: Arc<watch::Sender<PresenceWatch>>,
 }
 
 impl SupervisorHandle {
@@ -61,6 +63,27 @@ impl SupervisorHandle {
             conversation,
             typing,
         }));
+    }
+    /// Whose presence to receive besides the followed users and DM peers (the server sends
+    /// those anyway), and whether the public room is on screen (for its typing). Kept across
+    /// reconnections; at most [`MAX_WATCH`] users (the first ones are kept). Sent only when it
+    /// changes.
+    pub fn watch_presence(&self, mut users: Vec<String>, public_typing: bool) {
+        users.sort();
+        users.dedup();
+        users.truncate(MAX_WATCH);
+        let want = PresenceWatch {
+            users,
+            public_typing,
+        };
+        self.watching.send_if_modified(|w| {
+            if *w == want {
+                false
+            } else {
+                *w = want;
+                true
+            }
+        });
     }
     /// Stops the task (closing the session) and waits for it, at most a few seconds.
     pub async fn shutdown(&self) {

@@ -26,6 +26,7 @@ use crate::cache_thread::CacheHandle;
 use crate::event::{ConnectionState, CoreEvent};
 use crate::tokens::TokenSource;
 use crate::transport::Transport;
+use papo_protocol::PresenceWatch;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -52,6 +53,7 @@ pub fn spawn(
     let (ev_tx, _) = broadcast::channel(4096);
     let (state_tx, state_rx) = watch::channel(ConnectionState::Connecting { attempt: 1 });
     let watch_network = config.watch_network;
+    let (watching_tx, watching_rx) = watch::channel(PresenceWatch::default());
     let sup = Supervisor {
         config,
         cache,
@@ -65,12 +67,14 @@ pub fn spawn(
         signed_out: false,
         shutdown_ack: None,
         server: 0,
+        watching: watching_rx,
     };
     tokio::spawn(sup.run());
     let handle = SupervisorHandle {
         commands: cmd_tx,
         events: ev_tx,
         state: state_rx,
+        watching: Arc::new(watching_tx),
     };
     if watch_network {
         netwatch::spawn(handle.clone());
@@ -119,6 +123,9 @@ struct Supervisor {
     shutdown_ack: Option<oneshot::Sender<()>>,
     /// Index of the server (in `server_urls`) the next attempt goes to.
     server: usize,
+    /// What the UI shows (users, the public room): sent as `presence:watch` on every
+    /// connection and whenever it changes.
+    watching: watch::Receiver<PresenceWatch>,
 }
 
 impl Supervisor {

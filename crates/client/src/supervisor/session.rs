@@ -10,7 +10,7 @@ use crate::event::CoreEvent;
 use crate::outbox_sender::OutboxSender;
 use crate::tokens::TokenError;
 use crate::transport::{Inbound, Link, Refusal};
-use papo_protocol::{events, ConnectAuth, Cursor, Reply};
+use papo_protocol::{events, ConnectAuth, Cursor, PresenceWatch, Reply};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::{interval, interval_at, sleep_until, timeout, Instant, MissedTickBehavior};
@@ -155,6 +155,11 @@ impl Supervisor {
         }
     }
 
+    async fn send_watch(&self, link: &dyn Link, w: &PresenceWatch) -> Result<(), End> {
+        let data = serde_json::to_value(w).expect("presence watch serializes");
+        self.emit(link, events::PRESENCE_WATCH, data).await
+    }
+
     /// Sends a liveness ping that anything from the server must follow within
     /// `probe_timeout` (the select in `connected` ends the session otherwise).
     async fn probe(&self, link: &dyn Link, deadline: &mut Option<Instant>) -> Result<(), End> {
@@ -181,6 +186,15 @@ impl Supervisor {
         };
         for ev in early {
             if let Some(end) = self.inbound(ev, me, &mut s).await {
+                return end;
+            }
+        }
+        // The watch set is per connection on the server (a new one starts with none): send it
+        // on every connection unless empty, then whenever it changes.
+        let mut watching = self.watching.clone();
+        let first = watching.borrow_and_update().clone();
+        if first != PresenceWatch::default() {
+            if let Err(end) = self.send_watch(link, &first).await {
                 return end;
             }
         }
@@ -265,6 +279,12 @@ impl Supervisor {
                 _ = sleep_until(ready_deadline), if !s.ready => {
                     tracing::warn!("no sync or log from the server since open; sending anyway");
                     s.ready = true;
+                }
+                Ok(()) = watching.changed() => {
+                    let w = watching.borrow_and_update().clone();
+                    if let Err(end) = self.send_watch(link, &w).await {
+                        return end;
+                    }
                 }
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::OutboxChanged) => s.outbox.mark_dirty(),

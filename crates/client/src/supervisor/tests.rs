@@ -836,3 +836,48 @@ async fn a_network_change_while_connected_probes_the_session() {
         "{st:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_presence_watch_is_sent_when_it_changes_and_again_on_every_connection() {
+    let mut s = setup(Fake::new(Behaviour::Healthy, &[]), config(), true);
+    s.until(|s| *s == ConnectionState::Connected).await;
+    let watches = |s: &Setup| -> Vec<serde_json::Value> {
+        s.fake
+            .emitted
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(e, _)| e == events::PRESENCE_WATCH)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(watches(&s).is_empty(), "nothing watched: nothing sent");
+    s.handle
+        .watch_presence(vec!["joao".into(), "bia".into(), "bia".into()], true);
+    // The same set again (in another order) is not sent twice.
+    s.handle
+        .watch_presence(vec!["bia".into(), "joao".into()], true);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let want = serde_json::json!({"users": ["bia", "joao"], "public_typing": true});
+    assert_eq!(watches(&s), vec![want.clone()]);
+    // The server forgets it with the connection: a new connection gets it again.
+    s.handle.sign_out();
+    s.until(|s| matches!(s, ConnectionState::SignedOut { .. }))
+        .await;
+    s.handle.signed_in();
+    s.until(|s| *s == ConnectionState::Connected).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(watches(&s), vec![want.clone(), want]);
+    // More than MAX_WATCH names: the first ones are kept.
+    let many: Vec<String> = (0..300).map(|i| format!("user{i:03}")).collect();
+    s.handle.watch_presence(many, false);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let last = watches(&s).pop().unwrap();
+    assert_eq!(
+        last["users"].as_array().unwrap().len(),
+        papo_protocol::MAX_WATCH
+    );
+    assert_eq!(last["users"][0], "user000");
+    assert_eq!(last["public_typing"], false);
+}

@@ -494,6 +494,14 @@ fn apply_request(
                     &[actor.id.into(), to.id.into(), r.text.as_str().into(), now.into()],
                 )?
                 .int(0)?;
+            // Both sides are each other's DM peers (whose presence they receive).
+            for (user, peer) in [(actor.id, to.id), (to.id, actor.id)] {
+                db.exec(
+                    "INSERT INTO dm_peers(user_id, peer_id, last_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (user_id, peer_id) DO UPDATE SET last_at = excluded.last_at",
+                    &[user.into(), peer.into(), now.into()],
+                )?;
+            }
             let dm = DirectMessage {
                 id,
                 from: actor.username.clone(),
@@ -987,6 +995,34 @@ impl<B: Backend> Store for SqlStore<B> {
                 db.query_opt("SELECT id, username FROM users WHERE id = $1", &[id.into()])?
                     .map(|r| user_of(&r))
                     .transpose()
+            }))
+            .await
+    }
+
+    async fn presence_interest(&self, user: UserId) -> Result<Vec<String>, StoreError> {
+        self.backend
+            .read(Box::new(move |db| {
+                let followed = db.query(
+                    "SELECT u.username FROM follows f JOIN users u ON u.id = f.followee_id \
+                     WHERE f.follower_id = $1 ORDER BY f.created_at DESC LIMIT $2",
+                    &[
+                        user.into(),
+                        (papo_protocol::MAX_WATCH_FOLLOWED as i64).into(),
+                    ],
+                )?;
+                let peers = db.query(
+                    "SELECT u.username FROM dm_peers d JOIN users u ON u.id = d.peer_id \
+                     WHERE d.user_id = $1 ORDER BY d.last_at DESC LIMIT $2",
+                    &[user.into(), (papo_protocol::MAX_WATCH_PEERS as i64).into()],
+                )?;
+                let mut names = followed
+                    .iter()
+                    .chain(peers.iter())
+                    .map(|r| r.text(0))
+                    .collect::<Result<Vec<_>, _>>()?;
+                names.sort();
+                names.dedup();
+                Ok(names)
             }))
             .await
     }

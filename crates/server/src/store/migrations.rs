@@ -24,6 +24,7 @@ pub const SQLITE: &[(&str, &str)] = &[
         "V4__message_edits",
         include_str!("migrations/0004_message_edits.sql"),
     ),
+    ("V5__dm_peers", include_str!("migrations/0005_dm_peers.sql")),
 ];
 
 /// The Postgres migrations, oldest first.
@@ -36,6 +37,10 @@ pub const POSTGRES: &[(&str, &str)] = &[
     (
         "V3__message_edits",
         include_str!("migrations/pg/0003_message_edits.sql"),
+    ),
+    (
+        "V4__dm_peers",
+        include_str!("migrations/pg/0004_dm_peers.sql"),
     ),
 ];
 

@@ -137,6 +137,10 @@ pub trait Store: Send + Sync + 'static {
     async fn user_credentials(&self, username: &str) -> Result<Option<(User, String)>, StoreError>;
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
     async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError>;
+    /// The users whose presence `user` always receives: the most recently followed (at most
+    /// [`papo_protocol::MAX_WATCH_FOLLOWED`]) and the most recent DM peers (at most
+    /// [`papo_protocol::MAX_WATCH_PEERS`]), sorted, without repeats.
+    async fn presence_interest(&self, user: UserId) -> Result<Vec<String>, StoreError>;
 
     async fn create_session(
         &self,

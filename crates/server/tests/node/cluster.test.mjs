@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { startServer, register, login, connect, until, ofType, req, close } from './harness.mjs';
+import { startServer, register, login, connect, until, ofType, req, close, watch } from './harness.mjs';
 
 const PG = process.env.PAPO_TEST_POSTGRES_URL;
 const REDIS = process.env.PAPO_TEST_REDIS_URL;
@@ -58,7 +58,8 @@ test('three nodes: live across nodes, a node killed mid-burst loses nothing, pre
     await until(cB, () => cB.typing.some((t) => t.username === a.username), 'typing across nodes');
     assert.equal(cC.typing.length, 0);
     assert.equal(ofType(cB, 'dm.message').length, 0);
-    // Presence counts devices on every node.
+    // Presence counts devices on every node (for the users a connection watches).
+    for (const x of [cA, cB]) assert.equal((await watch(x, [a, b, c, d].map((u) => u.username))).ok, true);
     for (const x of [cA, cB]) {
       await until(x, () => {
         const online = new Set();

@@ -187,6 +187,12 @@ export function req(c, event, payload = {}) {
   return c.socket.timeout(10000).emitWithAck(event, { id: randomUUID(), ...payload });
 }
 
+/** Says whose presence (besides followed users and DM peers) this connection shows, and whether
+ * it shows the public room (its typing); resolves with the Reply. */
+export function watch(c, users, publicTyping = false) {
+  return req(c, 'presence:watch', { users, public_typing: publicTyping });
+}
+
 export function close(...clients) {
   for (const c of clients) c.socket.disconnect();
 }

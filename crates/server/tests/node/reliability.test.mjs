@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
 import {
   startServer, register, login, connect, until, ofType, req, close, signToken, decodeToken,
-  randomUUID,
+  randomUUID, watch,
 } from './harness.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -21,9 +21,13 @@ function tcpOf(socket) {
   return t.ws._socket;
 }
 
-/** Waits until an observer has seen `name` go offline in a presence change. */
+/** Waits until an observer has seen `name` go offline in a presence change after it was last
+ * seen online (watching starts with the user's current state, which may be offline). */
 function wentOffline(obs, name, ms) {
-  return until(obs, () => obs.presence.some((p) => !p.snapshot && p.offline.includes(name)), `${name} offline`, ms);
+  return until(obs, () => {
+    const i = obs.presence.findLastIndex((p) => p.online.includes(name));
+    return i >= 0 && obs.presence.slice(i + 1).some((p) => !p.snapshot && p.offline.includes(name));
+  }, `${name} offline`, ms);
 }
 
 async function slowClientScenario(upgrade) {
@@ -36,6 +40,7 @@ async function slowClientScenario(upgrade) {
     const cW = connect(s.url, writer.access_token);
     const obs = connect(s.url, watcher.access_token);
     await Promise.all([cW.live, obs.live]);
+    await watch(obs, [slowU.username]);
 
     // The slow client: the harness's recorder, over websocket directly or polling + upgrade.
     const slow = connect(s.url, slowU.access_token, { autoConnect: false });
@@ -108,6 +113,7 @@ test('a polling client that stops polling is disconnected (by the heartbeat) and
     const cW = connect(s.url, writer.access_token);
     const obs = connect(s.url, watcher.access_token);
     await Promise.all([cW.live, obs.live]);
+    await watch(obs, [slowU.username]);
     const slow = connect(s.url, slowU.access_token, { autoConnect: false });
     slow.socket.io.opts.transports = ['polling'];
     slow.socket.io.opts.upgrade = false;
@@ -155,6 +161,7 @@ test('a presence change that finds a full buffer is not lost: the client gets it
     const cW = connect(s.url, writer.access_token);
     const slow = connect(s.url, slowU.access_token);
     await Promise.all([cW.live, slow.live]);
+    await watch(slow, [late.username]);
     const tcp = tcpOf(slow.socket);
     tcp.pause();
     for (let i = 0; i < 600; i += 40) {
@@ -186,6 +193,7 @@ test('logout drops a socket even while its buffer is full', async () => {
     const obs = connect(s.url, watcher.access_token);
     const slow = connect(s.url, slowU.access_token);
     await Promise.all([cW.live, obs.live, slow.live]);
+    await watch(obs, [slowU.username]);
     await until(obs, () => obs.presence.some((p) => p.online.includes(slowU.username)), 'online');
     tcpOf(slow.socket).pause();
     for (let i = 0; i < 600; i += 40) {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import jwt from 'jsonwebtoken';
 import {
   startServer, api, register, login, connect, until, ofType, req, close, signToken,
-  decodeToken, randomUUID, tempDb, tokenHeader, keyId, SECRET,
+  decodeToken, randomUUID, tempDb, tokenHeader, keyId, SECRET, watch,
 } from './harness.mjs';
 
 let srv;
@@ -49,7 +49,7 @@ test('register and login: sessions, wrong password, taken and invalid names', as
   }
   const h = await fetch(srv.url + '/healthz').then((r) => r.json());
   assert.equal(h.ok, true);
-  assert.equal(h.protocol, 1);
+  assert.equal(h.protocol, 2);
 });
 
 test('public chat reaches every connected user, with the sender\'s client id only for the sender', async () => {
@@ -278,13 +278,28 @@ test('counters stay exact under concurrent likes from many connections', async (
   close(cA, ...cs);
 });
 
+/** The online set a client's presence packets add up to. */
+function onlineView(c) {
+  const view = new Set();
+  for (const p of c.presence) {
+    if (p.snapshot) view.clear();
+    for (const u of p.online) view.add(u);
+    for (const u of p.offline) view.delete(u);
+  }
+  return view;
+}
+
+/** Whether any presence packet a client got names `user`. */
+const heardOf = (c, user) => c.presence.some((p) => p.online.includes(user) || p.offline.includes(user));
+
 test('presence: online while any device is connected, offline when the last leaves', async () => {
   const [watcher, multi] = await Promise.all([register(srv.url, 'watch'), register(srv.url, 'multi')]);
   const multi2 = await login(srv.url, multi.username);
   const cW = connect(srv.url, watcher.access_token);
   await cW.live;
+  assert.equal((await req(cW, 'user:follow', { username: multi.username })).ok, true);
   const snap = cW.presence.find((p) => p.snapshot);
-  assert.ok(snap.online.includes(watcher.username));
+  assert.deepEqual(snap.online, [], 'nobody of interest is online yet');
   const d1 = connect(srv.url, multi.access_token);
   await d1.live;
   await until(cW, () => cW.presence.some((p) => !p.snapshot && p.online.includes(multi.username)), 'online');
@@ -292,11 +307,96 @@ test('presence: online while any device is connected, offline when the last leav
   await d2.live;
   d1.socket.disconnect();
   await req(cW, 'sys:ping');
-  await new Promise((r) => setTimeout(r, 200));
-  assert.ok(!cW.presence.some((p) => p.offline.includes(multi.username)), 'still online on device 2');
+  await new Promise((r) => setTimeout(r, 400));
+  assert.ok(onlineView(cW).has(multi.username), 'still online on device 2');
   d2.socket.disconnect();
-  await until(cW, () => cW.presence.some((p) => p.offline.includes(multi.username)), 'offline');
+  await until(cW, () => !onlineView(cW).has(multi.username), 'offline');
   close(cW);
+});
+
+test('presence by interest: followed users, DM peers and watched users only, each told at once', async () => {
+  const [me, fol, peer, seen, stranger] = await Promise.all(
+    ['pme', 'pfol', 'ppeer', 'pseen', 'pstr'].map((p) => register(srv.url, p)));
+  const others = [fol, peer, seen, stranger].map((u) => connect(srv.url, u.access_token));
+  await Promise.all(others.map((x) => x.live));
+  const [cFol, cPeer, cSeen, cStr] = others;
+  // Set up before connecting: a follow and a DM conversation (from the database at connect).
+  const setup = connect(srv.url, me.access_token);
+  await setup.live;
+  assert.equal((await req(setup, 'user:follow', { username: fol.username })).ok, true);
+  assert.equal((await req(cPeer, 'dm:send', { to: me.username, text: 'oi' })).ok, true);
+  setup.socket.disconnect();
+  await until(cPeer, () => !onlineView(cPeer).has(me.username), 'me offline for my DM peer');
+
+  const cMe = connect(srv.url, me.access_token);
+  await cMe.live;
+  await until(cMe, () => cMe.presence.some((p) => p.snapshot), 'snapshot');
+  await until(cMe, () => onlineView(cMe).has(fol.username) && onlineView(cMe).has(peer.username), 'followed and peer online');
+  assert.ok(!heardOf(cMe, seen.username) && !heardOf(cMe, stranger.username), 'nobody else');
+  // My DM peer hears that I came back (I am theirs too).
+  await until(cPeer, () => onlineView(cPeer).has(me.username), 'peer sees me online');
+
+  // Watching: the state comes before the answer; unwatching stops the news.
+  const w = await watch(cMe, [seen.username]);
+  assert.equal(w.ok, true);
+  assert.ok(onlineView(cMe).has(seen.username), 'watched user online, told before the ack');
+  cSeen.socket.disconnect();
+  await until(cMe, () => !onlineView(cMe).has(seen.username), 'watched user offline');
+  assert.equal((await watch(cMe, [])).ok, true);
+  const seenAgain = connect(srv.url, seen.access_token);
+  await seenAgain.live;
+  // A stranger comes and goes: never heard of.
+  cStr.socket.disconnect();
+  const str2 = connect(srv.url, stranger.access_token);
+  await str2.live;
+  await new Promise((r) => setTimeout(r, 600)); // past the 250 ms presence window
+  await req(cMe, 'sys:ping');
+  assert.ok(!heardOf(cMe, stranger.username), 'stranger never reported');
+  assert.ok(!onlineView(cMe).has(seen.username), 'unwatched user not reported back online');
+
+  // Following while connected: the state at once, on every device of mine; unfollowing stops it.
+  const me2 = await login(srv.url, me.username);
+  const cMe2 = connect(srv.url, me2.access_token);
+  await cMe2.live;
+  assert.equal((await req(cMe, 'user:follow', { username: stranger.username })).ok, true);
+  await until(cMe, () => onlineView(cMe).has(stranger.username), 'followed stranger online');
+  await until(cMe2, () => onlineView(cMe2).has(stranger.username), 'on my other device too');
+  assert.equal((await req(cMe2, 'user:unfollow', { username: stranger.username })).ok, true);
+  await req(cMe, 'sys:ping');
+  const before = cMe.presence.length;
+  str2.socket.disconnect();
+  await new Promise((r) => setTimeout(r, 600));
+  await req(cMe, 'sys:ping');
+  assert.ok(!cMe.presence.slice(before).some((p) => p.offline.includes(stranger.username)), 'unfollowed: no news');
+  // Unfollowing a DM peer keeps their presence (still a peer).
+  assert.equal((await req(cMe, 'user:follow', { username: peer.username })).ok, true);
+  assert.equal((await req(cMe, 'user:unfollow', { username: peer.username })).ok, true);
+  cPeer.socket.disconnect();
+  await until(cMe, () => !onlineView(cMe).has(peer.username), 'peer offline still reported');
+
+  // A first DM while both are connected makes both sides peers at once.
+  const [x, y] = await Promise.all(['px', 'py'].map((p) => register(srv.url, p)));
+  const cX = connect(srv.url, x.access_token);
+  const cY = connect(srv.url, y.access_token);
+  await Promise.all([cX.live, cY.live]);
+  assert.ok(!heardOf(cX, y.username));
+  assert.equal((await req(cX, 'dm:send', { to: y.username, text: 'olá' })).ok, true);
+  await until(cX, () => onlineView(cX).has(y.username), 'sender sees the new peer');
+  await until(cY, () => onlineView(cY).has(x.username), 'recipient sees the new peer');
+
+  // Bad watch requests: too many, not usernames, malformed.
+  const many = Array.from({ length: 201 }, (_, i) => `u${i}`);
+  for (const [payload, what] of [
+    [{ users: many }, 'too many'],
+    [{ users: ['not a name!'] }, 'invalid name'],
+    [{ users: 'ana' }, 'not a list'],
+  ]) {
+    const r = await req(cMe, 'presence:watch', payload);
+    assert.equal(r.ok, false, what);
+    assert.equal(r.error.code, 'bad_request', what);
+  }
+  assert.equal((await watch(cMe, Array.from({ length: 200 }, (_, i) => `user${i}`))).ok, true, '200 is fine');
+  close(cMe, cMe2, cFol, seenAgain, cX, cY);
 });
 
 test('typing reaches the conversation\'s readers only; read state syncs to my other devices', async () => {
@@ -307,6 +407,18 @@ test('typing reaches the conversation\'s readers only; read state syncs to my ot
   const cB = connect(srv.url, b.access_token);
   const cC = connect(srv.url, c.access_token);
   await Promise.all([cA, cA2, cB, cC].map((x) => x.live));
+  // Public typing reaches only the connections showing the public room (b), never the typist.
+  assert.equal((await watch(cB, [], true)).ok, true);
+  assert.equal((await watch(cA2, [], true)).ok, true);
+  cA.socket.emit('typing:set', { conversation: 'public', typing: true });
+  await until(cB, () => cB.typing.length === 1, 'public typing');
+  assert.deepEqual(cB.typing[0], { conversation: 'public', username: a.username, typing: true });
+  await req(cC, 'sys:ping');
+  await req(cA2, 'sys:ping');
+  assert.equal(cC.typing.length, 0, 'not showing the public room');
+  assert.equal(cA2.typing.length, 0, 'my own devices');
+  assert.equal((await watch(cB, [], false)).ok, true);
+  cB.typing.length = 0;
   cA.socket.emit('typing:set', { conversation: `dm:${b.username}`, typing: true });
   await until(cB, () => cB.typing.length === 1, 'typing');
   assert.deepEqual(cB.typing[0], { conversation: `dm:${a.username}`, username: a.username, typing: true });
