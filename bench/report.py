@@ -16,6 +16,8 @@ import sys
 
 BEGIN = "<!-- results:begin -->"
 END = "<!-- results:end -->"
+IBEGIN = "<!-- interest:begin -->"
+IEND = "<!-- interest:end -->"
 CBEGIN = "<!-- cluster:begin -->"
 CEND = "<!-- cluster:end -->"
 
@@ -295,6 +297,31 @@ def cluster_tables(res, meta):
     return "\n".join(out)
 
 
+def interest_table(before, res, meta):
+    """Idle cost per connection and connect time: an earlier build (`before`, an idle run with
+    its own `meta`) against this run, for the same scenario and sizes."""
+    bm = before.get("meta", {})
+    out = []
+    w = out.append
+    w(f"Before: Papo {bm.get('papo_rev')}, measured {bm.get('date')} "
+      f"(`{bm.get('command')}`). After: Papo {meta.get('papo_rev')}, measured {meta.get('date')} "
+      f"(`bench/run.sh --scenarios idle,fanout,dm,storm`). Same machine, otherwise idle.")
+    w("")
+    w("| distinct users | Papo before: per conn / connect | Papo after: per conn / connect | Node (after run) | raw WebSocket (after run) |")
+    w("|---|---|---|---|---|")
+    def row(rows, server, n):
+        return next((r for r in rows if r.get("server") == server and r.get("n") == n), None)
+    def cell(r):
+        if not r:
+            return "–"
+        return f"{r['per_conn_bytes'] / 1000:.1f} KB / {r['connect_secs']:.1f} s ({fmt_int(r['connect_rate'])}/s)"
+    for n in sorted({r["n"] for r in res.get("idle", []) if r.get("server") == "papo"}):
+        b, a = row(before.get("idle", []), "papo", n), row(res.get("idle", []), "papo", n)
+        node, raw = row(res.get("idle", []), "node", n), row(res.get("idle", []), "raw-ws", n)
+        w(f"| {fmt_int(n)} | {cell(b)} | {cell(a)} | {cell(node)} | {cell(raw)} |")
+    return "\n".join(out)
+
+
 def replace_between(doc, begin, end, text):
     if begin in doc and end in doc:
         head, rest = doc.split(begin, 1)
@@ -311,6 +338,8 @@ def main():
     ap.add_argument("--docs")
     ap.add_argument("--client", help="client.json of a `--scenarios client` run: replaces the client results")
     ap.add_argument("--client-meta", help="the meta file of that run")
+    ap.add_argument("--before", help="an idle run of an earlier build (with its meta inside): "
+                    "writes the before/after idle table")
     a = ap.parse_args()
     res = json.load(open(a.results))
     try:
@@ -332,6 +361,8 @@ def main():
         doc = open(a.docs).read()
         if text is not None:
             doc = replace_between(doc, BEGIN, END, text)
+        if a.before and res.get("idle"):
+            doc = replace_between(doc, IBEGIN, IEND, interest_table(json.load(open(a.before)), res, meta))
         if ctext is not None:
             doc = replace_between(doc, CBEGIN, CEND, ctext)
         open(a.docs, "w").write(doc)
