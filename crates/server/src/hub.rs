@@ -226,17 +226,14 @@ impl Hub {
         (on, off)
     }
 
-    /// Whether a user is online: in the last global view, or with a device on this node.
+    /// Whether a user is online in the last view the broadcaster announced. (Not this node's
+    /// own counts: a state told from those could be one the broadcaster never announces a
+    /// change from, if the user comes and goes within one window.)
     pub fn is_online(&self, username: &str) -> bool {
         self.global_online
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(username)
-            || self
-                .presence
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains_key(username)
     }
 
     /// For a stream read here: the newest sequence number this node already has in its cache
@@ -360,7 +357,7 @@ mod tests {
             h.set_global_online(vec!["caio".into()]),
             (vec![], vec!["bia".into()])
         );
-        // bia is still on two devices here; caio is online elsewhere; ana left.
-        assert!(h.is_online("bia") && h.is_online("caio") && !h.is_online("ana"));
+        // What was announced last: caio only (bia's two devices here count from the next sync).
+        assert!(h.is_online("caio") && !h.is_online("bia") && !h.is_online("ana"));
     }
 }

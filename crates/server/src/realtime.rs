@@ -536,17 +536,17 @@ async fn on_request<A: Adapter>(
             return send_reply(&app, &socket, &mut replier, &refusal(&id, &event, e)).await;
         }
     };
-    let reply = match app.store.apply(&conn.actor, &request).await {
+    let (reply, new_dm_peer) = match app.store.apply(&conn.actor, &request).await {
         Ok(applied) => {
             app.hub.publish(applied.written);
-            applied.reply
+            (applied.reply, applied.new_dm_peer)
         }
-        Err(e) => refusal(&id, &event, e.into()),
+        Err(e) => (refusal(&id, &event, e.into()), None),
     };
     if let Some(err) = &reply.error {
         tracing::info!(user = %conn.actor.username, %event, code = ?err.code, "request refused");
     } else {
-        track_interest(&app, &io, &socket, &conn, &request).await;
+        track_interest(&app, &io, &conn, &request, new_dm_peer).await;
     }
     send_reply(&app, &socket, &mut replier, &reply).await;
 }
@@ -556,26 +556,18 @@ async fn on_request<A: Adapter>(
 async fn track_interest<A: Adapter>(
     app: &App,
     io: &SocketIo<A>,
-    socket: &SocketRef<A>,
     conn: &Conn,
     request: &Request,
+    new_dm_peer: Option<crate::store::User>,
 ) {
     let me = &conn.actor;
     match request {
         Request::UserFollow(r) => gain_interest(app, io, me.id, &r.username).await,
-        Request::DmSend(r) => {
-            // Peers already: both sides joined when they connected or at an earlier DM.
-            let room = interest_room(&r.to);
-            if socket.rooms().iter().any(|x| *x == room) {
-                return;
-            }
-            gain_interest(app, io, me.id, &r.to).await;
-            match app.store.user_by_name(&r.to).await {
-                Ok(Some(peer)) => gain_interest(app, io, peer.id, &me.username).await,
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "DM peer lookup failed; presence joins at its next connect")
-                }
+        // Only the first DM between two users changes anything (later ones find both joined).
+        Request::DmSend(_) => {
+            if let Some(peer) = new_dm_peer {
+                gain_interest(app, io, me.id, &peer.username).await;
+                gain_interest(app, io, peer.id, &me.username).await;
             }
         }
         Request::UserUnfollow(r) => match app.store.presence_interest(me.id).await {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use papo_protocol::{
     ChatSend, DmSend, ErrorCode, EventBody, NotificationKind, PostAction, PostCreate, Request,
+    UserAction,
 };
 use uuid::Uuid;
 
@@ -119,6 +120,72 @@ pub async fn a_refused_request_writes_nothing_and_keeps_its_answer(store: Arc<dy
     // Even once "nobody" exists, the same id keeps its first answer.
     actor(&*store, "nobody").await;
     assert_eq!(store.apply(&ana, &req).await.unwrap().reply, r.reply);
+}
+
+pub async fn presence_interest_is_follows_and_dm_peers(store: Arc<dyn Store>) {
+    let [ana, bia, caio, davi] = [
+        actor(&*store, "ana").await,
+        actor(&*store, "bia").await,
+        actor(&*store, "caio").await,
+        actor(&*store, "davi").await,
+    ];
+    let dm = |to: &str| {
+        Request::DmSend(DmSend {
+            id: Uuid::now_v7(),
+            to: to.into(),
+            text: "oi".into(),
+        })
+    };
+    let follow = Request::UserFollow(UserAction {
+        id: Uuid::now_v7(),
+        username: "bia".into(),
+    });
+    assert!(store.presence_interest(ana.id).await.unwrap().is_empty());
+    assert!(store
+        .apply(&ana, &follow)
+        .await
+        .unwrap()
+        .new_dm_peer
+        .is_none());
+    // The first DM of a pair says so (even though ana already follows bia); later ones and
+    // repeats do not.
+    let first = dm("bia");
+    let applied = store.apply(&ana, &first).await.unwrap();
+    assert_eq!(applied.new_dm_peer.map(|u| u.id), Some(bia.id));
+    assert!(store
+        .apply(&ana, &first)
+        .await
+        .unwrap()
+        .new_dm_peer
+        .is_none());
+    assert!(store
+        .apply(&bia, &dm("ana"))
+        .await
+        .unwrap()
+        .new_dm_peer
+        .is_none());
+    assert!(store
+        .apply(&caio, &dm("ana"))
+        .await
+        .unwrap()
+        .new_dm_peer
+        .is_some());
+    // A refused DM changes nothing.
+    assert!(store
+        .apply(&davi, &dm("davi"))
+        .await
+        .unwrap()
+        .new_dm_peer
+        .is_none());
+    assert_eq!(
+        store.presence_interest(ana.id).await.unwrap(),
+        vec!["bia".to_string(), "caio".to_string()]
+    );
+    assert_eq!(
+        store.presence_interest(caio.id).await.unwrap(),
+        vec!["ana".to_string()]
+    );
+    assert!(store.presence_interest(davi.id).await.unwrap().is_empty());
 }
 
 pub async fn sequences_stay_gap_free_under_concurrent_writers(store: Arc<dyn Store>) {
@@ -438,6 +505,7 @@ macro_rules! conformance {
 
 conformance!(
     usernames_are_unique,
+    presence_interest_is_follows_and_dm_peers,
     a_repeated_client_id_returns_the_stored_reply_and_writes_nothing,
     a_refused_request_writes_nothing_and_keeps_its_answer,
     sequences_stay_gap_free_under_concurrent_writers,

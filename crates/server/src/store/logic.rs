@@ -446,6 +446,7 @@ fn counter(db: &mut dyn Sql, sql: &str, id: i64) -> Result<i64, TxError> {
 fn apply_request(
     db: &mut dyn Sql,
     out: &mut Vec<(StreamKey, StoredEvent)>,
+    new_dm_peer: &mut Option<User>,
     actor: &Actor,
     request: &Request,
     now: i64,
@@ -495,6 +496,13 @@ fn apply_request(
                 )?
                 .int(0)?;
             // Both sides are each other's DM peers (whose presence they receive).
+            let known = db.query_opt(
+                "SELECT 1 FROM dm_peers WHERE user_id = $1 AND peer_id = $2",
+                &[actor.id.into(), to.id.into()],
+            )?;
+            if known.is_none() {
+                *new_dm_peer = Some(to.clone());
+            }
             for (user, peer) in [(actor.id, to.id), (to.id, actor.id)] {
                 db.exec(
                     "INSERT INTO dm_peers(user_id, peer_id, last_at) VALUES ($1, $2, $3) \
@@ -903,14 +911,16 @@ fn apply_once(
         return Ok(Applied {
             reply,
             written: Vec::new(),
+            new_dm_peer: None,
         });
     }
 
     let mut written = Vec::new();
+    let mut new_dm_peer = None;
     // A savepoint lets a refused request leave no partial effect while its refusal is still
     // recorded for idempotency in the same transaction.
     db.batch("SAVEPOINT papo_request")?;
-    let reply = match apply_request(db, &mut written, actor, request, now) {
+    let reply = match apply_request(db, &mut written, &mut new_dm_peer, actor, request, now) {
         Ok(event) => {
             db.batch("RELEASE SAVEPOINT papo_request")?;
             Reply::ok(
@@ -927,6 +937,7 @@ fn apply_once(
             db.batch("ROLLBACK TO SAVEPOINT papo_request")?;
             db.batch("RELEASE SAVEPOINT papo_request")?;
             written.clear();
+            new_dm_peer = None;
             error_reply(request, e.body())
         }
         Err(TxError::Db(e)) => return Err(e),
@@ -936,7 +947,11 @@ fn apply_once(
         "UPDATE requests SET reply = $1 WHERE user_id = $2 AND cid = $3",
         &[reply_json.into(), actor.id.into(), cid.as_str().into()],
     )?;
-    Ok(Applied { reply, written })
+    Ok(Applied {
+        reply,
+        written,
+        new_dm_peer,
+    })
 }
 
 fn is_unique_violation(e: &StoreError) -> bool {

@@ -74,6 +74,9 @@ pub struct Applied {
     pub reply: Reply,
     /// Events written by this request, to hand to live readers. Empty on a repeat.
     pub written: Vec<(StreamKey, StoredEvent)>,
+    /// A DM that made its sender and this recipient DM peers for the first time (each now
+    /// receives the other's presence). None otherwise, and on a repeat.
+    pub new_dm_peer: Option<User>,
 }
 
 /// A device session, as stored.

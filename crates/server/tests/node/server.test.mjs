@@ -380,6 +380,10 @@ test('presence by interest: followed users, DM peers and watched users only, eac
   const cY = connect(srv.url, y.access_token);
   await Promise.all([cX.live, cY.live]);
   assert.ok(!heardOf(cX, y.username));
+  // x already follows y: the first DM still makes x y's peer (y follows nobody).
+  assert.equal((await req(cX, 'user:follow', { username: y.username })).ok, true);
+  await until(cX, () => onlineView(cX).has(y.username), 'followed y online');
+  assert.ok(!heardOf(cY, x.username), 'y does not follow x');
   assert.equal((await req(cX, 'dm:send', { to: y.username, text: 'olá' })).ok, true);
   await until(cX, () => onlineView(cX).has(y.username), 'sender sees the new peer');
   await until(cY, () => onlineView(cY).has(x.username), 'recipient sees the new peer');
