@@ -1,10 +1,16 @@
 //! The embedded default store: one SQLite file in WAL mode.
 //!
-//! Writes go through one connection (SQLite has one writer anyway) inside `BEGIN IMMEDIATE`
-//! transactions; reads use a few separate connections so replay never waits for writes.
+//! Writes go through one connection (SQLite has one writer anyway), owned by a writer thread
+//! that commits in groups: every write queued while the previous commit was on its way to the
+//! disk runs in the next transaction, each inside its own savepoint, and the group is committed
+//! with one fsync. A job's effects are all or nothing (a failing job rolls back to its savepoint
+//! and the others are unaffected), and no job's result is handed back before its group's commit
+//! has returned, so nothing is acknowledged before it is durable. Reads use a few separate
+//! connections so replay never waits for writes.
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
@@ -27,10 +33,124 @@ pub type SqliteStore = SqlStore<SqliteBackend>;
 
 /// Connections to one SQLite file.
 pub struct SqliteBackend {
-    writer: Arc<Mutex<Connection>>,
+    /// Queue of the writer thread; None once dropping.
+    writer: Option<mpsc::Sender<Box<dyn Pending>>>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
+    /// Write transactions run so far (each one commit, however many writes it held).
+    groups: Arc<std::sync::atomic::AtomicU64>,
     readers: Vec<Arc<Mutex<Connection>>>,
     next_reader: std::sync::atomic::AtomicUsize,
     epoch: String,
+}
+
+impl SqliteBackend {
+    /// Write transactions committed (or attempted) so far.
+    pub fn write_groups(&self) -> u64 {
+        self.groups.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for SqliteBackend {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer thread once it has finished what is queued; waiting
+        // for it means the file is closed when the store is gone.
+        self.writer.take();
+        if let Some(t) = self.writer_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Most writes committed together. Bounds how long the last of a group waits for the first.
+pub const MAX_GROUP: usize = 512;
+
+/// A queued write: run inside the group's transaction, then told how the commit went.
+trait Pending: Send {
+    /// Runs the job (once); true if it succeeded, so its savepoint is kept.
+    fn run(&mut self, conn: &mut Connection) -> bool;
+    /// Hands the result back: the job's own error, or its value if the group committed.
+    fn finish(self: Box<Self>, group: Result<(), &StoreError>);
+}
+
+struct Slot<T> {
+    job: Job<T>,
+    result: Option<Result<T, StoreError>>,
+    reply: tokio::sync::oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T: Send + 'static> Pending for Slot<T> {
+    fn run(&mut self, conn: &mut Connection) -> bool {
+        let res = std::panic::catch_unwind(AssertUnwindSafe(|| (self.job)(conn)))
+            .unwrap_or_else(|_| Err(StoreError::Db("store job panicked".into())));
+        let ok = res.is_ok();
+        self.result = Some(res);
+        ok
+    }
+
+    fn finish(self: Box<Self>, group: Result<(), &StoreError>) {
+        let out = match (self.result, group) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(v)), Ok(())) => Ok(v),
+            (_, Err(e)) => Err(StoreError::Db(format!("transaction not committed: {e}"))),
+            (None, Ok(())) => Err(StoreError::Db("write did not run".into())),
+        };
+        // The caller may have gone away (its connection closed): the effects stand anyway.
+        let _ = self.reply.send(out);
+    }
+}
+
+fn exec_cached(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+/// Runs one group: each job in its own savepoint of one `BEGIN IMMEDIATE` transaction, one
+/// `COMMIT`, then every result.
+fn run_group(conn: &mut Connection, mut group: Vec<Box<dyn Pending>>) {
+    let outcome = (|| {
+        exec_cached(conn, "BEGIN IMMEDIATE")?;
+        for job in group.iter_mut() {
+            exec_cached(conn, "SAVEPOINT job")?;
+            if !job.run(conn) {
+                exec_cached(conn, "ROLLBACK TO job")?;
+            }
+            exec_cached(conn, "RELEASE job")?;
+            if conn.is_autocommit() {
+                // SQLite rolled the whole transaction back (I/O error, full disk, ...).
+                return Err(StoreError::Db(
+                    "transaction rolled back by the database".into(),
+                ));
+            }
+        }
+        exec_cached(conn, "COMMIT")
+    })();
+    if outcome.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    if let Err(e) = &outcome {
+        tracing::error!(error = %e, jobs = group.len(), "write group not committed");
+    }
+    for job in group {
+        job.finish(outcome.as_ref().map(|_| ()));
+    }
+}
+
+fn writer_loop(
+    mut conn: Connection,
+    queue: mpsc::Receiver<Box<dyn Pending>>,
+    groups: Arc<std::sync::atomic::AtomicU64>,
+) {
+    while let Ok(first) = queue.recv() {
+        groups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        run_group(&mut conn, group);
+    }
 }
 
 fn open_conn(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
@@ -97,9 +217,18 @@ impl SqlStore<SqliteBackend> {
         let readers = (0..3)
             .map(|_| open_conn(path, durability).map(|c| Arc::new(Mutex::new(c))))
             .collect::<Result<Vec<_>, _>>()?;
+        let (queue, jobs) = mpsc::channel();
+        let groups = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = groups.clone();
+        let writer_thread = std::thread::Builder::new()
+            .name("papo-sqlite-writer".into())
+            .spawn(move || writer_loop(writer, jobs, counter))
+            .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
         Ok(SqlStore {
             backend: SqliteBackend {
-                writer: Arc::new(Mutex::new(writer)),
+                writer: Some(queue),
+                writer_thread: Some(writer_thread),
+                groups,
                 readers,
                 next_reader: Default::default(),
                 epoch,
@@ -168,20 +297,18 @@ async fn blocking<T: Send + 'static>(
 
 impl Backend for SqliteBackend {
     async fn write<T: Send + 'static>(&self, job: Job<T>) -> Result<T, StoreError> {
-        blocking(self.writer.clone(), move |c| {
-            c.execute_batch("BEGIN IMMEDIATE")?;
-            match job(c) {
-                Ok(v) => {
-                    c.execute_batch("COMMIT")?;
-                    Ok(v)
-                }
-                Err(e) => {
-                    let _ = c.execute_batch("ROLLBACK");
-                    Err(e)
-                }
-            }
-        })
-        .await
+        let (reply, result) = tokio::sync::oneshot::channel();
+        let stopped = || StoreError::Db("the store's writer has stopped".into());
+        self.writer
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(Box::new(Slot {
+                job,
+                result: None,
+                reply,
+            }))
+            .map_err(|_| stopped())?;
+        result.await.map_err(|_| stopped())?
     }
 
     async fn read<T: Send + 'static>(&self, job: Job<T>) -> Result<T, StoreError> {
@@ -209,6 +336,125 @@ impl Backend for SqliteBackend {
 mod tests {
     use super::*;
     use crate::store::Store;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Poll;
+
+    fn meta_value(path: &Path, key: &str) -> Option<String> {
+        Connection::open(path)
+            .unwrap()
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .unwrap()
+    }
+
+    /// Writes queued while a commit is under way share the next transaction; one failing or
+    /// panicking write rolls back only its own effects, and every caller gets its own result.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_writes_commit_together_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = Arc::new(SqliteStore::open(&path, Durability::Full).unwrap());
+        let groups0 = store.backend.write_groups();
+        // The first write holds the writer until every other write is queued.
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (started, writer_busy) = tokio::sync::oneshot::channel::<()>();
+        let hold = Mutex::new(Some((hold, started)));
+        let s = store.clone();
+        let first = tokio::spawn(async move {
+            s.backend
+                .write(Box::new(move |db| {
+                    if let Some((hold, started)) = hold.lock().unwrap().take() {
+                        let _ = started.send(());
+                        hold.recv().unwrap();
+                    }
+                    db.exec("INSERT INTO meta(key, value) VALUES ('first', '1')", &[])
+                }))
+                .await
+        });
+        writer_busy.await.unwrap();
+        let mut rest: Vec<Pin<Box<dyn Future<Output = Result<u32, StoreError>> + Send>>> =
+            Vec::new();
+        for i in 0..100u32 {
+            let s = store.clone();
+            rest.push(Box::pin(async move {
+                s.backend
+                    .write(Box::new(move |db| {
+                        db.exec(
+                            "INSERT INTO meta(key, value) VALUES ($1, 'x')",
+                            &[format!("k{i}").as_str().into()],
+                        )?;
+                        match i {
+                            13 => Err(StoreError::Db("refused".into())),
+                            42 => panic!("a bug in one write"),
+                            _ => Ok(i),
+                        }
+                    }))
+                    .await
+            }));
+        }
+        // Polling each once queues it; only then is the writer freed.
+        std::future::poll_fn(|cx| {
+            for f in rest.iter_mut() {
+                assert!(f.as_mut().poll(cx).is_pending());
+            }
+            Poll::Ready(())
+        })
+        .await;
+        release.send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        for (i, f) in rest.into_iter().enumerate() {
+            let r = f.await;
+            match i {
+                13 => assert_eq!(r.unwrap_err().to_string(), "database error: refused"),
+                42 => assert!(r.unwrap_err().to_string().contains("panicked")),
+                _ => assert_eq!(r.unwrap(), i as u32),
+            }
+        }
+        // One transaction for the first write, one for the hundred queued behind it.
+        assert_eq!(store.backend.write_groups() - groups0, 2);
+        drop(store);
+        assert_eq!(meta_value(&path, "first").as_deref(), Some("1"));
+        assert_eq!(meta_value(&path, "k0").as_deref(), Some("x"));
+        assert_eq!(meta_value(&path, "k99").as_deref(), Some("x"));
+        assert_eq!(meta_value(&path, "k13"), None);
+        assert_eq!(meta_value(&path, "k42"), None);
+    }
+
+    /// A write that fails at commit is reported as failed to every write of its group.
+    #[tokio::test]
+    async fn a_failed_commit_fails_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = SqliteStore::open(&path, Durability::Full).unwrap();
+        // A deferred foreign key is checked at COMMIT: the commit fails, so must the write.
+        let err = store
+            .backend
+            .write(Box::new(|db| {
+                db.batch("PRAGMA defer_foreign_keys = ON")?;
+                db.exec(
+                    "INSERT INTO sessions(id, user_id, refresh_hash, created_at, expires_at) \
+                     VALUES ('s', 999, 'h', 0, 1)",
+                    &[],
+                )
+            }))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not committed"), "{err}");
+        let n: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+        // The writer goes on.
+        store
+            .backend
+            .write(Box::new(|db| {
+                db.exec("INSERT INTO meta(key, value) VALUES ('after', '1')", &[])
+            }))
+            .await
+            .unwrap();
+    }
 
     #[tokio::test]
     async fn reopening_keeps_the_epoch_and_refuses_a_newer_schema() {
