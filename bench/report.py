@@ -61,6 +61,19 @@ def knee(rows, slo=250):
     return best
 
 
+DM_SLO = 50
+
+
+def dm_knee(rows, slo=DM_SLO):
+    """Highest DM rate of the ladder before the first step that misses delivery or the p99."""
+    best = 0.0
+    for r in rows:
+        if not (r["delivery_pct"] >= 100.0 and r["p99_ms"] <= slo):
+            break
+        best = max(best, r["rate"])
+    return best
+
+
 def slowest(s):
     return "—" if s["catch_up_max_s"] is None else f"{s['catch_up_max_s']:.2f}"
 
@@ -112,6 +125,15 @@ def tables(res, meta):
             ok = mx is not None and mx <= 10 and s["lost"] == 0
             w(f"| reconnect storm, {fmt_int(s['n'])} clients: all caught up ≤ 10 s, 0 lost | "
               f"{s['caught_up']}/{s['n']} caught up, slowest {f'{mx:.1f}' if mx is not None else '—'} s, lost {s['lost']} | {'yes' if ok else 'no'} |")
+    dm = res.get("dm", [])
+    dm_by = {}
+    for r in dm:
+        dm_by.setdefault(r["server"], []).append(r)
+    if dm_by.get("papo"):
+        best = dm_knee(dm_by["papo"])
+        nd = dm_knee(dm_by.get("node", []))
+        w(f"| durable DMs (sync=full), p99 ≤ {DM_SLO} ms, 100% delivered: ≥ 10,000/s | Papo {fmt_int(best)}/s"
+          f"{f', Node {fmt_int(nd)}/s' if dm_by.get('node') else ''} | {'yes' if best >= 10000 else 'no'} |")
     c = res.get("client")
     if c:
         ing = c["ingest_events_per_sec"]
@@ -129,6 +151,28 @@ def tables(res, meta):
         w(f"| conversation list + unread totals ≤ 2 ms p99 ({fmt_int(c.get('conversations', 0))} conversations) | p99 {cl['p99_ms']} ms | {'yes' if cl['p99_ms'] <= 2 else 'no'} |")
         op = c["open_first_page"]["p99_ms"]
         w(f"| cold open to first feed page ≤ 300 ms | p99 {op} ms | {'yes' if op <= 300 else 'no'} |")
+
+    # ---- private messages ----------------------------------------------------------------------
+    if dm_by:
+        w("")
+        w(f"### Private messages: durable DMs/s at p99 ≤ {DM_SLO} ms")
+        w("")
+        w(f"{fmt_int(dm[0]['n'])} connected clients; each step sends `dm:send` at the given rate for the step's "
+          "seconds from random senders to random recipients; latency is send → the recipient's `log` event "
+          "(the reply to the sender is counted separately). A step passes when every DM is delivered with "
+          f"p99 ≤ {DM_SLO} ms; the ladder stops at the first step that does not. `papo-tmpfs` is Papo with its "
+          "database on tmpfs (no fsync reaches a disk), to separate the disk from the code.")
+        w("")
+        w("| server | rate/s | delivered | p50 ms | p99 ms | max ms | server CPU | load generator CPU | passes |")
+        w("|---|---|---|---|---|---|---|---|---|")
+        for server, rows in dm_by.items():
+            for r in rows:
+                ok = r["delivery_pct"] >= 100.0 and r["p99_ms"] <= DM_SLO
+                w(f"| {server} | {fmt_int(r['rate'])} | {r['delivery_pct']:.2f}% | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                  f"{r['max_ms']:.1f} | {r['server_cpu_pct']:.0f}% | {r.get('loadgen_cpu_pct', 0):.0f}% | {'yes' if ok else '**no**'} |")
+        w("")
+        w("Highest passing rate: " + ", ".join(f"{s} {fmt_int(dm_knee(rows))}/s" for s, rows in dm_by.items()) + ".")
+        w("")
 
     # ---- client core ---------------------------------------------------------------------------
     if c:
