@@ -89,6 +89,12 @@ impl axum::serve::Listener for KillableListener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         // The TcpListener implementation retries (and logs) accept errors.
         let (inner, remote) = axum::serve::Listener::accept(&mut self.0).await;
+        // Chat frames are small and each one matters now: without this, Nagle's algorithm holds
+        // a frame until the previous one is acknowledged, and the peer's delayed ACK makes that
+        // up to ~40 ms (Node's HTTP server sets the same by default).
+        if let Err(e) = inner.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
         let kill = Arc::new(Kill::default());
         let io = KillableStream {
             inner,

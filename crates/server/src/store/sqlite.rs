@@ -36,6 +36,9 @@ pub struct SqliteBackend {
     /// Queue of the writer thread; None once dropping.
     writer: Option<mpsc::Sender<Box<dyn Pending>>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
+    /// Stops the checkpointer when dropped.
+    checkpoint_stop: Option<mpsc::Sender<()>>,
+    checkpoint_thread: Option<std::thread::JoinHandle<()>>,
     /// Write transactions run so far (each one commit, however many writes it held).
     groups: Arc<std::sync::atomic::AtomicU64>,
     readers: Vec<Arc<Mutex<Connection>>>,
@@ -58,8 +61,15 @@ impl Drop for SqliteBackend {
         if let Some(t) = self.writer_thread.take() {
             let _ = t.join();
         }
+        self.checkpoint_stop.take();
+        if let Some(t) = self.checkpoint_thread.take() {
+            let _ = t.join();
+        }
     }
 }
+
+/// Page cache of the writer connection, in KiB.
+const WRITER_CACHE_KIB: i64 = 256 * 1024;
 
 /// Most writes committed together. Bounds how long the last of a group waits for the first.
 pub const MAX_GROUP: usize = 512;
@@ -132,6 +142,23 @@ fn run_group(conn: &mut Connection, mut group: Vec<Box<dyn Pending>>) {
     }
     for job in group {
         job.finish(outcome.as_ref().map(|_| ()));
+    }
+}
+
+/// How often the checkpointer copies committed WAL frames into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Copies the WAL into the database file from its own connection, so the writer never pays for
+/// it inside a commit. PASSIVE: it never blocks the writer or readers, and the writer restarts
+/// the WAL from its beginning once a checkpoint has caught up with it.
+fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        let res = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+        }
     }
 }
 
@@ -214,6 +241,16 @@ impl SqlStore<SqliteBackend> {
                 e
             }
         };
+        // The writer keeps the pages it touches (stream heads, index leaves) in memory instead of
+        // re-reading them, and leaves checkpoints to the checkpointer.
+        writer.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = open_conn(path, durability)?;
+        let (checkpoint_stop, stop) = mpsc::channel();
+        let checkpoint_thread = std::thread::Builder::new()
+            .name("papo-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, stop))
+            .map_err(|e| StoreError::Db(format!("cannot start the checkpoint thread: {e}")))?;
         let readers = (0..3)
             .map(|_| open_conn(path, durability).map(|c| Arc::new(Mutex::new(c))))
             .collect::<Result<Vec<_>, _>>()?;
@@ -228,6 +265,8 @@ impl SqlStore<SqliteBackend> {
             backend: SqliteBackend {
                 writer: Some(queue),
                 writer_thread: Some(writer_thread),
+                checkpoint_stop: Some(checkpoint_stop),
+                checkpoint_thread: Some(checkpoint_thread),
                 groups,
                 readers,
                 next_reader: Default::default(),
