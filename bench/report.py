@@ -163,16 +163,27 @@ def tables(res, meta):
           f"p99 ≤ {DM_SLO} ms; the ladder stops at the first step that does not. `papo-tmpfs` is Papo with its "
           "database on tmpfs (no fsync reaches a disk), to separate the disk from the code.")
         w("")
-        w("| server | rate/s | delivered | p50 ms | p99 ms | max ms | server CPU | load generator CPU | passes |")
-        w("|---|---|---|---|---|---|---|---|---|")
-        for server, rows in dm_by.items():
-            for r in rows:
-                ok = r["delivery_pct"] >= 100.0 and r["p99_ms"] <= DM_SLO
-                w(f"| {server} | {fmt_int(r['rate'])} | {r['delivery_pct']:.2f}% | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-                  f"{r['max_ms']:.1f} | {r['server_cpu_pct']:.0f}% | {r.get('loadgen_cpu_pct', 0):.0f}% | {'yes' if ok else '**no**'} |")
-        w("")
-        w("Highest passing rate: " + ", ".join(f"{s} {fmt_int(dm_knee(rows))}/s" for s, rows in dm_by.items()) + ".")
-        w("")
+        runs = [(res.get("dm_meta") or meta, dm_by)]
+        if res.get("dm_before"):
+            before_by = {}
+            for r in res["dm_before"]:
+                before_by.setdefault(r["server"], []).append(r)
+            runs.insert(0, (res.get("dm_before_meta") or {}, before_by))
+        for i, (m, by_server) in enumerate(runs):
+            label = "Before" if len(runs) == 2 and i == 0 else ("After" if len(runs) == 2 else "Run")
+            w(f"{label}: Papo {m.get('papo_rev', '?')} (`{m.get('papo_server_bin', '?')}`), measured {m.get('date', '?')}, "
+              f"load average before the run {' '.join(m.get('load_before', []))}.")
+            w("")
+            w("| server | rate/s | delivered | p50 ms | p99 ms | max ms | server CPU | load generator CPU | passes |")
+            w("|---|---|---|---|---|---|---|---|---|")
+            for server, rows in by_server.items():
+                for r in rows:
+                    ok = r["delivery_pct"] >= 100.0 and r["p99_ms"] <= DM_SLO
+                    w(f"| {server} | {fmt_int(r['rate'])} | {r['delivery_pct']:.2f}% | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                      f"{r['max_ms']:.1f} | {r['server_cpu_pct']:.0f}% | {r.get('loadgen_cpu_pct', 0):.0f}% | {'yes' if ok else '**no**'} |")
+            w("")
+            w("Highest passing rate: " + ", ".join(f"{s} {fmt_int(dm_knee(rows))}/s" for s, rows in by_server.items()) + ".")
+            w("")
 
     # ---- client core ---------------------------------------------------------------------------
     if c:
@@ -382,6 +393,10 @@ def main():
     ap.add_argument("--docs")
     ap.add_argument("--client", help="client.json of a `--scenarios client` run: replaces the client results")
     ap.add_argument("--client-meta", help="the meta file of that run")
+    ap.add_argument("--dm", help="dm.json of a `--scenarios dm` run: replaces the DM results")
+    ap.add_argument("--dm-meta", help="the meta file of that run")
+    ap.add_argument("--dm-before", help="a DM run of an earlier build: shown beside it")
+    ap.add_argument("--dm-before-meta", help="the meta file of that run")
     ap.add_argument("--before", help="an idle run of an earlier build (with its meta inside): "
                     "writes the before/after idle table")
     a = ap.parse_args()
@@ -394,6 +409,14 @@ def main():
         res["client"] = json.load(open(a.client)).get("client")
         if a.client_meta:
             res["client_meta"] = json.load(open(a.client_meta))
+    if a.dm:
+        res["dm"] = json.load(open(a.dm)).get("dm", [])
+        if a.dm_meta:
+            res["dm_meta"] = json.load(open(a.dm_meta))
+    if a.dm_before:
+        res["dm_before"] = json.load(open(a.dm_before)).get("dm", [])
+        if a.dm_before_meta:
+            res["dm_before_meta"] = json.load(open(a.dm_before_meta))
     main_suite = any(res.get(k) for k in ("idle", "fanout", "dm", "storm", "client"))
     has_cluster = bool(res.get("cluster")) or bool(res.get("cluster_skipped"))
     if a.plot and res.get("fanout"):

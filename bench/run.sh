@@ -33,6 +33,11 @@ done
 if [ "${SCEN:-}" = cluster ]; then NAME=cluster; META=cluster-meta.json; fi
 # Likewise the client core alone: client.json, whose results replace the client section.
 if [ "${SCEN:-}" = client ]; then NAME=client; META=client-meta.json; fi
+# And private messages alone: dm.json, whose results replace the DM section.
+if [ "${SCEN:-}" = dm ]; then NAME=dm; META=dm-meta.json; fi
+# BENCH_NAME=<name> writes <name>.json / <name>-meta.json instead (e.g. a run of an older build
+# kept for a before/after table); the docs are then left alone.
+if [ -n "${BENCH_NAME:-}" ]; then NAME=$BENCH_NAME; META=$BENCH_NAME-meta.json; BENCH_NO_DOCS=1; fi
 
 echo "== load before building: $(cat /proc/loadavg)"
 if [ -z "${PAPO_SERVER_BIN:-}" ]; then
@@ -109,6 +114,12 @@ PLOT_ARGS=(--plot docs/benchmarks-p99.png)
 if [ "$NAME" = client ]; then
   "$VENV/bin/python" bench/report.py "$RESULTS/latest.json" "$RESULTS/meta.json" \
     --client "$RESULTS/client.json" --client-meta "$RESULTS/client-meta.json" "${DOCS_ARGS[@]}"
+elif [ "$NAME" = dm ]; then
+  BEFORE_ARGS=()
+  [ -f "$RESULTS/dm-before.json" ] && BEFORE_ARGS=(--dm-before "$RESULTS/dm-before.json" --dm-before-meta "$RESULTS/dm-before-meta.json")
+  "$VENV/bin/python" bench/report.py "$RESULTS/latest.json" "$RESULTS/meta.json" \
+    --client "$RESULTS/client.json" --client-meta "$RESULTS/client-meta.json" \
+    --dm "$RESULTS/dm.json" --dm-meta "$RESULTS/dm-meta.json" "${BEFORE_ARGS[@]}" "${DOCS_ARGS[@]}"
 else
   "$VENV/bin/python" bench/report.py "$RESULTS/$NAME.json" "$RESULTS/$META" \
     "${PLOT_ARGS[@]}" "${DOCS_ARGS[@]}"
