@@ -211,8 +211,8 @@ async fn run_all(
                 n,
                 // ×2 up to where one commit per DM ran out, then ×1.25 towards the target.
                 &[
-                    500.0, 1000.0, 2000.0, 2500.0, 3200.0, 4000.0, 5000.0, 6400.0, 8000.0,
-                    10000.0, 12500.0, 16000.0,
+                    500.0, 1000.0, 2000.0, 2500.0, 3200.0, 4000.0, 5000.0, 6400.0, 8000.0, 10000.0,
+                    12500.0, 16000.0,
                 ],
                 step_secs,
                 // docs/benchmarks.md's target: durable DMs at p99 ≤ 50 ms.
