@@ -10,6 +10,7 @@ scale-out section) when it has results of the cluster scenario; the other sectio
 """
 import argparse
 import json
+import os
 import math
 import re
 import sys
@@ -183,6 +184,13 @@ def tables(res, meta):
                       f"{r['max_ms']:.1f} | {r['server_cpu_pct']:.0f}% | {r.get('loadgen_cpu_pct', 0):.0f}% | {'yes' if ok else '**no**'} |")
             w("")
             w("Highest passing rate: " + ", ".join(f"{s} {fmt_int(dm_knee(rows))}/s" for s, rows in by_server.items()) + ".")
+            w("")
+        if res.get("dm_previous"):
+            prev_by = {}
+            for r in res["dm_previous"]:
+                prev_by.setdefault(r["server"], []).append(r)
+            w(f"The run before this one with the same build (`bench/results/{res['dm_previous_name']}`), highest passing rate: "
+              + ", ".join(f"{s} {fmt_int(dm_knee(rows))}/s" for s, rows in prev_by.items()) + ".")
             w("")
 
     # ---- client core ---------------------------------------------------------------------------
@@ -395,6 +403,7 @@ def main():
     ap.add_argument("--client-meta", help="the meta file of that run")
     ap.add_argument("--dm", help="dm.json of a `--scenarios dm` run: replaces the DM results")
     ap.add_argument("--dm-meta", help="the meta file of that run")
+    ap.add_argument("--dm-previous", help="an earlier DM run of the same build (the second of two runs)")
     ap.add_argument("--dm-before", help="a DM run of an earlier build: shown beside it")
     ap.add_argument("--dm-before-meta", help="the meta file of that run")
     ap.add_argument("--before", help="an idle run of an earlier build (with its meta inside): "
@@ -413,6 +422,9 @@ def main():
         res["dm"] = json.load(open(a.dm)).get("dm", [])
         if a.dm_meta:
             res["dm_meta"] = json.load(open(a.dm_meta))
+    if a.dm_previous:
+        res["dm_previous"] = json.load(open(a.dm_previous)).get("dm", [])
+        res["dm_previous_name"] = os.path.basename(a.dm_previous)
     if a.dm_before:
         res["dm_before"] = json.load(open(a.dm_before)).get("dm", [])
         if a.dm_before_meta:

@@ -67,6 +67,12 @@ fi
 ulimit -n "$(ulimit -Hn)" || true
 echo "== open files limit: $(ulimit -n)"
 
+# A DM run keeps the one before it (runs come in pairs) as dm-previous.json.
+if [ "$NAME" = dm ] && [ -f "$RESULTS/dm.json" ]; then
+  cp "$RESULTS/dm.json" "$RESULTS/dm-previous.json"
+  cp "$RESULTS/dm-meta.json" "$RESULTS/dm-previous-meta.json"
+fi
+
 # What was measured, on what.
 python3 - "$RESULTS/$META" "$PAPO_SERVER_BIN" <<'PY'
 import json, os, platform, subprocess, sys, datetime
@@ -117,6 +123,7 @@ if [ "$NAME" = client ]; then
 elif [ "$NAME" = dm ]; then
   BEFORE_ARGS=()
   [ -f "$RESULTS/dm-before.json" ] && BEFORE_ARGS=(--dm-before "$RESULTS/dm-before.json" --dm-before-meta "$RESULTS/dm-before-meta.json")
+  [ -f "$RESULTS/dm-previous.json" ] && BEFORE_ARGS+=(--dm-previous "$RESULTS/dm-previous.json")
   "$VENV/bin/python" bench/report.py "$RESULTS/latest.json" "$RESULTS/meta.json" \
     --client "$RESULTS/client.json" --client-meta "$RESULTS/client-meta.json" \
     --dm "$RESULTS/dm.json" --dm-meta "$RESULTS/dm-meta.json" "${BEFORE_ARGS[@]}" "${DOCS_ARGS[@]}"
