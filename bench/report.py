@@ -153,6 +153,33 @@ def tables(res, meta):
         op = c["open_first_page"]["p99_ms"]
         w(f"| cold open to first feed page ≤ 300 ms | p99 {op} ms | {'yes' if op <= 300 else 'no'} |")
 
+    # ---- fan-out before / after -----------------------------------------------------------------
+    if res.get("fanout_before") and fan:
+        bm = res.get("fanout_before_meta") or {}
+        bby = {}
+        for r in res["fanout_before"]:
+            bby.setdefault((r["server"], r["n"]), []).append(r)
+        w("")
+        w("### Fan-out before and after serializing each event once")
+        w("")
+        w(f"Before: Papo {bm.get('papo_rev', '?')} (`{bm.get('papo_server_bin', '?')}`), measured {bm.get('date', '?')}, "
+          f"load average before the run {' '.join(bm.get('load_before', []))}. After: this run (Papo {meta.get('papo_rev')}). "
+          "Highest sustained deliveries/s (every message delivered, p99 within the objective); Node and the raw "
+          "baseline were measured in each run.")
+        w("")
+        w("| clients | p99 ≤ | Papo before | Papo after | Node before / after | raw before / after | after: × Node, × raw |")
+        w("|---|---|---|---|---|---|---|")
+        for slo in SLOS:
+            for n in sorted({r["n"] for r in fan}):
+                pb, pa = knee(bby.get(("papo", n), []), slo), knee(by.get(("papo", n), []), slo)
+                nb, na = knee(bby.get(("node", n), []), slo), knee(by.get(("node", n), []), slo)
+                rb, ra = knee(bby.get(("raw-ws", n), []), slo), knee(by.get(("raw-ws", n), []), slo)
+                xn = f"{pa / na:.1f}×" if na else "∞ (Node 0)"
+                xr = f"{pa / ra:.2f}" if ra else "—"
+                w(f"| {fmt_int(n)} | {slo} ms | {fmt_int(pb)} | {fmt_int(pa)} | {fmt_int(nb)} / {fmt_int(na)} | "
+                  f"{fmt_int(rb)} / {fmt_int(ra)} | {xn}, {xr} |")
+        w("")
+
     # ---- private messages ----------------------------------------------------------------------
     if dm_by:
         w("")
@@ -404,6 +431,8 @@ def main():
     ap.add_argument("--dm", help="dm.json of a `--scenarios dm` run: replaces the DM results")
     ap.add_argument("--dm-meta", help="the meta file of that run")
     ap.add_argument("--dm-previous", help="an earlier DM run of the same build (the second of two runs)")
+    ap.add_argument("--fanout-before", help="a fan-out run of an earlier build: a before/after table")
+    ap.add_argument("--fanout-before-meta", help="the meta file of that run")
     ap.add_argument("--dm-before", help="a DM run of an earlier build: shown beside it")
     ap.add_argument("--dm-before-meta", help="the meta file of that run")
     ap.add_argument("--before", help="an idle run of an earlier build (with its meta inside): "
@@ -425,6 +454,10 @@ def main():
     if a.dm_previous:
         res["dm_previous"] = json.load(open(a.dm_previous)).get("dm", [])
         res["dm_previous_name"] = os.path.basename(a.dm_previous)
+    if a.fanout_before:
+        res["fanout_before"] = json.load(open(a.fanout_before)).get("fanout", [])
+        if a.fanout_before_meta:
+            res["fanout_before_meta"] = json.load(open(a.fanout_before_meta))
     if a.dm_before:
         res["dm_before"] = json.load(open(a.dm_before)).get("dm", [])
         if a.dm_before_meta:

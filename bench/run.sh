@@ -117,17 +117,25 @@ DOCS_ARGS=(--docs docs/benchmarks.md)
 [ -n "${BENCH_NO_DOCS:-}" ] && DOCS_ARGS=()
 PLOT_ARGS=(--plot docs/benchmarks-p99.png)
 [ "$NAME" != latest ] && PLOT_ARGS=()
-if [ "$NAME" = client ]; then
+# The DM section comes from dm.json (with the older build's run and the previous run beside it)
+# unless this run measured DMs itself.
+DM_ARGS=()
+if [ "$NAME" = dm ] || { [ "$NAME" = latest ] && [ -n "${SCEN:-}" ] && [[ ",$SCEN," != *",dm,"* ]]; }; then
+  [ -f "$RESULTS/dm.json" ] && DM_ARGS+=(--dm "$RESULTS/dm.json" --dm-meta "$RESULTS/dm-meta.json")
+  [ -f "$RESULTS/dm-before.json" ] && DM_ARGS+=(--dm-before "$RESULTS/dm-before.json" --dm-before-meta "$RESULTS/dm-before-meta.json")
+  [ -f "$RESULTS/dm-previous.json" ] && DM_ARGS+=(--dm-previous "$RESULTS/dm-previous.json")
+fi
+# Likewise the client section from client.json, and the fan-out of the build before serialize-once.
+if [ "$NAME" = latest ] && [ -n "${SCEN:-}" ] && [[ ",$SCEN," != *",client,"* ]] && [ -f "$RESULTS/client.json" ]; then
+  DM_ARGS+=(--client "$RESULTS/client.json" --client-meta "$RESULTS/client-meta.json")
+fi
+if [ "$NAME" = latest ] && [ -f "$RESULTS/fanout-before.json" ]; then
+  DM_ARGS+=(--fanout-before "$RESULTS/fanout-before.json" --fanout-before-meta "$RESULTS/fanout-before-meta.json")
+fi
+if [ "$NAME" = client ] || [ "$NAME" = dm ]; then
   "$VENV/bin/python" bench/report.py "$RESULTS/latest.json" "$RESULTS/meta.json" \
-    --client "$RESULTS/client.json" --client-meta "$RESULTS/client-meta.json" "${DOCS_ARGS[@]}"
-elif [ "$NAME" = dm ]; then
-  BEFORE_ARGS=()
-  [ -f "$RESULTS/dm-before.json" ] && BEFORE_ARGS=(--dm-before "$RESULTS/dm-before.json" --dm-before-meta "$RESULTS/dm-before-meta.json")
-  [ -f "$RESULTS/dm-previous.json" ] && BEFORE_ARGS+=(--dm-previous "$RESULTS/dm-previous.json")
-  "$VENV/bin/python" bench/report.py "$RESULTS/latest.json" "$RESULTS/meta.json" \
-    --client "$RESULTS/client.json" --client-meta "$RESULTS/client-meta.json" \
-    --dm "$RESULTS/dm.json" --dm-meta "$RESULTS/dm-meta.json" "${BEFORE_ARGS[@]}" "${DOCS_ARGS[@]}"
+    --client "$RESULTS/client.json" --client-meta "$RESULTS/client-meta.json" "${DM_ARGS[@]}" "${DOCS_ARGS[@]}"
 else
   "$VENV/bin/python" bench/report.py "$RESULTS/$NAME.json" "$RESULTS/$META" \
-    "${PLOT_ARGS[@]}" "${DOCS_ARGS[@]}"
+    "${PLOT_ARGS[@]}" "${DM_ARGS[@]}" "${DOCS_ARGS[@]}"
 fi

@@ -284,8 +284,8 @@ mod tests {
     use papo_protocol::{ChatMessage, EventBody, LogEvent, Stream};
 
     fn ev(seq: u64) -> StoredEvent {
-        StoredEvent {
-            event: LogEvent {
+        StoredEvent::new(
+            LogEvent {
                 stream: Stream::Public,
                 seq,
                 at: 0,
@@ -297,8 +297,8 @@ mod tests {
                     at: 0,
                 }),
             },
-            actor: None,
-        }
+            None,
+        )
     }
 
     #[test]

@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use papo_protocol::{
-    connect_errors, conversation, events, ConnectAuth, Cursor, ErrorCode, LogBatch, LogEvent,
-    Presence, PresenceWatch, Reply, ReplyResult, Request, Stream, SyncState, SyncStatus, Typing,
-    TypingSet, MAX_WATCH,
+    connect_errors, conversation, events, ConnectAuth, Cursor, ErrorCode, Presence, PresenceWatch,
+    Reply, ReplyResult, Request, Stream, SyncState, SyncStatus, Typing, TypingSet, MAX_WATCH,
 };
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Event, Extension, SocketRef, State, TryData};
@@ -828,8 +827,49 @@ async fn fetch(
     Ok(rows.into_iter().map(Arc::new).collect())
 }
 
+/// An event's JSON as one reader gets it: the shared encoding every socket is sent (encoded once
+/// per event, not once per socket), or, for its author's devices, one with the client id.
+enum Encoded {
+    Shared(Arc<StoredEvent>),
+    Own(Box<serde_json::value::RawValue>),
+}
+
+impl Encoded {
+    fn for_reader(ev: Arc<StoredEvent>, reader: i64) -> Self {
+        if ev.shows_cid_to(reader) {
+            Encoded::Own(ev.json_for(reader))
+        } else {
+            Encoded::Shared(ev)
+        }
+    }
+
+    fn raw(&self) -> &serde_json::value::RawValue {
+        match self {
+            Encoded::Shared(ev) => ev.shared_json(),
+            Encoded::Own(raw) => raw,
+        }
+    }
+
+    /// Length of the JSON, escapes included.
+    fn len(&self) -> usize {
+        self.raw().get().len()
+    }
+}
+
+impl serde::Serialize for Encoded {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.raw().serialize(s)
+    }
+}
+
+/// A `log` payload ([`papo_protocol::LogBatch`] on the wire) made of already encoded events.
+#[derive(serde::Serialize)]
+struct RawBatch<'a> {
+    events: &'a [Encoded],
+}
+
 /// Merges two stream-ordered lists by time without ever reordering within a stream.
-fn merge(reader: i64, a: Vec<Arc<StoredEvent>>, b: Vec<Arc<StoredEvent>>) -> Vec<LogEvent> {
+fn merge(reader: i64, a: Vec<Arc<StoredEvent>>, b: Vec<Arc<StoredEvent>>) -> Vec<Encoded> {
     let mut out = Vec::with_capacity(a.len() + b.len());
     let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
     loop {
@@ -841,33 +881,10 @@ fn merge(reader: i64, a: Vec<Arc<StoredEvent>>, b: Vec<Arc<StoredEvent>>) -> Vec
         };
         let next = if take_a { a.next() } else { b.next() };
         if let Some(e) = next {
-            out.push(e.for_reader(reader));
+            out.push(Encoded::for_reader(e, reader));
         }
     }
     out
-}
-
-/// Counts bytes written, to measure JSON without keeping it.
-struct Counter(usize);
-
-impl std::io::Write for Counter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The exact length of an event's JSON, escapes included.
-fn encoded_len(ev: &LogEvent) -> usize {
-    let mut c = Counter(0);
-    // Serializing a LogEvent cannot fail; if it ever did, count it as a whole packet.
-    match serde_json::to_writer(&mut c, ev) {
-        Ok(()) => c.0,
-        Err(_) => PACKET_BYTES,
-    }
 }
 
 /// `{"events":[` and `]}` around a batch.
@@ -875,11 +892,11 @@ const BATCH_OVERHEAD: usize = 13;
 
 /// Splits events into packets whose `log` payload JSON is at most [`PACKET_BYTES`] (an event
 /// bigger than that goes alone), measured on the encoded JSON.
-fn packets(events: Vec<LogEvent>) -> Vec<Vec<LogEvent>> {
-    let mut out: Vec<Vec<LogEvent>> = Vec::new();
+fn packets(events: Vec<Encoded>) -> Vec<Vec<Encoded>> {
+    let mut out: Vec<Vec<Encoded>> = Vec::new();
     let mut size = 0;
     for ev in events {
-        let n = encoded_len(&ev);
+        let n = ev.len();
         match out.last_mut() {
             // +1 for the comma before it.
             Some(cur) if size + 1 + n <= PACKET_BYTES => {
@@ -1032,7 +1049,8 @@ async fn pump<A: Adapter>(
                 cursor.set(Stream::Private, last.event.seq);
             }
             for events in packets(merge(user, pubs, privs)) {
-                if !emit_patiently(&app, &socket, events::LOG, &LogBatch { events }).await {
+                let batch = RawBatch { events: &events };
+                if !emit_patiently(&app, &socket, events::LOG, &batch).await {
                     return;
                 }
             }
@@ -1074,6 +1092,7 @@ async fn pump<A: Adapter>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use papo_protocol::{LogBatch, LogEvent};
 
     fn chat(seq: u64, len: usize) -> LogEvent {
         LogEvent {
@@ -1090,21 +1109,35 @@ mod tests {
         }
     }
 
+    fn encoded(evs: &[LogEvent]) -> Vec<Encoded> {
+        evs.iter()
+            .map(|e| Encoded::Shared(Arc::new(StoredEvent::new(e.clone(), None))))
+            .collect()
+    }
+
+    fn seqs(ps: &[Vec<Encoded>]) -> Vec<u64> {
+        ps.iter()
+            .flatten()
+            .map(|e| serde_json::from_str::<LogEvent>(e.raw().get()).unwrap().seq)
+            .collect()
+    }
+
+    fn batch_len(p: &[Encoded]) -> usize {
+        serde_json::to_vec(&RawBatch { events: p }).unwrap().len()
+    }
+
     #[test]
     fn packets_stay_small_and_keep_order() {
         let evs: Vec<LogEvent> = (1..=300).map(|i| chat(i, 100)).collect();
-        let ps = packets(evs);
+        let ps = packets(encoded(&evs));
         assert!(ps.len() > 1);
         for p in &ps {
-            let bytes = serde_json::to_vec(&LogBatch { events: p.clone() })
-                .unwrap()
-                .len();
+            let bytes = batch_len(p);
             assert!(bytes <= PACKET_BYTES, "{bytes}");
         }
-        let seqs: Vec<u64> = ps.iter().flatten().map(|e| e.seq).collect();
-        assert_eq!(seqs, (1..=300).collect::<Vec<u64>>());
+        assert_eq!(seqs(&ps), (1..=300).collect::<Vec<u64>>());
         // A single event larger than a packet is sent alone.
-        let big = packets(vec![chat(1, 10), chat(2, 40_000), chat(3, 10)]);
+        let big = packets(encoded(&[chat(1, 10), chat(2, 40_000), chat(3, 10)]));
         assert_eq!(big.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1, 1]);
     }
 
@@ -1131,11 +1164,9 @@ mod tests {
         let evs: Vec<LogEvent> = (1..=200)
             .map(|i| chat_text(i, nasty[i as usize % nasty.len()].clone()))
             .collect();
-        let ps = packets(evs.clone());
+        let ps = packets(encoded(&evs));
         for p in &ps {
-            let bytes = serde_json::to_vec(&LogBatch { events: p.clone() })
-                .unwrap()
-                .len();
+            let bytes = batch_len(p);
             if p.len() > 1 {
                 assert!(bytes <= PACKET_BYTES, "{} events in {bytes} bytes", p.len());
             } else {
@@ -1143,18 +1174,59 @@ mod tests {
                 assert!(bytes < 64 * 1024, "{bytes}");
             }
         }
-        let seqs: Vec<u64> = ps.iter().flatten().map(|e| e.seq).collect();
-        assert_eq!(seqs, (1..=200).collect::<Vec<u64>>());
+        assert_eq!(seqs(&ps), (1..=200).collect::<Vec<u64>>());
         // Small events still share packets.
-        let small = packets((1..=100).map(|i| chat_text(i, "oi".into())).collect());
+        let small = packets(encoded(
+            &(1..=100)
+                .map(|i| chat_text(i, "oi".into()))
+                .collect::<Vec<_>>(),
+        ));
         assert!(small.len() < 10, "{}", small.len());
-        // The size is exact: a batch filled to the limit is at most the limit.
-        for (i, ev) in evs.iter().enumerate().take(10) {
+        // The size is exact: a batch is its events, commas and the overhead, no more.
+        for p in &ps {
+            let sum: usize = p.iter().map(Encoded::len).sum();
+            assert_eq!(batch_len(p), BATCH_OVERHEAD + sum + p.len() - 1);
+        }
+    }
+
+    /// Encoding once changes nothing on the wire: a batch of shared encodings is byte for byte
+    /// the `LogBatch` the reader would have got by encoding its own copies, the client id shown
+    /// to its author only.
+    #[test]
+    fn shared_encodings_are_the_wire_format_with_the_cid_for_the_author_only() {
+        let cid = Uuid::new_v4();
+        let author = 7;
+        let mut own = chat(1, 5);
+        own.cid = Some(cid);
+        let stored = vec![
+            Arc::new(StoredEvent::new(own.clone(), Some(author))),
+            Arc::new(StoredEvent::new(
+                chat_text(2, "\"olá\"\u{1}".into()),
+                Some(8),
+            )),
+        ];
+        for reader in [author, 8, 9] {
+            let mine = merge(reader, stored.clone(), Vec::new());
+            let want: Vec<LogEvent> = stored.iter().map(|e| e.for_reader(reader)).collect();
             assert_eq!(
-                encoded_len(ev),
-                serde_json::to_vec(ev).unwrap().len(),
-                "{i}"
+                serde_json::to_string(&RawBatch { events: &mine }).unwrap(),
+                serde_json::to_string(&LogBatch { events: want }).unwrap(),
+                "reader {reader}"
             );
         }
+        let author_view = serde_json::to_string(&RawBatch {
+            events: &merge(author, stored.clone(), Vec::new()),
+        })
+        .unwrap();
+        assert!(author_view.contains(&cid.to_string()));
+        let other_view = serde_json::to_string(&RawBatch {
+            events: &merge(9, stored.clone(), Vec::new()),
+        })
+        .unwrap();
+        assert!(!other_view.contains(&cid.to_string()));
+        // The shared encoding is made once and reused.
+        let a = stored[1].shared_json() as *const _;
+        let b = stored[1].shared_json() as *const _;
+        assert_eq!(a, b);
     }
 }

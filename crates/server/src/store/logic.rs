@@ -153,16 +153,16 @@ fn wire_stream(stream: StreamKey) -> Stream {
 fn event_of(stream: StreamKey, r: &Row) -> Result<StoredEvent, StoreError> {
     let body: EventBody = serde_json::from_str(&r.text(4)?)
         .map_err(|e| StoreError::Db(format!("stored event does not parse: {e}")))?;
-    Ok(StoredEvent {
-        event: LogEvent {
+    Ok(StoredEvent::new(
+        LogEvent {
             stream: wire_stream(stream),
             seq: r.int(0)? as u64,
             at: r.int(1)?,
             cid: r.opt_text(3)?.and_then(|c| Uuid::parse_str(&c).ok()),
             body,
         },
-        actor: r.opt_int(2)?,
-    })
+        r.opt_int(2)?,
+    ))
 }
 
 /// Appends one event to a stream inside the caller's transaction, numbering it. The head row
@@ -207,13 +207,7 @@ fn append(
         cid,
         body,
     };
-    out.push((
-        stream,
-        StoredEvent {
-            event: event.clone(),
-            actor,
-        },
-    ));
+    out.push((stream, StoredEvent::new(event.clone(), actor)));
     Ok(event)
 }
 

@@ -36,21 +36,62 @@ impl StreamKey {
 
 /// An event as stored: the wire event plus who caused it, so the client id can be shown to the
 /// author only.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub event: LogEvent,
     pub actor: Option<UserId>,
+    /// The event's JSON as every reader but its author sees it (no `cid`), encoded once on first
+    /// use and shared by every socket it is sent to.
+    shared_json: std::sync::OnceLock<Box<serde_json::value::RawValue>>,
+}
+
+impl PartialEq for StoredEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.event == other.event && self.actor == other.actor
+    }
 }
 
 impl StoredEvent {
+    pub fn new(event: LogEvent, actor: Option<UserId>) -> Self {
+        StoredEvent {
+            event,
+            actor,
+            shared_json: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Whether `reader` sees this event with its client id (it is the author, and there is one).
+    pub fn shows_cid_to(&self, reader: UserId) -> bool {
+        self.actor == Some(reader) && self.event.cid.is_some()
+    }
+
     /// The event as `reader` may see it: the client id only for its author.
     pub fn for_reader(&self, reader: UserId) -> LogEvent {
         let mut ev = self.event.clone();
-        if self.actor != Some(reader) {
+        if !self.shows_cid_to(reader) {
             ev.cid = None;
         }
         ev
     }
+
+    /// The JSON every reader but the author gets, encoded the first time it is asked for.
+    pub fn shared_json(&self) -> &serde_json::value::RawValue {
+        self.shared_json.get_or_init(|| {
+            let mut ev = self.event.clone();
+            ev.cid = None;
+            encode(&ev)
+        })
+    }
+
+    /// The JSON of the event as `reader` may see it, freshly encoded (for its author).
+    pub fn json_for(&self, reader: UserId) -> Box<serde_json::value::RawValue> {
+        encode(&self.for_reader(reader))
+    }
+}
+
+fn encode(ev: &LogEvent) -> Box<serde_json::value::RawValue> {
+    // A LogEvent is plain data (strings, numbers, maps with string keys): encoding cannot fail.
+    serde_json::value::to_raw_value(ev).expect("a log event encodes as JSON")
 }
 
 /// A user account.

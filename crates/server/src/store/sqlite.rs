@@ -383,6 +383,9 @@ mod tests {
     use std::pin::Pin;
     use std::task::Poll;
 
+    /// A write under way, as the test polls it.
+    type Queued<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
+
     fn meta_value(path: &Path, key: &str) -> Option<String> {
         Connection::open(path)
             .unwrap()
@@ -416,8 +419,7 @@ mod tests {
                 .await
         });
         writer_busy.await.unwrap();
-        let mut rest: Vec<Pin<Box<dyn Future<Output = Result<u32, StoreError>> + Send>>> =
-            Vec::new();
+        let mut rest: Vec<Queued<u32>> = Vec::new();
         for i in 0..100u32 {
             let s = store.clone();
             rest.push(Box::pin(async move {

@@ -187,6 +187,17 @@ export function req(c, event, payload = {}) {
   return c.socket.timeout(10000).emitWithAck(event, { id: randomUUID(), ...payload });
 }
 
+/** Sends a request the way a well-behaved client does under the per-user rate limit
+ * (docs/protocol.md): a `rate_limited` reply is retried later with the same id. */
+export async function reqPatiently(c, event, payload = {}) {
+  const body = { id: randomUUID(), ...payload };
+  for (;;) {
+    const r = await c.socket.timeout(10000).emitWithAck(event, body);
+    if (r.error?.code !== 'rate_limited') return r;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 /** Says whose presence (besides followed users and DM peers) this connection shows, and whether
  * it shows the public room (its typing); resolves with the Reply. */
 export function watch(c, users, publicTyping = false) {
