@@ -167,7 +167,10 @@ def tables(res, meta):
           "Highest sustained deliveries/s (every message delivered, p99 within the objective); Node and the raw "
           "baseline were measured in each run.")
         w("")
-        w("| clients | p99 ≤ | Papo before | Papo after | Node before / after | raw before / after | after: × Node, × raw |")
+        pby = {}
+        for r in res.get("fanout_previous", []):
+            pby.setdefault((r["server"], r["n"]), []).append(r)
+        w("| clients | p99 ≤ | Papo before | Papo after (the run before it) | Node before / after | raw before / after | after: × Node, × raw |")
         w("|---|---|---|---|---|---|---|")
         for slo in SLOS:
             for n in sorted({r["n"] for r in fan}):
@@ -176,8 +179,39 @@ def tables(res, meta):
                 rb, ra = knee(bby.get(("raw-ws", n), []), slo), knee(by.get(("raw-ws", n), []), slo)
                 xn = f"{pa / na:.1f}×" if na else "∞ (Node 0)"
                 xr = f"{pa / ra:.2f}" if ra else "—"
-                w(f"| {fmt_int(n)} | {slo} ms | {fmt_int(pb)} | {fmt_int(pa)} | {fmt_int(nb)} / {fmt_int(na)} | "
+                prev = f" ({fmt_int(knee(pby.get(('papo', n), []), slo))})" if pby else ""
+                w(f"| {fmt_int(n)} | {slo} ms | {fmt_int(pb)} | {fmt_int(pa)}{prev} | {fmt_int(nb)} / {fmt_int(na)} | "
                   f"{fmt_int(rb)} / {fmt_int(ra)} | {xn}, {xr} |")
+        w("")
+
+    # ---- heap profile of idle connections --------------------------------------------------------
+    h = res.get("heap")
+    if h and not h.get("skipped"):
+        hm = res.get("heap_meta") or meta
+        rss = (h.get("idle") or [{}])[-1].get("per_conn_bytes")
+        w("")
+        w(f"### What an idle connection holds: heap profile at {fmt_int(h['held'])} connections")
+        w("")
+        w(f"Command: `bench/run.sh --scenarios heap` (Papo {hm.get('papo_rev', '?')}, measured {hm.get('date', '?')}): "
+          f"the idle scenario's {fmt_int(h['held'])} distinct users connected to one server run under heaptrack's preload "
+          "library; the heap at its peak (`heaptrack_print --flamegraph-cost-type peak`) is attributed to the "
+          "allocating frame nearest the allocation that is not allocator, container or standard-library code. "
+          f"Heap at the peak: {h['per_conn_bytes'] / 1000:.1f} KB per connection ({h['heaptrack_summary'] or 'no summary'}); "
+          f"RSS grew by {rss / 1000 if rss else float('nan'):.1f} KB per connection in the same run (RSS also counts "
+          "allocator slack and thread stacks, and heaptrack itself slows but does not change what is held).")
+        w("")
+        w("| crate | KB per connection |")
+        w("|---|---|")
+        for r in h["by_crate"][:10]:
+            w(f"| {r['name']} | {r['per_conn_bytes'] / 1000:.2f} |")
+        w("")
+        w("| allocating function | KB per connection |")
+        w("|---|---|")
+        for r in h["by_function"][:20]:
+            name = r["name"].replace("|", "\\|")
+            if len(name) > 140:
+                name = name[:137] + "…"
+            w(f"| `{name}` | {r['per_conn_bytes'] / 1000:.2f} |")
         w("")
 
     # ---- private messages ----------------------------------------------------------------------
@@ -433,6 +467,9 @@ def main():
     ap.add_argument("--dm-previous", help="an earlier DM run of the same build (the second of two runs)")
     ap.add_argument("--fanout-before", help="a fan-out run of an earlier build: a before/after table")
     ap.add_argument("--fanout-before-meta", help="the meta file of that run")
+    ap.add_argument("--fanout-previous", help="the run before this one of the same build (latest-previous.json)")
+    ap.add_argument("--heap", help="heap.json of a `--scenarios heap` run: the idle heap profile")
+    ap.add_argument("--heap-meta", help="the meta file of that run")
     ap.add_argument("--dm-before", help="a DM run of an earlier build: shown beside it")
     ap.add_argument("--dm-before-meta", help="the meta file of that run")
     ap.add_argument("--before", help="an idle run of an earlier build (with its meta inside): "
@@ -458,6 +495,12 @@ def main():
         res["fanout_before"] = json.load(open(a.fanout_before)).get("fanout", [])
         if a.fanout_before_meta:
             res["fanout_before_meta"] = json.load(open(a.fanout_before_meta))
+    if a.fanout_previous:
+        res["fanout_previous"] = json.load(open(a.fanout_previous)).get("fanout", [])
+    if a.heap:
+        res["heap"] = json.load(open(a.heap)).get("heap")
+        if a.heap_meta:
+            res["heap_meta"] = json.load(open(a.heap_meta))
     if a.dm_before:
         res["dm_before"] = json.load(open(a.dm_before)).get("dm", [])
         if a.dm_before_meta:

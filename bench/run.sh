@@ -33,6 +33,8 @@ done
 if [ "${SCEN:-}" = cluster ]; then NAME=cluster; META=cluster-meta.json; fi
 # Likewise the client core alone: client.json, whose results replace the client section.
 if [ "${SCEN:-}" = client ]; then NAME=client; META=client-meta.json; fi
+# The heap profile alone: heap.json.
+if [ "${SCEN:-}" = heap ]; then NAME=heap; META=heap-meta.json; fi
 # And private messages alone: dm.json, whose results replace the DM section.
 if [ "${SCEN:-}" = dm ]; then NAME=dm; META=dm-meta.json; fi
 # BENCH_NAME=<name> writes <name>.json / <name>-meta.json instead (e.g. a run of an older build
@@ -67,7 +69,11 @@ fi
 ulimit -n "$(ulimit -Hn)" || true
 echo "== open files limit: $(ulimit -n)"
 
-# A DM run keeps the one before it (runs come in pairs) as dm-previous.json.
+# A run keeps the one before it (runs come in pairs) as dm-previous.json / latest-previous.json.
+if [ "$NAME" = latest ] && [ -f "$RESULTS/latest.json" ]; then
+  cp "$RESULTS/latest.json" "$RESULTS/latest-previous.json"
+  cp "$RESULTS/meta.json" "$RESULTS/latest-previous-meta.json"
+fi
 if [ "$NAME" = dm ] && [ -f "$RESULTS/dm.json" ]; then
   cp "$RESULTS/dm.json" "$RESULTS/dm-previous.json"
   cp "$RESULTS/dm-meta.json" "$RESULTS/dm-previous-meta.json"
@@ -120,7 +126,7 @@ PLOT_ARGS=(--plot docs/benchmarks-p99.png)
 # The DM section comes from dm.json (with the older build's run and the previous run beside it)
 # unless this run measured DMs itself.
 DM_ARGS=()
-if [ "$NAME" = dm ] || { [ "$NAME" = latest ] && [ -n "${SCEN:-}" ] && [[ ",$SCEN," != *",dm,"* ]]; }; then
+if [ "$NAME" = dm ] || [ "$NAME" = heap ] || [ "$NAME" = client ] || { [ "$NAME" = latest ] && [ -n "${SCEN:-}" ] && [[ ",$SCEN," != *",dm,"* ]]; }; then
   [ -f "$RESULTS/dm.json" ] && DM_ARGS+=(--dm "$RESULTS/dm.json" --dm-meta "$RESULTS/dm-meta.json")
   [ -f "$RESULTS/dm-before.json" ] && DM_ARGS+=(--dm-before "$RESULTS/dm-before.json" --dm-before-meta "$RESULTS/dm-before-meta.json")
   [ -f "$RESULTS/dm-previous.json" ] && DM_ARGS+=(--dm-previous "$RESULTS/dm-previous.json")
@@ -129,10 +135,14 @@ fi
 if [ "$NAME" = latest ] && [ -n "${SCEN:-}" ] && [[ ",$SCEN," != *",client,"* ]] && [ -f "$RESULTS/client.json" ]; then
   DM_ARGS+=(--client "$RESULTS/client.json" --client-meta "$RESULTS/client-meta.json")
 fi
+if [ -f "$RESULTS/heap.json" ]; then
+  DM_ARGS+=(--heap "$RESULTS/heap.json" --heap-meta "$RESULTS/heap-meta.json")
+fi
 if [ "$NAME" = latest ] && [ -f "$RESULTS/fanout-before.json" ]; then
   DM_ARGS+=(--fanout-before "$RESULTS/fanout-before.json" --fanout-before-meta "$RESULTS/fanout-before-meta.json")
+  [ -f "$RESULTS/latest-previous.json" ] && DM_ARGS+=(--fanout-previous "$RESULTS/latest-previous.json")
 fi
-if [ "$NAME" = client ] || [ "$NAME" = dm ]; then
+if [ "$NAME" = client ] || [ "$NAME" = dm ] || [ "$NAME" = heap ]; then
   "$VENV/bin/python" bench/report.py "$RESULTS/latest.json" "$RESULTS/meta.json" \
     --client "$RESULTS/client.json" --client-meta "$RESULTS/client-meta.json" "${DM_ARGS[@]}" "${DOCS_ARGS[@]}"
 else

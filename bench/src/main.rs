@@ -108,6 +108,7 @@ fn main() {
                 node_peer: std::fs::canonicalize(&node_peer).expect("node peer folder"),
                 self_exe: std::env::current_exe().unwrap(),
                 work,
+                heap_raw: None,
             };
             let want: Vec<&str> = scenarios.split(',').map(str::trim).collect();
             let v = rt.block_on(run_all(
@@ -169,6 +170,11 @@ async fn run_all(
         // Papo again with every socket signed in as one user: separates the presence snapshot.
         let rows = scen::idle(paths, Kind::Papo, &levels, true).await;
         res["idle"].as_array_mut().unwrap().extend(rows);
+        save_partial(out, &res);
+    }
+    if want.contains(&"heap") {
+        let n = if quick { 500 } else { 5000 };
+        res["heap"] = scen::heap(paths, n).await;
         save_partial(out, &res);
     }
     if want.contains(&"fanout") {

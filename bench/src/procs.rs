@@ -44,12 +44,19 @@ impl Kind {
 
 pub const JEMALLOC: &str = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2";
 
+#[derive(Clone)]
 pub struct Paths {
     pub papo_server: PathBuf,
     pub node_peer: PathBuf,
     pub self_exe: PathBuf,
     pub work: PathBuf,
+    /// Papo runs under heaptrack's preload library, writing its raw data here.
+    pub heap_raw: Option<PathBuf>,
 }
+
+/// heaptrack's preload library and interpreter (Debian's `heaptrack` package).
+pub const HEAPTRACK_PRELOAD: &str = "/usr/lib/heaptrack/libheaptrack_preload.so";
+pub const HEAPTRACK_INTERPRET: &str = "/usr/lib/heaptrack/libexec/heaptrack_interpret";
 
 pub struct ServerProc {
     pub child: Child,
@@ -198,6 +205,10 @@ pub fn start(kind: Kind, paths: &Paths, users: usize) -> (ServerProc, Vec<String
                 .env("PAPO_LOG", "warn");
             if kind == Kind::PapoJemalloc {
                 c.env("LD_PRELOAD", JEMALLOC);
+            }
+            if let Some(raw) = &paths.heap_raw {
+                c.env("LD_PRELOAD", HEAPTRACK_PRELOAD)
+                    .env("DUMP_HEAPTRACK_OUTPUT", raw);
             }
             (c, toks)
         }

@@ -688,3 +688,122 @@ pub async fn storm(paths: &Paths, kind: Kind, o: &StormOpts) -> Value {
     drop(srv);
     v
 }
+
+// ------------------------------------------------------------------------------------------------
+// 5. What an idle connection holds: a heap profile
+// ------------------------------------------------------------------------------------------------
+
+/// Frames that only move memory around (allocators, containers, the standard library): the
+/// owner of an allocation is the nearest frame to it that is not one of these.
+const PLUMBING: &[&str] = &[
+    "alloc::",
+    "core::",
+    "std::",
+    "hashbrown::",
+    "bytes::",
+    "smallvec::",
+    "malloc",
+    "calloc",
+    "realloc",
+    "__rust",
+    "__libc",
+    "operator new",
+    "<unknown>",
+    "??",
+    "_start",
+    "main",
+];
+
+fn plumbing(frame: &str) -> bool {
+    let f = frame.trim_start_matches('<');
+    PLUMBING.iter().any(|p| f.starts_with(p))
+}
+
+/// Papo with `n` idle connections (distinct users) under heaptrack: the heap at its peak, by the
+/// function that allocated it and by crate, per connection.
+pub async fn heap(paths: &Paths, n: usize) -> Value {
+    if !std::path::Path::new(procs::HEAPTRACK_PRELOAD).exists() {
+        return json!({ "skipped": "heaptrack is not installed (Debian package heaptrack)" });
+    }
+    let raw = paths
+        .work
+        .join(format!("papo-heap-{}.raw", std::process::id()));
+    let _ = std::fs::remove_file(&raw);
+    let mut p = paths.clone();
+    p.heap_raw = Some(raw.clone());
+    // The server is stopped (SIGTERM) when the scenario ends; heaptrack writes as it goes.
+    let rows = idle(&p, Kind::Papo, &[n], false).await;
+    let gz = raw.with_extension("gz");
+    let stacks = raw.with_extension("stacks");
+    let sh = |cmd: String| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    sh(format!(
+        "{} < {} | gzip -c > {}",
+        procs::HEAPTRACK_INTERPRET,
+        raw.display(),
+        gz.display()
+    ));
+    let summary = sh(format!(
+        "heaptrack_print -f {} -p 0 -a 0 -T 0 -F {} --flamegraph-cost-type peak",
+        gz.display(),
+        stacks.display()
+    ));
+    let peak_line = summary
+        .lines()
+        .find(|l| l.starts_with("peak heap memory consumption"))
+        .unwrap_or("")
+        .to_string();
+    let mut by_fn: std::collections::HashMap<String, u64> = Default::default();
+    let mut by_crate: std::collections::HashMap<String, u64> = Default::default();
+    let mut total = 0u64;
+    for line in std::fs::read_to_string(&stacks).unwrap_or_default().lines() {
+        let Some((stack, bytes)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(bytes) = bytes.parse::<u64>() else {
+            continue;
+        };
+        total += bytes;
+        // Root first, leaf last: the owner is the last frame that is not plumbing.
+        let owner = stack
+            .split(';')
+            .rev()
+            .find(|f| !plumbing(f))
+            .unwrap_or("(allocator only)")
+            .to_string();
+        let krate = owner
+            .trim_start_matches('<')
+            .split("::")
+            .next()
+            .unwrap_or("?")
+            .to_string();
+        *by_fn.entry(owner).or_default() += bytes;
+        *by_crate.entry(krate).or_default() += bytes;
+    }
+    let held = rows
+        .last()
+        .and_then(|r| r["held"].as_u64())
+        .unwrap_or(n as u64)
+        .max(1);
+    let top = |m: std::collections::HashMap<String, u64>, k: usize| -> Vec<Value> {
+        let mut v: Vec<_> = m.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1));
+        v.into_iter()
+            .take(k)
+            .map(|(name, b)| json!({ "name": name, "bytes": b, "per_conn_bytes": b as f64 / held as f64 }))
+            .collect()
+    };
+    let _ = std::fs::remove_file(&raw);
+    json!({
+        "n": n, "held": held, "idle": rows,
+        "heaptrack_summary": peak_line,
+        "peak_heap_bytes": total, "per_conn_bytes": total as f64 / held as f64,
+        "by_crate": top(by_crate, 20), "by_function": top(by_fn, 30),
+    })
+}
