@@ -188,17 +188,19 @@ def tables(res, meta):
     h = res.get("heap")
     if h and not h.get("skipped"):
         hm = res.get("heap_meta") or meta
-        rss = (h.get("idle") or [{}])[-1].get("per_conn_bytes")
+        rss = h.get("rss_per_conn_bytes")
         w("")
         w(f"### What an idle connection holds: heap profile at {fmt_int(h['held'])} connections")
         w("")
         w(f"Command: `bench/run.sh --scenarios heap` (Papo {hm.get('papo_rev', '?')}, measured {hm.get('date', '?')}): "
-          f"the idle scenario's {fmt_int(h['held'])} distinct users connected to one server run under heaptrack's preload "
-          "library; the heap at its peak (`heaptrack_print --flamegraph-cost-type peak`) is attributed to the "
-          "allocating frame nearest the allocation that is not allocator, container or standard-library code. "
-          f"Heap at the peak: {h['per_conn_bytes'] / 1000:.1f} KB per connection ({h['heaptrack_summary'] or 'no summary'}); "
-          f"RSS grew by {rss / 1000 if rss else float('nan'):.1f} KB per connection in the same run (RSS also counts "
-          "allocator slack and thread stacks, and heaptrack itself slows but does not change what is held).")
+          f"{fmt_int(h['held'])} distinct users connect to one server running under heaptrack's preload library; once "
+          "they are all connected and the server is idle it is killed, so what heaptrack saw allocated and not freed "
+          "(`heaptrack_print --flamegraph-cost-type leaked`) is exactly the heap the idle server held. Each allocation is "
+          "attributed to the frame nearest to it that is not allocator, container or standard-library code. "
+          f"Held heap: {h['per_conn_bytes'] / 1000:.1f} KB per connection, the server's own baseline included "
+          f"({h['heaptrack_summary'] or 'no summary'}); RSS grew by {rss / 1000 if rss else float('nan'):.1f} KB per "
+          "connection in the same run (RSS also keeps what the allocator got back but did not return, and the peak of "
+          "the connect wave).")
         w("")
         w("| crate | KB per connection |")
         w("|---|---|")

@@ -83,7 +83,7 @@ impl Drop for ServerProc {
     }
 }
 
-fn unsafe_kill(pid: u32, sig: i32) {
+pub fn unsafe_kill(pid: u32, sig: i32) {
     let _ = Command::new("kill")
         .arg(format!("-{sig}"))
         .arg(pid.to_string())

@@ -716,11 +716,50 @@ const PLUMBING: &[&str] = &[
 
 fn plumbing(frame: &str) -> bool {
     let f = frame.trim_start_matches('<');
-    PLUMBING.iter().any(|p| f.starts_with(p))
+    // Empty, unresolved (an address), or a v0-mangled standard library symbol.
+    f.is_empty()
+        || f.starts_with("0x")
+        || f.starts_with("_RN")
+        || PLUMBING.iter().any(|p| f.starts_with(p))
 }
 
-/// Papo with `n` idle connections (distinct users) under heaptrack: the heap at its peak, by the
-/// function that allocated it and by crate, per connection.
+/// A frame as heaptrack prints it, with Rust's legacy-mangling escapes decoded and the hash
+/// suffix dropped.
+fn clean_frame(frame: &str) -> String {
+    let mut f = frame.trim().to_string();
+    if let Some(i) = f.rfind("::h") {
+        if f.len() - i == 19 && f[i + 3..].bytes().all(|b| b.is_ascii_hexdigit()) {
+            f.truncate(i);
+        }
+    }
+    for (a, b) in [
+        ("$LT$", "<"),
+        ("$GT$", ">"),
+        ("$C$", ","),
+        ("$u20$", " "),
+        ("$RF$", "&"),
+        ("$BP$", "*"),
+        ("$u7b$", "{"),
+        ("$u7d$", "}"),
+        ("$u27$", "'"),
+        ("$u5b$", "["),
+        ("$u5d$", "]"),
+        ("$u3b$", ";"),
+        ("$u22$", "\""),
+        ("..", "::"),
+    ] {
+        f = f.replace(a, b);
+    }
+    f.strip_prefix('_')
+        .filter(|r| r.starts_with('<'))
+        .map(str::to_string)
+        .unwrap_or(f)
+}
+
+/// Papo with `n` idle connections (distinct users) under heaptrack: what is allocated and still
+/// held once they are all connected and the server is idle (the server is killed there, so
+/// heaptrack's "leaked" cost is exactly that heap), by the function that allocated it and by
+/// crate, per connection.
 pub async fn heap(paths: &Paths, n: usize) -> Value {
     if !std::path::Path::new(procs::HEAPTRACK_PRELOAD).exists() {
         return json!({ "skipped": "heaptrack is not installed (Debian package heaptrack)" });
@@ -731,8 +770,23 @@ pub async fn heap(paths: &Paths, n: usize) -> Value {
     let _ = std::fs::remove_file(&raw);
     let mut p = paths.clone();
     p.heap_raw = Some(raw.clone());
-    // The server is stopped (SIGTERM) when the scenario ends; heaptrack writes as it goes.
-    let rows = idle(&p, Kind::Papo, &[n], false).await;
+    let (srv, toks) = procs::start(Kind::Papo, &p, n);
+    let t = target(Kind::Papo, srv.addr);
+    procs::settle(srv.pid, 5.0, Duration::from_secs(3)).await;
+    let rss0 = rss_kib(srv.pid);
+    let shared = Arc::new(Shared::default());
+    let (clients, failed, _) =
+        connect_many(&t, specs(Kind::Papo, n, &toks, 0), &shared, PARALLEL).await;
+    procs::settle(srv.pid, 3.0, Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = shared.connected.load(Relaxed).max(1) as u64;
+    let rss_per_conn = rss_kib(srv.pid).saturating_sub(rss0) as f64 * 1024.0 / held as f64;
+    eprintln!("heap papo n={n}: held {held} (failed {failed}), RSS +{rss_per_conn:.0} B/conn");
+    // Killed while idle: what heaptrack saw allocated and not freed is what the idle server held.
+    procs::unsafe_kill(srv.pid, 9);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(srv);
+    drop_all(clients).await;
     let gz = raw.with_extension("gz");
     let stacks = raw.with_extension("stacks");
     let sh = |cmd: String| {
@@ -750,15 +804,17 @@ pub async fn heap(paths: &Paths, n: usize) -> Value {
         gz.display()
     ));
     let summary = sh(format!(
-        "heaptrack_print -f {} -p 0 -a 0 -T 0 -F {} --flamegraph-cost-type peak",
+        "heaptrack_print -f {} -p 0 -a 0 -T 0 -F {} --flamegraph-cost-type leaked",
         gz.display(),
         stacks.display()
     ));
     let peak_line = summary
         .lines()
-        .find(|l| l.starts_with("peak heap memory consumption"))
-        .unwrap_or("")
-        .to_string();
+        .filter(|l| {
+            l.starts_with("peak heap memory consumption") || l.starts_with("total memory leaked")
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
     let mut by_fn: std::collections::HashMap<String, u64> = Default::default();
     let mut by_crate: std::collections::HashMap<String, u64> = Default::default();
     let mut total = 0u64;
@@ -773,24 +829,22 @@ pub async fn heap(paths: &Paths, n: usize) -> Value {
         // Root first, leaf last: the owner is the last frame that is not plumbing.
         let owner = stack
             .split(';')
+            .map(clean_frame)
             .rev()
             .find(|f| !plumbing(f))
-            .unwrap_or("(allocator only)")
-            .to_string();
+            .unwrap_or_else(|| "(allocator only)".to_string());
         let krate = owner
             .trim_start_matches('<')
             .split("::")
+            .next()
+            .unwrap_or("?")
+            .split(" (")
             .next()
             .unwrap_or("?")
             .to_string();
         *by_fn.entry(owner).or_default() += bytes;
         *by_crate.entry(krate).or_default() += bytes;
     }
-    let held = rows
-        .last()
-        .and_then(|r| r["held"].as_u64())
-        .unwrap_or(n as u64)
-        .max(1);
     let top = |m: std::collections::HashMap<String, u64>, k: usize| -> Vec<Value> {
         let mut v: Vec<_> = m.into_iter().collect();
         v.sort_by(|a, b| b.1.cmp(&a.1));
@@ -801,7 +855,7 @@ pub async fn heap(paths: &Paths, n: usize) -> Value {
     };
     let _ = std::fs::remove_file(&raw);
     json!({
-        "n": n, "held": held, "idle": rows,
+        "n": n, "held": held, "rss_per_conn_bytes": rss_per_conn,
         "heaptrack_summary": peak_line,
         "peak_heap_bytes": total, "per_conn_bytes": total as f64 / held as f64,
         "by_crate": top(by_crate, 20), "by_function": top(by_fn, 30),
