@@ -482,31 +482,22 @@ def main():
         meta = json.load(open(a.meta))
     except Exception:
         meta = {}
-    if a.client:
-        res["client"] = json.load(open(a.client)).get("client")
-        if a.client_meta:
-            res["client_meta"] = json.load(open(a.client_meta))
-    if a.dm:
-        res["dm"] = json.load(open(a.dm)).get("dm", [])
-        if a.dm_meta:
-            res["dm_meta"] = json.load(open(a.dm_meta))
+    def attach(path, meta_path, key, section, default):
+        """res[key] = that file's `section`, and res[key + '_meta'] = its meta file."""
+        if path:
+            res[key] = json.load(open(path)).get(section, default)
+            if meta_path:
+                res[key + "_meta"] = json.load(open(meta_path))
+
+    attach(a.client, a.client_meta, "client", "client", None)
+    attach(a.dm, a.dm_meta, "dm", "dm", [])
+    attach(a.dm_previous, None, "dm_previous", "dm", [])
     if a.dm_previous:
-        res["dm_previous"] = json.load(open(a.dm_previous)).get("dm", [])
         res["dm_previous_name"] = os.path.basename(a.dm_previous)
-    if a.fanout_before:
-        res["fanout_before"] = json.load(open(a.fanout_before)).get("fanout", [])
-        if a.fanout_before_meta:
-            res["fanout_before_meta"] = json.load(open(a.fanout_before_meta))
-    if a.fanout_previous:
-        res["fanout_previous"] = json.load(open(a.fanout_previous)).get("fanout", [])
-    if a.heap:
-        res["heap"] = json.load(open(a.heap)).get("heap")
-        if a.heap_meta:
-            res["heap_meta"] = json.load(open(a.heap_meta))
-    if a.dm_before:
-        res["dm_before"] = json.load(open(a.dm_before)).get("dm", [])
-        if a.dm_before_meta:
-            res["dm_before_meta"] = json.load(open(a.dm_before_meta))
+    attach(a.fanout_before, a.fanout_before_meta, "fanout_before", "fanout", [])
+    attach(a.fanout_previous, None, "fanout_previous", "fanout", [])
+    attach(a.heap, a.heap_meta, "heap", "heap", None)
+    attach(a.dm_before, a.dm_before_meta, "dm_before", "dm", [])
     main_suite = any(res.get(k) for k in ("idle", "fanout", "dm", "storm", "client"))
     has_cluster = bool(res.get("cluster")) or bool(res.get("cluster_skipped"))
     if a.plot and res.get("fanout"):

@@ -138,7 +138,7 @@ fi
 if [ -f "$RESULTS/heap.json" ]; then
   DM_ARGS+=(--heap "$RESULTS/heap.json" --heap-meta "$RESULTS/heap-meta.json")
 fi
-if [ "$NAME" = latest ] && [ -f "$RESULTS/fanout-before.json" ]; then
+if [ -f "$RESULTS/fanout-before.json" ]; then
   DM_ARGS+=(--fanout-before "$RESULTS/fanout-before.json" --fanout-before-meta "$RESULTS/fanout-before-meta.json")
   [ -f "$RESULTS/latest-previous.json" ] && DM_ARGS+=(--fanout-previous "$RESULTS/latest-previous.json")
 fi
