@@ -847,7 +847,7 @@ pub async fn heap(paths: &Paths, n: usize) -> Value {
     }
     let top = |m: std::collections::HashMap<String, u64>, k: usize| -> Vec<Value> {
         let mut v: Vec<_> = m.into_iter().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1));
+        v.sort_by_key(|e| std::cmp::Reverse(e.1));
         v.into_iter()
             .take(k)
             .map(|(name, b)| json!({ "name": name, "bytes": b, "per_conn_bytes": b as f64 / held as f64 }))
