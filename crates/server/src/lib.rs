@@ -214,7 +214,13 @@ fn configure<A: Adapter>(b: SocketIoBuilder<A>, config: &Config) -> SocketIoBuil
         .ping_timeout(Duration::from_secs(20))
         .connect_timeout(Duration::from_secs(20))
         .max_buffer_size(config.socket_buffer.max(8))
+        .ws_read_buffer_size(WS_READ_BUFFER)
 }
+
+/// Bytes of tungstenite's read buffer per WebSocket (socketioxide's default is 4 KiB). Allocated
+/// and zero-filled for every connection however idle, while requests are a few hundred bytes; a
+/// larger frame grows it as needed (docs/benchmarks.md, heap profile).
+const WS_READ_BUFFER: usize = 1024;
 
 /// What `serve` needs to close the Socket.IO side, whatever its adapter.
 type Closer =
