@@ -202,18 +202,35 @@ def tables(res, meta):
           "connection in the same run (RSS also keeps what the allocator got back but did not return, and the peak of "
           "the connect wave).")
         w("")
-        w("| crate | KB per connection |")
-        w("|---|---|")
+        hb = res.get("heap_before")
+        if hb and not hb.get("skipped"):
+            hbm = res.get("heap_before_meta") or {}
+            w(f"Before (Papo {hbm.get('papo_rev', '?')}, measured {hbm.get('date', '?')}, same command): held heap "
+              f"{hb['per_conn_bytes'] / 1000:.1f} KB per connection, RSS +{hb.get('rss_per_conn_bytes', 0) / 1000:.1f} KB.")
+            w("")
+        before_fn = {r["name"]: r["per_conn_bytes"] for r in (hb or {}).get("by_function", [])}
+        before_crate = {r["name"]: r["per_conn_bytes"] for r in (hb or {}).get("by_crate", [])}
+        col = " | before" if before_fn else ""
+        sep = "|---" if before_fn else ""
+        w(f"| crate | KB per connection{col} |")
+        w(f"|---|---{sep}|")
         for r in h["by_crate"][:10]:
-            w(f"| {r['name']} | {r['per_conn_bytes'] / 1000:.2f} |")
+            b = f" | {before_crate.get(r['name'], 0) / 1000:.2f}" if before_fn else ""
+            w(f"| {r['name']} | {r['per_conn_bytes'] / 1000:.2f}{b} |")
         w("")
-        w("| allocating function | KB per connection |")
-        w("|---|---|")
+        w(f"| allocating function | KB per connection{col} |")
+        w(f"|---|---{sep}|")
+        shown = set()
         for r in h["by_function"][:20]:
+            shown.add(r["name"])
             name = r["name"].replace("|", "\\|")
             if len(name) > 140:
                 name = name[:137] + "…"
-            w(f"| `{name}` | {r['per_conn_bytes'] / 1000:.2f} |")
+            b = f" | {before_fn.get(r['name'], 0) / 1000:.2f}" if before_fn else ""
+            w(f"| `{name}` | {r['per_conn_bytes'] / 1000:.2f}{b} |")
+        for name, v in sorted(before_fn.items(), key=lambda kv: -kv[1])[:20]:
+            if name not in shown and v >= 500:
+                w(f"| `{name}` | (not in the top 20) | {v / 1000:.2f} |")
         w("")
 
     # ---- private messages ----------------------------------------------------------------------
@@ -472,6 +489,8 @@ def main():
     ap.add_argument("--fanout-previous", help="the run before this one of the same build (latest-previous.json)")
     ap.add_argument("--heap", help="heap.json of a `--scenarios heap` run: the idle heap profile")
     ap.add_argument("--heap-meta", help="the meta file of that run")
+    ap.add_argument("--heap-before", help="a heap run of an earlier build: its numbers beside these")
+    ap.add_argument("--heap-before-meta", help="the meta file of that run")
     ap.add_argument("--dm-before", help="a DM run of an earlier build: shown beside it")
     ap.add_argument("--dm-before-meta", help="the meta file of that run")
     ap.add_argument("--before", help="an idle run of an earlier build (with its meta inside): "
@@ -497,6 +516,7 @@ def main():
     attach(a.fanout_before, a.fanout_before_meta, "fanout_before", "fanout", [])
     attach(a.fanout_previous, None, "fanout_previous", "fanout", [])
     attach(a.heap, a.heap_meta, "heap", "heap", None)
+    attach(a.heap_before, a.heap_before_meta, "heap_before", "heap", None)
     attach(a.dm_before, a.dm_before_meta, "dm_before", "dm", [])
     main_suite = any(res.get(k) for k in ("idle", "fanout", "dm", "storm", "client"))
     has_cluster = bool(res.get("cluster")) or bool(res.get("cluster_skipped"))

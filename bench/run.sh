@@ -137,6 +137,7 @@ if [ "$NAME" = latest ] && [ -n "${SCEN:-}" ] && [[ ",$SCEN," != *",client,"* ]]
 fi
 if [ -f "$RESULTS/heap.json" ]; then
   DM_ARGS+=(--heap "$RESULTS/heap.json" --heap-meta "$RESULTS/heap-meta.json")
+  [ -f "$RESULTS/heap-before.json" ] && DM_ARGS+=(--heap-before "$RESULTS/heap-before.json" --heap-before-meta "$RESULTS/heap-before-meta.json")
 fi
 if [ -f "$RESULTS/fanout-before.json" ]; then
   DM_ARGS+=(--fanout-before "$RESULTS/fanout-before.json" --fanout-before-meta "$RESULTS/fanout-before-meta.json")
