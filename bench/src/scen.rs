@@ -853,7 +853,9 @@ pub async fn heap(paths: &Paths, n: usize) -> Value {
             .map(|(name, b)| json!({ "name": name, "bytes": b, "per_conn_bytes": b as f64 / held as f64 }))
             .collect()
     };
-    let _ = std::fs::remove_file(&raw);
+    for f in [&raw, &gz, &stacks] {
+        let _ = std::fs::remove_file(f);
+    }
     json!({
         "n": n, "held": held, "rss_per_conn_bytes": rss_per_conn,
         "heaptrack_summary": peak_line,
