@@ -186,7 +186,12 @@ def tables(res, meta):
 
     # ---- heap profile of idle connections --------------------------------------------------------
     h = res.get("heap")
-    if h and not h.get("skipped"):
+    if h and h.get("skipped"):
+        # Said, not left out: a heap run that could not profile is not a result.
+        w("")
+        w(f"### What an idle connection holds: heap profile **SKIPPED**: {h['skipped']}")
+        w("")
+    elif h:
         hm = res.get("heap_meta") or meta
         rss = h.get("rss_per_conn_bytes")
         w("")
