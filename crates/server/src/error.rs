@@ -69,3 +69,19 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+impl From<crate::store::StoreError> for ApiError {
+    /// What a client is told of a store failure: a taken username as such, anything else as an
+    /// internal error (logged here, never sent: it may name tables or values).
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::UsernameTaken => {
+                ApiError::new(ErrorCode::UsernameTaken, "that username is taken")
+            }
+            other => {
+                tracing::error!(error = %other, "store failure");
+                ApiError::internal()
+            }
+        }
+    }
+}

@@ -6,9 +6,10 @@ use std::future::Future;
 
 use async_trait::async_trait;
 use papo_protocol::{
-    conversation, valid_text, ChatMessage, Comment, CommentCreated, DirectMessage, ErrorCode,
-    EventBody, FollowChange, LikeChange, LogEvent, MessageEdited, MessageRef, Notification,
-    NotificationKind, Post, PostEdited, PostRef, ReadState, Reply, ReplyResult, Request, Stream,
+    conversation, valid_text, ChatMessage, Comment, CommentCreated, DirectMessage, ErrorBody,
+    ErrorCode, EventBody, FollowChange, LikeChange, LogEvent, MessageEdited, MessageRef,
+    Notification, NotificationKind, Post, PostEdited, PostRef, ReadState, Reply, ReplyResult,
+    Request, Stream,
 };
 use uuid::Uuid;
 
@@ -17,7 +18,6 @@ use super::{
     error_reply, Actor, Applied, Rotation, SessionRow, Store, StoreError, StoredEvent, StreamKey,
     User, UserId,
 };
-use crate::error::ApiError;
 
 /// A closure run against a connection on a blocking thread.
 /// It may run more than once (a Postgres deadlock is retried), hence `Fn`.
@@ -152,7 +152,7 @@ fn wire_stream(stream: StreamKey) -> Stream {
 
 fn event_of(stream: StreamKey, r: &Row) -> Result<StoredEvent, StoreError> {
     let body: EventBody = serde_json::from_str(&r.text(4)?)
-        .map_err(|e| StoreError::Db(format!("stored event does not parse: {e}")))?;
+        .map_err(|e| StoreError::Corrupt(format!("stored event does not parse: {e}")))?;
     Ok(StoredEvent::new(
         LogEvent {
             stream: wire_stream(stream),
@@ -213,7 +213,7 @@ fn append(
 
 /// Errors inside a request: either a reply-worthy refusal or a database failure.
 enum TxError {
-    Refused(ApiError),
+    Refused(ErrorBody),
     Db(StoreError),
 }
 
@@ -224,7 +224,7 @@ impl From<StoreError> for TxError {
 }
 
 fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, TxError> {
-    Err(TxError::Refused(ApiError::new(code, message)))
+    Err(TxError::Refused(ErrorBody::new(code, message)))
 }
 
 fn check_text(text: &str) -> Result<(), TxError> {
@@ -891,16 +891,16 @@ fn apply_once(
         )?;
         let reply = if prev.text(0)? == event_name {
             serde_json::from_str::<Reply>(&prev.text(1)?)
-                .map_err(|e| StoreError::Db(format!("stored reply does not parse: {e}")))?
+                .map_err(|e| StoreError::Corrupt(format!("stored reply does not parse: {e}")))?
         } else {
-            let e = ApiError::new(
+            let e = ErrorBody::new(
                 ErrorCode::IdConflict,
                 format!(
                     "client id {cid} was already used for a {} request",
                     prev.text(0)?
                 ),
             );
-            error_reply(request, e.body())
+            error_reply(request, e)
         };
         return Ok(Applied {
             reply,
@@ -932,7 +932,7 @@ fn apply_once(
             db.batch("RELEASE SAVEPOINT papo_request")?;
             written.clear();
             new_dm_peer = None;
-            error_reply(request, e.body())
+            error_reply(request, e)
         }
         Err(TxError::Db(e)) => return Err(e),
     };
@@ -946,10 +946,6 @@ fn apply_once(
         written,
         new_dm_peer,
     })
-}
-
-fn is_unique_violation(e: &StoreError) -> bool {
-    matches!(e, StoreError::Db(m) if m.contains("UNIQUE constraint") || m.contains("sqlstate 23505"))
 }
 
 #[async_trait]
@@ -979,7 +975,7 @@ impl<B: Backend> Store for SqlStore<B> {
             }))
             .await;
         match res {
-            Err(e) if is_unique_violation(&e) => Err(StoreError::UsernameTaken),
+            Err(StoreError::Unique(_)) => Err(StoreError::UsernameTaken),
             other => other,
         }
     }

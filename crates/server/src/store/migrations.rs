@@ -71,9 +71,10 @@ pub fn baseline(migrations: &[Migration], legacy: i64, known: usize) -> Result<R
 }
 
 pub fn newer(version: impl std::fmt::Display, known: usize) -> StoreError {
-    StoreError::Db(format!(
-        "database schema version {version} is newer than this server ({known})"
-    ))
+    StoreError::SchemaTooNew {
+        found: version.to_string(),
+        known,
+    }
 }
 
 /// Refinery's error as a store error; a migration the binary does not have means the database

@@ -12,8 +12,6 @@ pub mod sqlite;
 use async_trait::async_trait;
 use papo_protocol::{ErrorBody, LogEvent, Reply, Request};
 
-use crate::error::ApiError;
-
 /// Database row id of a user.
 pub type UserId = i64;
 
@@ -140,32 +138,48 @@ pub enum Rotation {
     Unknown,
 }
 
-/// Errors of a store call.
+/// Errors of a store call, classified where they arise (SQLite extended result codes, Postgres
+/// SQLSTATEs), so that callers decide by variant and never by the text of a message.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("username already taken")]
     UsernameTaken,
+    /// A write broke a uniqueness rule (unique index or primary key).
+    #[error("unique constraint violated: {0}")]
+    Unique(String),
+    /// The database gave up this transaction because of concurrent ones (deadlock,
+    /// serialization failure): nothing was written, running it again may succeed.
+    #[error("transaction conflict: {0}")]
+    Conflict(String),
+    /// The connection to the database is gone (closed socket, or the server ended the
+    /// session). Nothing it had not committed was written.
+    #[error("database connection lost: {0}")]
+    ConnectionLost(String),
+    /// The database was migrated by a newer server than this one.
+    #[error("database schema version {found} is newer than this server ({known})")]
+    SchemaTooNew { found: String, known: usize },
+    /// What the store read back is not what it wrote (a bug, or a damaged database).
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    /// Any other failure of the database or of the store's own machinery.
     #[error("database error: {0}")]
     Db(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Db(e.to_string())
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::UsernameTaken => ApiError::new(
-                papo_protocol::ErrorCode::UsernameTaken,
-                "that username is taken",
-            ),
-            StoreError::Db(msg) => {
-                tracing::error!(error = %msg, "store failure");
-                ApiError::internal()
+        use rusqlite::ffi;
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || f.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                StoreError::Unique(e.to_string())
             }
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Corrupt(e.to_string()),
+            _ => StoreError::Db(e.to_string()),
         }
     }
 }

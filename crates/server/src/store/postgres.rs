@@ -49,10 +49,28 @@ pub struct PostgresBackend {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        // Keep the SQLSTATE in the text: callers recognise unique violations and deadlocks.
-        match e.code() {
-            Some(code) => StoreError::Db(format!("{e} (sqlstate {})", code.code())),
-            None => StoreError::Db(e.to_string()),
+        use tokio_postgres::error::SqlState;
+        if e.is_closed() {
+            return StoreError::ConnectionLost(e.to_string());
+        }
+        let Some(code) = e.code() else {
+            return StoreError::Db(e.to_string());
+        };
+        let text = format!("{e} (sqlstate {})", code.code());
+        if *code == SqlState::UNIQUE_VIOLATION {
+            StoreError::Unique(text)
+        } else if *code == SqlState::T_R_DEADLOCK_DETECTED
+            || *code == SqlState::T_R_SERIALIZATION_FAILURE
+        {
+            StoreError::Conflict(text)
+        } else if *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+        {
+            // The server ended the session (57P01 / 57P02 / 57P03).
+            StoreError::ConnectionLost(text)
+        } else {
+            StoreError::Db(text)
         }
     }
 }
@@ -201,11 +219,6 @@ async fn migrate_locked(client: &mut tokio_postgres::Client) -> Result<(), Store
     Ok(())
 }
 
-fn is_retryable(e: &StoreError) -> bool {
-    // 40P01 deadlock_detected, 40001 serialization_failure
-    matches!(e, StoreError::Db(m) if m.contains("sqlstate 40P01") || m.contains("sqlstate 40001"))
-}
-
 /// Listens for commit notifications from every node and forwards them, forever, reconnecting
 /// after failures. After each (re)connect it reports every stream head, since notifications
 /// sent while it was away are lost.
@@ -322,13 +335,10 @@ impl SqlStore<PostgresBackend> {
     }
 }
 
-/// Whether a failure means the connection itself is gone (the server ended the session:
-/// `57P01` admin shutdown, `57P02` crash shutdown, `57P03` cannot connect now; or the socket
-/// closed). Such a connection is never returned to the pool.
+/// Whether a failure means the connection itself is gone: such a connection is never returned
+/// to the pool.
 fn is_connection_lost(e: &StoreError, client: &Object) -> bool {
-    client.is_closed()
-        || matches!(e, StoreError::Db(m) if m.contains("sqlstate 57P0")
-            || m.contains("connection closed"))
+    client.is_closed() || matches!(e, StoreError::ConnectionLost(_))
 }
 
 /// Where a transaction attempt failed: before `COMMIT` was sent (nothing is committed, the
@@ -387,7 +397,7 @@ impl PostgresBackend {
                     continue;
                 }
                 contended += 1;
-                if is_retryable(&e) && contended < 5 {
+                if matches!(e, StoreError::Conflict(_)) && contended < 5 {
                     std::thread::sleep(Duration::from_millis(5 * contended));
                     continue;
                 }
@@ -606,6 +616,68 @@ mod tests {
         assert!(matches!(store.user_by_name("bia").await, Ok(Some(_))));
         // The listener reconnects and LISTENs again.
         notified(&admin, &mut commits).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Postgres (PAPO_TEST_POSTGRES_URL); scripts/test.sh runs it"]
+    async fn postgres_errors_are_classified_by_sqlstate_not_by_text() {
+        let config = fresh_db().await;
+        let (a, b, victim) = (
+            connect(&config).await,
+            connect(&config).await,
+            connect(&config).await,
+        );
+        a.batch_execute(
+            "CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL); INSERT INTO t VALUES (1, 0), (2, 0)",
+        )
+        .await
+        .unwrap();
+        let dup = StoreError::from(
+            a.execute("INSERT INTO t VALUES (1, 0)", &[])
+                .await
+                .unwrap_err(),
+        );
+        assert!(matches!(dup, StoreError::Unique(_)), "{dup:?}");
+        let null = StoreError::from(
+            a.execute("INSERT INTO t VALUES (3, NULL)", &[])
+                .await
+                .unwrap_err(),
+        );
+        assert!(matches!(null, StoreError::Db(_)), "{null:?}");
+        // Two transactions waiting on each other's row: Postgres aborts one of them.
+        a.batch_execute("BEGIN; UPDATE t SET v = 1 WHERE id = 1")
+            .await
+            .unwrap();
+        b.batch_execute("BEGIN; UPDATE t SET v = 1 WHERE id = 2")
+            .await
+            .unwrap();
+        let (ra, rb) = tokio::join!(
+            a.execute("UPDATE t SET v = 2 WHERE id = 2", &[]),
+            b.execute("UPDATE t SET v = 2 WHERE id = 1", &[])
+        );
+        let lost: Vec<StoreError> = [ra, rb]
+            .into_iter()
+            .filter_map(|r| r.err().map(StoreError::from))
+            .collect();
+        assert!(
+            matches!(lost.as_slice(), [StoreError::Conflict(_)]),
+            "{lost:?}"
+        );
+        a.batch_execute("ROLLBACK").await.unwrap();
+        b.batch_execute("ROLLBACK").await.unwrap();
+        // A session the server ends reads as a lost connection.
+        let pid: i32 = victim
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        a.execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+            .unwrap();
+        let gone = StoreError::from(victim.query_one("SELECT 1", &[]).await.unwrap_err());
+        assert!(matches!(gone, StoreError::ConnectionLost(_)), "{gone:?}");
+        let again = StoreError::from(victim.query_one("SELECT 1", &[]).await.unwrap_err());
+        assert!(matches!(again, StoreError::ConnectionLost(_)), "{again:?}");
     }
 
     /// Waits until a notification sent now reaches the store's commit receiver.

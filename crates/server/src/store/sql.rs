@@ -56,12 +56,12 @@ impl Row {
     fn col(&self, i: usize) -> Result<&Val, StoreError> {
         self.0
             .get(i)
-            .ok_or_else(|| StoreError::Db(format!("missing column {i}")))
+            .ok_or_else(|| StoreError::Corrupt(format!("missing column {i}")))
     }
     pub fn int(&self, i: usize) -> Result<i64, StoreError> {
         match self.col(i)? {
             Val::Int(v) => Ok(*v),
-            other => Err(StoreError::Db(format!(
+            other => Err(StoreError::Corrupt(format!(
                 "column {i}: expected int, got {other:?}"
             ))),
         }
@@ -70,7 +70,7 @@ impl Row {
         match self.col(i)? {
             Val::Int(v) => Ok(Some(*v)),
             Val::NullInt | Val::NullText => Ok(None),
-            other => Err(StoreError::Db(format!(
+            other => Err(StoreError::Corrupt(format!(
                 "column {i}: expected int, got {other:?}"
             ))),
         }
@@ -78,7 +78,7 @@ impl Row {
     pub fn text(&self, i: usize) -> Result<String, StoreError> {
         match self.col(i)? {
             Val::Text(v) => Ok(v.clone()),
-            other => Err(StoreError::Db(format!(
+            other => Err(StoreError::Corrupt(format!(
                 "column {i}: expected text, got {other:?}"
             ))),
         }
@@ -87,7 +87,7 @@ impl Row {
         match self.col(i)? {
             Val::Text(v) => Ok(Some(v.clone())),
             Val::NullInt | Val::NullText => Ok(None),
-            other => Err(StoreError::Db(format!(
+            other => Err(StoreError::Corrupt(format!(
                 "column {i}: expected text, got {other:?}"
             ))),
         }

@@ -386,6 +386,32 @@ mod tests {
     /// A write under way, as the test polls it.
     type Queued<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
 
+    #[test]
+    fn sqlite_errors_are_classified_by_result_code_not_by_text() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE, n INTEGER NOT NULL);
+             INSERT INTO t VALUES (1, 'ana', 0);",
+        )
+        .unwrap();
+        let err = |sql: &str| StoreError::from(c.execute(sql, []).unwrap_err());
+        let dup_name = err("INSERT INTO t VALUES (2, 'ana', 0)");
+        assert!(matches!(dup_name, StoreError::Unique(_)), "{dup_name:?}");
+        let dup_key = err("INSERT INTO t VALUES (1, 'bia', 0)");
+        assert!(matches!(dup_key, StoreError::Unique(_)), "{dup_key:?}");
+        // Another constraint is not a uniqueness conflict: it must not read as a taken name.
+        let null = err("INSERT INTO t VALUES (3, 'caio', NULL)");
+        assert!(matches!(null, StoreError::Db(_)), "{null:?}");
+        let wrong_type = StoreError::from(
+            c.query_row("SELECT name FROM t", [], |r| r.get::<_, i64>(0))
+                .unwrap_err(),
+        );
+        assert!(
+            matches!(wrong_type, StoreError::Corrupt(_)),
+            "{wrong_type:?}"
+        );
+    }
+
     fn meta_value(path: &Path, key: &str) -> Option<String> {
         Connection::open(path)
             .unwrap()
