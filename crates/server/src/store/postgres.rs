@@ -1,6 +1,6 @@
 //! The shared store for several server processes: Postgres.
 //!
-//! Same logic as SQLite (store/logic.rs). Differences that matter:
+//! Same logic as SQLite (store/logic/). Differences that matter:
 //! - Writers on different nodes run concurrently; a stream's head row is locked by the
 //!   `UPDATE … RETURNING` that numbers an event, so sequence numbers stay gap-free and commit in
 //!   order. Transactions that deadlock (two DMs crossing) are retried.

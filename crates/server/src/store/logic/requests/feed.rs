@@ -1,0 +1,230 @@
+//! Requests on the social feed: posts, likes, comments, follows.
+
+use papo_protocol::{
+    Comment, CommentCreate, CommentCreated, ErrorCode, EventBody, FollowChange, LikeChange,
+    LogEvent, NotificationKind, Post, PostAction, PostCreate, PostEdit, PostEdited, PostRef,
+    UserAction,
+};
+
+use super::notify::{notify, notify_mentions, About};
+use super::{check_text, counter, find_post, refuse, Req, TxError};
+use crate::store::logic::accounts::find_user;
+
+pub(super) fn post_create(q: &mut Req<'_>, r: &PostCreate) -> Result<Option<LogEvent>, TxError> {
+    check_text(&r.text)?;
+    let id =
+        q.db.query_one(
+            "INSERT INTO posts(author_id, text, created_at) VALUES ($1, $2, $3) RETURNING id",
+            &[q.actor.id.into(), r.text.as_str().into(), q.now.into()],
+        )?
+        .int(0)?;
+    let post = Post {
+        id,
+        author: q.actor.username.clone(),
+        text: r.text.clone(),
+        at: q.now,
+        edited_at: None,
+        like_count: 0,
+        comment_count: 0,
+    };
+    let ev = q.public(EventBody::PostCreated(post))?;
+    let about = About {
+        post_id: Some(id),
+        text: Some(&r.text),
+        ..About::default()
+    };
+    notify_mentions(q.db, q.out, q.actor, about, None, q.now)?;
+    Ok(ev)
+}
+
+pub(super) fn post_edit(q: &mut Req<'_>, r: &PostEdit) -> Result<Option<LogEvent>, TxError> {
+    if find_post(q.db, r.post_id)? != q.actor.id {
+        return refuse(ErrorCode::Forbidden, "only the author can edit a post");
+    }
+    check_text(&r.text)?;
+    q.db.exec(
+        "UPDATE posts SET text = $1, edited_at = $2 WHERE id = $3",
+        &[r.text.as_str().into(), q.now.into(), r.post_id.into()],
+    )?;
+    let body = EventBody::PostEdited(PostEdited {
+        post_id: r.post_id,
+        text: r.text.clone(),
+        edited_at: q.now,
+    });
+    q.public(body)
+}
+
+pub(super) fn post_delete(q: &mut Req<'_>, r: &PostAction) -> Result<Option<LogEvent>, TxError> {
+    if find_post(q.db, r.post_id)? != q.actor.id {
+        return refuse(ErrorCode::Forbidden, "only the author can delete a post");
+    }
+    q.db.exec(
+        "UPDATE posts SET deleted = 1 WHERE id = $1",
+        &[r.post_id.into()],
+    )?;
+    let body = EventBody::PostDeleted(PostRef { post_id: r.post_id });
+    q.public(body)
+}
+
+pub(super) fn post_like(q: &mut Req<'_>, r: &PostAction) -> Result<Option<LogEvent>, TxError> {
+    let author = find_post(q.db, r.post_id)?;
+    let added = q.db.exec(
+        "INSERT INTO likes(post_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        &[r.post_id.into(), q.actor.id.into()],
+    )?;
+    if added == 0 {
+        return Ok(None); // already liked: idempotent no-op
+    }
+    let like_count = counter(
+        q.db,
+        "UPDATE posts SET like_count = like_count + 1 WHERE id = $1 RETURNING like_count",
+        r.post_id,
+    )?;
+    let body = EventBody::PostLiked(LikeChange {
+        post_id: r.post_id,
+        by: q.actor.username.clone(),
+        like_count,
+    });
+    let ev = q.public(body)?;
+    let about = About {
+        post_id: Some(r.post_id),
+        ..About::default()
+    };
+    notify(
+        q.db,
+        q.out,
+        author,
+        q.actor,
+        NotificationKind::Like,
+        about,
+        q.now,
+    )?;
+    Ok(ev)
+}
+
+pub(super) fn post_unlike(q: &mut Req<'_>, r: &PostAction) -> Result<Option<LogEvent>, TxError> {
+    find_post(q.db, r.post_id)?;
+    let removed = q.db.exec(
+        "DELETE FROM likes WHERE post_id = $1 AND user_id = $2",
+        &[r.post_id.into(), q.actor.id.into()],
+    )?;
+    if removed == 0 {
+        return Ok(None);
+    }
+    let like_count = counter(
+        q.db,
+        "UPDATE posts SET like_count = like_count - 1 WHERE id = $1 RETURNING like_count",
+        r.post_id,
+    )?;
+    let body = EventBody::PostUnliked(LikeChange {
+        post_id: r.post_id,
+        by: q.actor.username.clone(),
+        like_count,
+    });
+    q.public(body)
+}
+
+pub(super) fn comment_create(
+    q: &mut Req<'_>,
+    r: &CommentCreate,
+) -> Result<Option<LogEvent>, TxError> {
+    let author = find_post(q.db, r.post_id)?;
+    check_text(&r.text)?;
+    let comment_id = q.db
+        .query_one(
+            "INSERT INTO comments(post_id, author_id, text, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+            &[r.post_id.into(), q.actor.id.into(), r.text.as_str().into(), q.now.into()],
+        )?
+        .int(0)?;
+    let comment_count = counter(
+        q.db,
+        "UPDATE posts SET comment_count = comment_count + 1 WHERE id = $1 RETURNING comment_count",
+        r.post_id,
+    )?;
+    let body = EventBody::CommentCreated(CommentCreated {
+        comment: Comment {
+            id: comment_id,
+            post_id: r.post_id,
+            author: q.actor.username.clone(),
+            text: r.text.clone(),
+            at: q.now,
+        },
+        comment_count,
+    });
+    let ev = q.public(body)?;
+    let about = About {
+        post_id: Some(r.post_id),
+        comment_id: Some(comment_id),
+        text: Some(&r.text),
+        ..About::default()
+    };
+    notify(
+        q.db,
+        q.out,
+        author,
+        q.actor,
+        NotificationKind::Comment,
+        about,
+        q.now,
+    )?;
+    // The post's author is told of the comment already.
+    notify_mentions(q.db, q.out, q.actor, about, Some(author), q.now)?;
+    Ok(ev)
+}
+
+pub(super) fn user_follow(q: &mut Req<'_>, r: &UserAction) -> Result<Option<LogEvent>, TxError> {
+    let target = find_user(q.db, &r.username)?;
+    if target.id == q.actor.id {
+        return refuse(ErrorCode::BadRequest, "cannot follow yourself");
+    }
+    let added = q.db.exec(
+            "INSERT INTO follows(follower_id, followee_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[q.actor.id.into(), target.id.into(), q.now.into()],
+        )?;
+    if added == 0 {
+        return Ok(None);
+    }
+    let follower_count = counter(
+            q.db,
+            "UPDATE users SET follower_count = follower_count + 1 WHERE id = $1 RETURNING follower_count",
+            target.id,
+        )?;
+    let body = EventBody::UserFollowed(FollowChange {
+        follower: q.actor.username.clone(),
+        followee: target.username.clone(),
+        follower_count,
+    });
+    let ev = q.public(body)?;
+    notify(
+        q.db,
+        q.out,
+        target.id,
+        q.actor,
+        NotificationKind::Follow,
+        About::default(),
+        q.now,
+    )?;
+    Ok(ev)
+}
+
+pub(super) fn user_unfollow(q: &mut Req<'_>, r: &UserAction) -> Result<Option<LogEvent>, TxError> {
+    let target = find_user(q.db, &r.username)?;
+    let removed = q.db.exec(
+        "DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2",
+        &[q.actor.id.into(), target.id.into()],
+    )?;
+    if removed == 0 {
+        return Ok(None);
+    }
+    let follower_count = counter(
+            q.db,
+            "UPDATE users SET follower_count = follower_count - 1 WHERE id = $1 RETURNING follower_count",
+            target.id,
+        )?;
+    let body = EventBody::UserUnfollowed(FollowChange {
+        follower: q.actor.username.clone(),
+        followee: target.username.clone(),
+        follower_count,
+    });
+    q.public(body)
+}
