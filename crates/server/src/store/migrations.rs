@@ -12,44 +12,73 @@ use refinery_core::{Error as RefineryError, Migration, Runner, Target};
 
 use super::StoreError;
 
-/// The SQLite migrations, oldest first.
-pub const SQLITE: &[(&str, &str)] = &[
-    ("V1__init", include_str!("migrations/0001_init.sql")),
-    ("V2__presence", include_str!("migrations/0002_presence.sql")),
-    (
-        "V3__spent_refresh",
-        include_str!("migrations/0003_spent_refresh.sql"),
-    ),
-    (
-        "V4__message_edits",
-        include_str!("migrations/0004_message_edits.sql"),
-    ),
-    ("V5__dm_peers", include_str!("migrations/0005_dm_peers.sql")),
+/// One schema version, as each backend writes it. Both backends run the same list, so a version
+/// number names the same schema on either; the test `the_two_backends_build_the_same_schema`
+/// (store/postgres.rs) checks that the SQL of the two columns really builds the same tables,
+/// columns, keys and indexes.
+pub struct Version {
+    /// refinery's name: `V<n>__<what>`.
+    pub name: &'static str,
+    pub sqlite: &'static str,
+    pub postgres: &'static str,
+}
+
+/// Every schema version, oldest first.
+pub const HISTORY: &[Version] = &[
+    Version {
+        name: "V1__init",
+        sqlite: include_str!("migrations/0001_init.sql"),
+        postgres: include_str!("migrations/pg/0001_init.sql"),
+    },
+    Version {
+        name: "V2__presence",
+        sqlite: include_str!("migrations/0002_presence.sql"),
+        postgres: include_str!("migrations/pg/0002_presence.sql"),
+    },
+    Version {
+        name: "V3__spent_refresh",
+        sqlite: include_str!("migrations/0003_spent_refresh.sql"),
+        postgres: include_str!("migrations/pg/0003_spent_refresh.sql"),
+    },
+    Version {
+        name: "V4__message_edits",
+        sqlite: include_str!("migrations/0004_message_edits.sql"),
+        postgres: include_str!("migrations/pg/0004_message_edits.sql"),
+    },
+    Version {
+        name: "V5__dm_peers",
+        sqlite: include_str!("migrations/0005_dm_peers.sql"),
+        postgres: include_str!("migrations/pg/0005_dm_peers.sql"),
+    },
 ];
 
-/// The Postgres migrations, oldest first.
-pub const POSTGRES: &[(&str, &str)] = &[
-    ("V1__init", include_str!("migrations/pg/0001_init.sql")),
-    (
-        "V2__spent_refresh",
-        include_str!("migrations/pg/0002_spent_refresh.sql"),
-    ),
-    (
-        "V3__message_edits",
-        include_str!("migrations/pg/0003_message_edits.sql"),
-    ),
-    (
-        "V4__dm_peers",
-        include_str!("migrations/pg/0004_dm_peers.sql"),
-    ),
-];
+/// Which column of [`HISTORY`] a backend runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// The number of versions this binary knows.
+pub fn known() -> usize {
+    HISTORY.len()
+}
+
+/// A version's SQL for one backend.
+pub fn sql(version: &Version, dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => version.sqlite,
+        Dialect::Postgres => version.postgres,
+    }
+}
 
 /// The history table refinery keeps; its presence means the database is past the legacy marker.
 pub const HISTORY_TABLE: &str = "refinery_schema_history";
 
-pub fn list(set: &[(&str, &str)]) -> Result<Vec<Migration>, StoreError> {
-    set.iter()
-        .map(|(name, sql)| Migration::unapplied(name, sql).map_err(|e| err(e, set.len())))
+pub fn list(dialect: Dialect) -> Result<Vec<Migration>, StoreError> {
+    HISTORY
+        .iter()
+        .map(|v| Migration::unapplied(v.name, sql(v, dialect)).map_err(|e| err(e, known())))
         .collect()
 }
 

@@ -24,7 +24,7 @@ use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::logic::{parse_stream_key, Backend, Job, SqlStore};
-use super::migrations;
+use super::migrations::{self, Dialect};
 use super::sql::{Row, Sql, Val};
 use super::{StoreError, StreamKey};
 
@@ -174,11 +174,12 @@ async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> 
     result
 }
 
-/// Baselines a database from before refinery at its `schema_migrations` version, runs the
-/// pending migrations, and keeps `schema_migrations` at the latest version for older binaries.
+/// Baselines a database from before refinery at its `schema_migrations` version, renumbers a
+/// history recorded before the two backends shared one, runs the pending migrations, and keeps
+/// `schema_migrations` at the latest version for older binaries.
 async fn migrate_locked(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {
-    let known = migrations::POSTGRES.len();
-    let list = migrations::list(migrations::POSTGRES)?;
+    let known = migrations::known();
+    let list = migrations::list(Dialect::Postgres)?;
     client
         .batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
         .await?;
@@ -199,8 +200,12 @@ async fn migrate_locked(client: &mut tokio_postgres::Client) -> Result<(), Store
         )
         .await?
         .get(0);
-    if !has_history && legacy > 0 {
-        migrations::baseline(&list, legacy, known)?
+    if has_history {
+        renumber_separate_history(client).await?;
+    } else if legacy > 0 {
+        // The runner before refinery numbered like the separate history: its version N is
+        // shared version N + 1 (shared version 2 is part of its version 1).
+        migrations::baseline(&list, legacy + 1, known)?
             .run_async(client)
             .await
             .map_err(|e| migrations::err(e, known))?;
@@ -216,6 +221,59 @@ async fn migrate_locked(client: &mut tokio_postgres::Client) -> Result<(), Store
             &[&(known as i64)],
         )
         .await?;
+    Ok(())
+}
+
+/// How Postgres numbered its versions while it had a history of its own: without SQLite's
+/// version 2 (presence), whose tables its version 1 already created.
+const SEPARATE_HISTORY: &[(i32, &str)] =
+    &[(2, "spent_refresh"), (3, "message_edits"), (4, "dm_peers")];
+
+/// A database migrated while Postgres had its own numbering is recorded again under the shared
+/// one, in one transaction: its versions from 2 on move up by one (with the checksums refinery
+/// computes for their new numbers) and shared version 2 is recorded as applied. The schema
+/// itself is already what those versions build, so no SQL of theirs runs. Runs once: after
+/// it, version 2 is `presence`.
+async fn renumber_separate_history(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {
+    let history = migrations::HISTORY_TABLE;
+    let second: Option<String> = client
+        .query_opt(
+            &format!("SELECT name FROM {history} WHERE version = 2"),
+            &[],
+        )
+        .await?
+        .map(|r| r.get(0));
+    if second.as_deref() != Some(SEPARATE_HISTORY[0].1) {
+        return Ok(());
+    }
+    let list = migrations::list(Dialect::Postgres)?;
+    let checksum = |version: i32| {
+        list.iter()
+            .find(|m| m.version() == version)
+            .map(|m| m.checksum().to_string())
+            .ok_or_else(|| migrations::newer(version, list.len()))
+    };
+    let tx = client.transaction().await?;
+    // Highest first, so that no version number is ever held twice.
+    for (old, name) in SEPARATE_HISTORY.iter().rev() {
+        tx.execute(
+            &format!(
+                "UPDATE {history} SET version = $1, checksum = $2 WHERE version = $3 AND name = $4"
+            ),
+            &[&(old + 1), &checksum(old + 1)?, old, name],
+        )
+        .await?;
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO {history}(version, name, applied_on, checksum) \
+             SELECT 2, 'presence', applied_on, $1 FROM {history} WHERE version = 1"
+        ),
+        &[&checksum(2)?],
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!("schema history renumbered to the version list shared with SQLite");
     Ok(())
 }
 
@@ -438,6 +496,7 @@ impl Backend for PostgresBackend {
 mod tests {
     //! Migration upgrades against a real Postgres (scripts/test-services.sh starts one).
     use super::*;
+    use refinery_core::Migration;
 
     async fn connect(config: &tokio_postgres::Config) -> tokio_postgres::Client {
         let (client, connection) = config.connect(NoTls).await.expect("test Postgres");
@@ -500,7 +559,9 @@ mod tests {
         let config = fresh_db().await;
         let c = connect(&config).await;
         // As the runner before refinery left it at version 1, with a user.
-        c.batch_execute(migrations::POSTGRES[0].1).await.unwrap();
+        c.batch_execute(migrations::HISTORY[0].postgres)
+            .await
+            .unwrap();
         c.batch_execute(
             "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY);
              INSERT INTO schema_migrations VALUES (1);
@@ -521,16 +582,309 @@ mod tests {
         )
         .await
         .unwrap();
-        let all: Vec<i64> = (1..=migrations::POSTGRES.len() as i64).collect();
+        let all: Vec<i64> = (1..=migrations::known() as i64).collect();
         assert_eq!(versions(&c, HISTORY).await, all);
         assert_eq!(versions(&c, "schema_migrations").await, all);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs Postgres (PAPO_TEST_POSTGRES_URL); scripts/test.sh runs it"]
+    async fn a_history_numbered_before_the_backends_shared_one_is_renumbered_in_place() {
+        // As the previous release left a database: Postgres's own four versions, recorded by
+        // refinery under their own numbers, the legacy marker at 4, and a DM between two users.
+        let config = fresh_db().await;
+        let mut c = connect(&config).await;
+        let separate: Vec<(String, &str)> = std::iter::once(("V1__init".to_string(), 0))
+            .chain(
+                SEPARATE_HISTORY
+                    .iter()
+                    .map(|(v, name)| (format!("V{v}__{name}"), *v as usize)),
+            )
+            .map(|(name, shared)| (name, migrations::HISTORY[shared].postgres))
+            .collect();
+        let old: Vec<Migration> = separate
+            .iter()
+            .map(|(name, sql)| Migration::unapplied(name, sql).unwrap())
+            .collect();
+        migrations::runner(&old).run_async(&mut c).await.unwrap();
+        c.batch_execute(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY);
+             INSERT INTO schema_migrations VALUES (1), (2), (3), (4);
+             INSERT INTO users(username, password_hash, created_at) VALUES ('ana', 'h', 1), ('bia', 'h', 1);
+             INSERT INTO messages(sender_id, recipient_id, text, created_at) VALUES (1, 2, 'oi', 5);
+             INSERT INTO dm_peers(user_id, peer_id, last_at) VALUES (1, 2, 5), (2, 1, 5);",
+        )
+        .await
+        .unwrap();
+        let applied_on = history(&c).await[0].1.clone();
+
+        let store = open(&config).await.unwrap();
+        let shared: Vec<(i32, String)> = migrations::HISTORY
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as i32 + 1, v.name.split_once("__").unwrap().1.to_string()))
+            .collect();
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT version, name, applied_on, checksum FROM {HISTORY} ORDER BY version"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        let recorded: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert_eq!(recorded, shared);
+        // Each row carries the checksum refinery computes for its shared number, so a normal
+        // run finds nothing divergent; version 2 counts as applied when version 1 was.
+        for (row, m) in rows
+            .iter()
+            .zip(migrations::list(Dialect::Postgres).unwrap())
+        {
+            assert_eq!(
+                row.get::<_, String>(3),
+                m.checksum().to_string(),
+                "{}",
+                m.name()
+            );
+        }
+        assert_eq!(rows[1].get::<_, String>(2), applied_on);
+        assert_eq!(
+            versions(&c, "schema_migrations").await,
+            (1..=migrations::known() as i64).collect::<Vec<_>>()
+        );
+        // The data is untouched and the store works on it.
+        use crate::store::Store;
+        let peers = store.presence_interest(1).await.unwrap();
+        assert_eq!(peers, vec!["bia".to_string()]);
+        drop(store);
+        // Reopening renumbers nothing again.
+        let before = history(&c).await;
+        drop(open(&config).await.unwrap());
+        assert_eq!(history(&c).await, before);
+    }
+
+    /// What a schema is made of, as both backends can report it: per table, its columns (name,
+    /// integer or text, nullable, default), the column sets that are unique (primary key
+    /// included), its named non-unique indexes, and its foreign keys.
+    #[derive(Debug, PartialEq, Eq, Default)]
+    struct TableShape {
+        columns: Vec<(String, &'static str, bool, Option<String>)>,
+        unique: std::collections::BTreeSet<Vec<String>>,
+        indexes: std::collections::BTreeSet<(String, Vec<String>)>,
+        foreign_keys: std::collections::BTreeSet<(String, String, String)>,
+    }
+
+    type Shape = std::collections::BTreeMap<String, TableShape>;
+
+    fn type_class(declared: &str) -> &'static str {
+        let t = declared.to_ascii_lowercase();
+        if t.contains("int") || t.contains("serial") {
+            "integer"
+        } else if t.contains("char") || t.contains("text") {
+            "text"
+        } else {
+            panic!("a column type neither backend should hold: {declared}")
+        }
+    }
+
+    /// Tables that are bookkeeping of one backend's migrations, not part of the schema.
+    fn is_bookkeeping(table: &str) -> bool {
+        table == HISTORY || table == "schema_migrations" || table.starts_with("sqlite_")
+    }
+
+    fn sqlite_shape(path: &std::path::Path) -> Shape {
+        let c = rusqlite::Connection::open(path).unwrap();
+        let strings = |sql: &str| -> Vec<Vec<Option<String>>> {
+            let mut stmt = c.prepare(sql).unwrap();
+            let n = stmt.column_count();
+            stmt.query_map([], |r| {
+                (0..n)
+                    .map(|i| {
+                        Ok(match r.get_ref(i)? {
+                            rusqlite::types::ValueRef::Null => None,
+                            rusqlite::types::ValueRef::Integer(v) => Some(v.to_string()),
+                            v => Some(v.as_str().unwrap().to_string()),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+        };
+        let mut shape = Shape::new();
+        for t in strings("SELECT name FROM sqlite_master WHERE type = 'table'") {
+            let table = t[0].clone().unwrap();
+            if is_bookkeeping(&table) {
+                continue;
+            }
+            let mut ts = TableShape::default();
+            let mut pk: Vec<(i64, String)> = Vec::new();
+            // cid, name, type, notnull, dflt_value, pk
+            let info = strings(&format!("PRAGMA table_info({table})"));
+            let keyed = info.iter().filter(|c| c[5].as_deref() != Some("0")).count();
+            for col in info {
+                let name = col[1].clone().unwrap();
+                let order: i64 = col[5].as_deref().unwrap().parse().unwrap();
+                if order > 0 {
+                    pk.push((order, name.clone()));
+                }
+                let declared = col[2].clone().unwrap();
+                // A lone INTEGER PRIMARY KEY is SQLite's rowid: never null, numbered by the
+                // database (what BIGSERIAL is in Postgres).
+                let default = if order > 0 && keyed == 1 && declared == "INTEGER" {
+                    Some("generated".to_string())
+                } else {
+                    col[4].clone()
+                };
+                // Key columns count as NOT NULL, as Postgres makes them.
+                let nullable = col[3].as_deref() == Some("0") && order == 0;
+                ts.columns
+                    .push((name, type_class(&declared), nullable, default));
+            }
+            pk.sort();
+            ts.unique.insert(pk.into_iter().map(|(_, n)| n).collect());
+            // seq, name, unique, origin, partial
+            for ix in strings(&format!("PRAGMA index_list({table})")) {
+                let name = ix[1].clone().unwrap();
+                let cols: Vec<String> = strings(&format!("PRAGMA index_info({name})"))
+                    .into_iter()
+                    .map(|c| c[2].clone().unwrap())
+                    .collect();
+                if ix[2].as_deref() == Some("1") {
+                    ts.unique.insert(cols);
+                } else {
+                    ts.indexes.insert((name, cols));
+                }
+            }
+            // id, seq, table, from, to, ...
+            for fk in strings(&format!("PRAGMA foreign_key_list({table})")) {
+                ts.foreign_keys.insert((
+                    fk[3].clone().unwrap(),
+                    fk[2].clone().unwrap(),
+                    fk[4].clone().unwrap(),
+                ));
+            }
+            shape.insert(table, ts);
+        }
+        shape
+    }
+
+    async fn postgres_shape(c: &tokio_postgres::Client) -> Shape {
+        let mut shape = Shape::new();
+        let columns = c
+            .query(
+                "SELECT table_name::TEXT, column_name::TEXT, data_type::TEXT, is_nullable::TEXT, \
+                        column_default::TEXT \
+                 FROM information_schema.columns WHERE table_schema = current_schema() \
+                 ORDER BY table_name, ordinal_position",
+                &[],
+            )
+            .await
+            .unwrap();
+        for r in columns {
+            let table: String = r.get(0);
+            if is_bookkeeping(&table) {
+                continue;
+            }
+            let default: Option<String> = r.get(4);
+            let default = default.map(|d| {
+                if d.starts_with("nextval(") {
+                    "generated".to_string()
+                } else {
+                    d
+                }
+            });
+            shape.entry(table).or_default().columns.push((
+                r.get(1),
+                type_class(&r.get::<_, String>(2)),
+                r.get::<_, String>(3) == "YES",
+                default,
+            ));
+        }
+        let indexes = c
+            .query(
+                "SELECT t.relname::TEXT, i.relname::TEXT, ix.indisunique, \
+                        array_agg(a.attname::TEXT ORDER BY k.ord) \
+                 FROM pg_index ix \
+                 JOIN pg_class t ON t.oid = ix.indrelid \
+                 JOIN pg_class i ON i.oid = ix.indexrelid \
+                 JOIN pg_namespace n ON n.oid = t.relnamespace \
+                 CROSS JOIN LATERAL unnest(ix.indkey) WITH ORDINALITY AS k(attnum, ord) \
+                 JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum \
+                 WHERE n.nspname = current_schema() \
+                 GROUP BY 1, 2, 3",
+                &[],
+            )
+            .await
+            .unwrap();
+        for r in indexes {
+            let table: String = r.get(0);
+            if is_bookkeeping(&table) {
+                continue;
+            }
+            let ts = shape.entry(table).or_default();
+            let cols: Vec<String> = r.get(3);
+            if r.get::<_, bool>(2) {
+                ts.unique.insert(cols);
+            } else {
+                ts.indexes.insert((r.get(1), cols));
+            }
+        }
+        let fks = c
+            .query(
+                "SELECT cl.relname::TEXT, a.attname::TEXT, rcl.relname::TEXT, ra.attname::TEXT, \
+                        cardinality(c.conkey) \
+                 FROM pg_constraint c \
+                 JOIN pg_class cl ON cl.oid = c.conrelid \
+                 JOIN pg_class rcl ON rcl.oid = c.confrelid \
+                 JOIN pg_namespace n ON n.oid = cl.relnamespace \
+                 JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] \
+                 JOIN pg_attribute ra ON ra.attrelid = c.confrelid AND ra.attnum = c.confkey[1] \
+                 WHERE c.contype = 'f' AND n.nspname = current_schema()",
+                &[],
+            )
+            .await
+            .unwrap();
+        for r in fks {
+            assert_eq!(r.get::<_, i32>(4), 1, "single-column foreign keys only");
+            let table: String = r.get(0);
+            shape
+                .entry(table)
+                .or_default()
+                .foreign_keys
+                .insert((r.get(1), r.get(2), r.get(3)));
+        }
+        shape
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Postgres (PAPO_TEST_POSTGRES_URL); scripts/test.sh runs it"]
+    async fn the_two_backends_build_the_same_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("schema.db");
+        drop(
+            crate::store::sqlite::SqliteStore::open(&path, crate::store::sqlite::Durability::Full)
+                .unwrap(),
+        );
+        let config = fresh_db().await;
+        drop(open(&config).await.unwrap());
+        let sqlite = sqlite_shape(&path);
+        let postgres = postgres_shape(&connect(&config).await).await;
+        assert!(sqlite.contains_key("dm_peers") && sqlite.contains_key("used_refresh"));
+        let tables = |s: &Shape| s.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(tables(&sqlite), tables(&postgres));
+        for (table, shape) in &sqlite {
+            assert_eq!(Some(shape), postgres.get(table), "table {table}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs Postgres (PAPO_TEST_POSTGRES_URL); scripts/test.sh runs it"]
     async fn a_schema_newer_than_the_binary_is_refused() {
         // Recorded by a newer server through refinery …
-        let ours = migrations::POSTGRES.len();
+        let ours = migrations::known();
         let config = fresh_db().await;
         drop(open(&config).await.unwrap());
         connect(&config)
@@ -578,7 +932,7 @@ mod tests {
         }
         let c = connect(&config).await;
         let before = history(&c).await;
-        assert_eq!(before.len(), migrations::POSTGRES.len());
+        assert_eq!(before.len(), migrations::known());
         drop(open(&config).await.unwrap());
         assert_eq!(history(&c).await, before);
     }

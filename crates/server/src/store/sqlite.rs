@@ -17,7 +17,7 @@ use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use uuid::Uuid;
 
 use super::logic::{Backend, Job, SqlStore};
-use super::migrations;
+use super::migrations::{self, Dialect};
 use super::sql::{to_sqlite_placeholders, Row, Sql, Val};
 use super::{StoreError, StreamKey};
 
@@ -204,8 +204,8 @@ fn open_conn(path: &Path, durability: Durability) -> Result<Connection, StoreErr
 /// Applies the migrations the database has not seen yet (see store/migrations.rs), after
 /// baselining a database from before refinery at its `PRAGMA user_version`.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let known = migrations::SQLITE.len();
-    let list = migrations::list(migrations::SQLITE)?;
+    let known = migrations::known();
+    let list = migrations::list(Dialect::Sqlite)?;
     let legacy: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if legacy as usize > known {
         return Err(migrations::newer(legacy, known));
@@ -553,8 +553,8 @@ mod tests {
     /// `version` migrations, `PRAGMA user_version` as the only marker, and a user.
     fn legacy_db(path: &Path, version: usize) {
         let c = Connection::open(path).unwrap();
-        for (_, sql) in &migrations::SQLITE[..version] {
-            c.execute_batch(sql).unwrap();
+        for v in &migrations::HISTORY[..version] {
+            c.execute_batch(v.sqlite).unwrap();
         }
         c.pragma_update(None, "user_version", version as i64)
             .unwrap();
@@ -599,7 +599,7 @@ mod tests {
                 .unwrap();
             assert_eq!(online, vec!["ana".to_string()]);
             drop(store);
-            let latest = migrations::SQLITE.len() as i64;
+            let latest = migrations::known() as i64;
             let names: Vec<_> = history(&path).into_iter().map(|(v, _)| v).collect();
             assert_eq!(
                 names,
@@ -617,7 +617,7 @@ mod tests {
         let mut c = Connection::open(&path).unwrap();
         migrate(&mut c).unwrap();
         let first = history(&path);
-        assert_eq!(first.len(), migrations::SQLITE.len());
+        assert_eq!(first.len(), migrations::known());
         migrate(&mut c).unwrap();
         drop(c);
         assert_eq!(history(&path), first);
@@ -631,7 +631,7 @@ mod tests {
         let path = dir.path().join("t.db");
         drop(SqliteStore::open(&path, Durability::Full).unwrap());
         // A newer server added the next version and recorded it; the legacy marker is left.
-        let ours = migrations::SQLITE.len() as i64;
+        let ours = migrations::known() as i64;
         let c = Connection::open(&path).unwrap();
         c.execute(
             "INSERT INTO refinery_schema_history(version, name, applied_on, checksum) \
