@@ -254,9 +254,10 @@ impl Conns {
 /// `ConnectInfo<SocketAddr>` for handlers that want the peer address.
 pub async fn track(
     conns: Arc<Conns>,
-    mut req: axum::extract::Request,
+    req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    let mut req = own_head(req);
     if let Some(info) = req
         .extensions()
         .get::<axum::extract::ConnectInfo<ConnInfo>>()
@@ -282,10 +283,88 @@ pub async fn track(
     next.run(req).await
 }
 
+/// The request with its URI, header values and `OriginalUri` copied into allocations of their
+/// own.
+///
+/// hyper parses a request head into slices of the connection's read buffer (8–16 KiB), and
+/// engineioxide and socketioxide keep each socket's request head (with its extensions) for the
+/// socket's whole life, so every idle WebSocket connection kept that whole buffer alive: the
+/// largest single item of its heap (see "What an idle connection holds" in
+/// docs/benchmarks.md). The router's `OriginalUri` extension is a clone of the parsed URI, so it
+/// points into the buffer too. Copying the head's few hundred bytes lets the buffer go once the
+/// upgraded connection has read past it.
+pub fn own_head(req: axum::extract::Request) -> axum::extract::Request {
+    let (mut parts, body) = req.into_parts();
+    let mut headers = axum::http::HeaderMap::with_capacity(parts.headers.len());
+    for (name, value) in parts.headers.iter() {
+        // `from_bytes` copies; a value hyper accepted is valid, so it cannot fail (if it did,
+        // the shared value is kept rather than the request refused).
+        let mut owned =
+            axum::http::HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        owned.set_sensitive(value.is_sensitive());
+        headers.append(name.clone(), owned);
+    }
+    parts.headers = headers;
+    let copy = |uri: &axum::http::Uri| axum::http::Uri::try_from(uri.to_string()).ok();
+    if let Some(uri) = copy(&parts.uri) {
+        parts.uri = uri;
+    }
+    if let Some(original) = parts
+        .extensions
+        .get::<axum::extract::OriginalUri>()
+        .and_then(|o| copy(&o.0))
+    {
+        parts
+            .extensions
+            .insert(axum::extract::OriginalUri(original));
+    }
+    axum::extract::Request::from_parts(parts, body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// What [`own_head`] returns shares nothing with the buffer the head was parsed from, and
+    /// says the same.
+    #[test]
+    fn an_owned_head_does_not_point_into_the_read_buffer() {
+        let buffer = axum::body::Bytes::from(
+            "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nsec-websocket-key: abc==\r\n"
+                .to_string()
+                + &" ".repeat(16 * 1024),
+        );
+        let range = buffer.as_ptr() as usize..buffer.as_ptr() as usize + buffer.len();
+        let inside = |p: *const u8| range.contains(&(p as usize));
+        let uri = axum::http::Uri::from_maybe_shared(buffer.slice(4..41)).unwrap();
+        let key = axum::http::HeaderValue::from_maybe_shared(buffer.slice(71..76)).unwrap();
+        let req = axum::http::Request::builder()
+            .uri(uri.clone())
+            .header("sec-websocket-key", key.clone())
+            .header("x-two", "a")
+            .header("x-two", "b")
+            .extension(axum::extract::OriginalUri(uri))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert!(inside(req.uri().path().as_ptr()));
+        let req = own_head(req);
+        assert_eq!(req.uri(), "/socket.io/?EIO=4&transport=websocket");
+        assert!(!inside(req.uri().path().as_ptr()));
+        assert!(!inside(req.uri().query().unwrap().as_ptr()));
+        let original = &req
+            .extensions()
+            .get::<axum::extract::OriginalUri>()
+            .unwrap()
+            .0;
+        assert_eq!(original, "/socket.io/?EIO=4&transport=websocket");
+        assert!(!inside(original.path().as_ptr()));
+        let v = &req.headers()["sec-websocket-key"];
+        assert_eq!(v, &key);
+        assert!(!inside(v.as_bytes().as_ptr()));
+        let twos: Vec<_> = req.headers().get_all("x-two").iter().collect();
+        assert_eq!(twos, ["a", "b"]);
+    }
 
     #[tokio::test]
     async fn a_cut_wakes_a_blocked_writer_and_reader() {
