@@ -177,8 +177,19 @@ async fn fanout_steps(
     let server_cpu = || pids.iter().map(|&p| cpu_secs(p)).sum::<f64>();
     let receivers = shared.connected.load(Relaxed) as u64;
     let mut out = Vec::new();
-    for (k, &dps) in o.targets_dps.iter().enumerate() {
-        let step = k + 1;
+    // The coarse ladder doubles; around the first step that misses the objective it is refined
+    // by ×1.25 steps (from the last passing step up, or down from a first step that misses), so
+    // the knee is known to within 25% instead of 2×.
+    let mut queue: std::collections::VecDeque<(f64, bool)> =
+        o.targets_dps.iter().map(|&d| (d, false)).collect();
+    let mut last_ok: Option<f64> = None;
+    let mut refined = false;
+    let mut step = 0;
+    while let Some((dps, refining)) = queue.pop_front() {
+        step += 1;
+        if step >= lg::MAX_STEPS {
+            break;
+        }
         let rate = dps / n as f64; // messages per second
         let cpu0 = server_cpu();
         let me0 = cpu_secs(std::process::id());
@@ -257,6 +268,7 @@ async fn fanout_steps(
             "server_rss_kib": pids.iter().map(|&p| rss_kib(p)).sum::<u64>(),
             "disconnected": shared.disconnected.load(Relaxed) - disc0,
             "sustained": ok,
+            "refining": refining,
             "load": load,
         });
         if o.backend_cpu {
@@ -266,6 +278,18 @@ async fn fanout_steps(
         out.push(row);
         if pct < 100.0 || ms(p99) > o.stop_p99_ms {
             break;
+        }
+        if ok {
+            last_ok = Some(last_ok.map_or(dps, |b: f64| b.max(dps)));
+        } else if !refined {
+            refined = true;
+            let finer: Vec<f64> = match last_ok {
+                Some(b) => vec![b * 1.25, b * 1.5625],
+                None => vec![dps / 1.5625, dps / 1.25],
+            };
+            for d in finer.into_iter().rev().filter(|&d| d < dps) {
+                queue.push_front((d, true));
+            }
         }
         // Let stragglers of this step land before the next one starts.
         tokio::time::sleep(Duration::from_millis(300)).await;
