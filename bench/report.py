@@ -455,7 +455,7 @@ def interest_table(before, res, meta):
     w = out.append
     w(f"Before: Papo {bm.get('papo_rev')}, measured {bm.get('date')} "
       f"(`{bm.get('command')}`). After: Papo {meta.get('papo_rev')}, measured {meta.get('date')} "
-      f"(`bench/run.sh --scenarios idle,fanout,dm,storm`). Same machine, otherwise idle.")
+      f"(its idle scenario, `bench/run.sh --scenarios idle,…`). Same machine, otherwise idle.")
     w("")
     w("| distinct users | Papo before: per conn / connect | Papo after: per conn / connect | Node (after run) | raw WebSocket (after run) |")
     w("|---|---|---|---|---|")

@@ -139,6 +139,10 @@ if [ -f "$RESULTS/heap.json" ]; then
   DM_ARGS+=(--heap "$RESULTS/heap.json" --heap-meta "$RESULTS/heap-meta.json")
   [ -f "$RESULTS/heap-before.json" ] && DM_ARGS+=(--heap-before "$RESULTS/heap-before.json" --heap-before-meta "$RESULTS/heap-before-meta.json")
 fi
+# The idle before/after table: the build before presence by interest against this run.
+if [ "$NAME" = latest ] && [ -f "$RESULTS/idle-before-interest.json" ]; then
+  DM_ARGS+=(--before "$RESULTS/idle-before-interest.json")
+fi
 if [ -f "$RESULTS/fanout-before.json" ]; then
   DM_ARGS+=(--fanout-before "$RESULTS/fanout-before.json" --fanout-before-meta "$RESULTS/fanout-before-meta.json")
   [ -f "$RESULTS/latest-previous.json" ] && DM_ARGS+=(--fanout-previous "$RESULTS/latest-previous.json")
