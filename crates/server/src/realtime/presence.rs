@@ -204,6 +204,32 @@ pub(super) async fn gain_interest<A: Adapter>(app: &App, io: &SocketIo<A>, user:
     }
 }
 
+/// What every ephemeral request (`presence:watch`, `typing:set`) goes through first: one
+/// request of the user's rate budget, and a payload of the event's shape. Err is the refusal
+/// to send back (these requests carry no client id).
+fn admit<T>(
+    app: &App,
+    conn: &Conn,
+    ev: &str,
+    data: Result<T, socketioxide::ParserError>,
+) -> Result<T, Reply> {
+    let none = ClientId::default();
+    if rate_limited(app, conn) {
+        let e = ApiError::new(ErrorCode::RateLimited, "too many requests; slow down");
+        return Err(refusal(&none, ev, e));
+    }
+    data.map_err(|e| {
+        let e = ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "malformed {ev} payload: {}",
+                truncate(&e.to_string(), MAX_DETAIL)
+            ),
+        );
+        refusal(&none, ev, e)
+    })
+}
+
 /// `presence:watch`: replaces the users this connection watches (and whether it shows the
 /// public room), then tells the state of the newly watched ones before answering.
 pub(super) async fn on_watch<A: Adapter>(
@@ -214,34 +240,25 @@ pub(super) async fn on_watch<A: Adapter>(
     TryData(data): TryData<PresenceWatch>,
 ) {
     let ev = events::PRESENCE_WATCH;
-    let none = ClientId::default();
-    if rate_limited(&app, &conn) {
-        let e = ApiError::new(ErrorCode::RateLimited, "too many requests; slow down");
-        return send_reply(&app, &socket, &mut replier, &refusal(&none, ev, e)).await;
-    }
-    let data = match data {
-        Ok(d) if d.users.len() > MAX_WATCH => {
-            let e = ApiError::new(
-                ErrorCode::BadRequest,
-                format!("at most {MAX_WATCH} users may be watched"),
-            );
-            return send_reply(&app, &socket, &mut replier, &refusal(&none, ev, e)).await;
+    let checked = admit(&app, &conn, ev, data).and_then(|d| {
+        if d.users.len() > MAX_WATCH {
+            Err(format!("at most {MAX_WATCH} users may be watched"))
+        } else if !d.users.iter().all(|u| papo_protocol::valid_username(u)) {
+            Err("not a valid username in users".to_string())
+        } else {
+            Ok(d)
         }
-        Ok(d) if !d.users.iter().all(|u| papo_protocol::valid_username(u)) => {
-            let e = ApiError::new(ErrorCode::BadRequest, "not a valid username in users");
-            return send_reply(&app, &socket, &mut replier, &refusal(&none, ev, e)).await;
-        }
+        .map_err(|m| {
+            refusal(
+                &ClientId::default(),
+                ev,
+                ApiError::new(ErrorCode::BadRequest, m),
+            )
+        })
+    });
+    let data = match checked {
         Ok(d) => d,
-        Err(e) => {
-            let e = ApiError::new(
-                ErrorCode::BadRequest,
-                format!(
-                    "malformed {ev} payload: {}",
-                    truncate(&e.to_string(), MAX_DETAIL)
-                ),
-            );
-            return send_reply(&app, &socket, &mut replier, &refusal(&none, ev, e)).await;
-        }
+        Err(reply) => return send_reply(&app, &socket, &mut replier, &reply).await,
     };
     let want: std::collections::BTreeSet<String> = data.users.into_iter().collect();
     let have: std::collections::BTreeSet<String> = socket
@@ -280,22 +297,9 @@ pub(super) async fn on_typing<A: Adapter>(
 ) {
     let ev = events::TYPING_SET;
     let none = ClientId::default();
-    if rate_limited(&app, &conn) {
-        let e = ApiError::new(ErrorCode::RateLimited, "too many requests; slow down");
-        return send_reply(&app, &socket, &mut replier, &refusal(&none, ev, e)).await;
-    }
-    let data = match data {
+    let data = match admit(&app, &conn, ev, data) {
         Ok(d) => d,
-        Err(e) => {
-            let e = ApiError::new(
-                ErrorCode::BadRequest,
-                format!(
-                    "malformed {ev} payload: {}",
-                    truncate(&e.to_string(), MAX_DETAIL)
-                ),
-            );
-            return send_reply(&app, &socket, &mut replier, &refusal(&none, ev, e)).await;
-        }
+        Err(reply) => return send_reply(&app, &socket, &mut replier, &reply).await,
     };
     let me = &conn.actor.username;
     let result = if data.conversation == conversation::PUBLIC {

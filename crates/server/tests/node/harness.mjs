@@ -204,6 +204,17 @@ export function watch(c, users, publicTyping = false) {
   return req(c, 'presence:watch', { users, public_typing: publicTyping });
 }
 
+/** The set of online users a client's presence packets add up to (a snapshot replaces it). */
+export function presenceView(c) {
+  const view = new Set();
+  for (const p of c.presence) {
+    if (p.snapshot) view.clear();
+    for (const u of p.online) view.add(u);
+    for (const u of p.offline) view.delete(u);
+  }
+  return view;
+}
+
 export function close(...clients) {
   for (const c of clients) c.socket.disconnect();
 }

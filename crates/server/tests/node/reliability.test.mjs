@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
 import {
   startServer, register, login, connect, until, ofType, req, close, signToken, decodeToken,
-  randomUUID, watch,
+  randomUUID, watch, presenceView,
 } from './harness.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -139,17 +139,6 @@ test('a polling client that stops polling is disconnected (by the heartbeat) and
     await s.kill();
   }
 });
-
-/** The set of online users a client's presence packets add up to. */
-function presenceView(c) {
-  const view = new Set();
-  for (const p of c.presence) {
-    if (p.snapshot) view.clear();
-    for (const u of p.online) view.add(u);
-    for (const u of p.offline) view.delete(u);
-  }
-  return view;
-}
 
 test('a presence change that finds a full buffer is not lost: the client gets it once it reads again', async () => {
   const s = await startServer({

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import jwt from 'jsonwebtoken';
 import {
   startServer, api, register, login, connect, until, ofType, req, close, signToken,
-  decodeToken, randomUUID, tempDb, tokenHeader, keyId, SECRET, watch,
+  decodeToken, randomUUID, tempDb, tokenHeader, keyId, SECRET, watch, presenceView,
 } from './harness.mjs';
 
 let srv;
@@ -278,17 +278,6 @@ test('counters stay exact under concurrent likes from many connections', async (
   close(cA, ...cs);
 });
 
-/** The online set a client's presence packets add up to. */
-function onlineView(c) {
-  const view = new Set();
-  for (const p of c.presence) {
-    if (p.snapshot) view.clear();
-    for (const u of p.online) view.add(u);
-    for (const u of p.offline) view.delete(u);
-  }
-  return view;
-}
-
 /** Whether any presence packet a client got names `user`. */
 const heardOf = (c, user) => c.presence.some((p) => p.online.includes(user) || p.offline.includes(user));
 
@@ -308,9 +297,9 @@ test('presence: online while any device is connected, offline when the last leav
   d1.socket.disconnect();
   await req(cW, 'sys:ping');
   await new Promise((r) => setTimeout(r, 400));
-  assert.ok(onlineView(cW).has(multi.username), 'still online on device 2');
+  assert.ok(presenceView(cW).has(multi.username), 'still online on device 2');
   d2.socket.disconnect();
-  await until(cW, () => !onlineView(cW).has(multi.username), 'offline');
+  await until(cW, () => !presenceView(cW).has(multi.username), 'offline');
   close(cW);
 });
 
@@ -326,22 +315,22 @@ test('presence by interest: followed users, DM peers and watched users only, eac
   assert.equal((await req(setup, 'user:follow', { username: fol.username })).ok, true);
   assert.equal((await req(cPeer, 'dm:send', { to: me.username, text: 'oi' })).ok, true);
   setup.socket.disconnect();
-  await until(cPeer, () => !onlineView(cPeer).has(me.username), 'me offline for my DM peer');
+  await until(cPeer, () => !presenceView(cPeer).has(me.username), 'me offline for my DM peer');
 
   const cMe = connect(srv.url, me.access_token);
   await cMe.live;
   await until(cMe, () => cMe.presence.some((p) => p.snapshot), 'snapshot');
-  await until(cMe, () => onlineView(cMe).has(fol.username) && onlineView(cMe).has(peer.username), 'followed and peer online');
+  await until(cMe, () => presenceView(cMe).has(fol.username) && presenceView(cMe).has(peer.username), 'followed and peer online');
   assert.ok(!heardOf(cMe, seen.username) && !heardOf(cMe, stranger.username), 'nobody else');
   // My DM peer hears that I came back (I am theirs too).
-  await until(cPeer, () => onlineView(cPeer).has(me.username), 'peer sees me online');
+  await until(cPeer, () => presenceView(cPeer).has(me.username), 'peer sees me online');
 
   // Watching: the state comes before the answer; unwatching stops the news.
   const w = await watch(cMe, [seen.username]);
   assert.equal(w.ok, true);
-  assert.ok(onlineView(cMe).has(seen.username), 'watched user online, told before the ack');
+  assert.ok(presenceView(cMe).has(seen.username), 'watched user online, told before the ack');
   cSeen.socket.disconnect();
-  await until(cMe, () => !onlineView(cMe).has(seen.username), 'watched user offline');
+  await until(cMe, () => !presenceView(cMe).has(seen.username), 'watched user offline');
   assert.equal((await watch(cMe, [])).ok, true);
   const seenAgain = connect(srv.url, seen.access_token);
   await seenAgain.live;
@@ -352,15 +341,15 @@ test('presence by interest: followed users, DM peers and watched users only, eac
   await new Promise((r) => setTimeout(r, 600)); // past the 250 ms presence window
   await req(cMe, 'sys:ping');
   assert.ok(!heardOf(cMe, stranger.username), 'stranger never reported');
-  assert.ok(!onlineView(cMe).has(seen.username), 'unwatched user not reported back online');
+  assert.ok(!presenceView(cMe).has(seen.username), 'unwatched user not reported back online');
 
   // Following while connected: the state at once, on every device of mine; unfollowing stops it.
   const me2 = await login(srv.url, me.username);
   const cMe2 = connect(srv.url, me2.access_token);
   await cMe2.live;
   assert.equal((await req(cMe, 'user:follow', { username: stranger.username })).ok, true);
-  await until(cMe, () => onlineView(cMe).has(stranger.username), 'followed stranger online');
-  await until(cMe2, () => onlineView(cMe2).has(stranger.username), 'on my other device too');
+  await until(cMe, () => presenceView(cMe).has(stranger.username), 'followed stranger online');
+  await until(cMe2, () => presenceView(cMe2).has(stranger.username), 'on my other device too');
   assert.equal((await req(cMe2, 'user:unfollow', { username: stranger.username })).ok, true);
   await req(cMe, 'sys:ping');
   const before = cMe.presence.length;
@@ -372,7 +361,7 @@ test('presence by interest: followed users, DM peers and watched users only, eac
   assert.equal((await req(cMe, 'user:follow', { username: peer.username })).ok, true);
   assert.equal((await req(cMe, 'user:unfollow', { username: peer.username })).ok, true);
   cPeer.socket.disconnect();
-  await until(cMe, () => !onlineView(cMe).has(peer.username), 'peer offline still reported');
+  await until(cMe, () => !presenceView(cMe).has(peer.username), 'peer offline still reported');
 
   // A first DM while both are connected makes both sides peers at once.
   const [x, y] = await Promise.all(['px', 'py'].map((p) => register(srv.url, p)));
@@ -382,11 +371,11 @@ test('presence by interest: followed users, DM peers and watched users only, eac
   assert.ok(!heardOf(cX, y.username));
   // x already follows y: the first DM still makes x y's peer (y follows nobody).
   assert.equal((await req(cX, 'user:follow', { username: y.username })).ok, true);
-  await until(cX, () => onlineView(cX).has(y.username), 'followed y online');
+  await until(cX, () => presenceView(cX).has(y.username), 'followed y online');
   assert.ok(!heardOf(cY, x.username), 'y does not follow x');
   assert.equal((await req(cX, 'dm:send', { to: y.username, text: 'olá' })).ok, true);
-  await until(cX, () => onlineView(cX).has(y.username), 'sender sees the new peer');
-  await until(cY, () => onlineView(cY).has(x.username), 'recipient sees the new peer');
+  await until(cX, () => presenceView(cX).has(y.username), 'sender sees the new peer');
+  await until(cY, () => presenceView(cY).has(x.username), 'recipient sees the new peer');
 
   // Bad watch requests: too many, not usernames, malformed.
   const many = Array.from({ length: 201 }, (_, i) => `u${i}`);
