@@ -212,11 +212,11 @@ fn admit<T>(
     conn: &Conn,
     ev: &str,
     data: Result<T, socketioxide::ParserError>,
-) -> Result<T, Reply> {
+) -> Result<T, Box<Reply>> {
     let none = ClientId::default();
     if rate_limited(app, conn) {
         let e = ApiError::new(ErrorCode::RateLimited, "too many requests; slow down");
-        return Err(refusal(&none, ev, e));
+        return Err(Box::new(refusal(&none, ev, e)));
     }
     data.map_err(|e| {
         let e = ApiError::new(
@@ -226,7 +226,7 @@ fn admit<T>(
                 truncate(&e.to_string(), MAX_DETAIL)
             ),
         );
-        refusal(&none, ev, e)
+        Box::new(refusal(&none, ev, e))
     })
 }
 
@@ -249,11 +249,11 @@ pub(super) async fn on_watch<A: Adapter>(
             Ok(d)
         }
         .map_err(|m| {
-            refusal(
+            Box::new(refusal(
                 &ClientId::default(),
                 ev,
                 ApiError::new(ErrorCode::BadRequest, m),
-            )
+            ))
         })
     });
     let data = match checked {
