@@ -149,8 +149,13 @@ def tables(res, meta):
         fr = c.get("apply_to_searchable")
         if fr:
             w(f"| a new message searchable ≤ 1 s after it is applied | max {fr['max_ms']} ms | {'yes' if fr['max_ms'] <= 1000 else 'no'} |")
-        cl = c.get("conversations_list_and_unread") or c["conversations_list"]
-        w(f"| conversation list + unread totals ≤ 2 ms p99 ({fmt_int(c.get('conversations', 0))} conversations) | p99 {cl['p99_ms']} ms | {'yes' if cl['p99_ms'] <= 2 else 'no'} |")
+        if c.get("conversation_list_first_page"):
+            cl = c["conversation_list_first_page"]
+            what = f"first page of 50 of {fmt_int(c.get('conversations', 0))} conversations, as the app reads it"
+        else:
+            cl = c.get("conversations_list_and_unread") or c["conversations_list"]
+            what = f"{fmt_int(c.get('conversations', 0))} conversations"
+        w(f"| conversation list + unread totals ≤ 2 ms p99 ({what}) | p99 {cl['p99_ms']} ms | {'yes' if cl['p99_ms'] <= 2 else 'no'} |")
         op = c["open_first_page"]["p99_ms"]
         w(f"| cold open to first feed page ≤ 300 ms | p99 {op} ms | {'yes' if op <= 300 else 'no'} |")
 
@@ -319,9 +324,11 @@ def tables(res, meta):
                            ("conversation_page_deep", "public conversation, a page of 50 from the middle"),
                            ("dm_page_first", "DM conversation, newest page of 50"),
                            ("feed_page_first", "feed, newest page of 20"),
-                           ("conversations_list", "conversation list with unread counts"),
-                           ("unread_counts", "unread totals"),
-                           ("conversations_list_and_unread", "conversation list + unread totals"),
+                           ("conversation_list_first_page", "conversation list as the app reads it: public room, first 50 DMs, unread total"),
+                           ("conversation_list_middle_page", "conversation list, a page of 50 from the middle"),
+                           ("conversations_list", "every conversation at once with unread counts (tools; the app pages)"),
+                           ("unread_counts", "unread counts of every conversation"),
+                           ("conversations_list_and_unread", "every conversation + every unread count"),
                            ("apply_to_searchable", "apply → a fresh word found by search")]:
             v = c.get(key)
             if not v:

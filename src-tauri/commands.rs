@@ -306,8 +306,16 @@ pub async fn set_draft(state: State<'_, AppState>, conversation: String, text: S
 }
 
 #[tauri::command(rename_all = "snake_case")]
-pub async fn conversations(state: State<'_, AppState>) -> Res<Vec<ui::ConversationRow>> {
-    Ok(state.core().conversations().await?)
+pub async fn conversations_page(
+    state: State<'_, AppState>,
+    before_at: Option<i64>,
+    before_id: Option<String>,
+    limit: usize,
+) -> Res<ui::ConversationPage> {
+    Ok(state
+        .core()
+        .conversations_page(before_at.zip(before_id), limit)
+        .await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]

@@ -517,7 +517,7 @@ pub fn run() {
             commands::known_users,
             commands::edit_message,
             commands::delete_message,
-            commands::conversations,
+            commands::conversations_page,
             commands::notifications_page,
             commands::unread_counts,
             commands::search,

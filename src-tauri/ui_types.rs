@@ -9,8 +9,8 @@
 #![allow(missing_docs)]
 
 pub use papo_client::cache::{
-    CommentRow, ConversationRow, HitKind, LocalState, MessageRow, PageKey, PostRow, SearchHit,
-    UnreadCounts, UnreadStart,
+    CommentRow, ConversationPage, ConversationRow, HitKind, LocalState, MessageRow, PageKey,
+    PostRow, SearchHit, UnreadCounts, UnreadStart,
 };
 pub use papo_client::changes::ChangeSet;
 pub use papo_client::compose::{ComposeTarget, Sent};
@@ -178,6 +178,7 @@ macro_rules! for_each_ui_type {
             PostRow,
             CommentRow,
             ConversationRow,
+            ConversationPage,
             UnreadCounts,
             UnreadStart,
             HitKind,

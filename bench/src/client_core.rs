@@ -372,6 +372,25 @@ pub async fn run(messages: usize, keep: Option<std::path::PathBuf>) -> Value {
     let (convs_unread, _) = repeat(200, || {
         cache.conversations().unwrap().len() + cache.unread_counts().unwrap().conversations.len()
     });
+    // What the app reads: the first page of the list (public room pinned, 50 DMs, unread
+    // total), and a page from the middle of the list.
+    let (list_page, _) = repeat(200, || {
+        let p = cache.conversations_page(None, 50).unwrap();
+        assert!(p.more && p.rows.len() == 50 && p.pinned.is_some());
+        p.rows.len()
+    });
+    let middle = {
+        let all = cache.conversations().unwrap();
+        let m = &all[all.len() / 2];
+        (m.last_at, m.id.clone())
+    };
+    let (list_page_deep, _) = repeat(200, || {
+        cache
+            .conversations_page(Some(middle.clone()), 50)
+            .unwrap()
+            .rows
+            .len()
+    });
     let rare = corpus.vocab[corpus.vocab.len() - 10].clone();
     let mid = corpus.vocab[corpus.vocab.len() / 3].clone();
     let common = corpus.vocab[3].clone();
@@ -518,7 +537,9 @@ pub async fn run(messages: usize, keep: Option<std::path::PathBuf>) -> Value {
         "conversation_page_first": conv_first, "conversation_page_deep": conv_deep,
         "dm_page_first": dm_first, "feed_page_first": feed_first,
         "conversations_list": convs, "conversations": nconv, "unread_counts": unread,
-        "conversations_list_and_unread": convs_unread, "search": searches,
+        "conversations_list_and_unread": convs_unread,
+        "conversation_list_first_page": list_page, "conversation_list_middle_page": list_page_deep,
+        "search": searches,
         "search_while_ingesting": sustained, "apply_to_searchable": fresh,
         "apply_to_searchable_empty_searches": fresh_retries,
         "load": crate::procs::loadavg(),

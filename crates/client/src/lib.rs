@@ -626,8 +626,18 @@ impl Core {
             .await?)
     }
 
-    pub async fn conversations(&self) -> Result<Vec<cache::ConversationRow>, CoreError> {
-        Ok(self.inner.cache.read(|c| c.conversations()).await?)
+    /// A page of the conversation list: the public room pinned (first page), then DMs most
+    /// recent first, older than `before` = `(last_at, id)` of the last row shown.
+    pub async fn conversations_page(
+        &self,
+        before: Option<(Millis, String)>,
+        limit: usize,
+    ) -> Result<cache::ConversationPage, CoreError> {
+        Ok(self
+            .inner
+            .cache
+            .read(move |c| c.conversations_page(before, limit))
+            .await?)
     }
 
     pub async fn notifications_page(

@@ -141,6 +141,22 @@ pub struct ConversationRow {
     pub unread: i64,
 }
 
+/// A page of the conversation list (see `Cache::conversations_page`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct ConversationPage {
+    /// The public room, pinned above the list: on the first page only (`None` there until it
+    /// has a message).
+    pub pinned: Option<ConversationRow>,
+    /// DM conversations, most recent first; the next page starts after the last of them.
+    pub rows: Vec<ConversationRow>,
+    /// Whether older conversations follow.
+    pub more: bool,
+    /// Unread messages in every conversation, loaded or not.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub unread_total: i64,
+}
+
 /// Where the unread messages of a conversation begin: the oldest message of someone else past
 /// its read mark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -70,6 +70,14 @@ pub(crate) fn last_read(tx: &Transaction<'_>, conversation: &str) -> Result<i64>
 }
 
 /// The maintained counters, read on `c` (a reader, or the writer inside a transaction).
+/// The unread total: one row per conversation with unread messages, no scan of the messages.
+pub(crate) fn total_in(c: &Connection) -> Result<i64> {
+    Ok(
+        c.prepare_cached("SELECT COALESCE(SUM(count), 0) FROM unread")?
+            .query_row([], |r| r.get(0))?,
+    )
+}
+
 pub(crate) fn counts_in(c: &Connection) -> Result<UnreadCounts> {
     counts(
         c,

@@ -6,6 +6,7 @@ import type {
   Boot,
   CommentRow,
   ComposeTarget,
+  ConversationPage,
   ConversationRow,
   MessageRow,
   Notification,
@@ -70,7 +71,13 @@ export const api = {
   /** The conversation's unsent composer text (kept across views and restarts). */
   draft: (conversation: string) => invoke<string | null>("draft", { conversation }),
   setDraft: (conversation: string, text: string) => invoke<void>("set_draft", { conversation, text }),
-  conversations: () => invoke<ConversationRow[]>("conversations"),
+  /** The conversation list a page at a time: the public room pinned (first page), then DMs. */
+  conversationsPage: (before: ConversationRow | null, limit: number) =>
+    invoke<ConversationPage>("conversations_page", {
+      before_at: before?.last_at ?? null,
+      before_id: before?.id ?? null,
+      limit,
+    }),
   notificationsPage: (limit: number) =>
     invoke<Notification[]>("notifications_page", { before_at: null, before_id: null, limit }),
   unreadCounts: () => invoke<UnreadCounts>("unread_counts"),

@@ -19,7 +19,7 @@ import type {
   UiEvent,
 } from "./bindings/papo";
 import { reloadsEverything } from "./events";
-import { mergeConversations, mergeNotifications } from "./views";
+import { appendConversations, mergeConversations, mergeNotifications } from "./views";
 import { resolveLocale, translate, type Key, type Locale } from "./i18n";
 import { TypingTracker } from "./typing";
 import { unseenCount } from "./format";
@@ -43,7 +43,14 @@ class AppStore {
   conversation = $state("public");
   showSignIn = $state(false);
   searchOpen = $state(false);
+  /** The public room's row in the conversation list (pinned above it). */
+  publicConversation = $state<ConversationRow | null>(null);
+  /** The loaded DM conversations, most recent first; older ones are paged in on scroll. */
   conversations = $state<ConversationRow[]>([]);
+  /** Whether older conversations than the loaded ones exist. */
+  conversationsMore = $state(false);
+  /** Unread messages in every conversation (loaded or not). */
+  unreadTotal = $state(0);
   /** The newest notifications, newest first. */
   notifications = $state<Notification[]>([]);
   online = $state<string[]>([]);
@@ -123,7 +130,7 @@ class AppStore {
     }
     if (reloadsEverything(e)) {
       this.reloads++;
-      this.conversations = [];
+      this.clearConversations();
       this.notifications = [];
       void this.refreshShared();
     }
@@ -159,10 +166,13 @@ class AppStore {
   /** What the screens share, from a change set. */
   applyChanges(c: ChangeSet) {
     if (c.reset) {
-      this.conversations = [];
+      this.clearConversations();
       this.notifications = [];
     }
-    this.conversations = mergeConversations(this.conversations, c.conversations);
+    const dms = c.conversations.filter((r) => r.id !== "public");
+    this.publicConversation = c.conversations.find((r) => r.id === "public") ?? this.publicConversation;
+    this.conversations = mergeConversations(this.conversations, dms, !this.conversationsMore);
+    this.unreadTotal = Number(c.unread.total);
     if (c.notifications.length > 0) {
       this.notifications = mergeNotifications(this.notifications, c.notifications, NOTIFICATIONS);
       this.countUnseen();
@@ -185,11 +195,44 @@ class AppStore {
     await Promise.all([this.refreshConversations(), this.refreshNotifications(), this.refreshOnline()]);
   }
 
+  private clearConversations() {
+    this.publicConversation = null;
+    this.conversations = [];
+    this.conversationsMore = false;
+    this.unreadTotal = 0;
+  }
+
   async refreshConversations() {
     try {
-      this.conversations = await api.conversations();
+      const page = await api.conversationsPage(null, CONVERSATIONS);
+      this.publicConversation = page.pinned;
+      this.conversations = page.rows;
+      this.conversationsMore = page.more;
+      this.unreadTotal = Number(page.unread_total);
     } catch (e) {
       console.error(e);
+    }
+  }
+
+  private loadingConversations = false;
+
+  /** The next page of older conversations (the list's end came into view). */
+  async moreConversations() {
+    const last = this.conversations.at(-1);
+    if (!this.conversationsMore || this.loadingConversations || !last) return;
+    this.loadingConversations = true;
+    const reloads = this.reloads;
+    try {
+      const page = await api.conversationsPage(last, CONVERSATIONS);
+      // Everything shown was read again meanwhile (reset, sign-out): this page is stale.
+      if (reloads !== this.reloads) return;
+      this.conversations = appendConversations(this.conversations, page.rows);
+      this.conversationsMore = page.more;
+      this.unreadTotal = Number(page.unread_total);
+    } catch (e) {
+      console.error(e);
+    } finally {
+      this.loadingConversations = false;
     }
   }
 
@@ -264,6 +307,8 @@ class AppStore {
 
 /** How many notifications the list keeps. */
 const NOTIFICATIONS = 200;
+/** Conversations read a page at a time (the list pages on scroll). */
+const CONVERSATIONS = 50;
 
 export const app = new AppStore();
 

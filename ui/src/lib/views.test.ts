@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { ConversationRow, MessageRow, OutboxChange } from "./bindings/papo";
-import { boundWindow, mergeConversations, mergeWindow, mergeWindowNewestFirst, older, openingLimit, patchOutbox, UNREAD_CONTEXT } from "./views";
+import { appendConversations, boundWindow, mergeConversations, mergeWindow, mergeWindowNewestFirst, older, openingLimit, patchOutbox, UNREAD_CONTEXT } from "./views";
 
 /** A small deterministic random source, so a failure can be replayed. */
 function rng(seed: number) {
@@ -125,6 +125,55 @@ describe("views built from change sets", () => {
     ]);
     // A read mark: same place, unread 0.
     expect(mergeConversations(list, [conv("dm:bia", 30, 0)])[0].unread).toBe(0);
+  });
+
+  it("a list loaded a page at a time always equals the first rows of the whole list", () => {
+    const conv = (id: string, last_at: number, unread: number): ConversationRow => ({
+      id,
+      last_at,
+      last_sender: "bia",
+      last_text: "oi",
+      unread,
+    });
+    const order = (a: ConversationRow, b: ConversationRow) => b.last_at - a.last_at || (a.id < b.id ? 1 : -1);
+    for (let seed = 1; seed <= 40; seed++) {
+      const rand = rng(seed);
+      // The cache's rows (ties on last_at on purpose) and the UI's loaded first page.
+      const all = new Map<string, ConversationRow>();
+      for (let i = 0; i < 30; i++) all.set(`dm:u${i}`, conv(`dm:u${i}`, Math.floor(rand() * 20), 0));
+      const sorted = () => [...all.values()].sort(order);
+      const PAGE = 4;
+      const page = (after: ConversationRow | undefined) => {
+        const rows = sorted();
+        const from = after ? rows.findIndex((r) => r.id === after.id) + 1 : 0;
+        return { rows: rows.slice(from, from + PAGE), more: from + PAGE < rows.length };
+      };
+      let first = page(undefined);
+      let list = first.rows;
+      let more = first.more;
+      let now = 100;
+      for (let step = 0; step < 200; step++) {
+        const r = rand();
+        const id = `dm:u${Math.floor(rand() * 40)}`;
+        if (r < 0.2) {
+          const next = page(list.at(-1));
+          list = appendConversations(list, next.rows);
+          more = next.more;
+        } else if (r < 0.6) {
+          // A new message: the conversation (maybe a new one) moves to the top.
+          const row = conv(id, now++, (all.get(id)?.unread ?? 0) + 1);
+          all.set(id, row);
+          list = mergeConversations(list, [row], !more);
+        } else if (all.has(id)) {
+          // A read mark, an edit: same place, new fields.
+          const row = { ...all.get(id)!, unread: 0, last_text: `t${step}` };
+          all.set(id, row);
+          list = mergeConversations(list, [row], !more);
+        }
+        expect(list).toEqual(sorted().slice(0, list.length));
+        if (!more) expect(list.length).toBe(all.size);
+      }
+    }
   });
 
   it("an edited or deleted message changes in place, even above the loaded window's edge", () => {

@@ -45,12 +45,34 @@ export function mergeWindowNewestFirst<T extends Keyed>(
   return mergeWindow([...window].reverse(), incoming, complete, removed).reverse();
 }
 
-/** The conversation list, most recent first, with changed rows merged in. */
-export function mergeConversations(list: ConversationRow[], rows: ConversationRow[]): ConversationRow[] {
+/** The conversation list's order (the core's): most recent first, then by id, descending. */
+function newerConversation(a: ConversationRow, b: ConversationRow): number {
+  return b.last_at - a.last_at || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+}
+
+/**
+ * The loaded part of the conversation list, most recent first, with changed rows merged in.
+ * While older pages are not loaded (`complete` false), a row that is new to the list and sorts
+ * below its last row is left for its page: taking it would skip the rows in between.
+ */
+export function mergeConversations(list: ConversationRow[], rows: ConversationRow[], complete = true): ConversationRow[] {
   if (rows.length === 0) return list;
+  const edge = list.at(-1);
   const byId = new Map(list.map((c) => [c.id, c] as const));
-  for (const r of rows) byId.set(r.id, r);
-  return [...byId.values()].sort((a, b) => b.last_at - a.last_at || (a.id < b.id ? -1 : 1));
+  for (const r of rows) {
+    if (!complete && edge && !byId.has(r.id) && newerConversation(edge, r) < 0) continue;
+    byId.set(r.id, r);
+  }
+  return [...byId.values()].sort(newerConversation);
+}
+
+/**
+ * The next (older) page appended to the loaded list. A row already loaded is kept as it is:
+ * a change set that arrived while the page was read is newer than the page's copy.
+ */
+export function appendConversations(list: ConversationRow[], page: ConversationRow[]): ConversationRow[] {
+  const known = new Set(list.map((c) => c.id));
+  return [...list, ...page.filter((c) => !known.has(c.id))].sort(newerConversation);
 }
 
 /** The newest notifications (at most `limit`), newest first, with new ones merged in. */

@@ -9,8 +9,9 @@
 
 pub(crate) use crate::rows::read_cursor;
 pub use crate::rows::{
-    now_ms, CacheError, CommentRow, ConversationRow, HitKind, LocalState, MessageRow, PageKey,
-    PostRow, Result, SearchHit, UnreadCounts, UnreadStart, UNREAD_START_COUNT_CAP,
+    now_ms, CacheError, CommentRow, ConversationPage, ConversationRow, HitKind, LocalState,
+    MessageRow, PageKey, PostRow, Result, SearchHit, UnreadCounts, UnreadStart,
+    UNREAD_START_COUNT_CAP,
 };
 use papo_protocol::{Cursor, LogEvent, Stream};
 use rusqlite::{Connection, OptionalExtension, Transaction};
@@ -21,6 +22,7 @@ use uuid::Uuid;
 mod apply;
 mod drafts;
 pub use drafts::MAX_DRAFT_CHARS;
+pub use read::MAX_CONVERSATIONS_PAGE;
 mod fts;
 mod outbox;
 mod read;

@@ -4,12 +4,22 @@ use super::fts::{fts_query, indexed_up_to, Matcher};
 use super::Cache;
 use crate::rows::{
     comment_row, conversation_row, message_row, notification_row, post_row, CommentRow,
-    ConversationRow, HitKind, MessageRow, PageKey, PostRow, Result, SearchHit, UnreadCounts,
-    UnreadStart, COMMENT_COLUMNS, MESSAGE_COLUMNS, NOTIFICATION_COLUMNS, POST_COLUMNS,
-    UNREAD_START_COUNT_CAP,
+    ConversationPage, ConversationRow, HitKind, MessageRow, PageKey, PostRow, Result, SearchHit,
+    UnreadCounts, UnreadStart, COMMENT_COLUMNS, MESSAGE_COLUMNS, NOTIFICATION_COLUMNS,
+    POST_COLUMNS, UNREAD_START_COUNT_CAP,
 };
 use papo_protocol::{Millis, Notification};
 use rusqlite::{params, Connection, OptionalExtension};
+
+/// The most DM conversations one page of the list holds.
+pub const MAX_CONVERSATIONS_PAGE: usize = 500;
+
+/// One page of DM conversations older than `(?1, ?2)`, most recent first, `?3` rows at most.
+pub(super) const CONVERSATIONS_PAGE_SQL: &str =
+    "SELECT c.id, c.last_at, c.last_sender, c.last_text, COALESCE(u.count, 0) \
+     FROM conversations c LEFT JOIN unread u ON u.conversation = c.id \
+     WHERE c.id != 'public' AND (c.last_at, c.id) < (?1, ?2) \
+     ORDER BY c.last_at DESC, c.id DESC LIMIT ?3";
 
 impl Cache {
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
@@ -148,8 +158,50 @@ impl Cache {
         })
     }
 
-    /// Conversations, most recent first, with their unread counts (maintained counters: no
-    /// scan of the messages).
+    /// A page of the conversation list as the app shows it (at most
+    /// [`MAX_CONVERSATIONS_PAGE`] rows): the public room pinned above the
+    /// list (on the first page only), then the DM conversations most recent first, strictly
+    /// older than `before` = `(last_at, id)`, with unread counts (maintained counters) and the
+    /// unread total. Its cost grows with `limit`, not with how many conversations exist: the
+    /// rows come off `conversations_recent` (`last_at`, and the table's key `id`) backwards.
+    pub fn conversations_page(
+        &self,
+        before: Option<(Millis, String)>,
+        limit: usize,
+    ) -> Result<ConversationPage> {
+        let limit = limit.clamp(1, MAX_CONVERSATIONS_PAGE);
+        self.read(|c| {
+            let first = before.is_none();
+            let (at, id) = before.unwrap_or((i64::MAX, String::new()));
+            let mut st = c.prepare_cached(CONVERSATIONS_PAGE_SQL)?;
+            let mut rows = st
+                .query_map(params![at, id, limit as i64 + 1], conversation_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            let more = rows.len() > limit;
+            rows.truncate(limit);
+            let pinned = if first {
+                c.prepare_cached(
+                    "SELECT c.id, c.last_at, c.last_sender, c.last_text, COALESCE(u.count, 0) \
+                     FROM conversations c LEFT JOIN unread u ON u.conversation = c.id \
+                     WHERE c.id = 'public'",
+                )?
+                .query_row([], conversation_row)
+                .optional()?
+            } else {
+                None
+            };
+            let unread_total = crate::unread::total_in(c)?;
+            Ok(ConversationPage {
+                pinned,
+                rows,
+                more,
+                unread_total,
+            })
+        })
+    }
+
+    /// Every conversation, most recent first, with its unread count: for tests and tools; the
+    /// app reads [`Cache::conversations_page`].
     pub fn conversations(&self) -> Result<Vec<ConversationRow>> {
         self.read(|c| {
             let mut st = c.prepare_cached(

@@ -338,6 +338,85 @@ fn keyset_pages_walk_a_conversation_without_overlap() {
 }
 
 #[test]
+fn the_conversation_list_pages_in_recency_order_with_the_public_room_pinned() {
+    let (_d, cache) = open();
+    // 23 DM peers, several sharing a time (the id breaks the tie), and the public room.
+    let mut events = vec![chat(1, 1, "bia", "olá")];
+    for i in 0..23i64 {
+        events.push(LogEvent {
+            stream: Stream::Private,
+            seq: i as u64 + 1,
+            at: 2000 + i / 3,
+            cid: None,
+            body: EventBody::DmMessage(DirectMessage {
+                id: 100 + i,
+                from: format!("p{i:02}"),
+                to: "ana".into(),
+                text: format!("oi {i}"),
+                at: 2000 + i / 3,
+            }),
+        });
+    }
+    cache.apply_batch("ana", &events).unwrap();
+    let all: Vec<_> = cache
+        .conversations()
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.id != "public")
+        .collect();
+    assert_eq!(all.len(), 23);
+
+    let first = cache.conversations_page(None, 5).unwrap();
+    assert_eq!(first.pinned.as_ref().map(|c| c.id.as_str()), Some("public"));
+    assert_eq!(first.unread_total, 24);
+    let mut seen = first.rows.clone();
+    let mut more = first.more;
+    while more {
+        let last = seen.last().unwrap();
+        let page = cache
+            .conversations_page(Some((last.last_at, last.id.clone())), 5)
+            .unwrap();
+        assert!(
+            page.pinned.is_none(),
+            "the public room is pinned on the first page only"
+        );
+        assert!(page.rows.len() <= 5);
+        more = page.more;
+        seen.extend(page.rows);
+    }
+    let key = |c: &ConversationRow| {
+        (
+            std::cmp::Reverse(c.last_at),
+            std::cmp::Reverse(c.id.clone()),
+        )
+    };
+    let mut expected = all.clone();
+    expected.sort_by_key(key);
+    assert_eq!(
+        seen, expected,
+        "every DM conversation once, most recent first"
+    );
+
+    // A page's cost follows its size: the rows come off the recency index, with no sort of
+    // the whole table.
+    let plan: Vec<String> = cache
+        .read(|c| {
+            let mut st = c.prepare(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                super::read::CONVERSATIONS_PAGE_SQL
+            ))?;
+            let rows = st.query_map(rusqlite::params![1, "x", 5], |r| r.get::<_, String>(3))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .unwrap();
+    assert!(
+        plan.iter().any(|p| p.contains("conversations_recent")),
+        "{plan:?}"
+    );
+    assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{plan:?}");
+}
+
+#[test]
 fn feed_likes_unread_read_marks_and_search() {
     let (_d, cache) = open();
     let post = |seq, id, text: &str| LogEvent {

@@ -132,6 +132,25 @@ export type CommentRow = { local_id: number, server_id: number | null, post_id: 
 
 export type ConversationRow = { id: string, last_at: number, last_sender: string, last_text: string, unread: number, };
 
+export type ConversationPage = { 
+/**
+ * The public room, pinned above the list: on the first page only (`None` there until it
+ * has a message).
+ */
+pinned: ConversationRow | null, 
+/**
+ * DM conversations, most recent first; the next page starts after the last of them.
+ */
+rows: Array<ConversationRow>, 
+/**
+ * Whether older conversations follow.
+ */
+more: boolean, 
+/**
+ * Unread messages in every conversation, loaded or not.
+ */
+unread_total: number, };
+
 export type UnreadCounts = { total: number, conversations: Array<[string, number]>, };
 
 export type UnreadStart = { 
