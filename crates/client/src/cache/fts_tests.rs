@@ -535,3 +535,76 @@ fn an_index_step_is_bounded_and_the_steps_catch_up() {
     integrity(&cache);
     assert_eq!(cache.search("linhas", 5).unwrap().len(), 5);
 }
+
+/// Migration 7 rebuilds the messages table (client ids unique only where present): the rows,
+/// their ids, the full-text index and its mark survive, and a client id is still unique.
+#[test]
+fn the_messages_rebuild_keeps_rows_ids_and_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v6.sqlite3");
+    {
+        // A cache as version 6 left it: received rows, a pending local copy, 40 rows indexed.
+        let c = Connection::open(&path).unwrap();
+        for (_, sql) in &MIGRATIONS[..6] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 6).unwrap();
+        for i in 1..=50i64 {
+            c.execute(
+                "INSERT INTO messages (kind, conversation, server_id, sender, text, at, sk, state) \
+                 VALUES ('chat', 'public', ?1, 'bia', ?2, ?1, ?1, 'sent')",
+                rusqlite::params![i, format!("linha {i}")],
+            )
+            .unwrap();
+        }
+        c.execute(
+            "INSERT INTO messages (kind, conversation, client_id, sender, text, at, sk, state) \
+             VALUES ('chat', 'public', 'c-1', 'ana', 'linha minha', 99, 4611686018427387904, \
+             'pending')",
+            [],
+        )
+        .unwrap();
+        c.execute_batch(
+            "INSERT INTO messages_fts (rowid, text) SELECT id, text FROM messages WHERE id <= 40;
+             UPDATE fts_indexed SET indexed = 40 WHERE tbl = 'messages';",
+        )
+        .unwrap();
+    }
+    let cache = Cache::open(&path).unwrap();
+    cache.set_me(ME).unwrap();
+    assert_eq!(cache_rows(&cache, "messages"), 51);
+    // Indexed rows come off the index, the rest off the tail scan: all of them, same ids.
+    let hits = cache.search("linha", 100).unwrap();
+    assert_eq!(hits.len(), 51);
+    assert!(hits.iter().all(|h| h.local_id >= 1 && h.local_id <= 51));
+    assert_eq!(cache.unindexed_rows().unwrap(), (11, 0));
+    catch_up(&cache);
+    integrity(&cache);
+    assert_eq!(cache.search("linha", 100).unwrap().len(), 51);
+    let conn = cache.writer.lock().unwrap();
+    // Still unique where present, and looked up through the partial index.
+    let dup = conn.execute(
+        "INSERT INTO messages (kind, conversation, client_id, sender, text, at, sk, state) \
+         VALUES ('chat', 'public', 'c-1', 'ana', 'x', 1, 1, 'pending')",
+        [],
+    );
+    assert!(dup.is_err(), "a second row with client id c-1 was accepted");
+    let plan: String = conn
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT id FROM messages WHERE client_id = 'c-1'",
+            [],
+            |r| r.get(3),
+        )
+        .unwrap();
+    assert!(plan.contains("messages_client_id"), "{plan}");
+    // The column constraint's own index (a NULL entry per received row) is gone.
+    let autoindexes: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master \
+             WHERE tbl_name = 'messages' AND name LIKE 'sqlite_autoindex%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(autoindexes, 0);
+}

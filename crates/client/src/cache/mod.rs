@@ -54,6 +54,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "V6__message_edits",
         include_str!("../../migrations/0006_message_edits.sql"),
     ),
+    (
+        "V7__client_id_partial_index",
+        include_str!("../../migrations/0007_client_id_partial_index.sql"),
+    ),
 ];
 
 /// refinery's history table; a cache without it is from before refinery (or new).
