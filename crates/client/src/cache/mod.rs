@@ -58,6 +58,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "V7__client_id_partial_index",
         include_str!("../../migrations/0007_client_id_partial_index.sql"),
     ),
+    (
+        "V8__fts_prefix_indexes",
+        include_str!("../../migrations/0008_fts_prefix_indexes.sql"),
+    ),
 ];
 
 /// refinery's history table; a cache without it is from before refinery (or new).
