@@ -401,6 +401,9 @@ pub async fn run(messages: usize, keep: Option<std::path::PathBuf>) -> Value {
         ("two words", format!("{common} {mid}")),
         ("prefix", common[..common.len().min(4)].to_string()),
         ("rare prefix", rare[..rare.len().min(5)].to_string()),
+        // What search-as-you-type sends after one and two letters.
+        ("one-letter prefix", common[..1].to_string()),
+        ("two-letter prefix", common[..2].to_string()),
         ("no match", "zzqqxx".to_string()),
     ];
     let mut searches = Vec::new();
