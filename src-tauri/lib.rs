@@ -210,7 +210,7 @@ fn spawn_forwarder(app: AppHandle, core: &Core, gen: u64, state: &AppState) {
                         // The count comes with each change set (maintained in the cache); only
                         // a reset needs a read.
                         match &event {
-                            CoreEvent::Changes(c) => unread = Some(Some(c.unread.total)),
+                            CoreEvent::Changes(c) => unread = Some(Some(c.unread_total)),
                             CoreEvent::Sync(_) => unread = Some(None),
                             _ => {}
                         }

@@ -3,13 +3,13 @@
 //! Every batch the cache applies (and every local action the outbox writes) produces one
 //! [`ChangeSet`]: the message, post, comment and notification rows it added or updated, read
 //! back in the same transaction in exactly the shape the page reads return, the conversation
-//! list rows it touched (with their maintained unread counters) and the new unread totals. The
+//! list rows it touched (with their maintained unread counters) and the new unread total. The
 //! core publishes it once per batch as [`crate::CoreEvent::Changes`]; the UI merges it into
 //! what it shows and reads the cache only to page further back into history.
 
 use crate::rows::{
-    CommentRow, ConversationRow, MessageRow, PostRow, Result, UnreadCounts, COMMENT_COLUMNS,
-    MESSAGE_COLUMNS, NOTIFICATION_COLUMNS, POST_COLUMNS,
+    CommentRow, ConversationRow, MessageRow, PostRow, Result, COMMENT_COLUMNS, MESSAGE_COLUMNS,
+    NOTIFICATION_COLUMNS, POST_COLUMNS,
 };
 use papo_protocol::{EventBody, LogEvent, MessageEdited, MessageRef, Notification};
 use rusqlite::Transaction;
@@ -37,8 +37,11 @@ pub struct ChangeSet {
     pub comments: Vec<CommentRow>,
     /// Notifications added.
     pub notifications: Vec<Notification>,
-    /// Unread totals after the write.
-    pub unread: UnreadCounts,
+    /// Unread messages in every conversation after the write (each touched conversation's
+    /// own count is on its row in `conversations`), so a change set's size follows what
+    /// changed, not how many conversations exist.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub unread_total: i64,
 }
 
 impl ChangeSet {
@@ -250,7 +253,7 @@ impl Touched {
                 out.conversations.push(row?);
             }
         }
-        out.unread = crate::unread::counts_in(tx)?;
+        out.unread_total = crate::unread::total_in(tx)?;
         Ok(out)
     }
 }

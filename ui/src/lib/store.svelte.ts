@@ -172,7 +172,7 @@ class AppStore {
     const dms = c.conversations.filter((r) => r.id !== "public");
     this.publicConversation = c.conversations.find((r) => r.id === "public") ?? this.publicConversation;
     this.conversations = mergeConversations(this.conversations, dms, !this.conversationsMore);
-    this.unreadTotal = Number(c.unread.total);
+    this.unreadTotal = Number(c.unread_total);
     if (c.notifications.length > 0) {
       this.notifications = mergeNotifications(this.notifications, c.notifications, NOTIFICATIONS);
       this.countUnseen();

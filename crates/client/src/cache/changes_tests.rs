@@ -1,8 +1,6 @@
 //! Change sets: a UI that only applies them holds what the cache holds.
 
-use crate::cache::{
-    Cache, CommentRow, ConversationRow, MessageRow, PageKey, PostRow, UnreadCounts,
-};
+use crate::cache::{Cache, CommentRow, ConversationRow, MessageRow, PageKey, PostRow};
 use crate::changes::ChangeSet;
 use papo_protocol::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -20,7 +18,7 @@ struct Model {
     posts: BTreeMap<i64, PostRow>,
     comments: BTreeMap<i64, CommentRow>,
     notifications: BTreeMap<i64, Notification>,
-    unread: UnreadCounts,
+    unread_total: i64,
 }
 
 impl Model {
@@ -46,7 +44,7 @@ impl Model {
         for n in c.notifications {
             self.notifications.insert(n.id, n);
         }
-        self.unread = c.unread;
+        self.unread_total = c.unread_total;
     }
 }
 
@@ -338,9 +336,20 @@ fn views_built_from_change_sets_equal_fresh_reads() {
             let mut built: Vec<_> = model.notifications.values().cloned().collect();
             built.sort_by_key(|n| std::cmp::Reverse((n.at, n.id)));
             assert_eq!(built, fresh_notes, "seed {seed} step {step}: notifications");
+            // The total, and each conversation's count as its row carries it.
+            let counts = cache.unread_counts().unwrap();
             assert_eq!(
-                model.unread,
-                cache.unread_counts().unwrap(),
+                model.unread_total, counts.total,
+                "seed {seed} step {step}: total"
+            );
+            let built: Vec<(String, i64)> = model
+                .conversations
+                .values()
+                .filter(|c| c.unread > 0)
+                .map(|c| (c.id.clone(), c.unread))
+                .collect();
+            assert_eq!(
+                built, counts.conversations,
                 "seed {seed} step {step}: unread"
             );
         }

@@ -203,9 +203,11 @@ comments: Array<CommentRow>,
  */
 notifications: Array<Notification>, 
 /**
- * Unread totals after the write.
+ * Unread messages in every conversation after the write (each touched conversation's
+ * own count is on its row in `conversations`), so a change set's size follows what
+ * changed, not how many conversations exist.
  */
-unread: UnreadCounts, };
+unread_total: number, };
 
 export type NotificationSettings = { do_not_disturb: boolean, 
 /**
