@@ -345,7 +345,51 @@ def tables(res, meta):
                 w(f"| search while ingesting {fmt_int(sw['events_per_sec'])} events/s (largest unindexed tail {fmt_int(sw['max_unindexed_rows'])} rows), "
                   f"{sr['label']} `{sr['query']}` | median {v['median_ms']} ms, p99 {v['p99_ms']} ms, max {v['max_ms']} ms ({v['runs']} runs) |")
         w("")
+        client_comparison(w, c, cm, res)
     return "\n".join(out)
+
+
+def client_comparison(w, c, cm, res):
+    """The client results beside an earlier build's (`client_before`) and beside the run before
+    this one of the same build (`client_previous`), each column labelled with its own meta."""
+    cols = [(res.get("client_before"), res.get("client_before_meta") or {}, "before"),
+            (c, cm, "after"),
+            (res.get("client_previous"), res.get("client_previous_meta") or {}, "after, the run before")]
+    cols = [x for x in cols if x[0]]
+    if len(cols) < 2:
+        return
+    w("### Client core: before and after, same machine, same command")
+    w("")
+    for r, m, name in cols:
+        w(f"- {name}: Papo {m.get('papo_rev')}, measured {m.get('date')}, load average before the build "
+          f"{' '.join(m.get('load_before', []))}.")
+    w("")
+    def search_p99(r, label, key="search"):
+        src = r.get(key) or {}
+        rows = src if isinstance(src, list) else src.get("search", [])
+        return next((f"{s['time']['p99_ms']} ms" for s in rows if s["label"] == label), "–")
+    def list_p99(r):
+        if r.get("conversation_list_first_page"):
+            return f"{r['conversation_list_first_page']['p99_ms']} ms (first page)"
+        v = r.get("conversations_list_and_unread") or r.get("conversations_list")
+        return f"{v['p99_ms']} ms (every conversation)" if v else "–"
+    rows = [
+        ("ingest, events/s", lambda r: fmt_int(r["ingest_events_per_sec"])),
+        ("raw inserts into the current schema, rows/s", lambda r: fmt_int(r.get("raw_insert_rows_per_sec_current_schema", 0))),
+        ("full-text index catching up after the burst", lambda r: f"{r.get('index_catch_up_secs', 0):.1f} s"),
+        ("cache file", lambda r: f"{r['cache_bytes'] / 1e6:,.0f} MB"),
+        ("conversation list + unread total, p99", list_p99),
+    ]
+    labels = [s["label"] for s in c["search"]]
+    for lab in labels:
+        rows.append((f"search p99, {lab}", lambda r, lab=lab: search_p99(r, lab)))
+    for lab in labels:
+        rows.append((f"search p99 while ingesting, {lab}", lambda r, lab=lab: search_p99(r, lab, "search_while_ingesting")))
+    w("| measure | " + " | ".join(name for _, _, name in cols) + " |")
+    w("|---" * (len(cols) + 1) + "|")
+    for label, f in rows:
+        w(f"| {label} | " + " | ".join(f(r) for r, _, _ in cols) + " |")
+    w("")
 
 
 def plot(res, path):
@@ -495,6 +539,10 @@ def main():
     ap.add_argument("--docs")
     ap.add_argument("--client", help="client.json of a `--scenarios client` run: replaces the client results")
     ap.add_argument("--client-meta", help="the meta file of that run")
+    ap.add_argument("--client-before", help="a client run of an earlier build: a before/after table")
+    ap.add_argument("--client-before-meta", help="the meta file of that run")
+    ap.add_argument("--client-previous", help="the client run before this one of the same build")
+    ap.add_argument("--client-previous-meta", help="the meta file of that run")
     ap.add_argument("--dm", help="dm.json of a `--scenarios dm` run: replaces the DM results")
     ap.add_argument("--dm-meta", help="the meta file of that run")
     ap.add_argument("--dm-previous", help="an earlier DM run of the same build (the second of two runs)")
@@ -523,6 +571,8 @@ def main():
                 res[key + "_meta"] = json.load(open(meta_path))
 
     attach(a.client, a.client_meta, "client", "client", None)
+    attach(a.client_before, a.client_before_meta, "client_before", "client", None)
+    attach(a.client_previous, a.client_previous_meta, "client_previous", "client", None)
     attach(a.dm, a.dm_meta, "dm", "dm", [])
     attach(a.dm_previous, None, "dm_previous", "dm", [])
     if a.dm_previous:

@@ -147,6 +147,13 @@ if [ -f "$RESULTS/fanout-before.json" ]; then
   DM_ARGS+=(--fanout-before "$RESULTS/fanout-before.json" --fanout-before-meta "$RESULTS/fanout-before-meta.json")
   [ -f "$RESULTS/latest-previous.json" ] && DM_ARGS+=(--fanout-previous "$RESULTS/latest-previous.json")
 fi
+# The client before/after table: an earlier build's run (client-before.json), and the run before
+# this one (client-previous.json, kept by hand as the first of two runs).
+for k in before previous; do
+  if [ -f "$RESULTS/client-$k.json" ]; then
+    DM_ARGS+=(--client-$k "$RESULTS/client-$k.json" --client-$k-meta "$RESULTS/client-$k-meta.json")
+  fi
+done
 if [ "$NAME" = client ] || [ "$NAME" = dm ] || [ "$NAME" = heap ]; then
   "$VENV/bin/python" bench/report.py "$RESULTS/latest.json" "$RESULTS/meta.json" \
     --client "$RESULTS/client.json" --client-meta "$RESULTS/client-meta.json" "${DM_ARGS[@]}" "${DOCS_ARGS[@]}"
