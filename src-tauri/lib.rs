@@ -204,8 +204,10 @@ fn spawn_forwarder(app: AppHandle, core: &Core, gen: u64, state: &AppState) {
                             stop = true;
                             break;
                         }
-                        if let CoreEvent::Notify(n) = &event {
-                            notifier.notify(n);
+                        match &event {
+                            CoreEvent::Notify(n) => notifier.notify(n),
+                            CoreEvent::Withdraw { message_id } => notifier.withdraw(*message_id),
+                            _ => {}
                         }
                         // The count comes with each change set (maintained in the cache); only
                         // a reset needs a read.

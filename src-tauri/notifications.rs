@@ -9,6 +9,11 @@
 //!   listens there and calls the `on_open` callback with the target (the shell shows the window
 //!   and sends `UiEvent::Open`). On macOS and Windows clicking brings the app forward (the OS
 //!   does it); the target is not known there.
+//! - **Withdrawal.** A notification that announced a message (a DM, a mention) goes when that
+//!   message is deleted (`CoreEvent::Withdraw`): closed on the freedesktop bus if it stood for
+//!   that message alone, shown again without it ("joao (19)", the previous text) if it stood
+//!   for a burst. macOS and Windows toasts cannot be taken back through notify-rust; there the
+//!   app only shows the deletion in place.
 //! - **No notification server.** Sending fails; the app keeps working, [`NotifierStatus`] says
 //!   so (Settings shows it) and the next notification tries again.
 
@@ -19,6 +24,8 @@ use std::sync::{Arc, Mutex};
 
 pub trait Notifier: Send + Sync {
     fn notify(&self, notification: &OsNotification);
+    /// The message `message_id` was deleted: withdraw what announced it.
+    fn withdraw(&self, message_id: i64);
     fn status(&self) -> NotifierStatus;
 }
 
@@ -42,6 +49,9 @@ impl Notifier for LogNotifier {
     fn notify(&self, n: &OsNotification) {
         tracing::info!(group = %n.group, title = %n.title, "notification");
     }
+    fn withdraw(&self, message_id: i64) {
+        tracing::info!(message_id, "notification withdrawn");
+    }
     fn status(&self) -> NotifierStatus {
         NotifierStatus {
             available: false,
@@ -62,6 +72,32 @@ struct Live {
     id: u32,
     count: u32,
     target: Target,
+    title: String,
+    body: String,
+    /// The messages it stands for, oldest first, with their text (the newest
+    /// [`MAX_TRACKED`]): what a withdrawal shows when the newest one goes.
+    messages: Vec<(i64, String)>,
+}
+
+/// Messages remembered per live notification for withdrawals.
+const MAX_TRACKED: usize = 100;
+
+/// What a deleted message does to the notification that announced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Withdrawal {
+    /// It stood for that message alone: close notification `id`.
+    Close { id: u32 },
+    /// It stood for a burst: show it again (replacing `plan.replaces`) without that message.
+    Replace { plan: Plan },
+}
+
+/// A group's title, counting the burst it stands for.
+fn summary(title: &str, count: u32) -> String {
+    if count > 1 {
+        format!("{title} ({count})")
+    } else {
+        title.to_string()
+    }
 }
 
 /// What to send for the next notification of a group.
@@ -82,29 +118,61 @@ impl Groups {
         };
         Plan {
             replaces,
-            summary: if count > 1 {
-                format!("{} ({count})", n.title)
-            } else {
-                n.title.clone()
-            },
+            summary: summary(&n.title, count),
             body: n.body.clone(),
         }
     }
 
     /// The server showed `n` under `id`.
     pub fn shown(&mut self, n: &OsNotification, id: u32) {
-        let count = match self.live.get(&n.group) {
-            Some(l) if l.id == id => l.count + 1,
-            _ => 1,
+        let (count, mut messages) = match self.live.remove(&n.group) {
+            Some(l) if l.id == id => (l.count + 1, l.messages),
+            _ => (1, Vec::new()),
         };
+        if let Some(m) = n.message_id {
+            messages.push((m, n.body.clone()));
+            if messages.len() > MAX_TRACKED {
+                messages.remove(0);
+            }
+        }
         self.live.insert(
             n.group.clone(),
             Live {
                 id,
                 count,
                 target: n.target.clone(),
+                title: n.title.clone(),
+                body: n.body.clone(),
+                messages,
             },
         );
+    }
+
+    /// Message `message_id` was deleted: what to do with the live notification that stands
+    /// for it, if any (its group's state is updated already).
+    pub fn withdraw(&mut self, message_id: i64) -> Option<Withdrawal> {
+        let (group, live) = self
+            .live
+            .iter_mut()
+            .find(|(_, l)| l.messages.iter().any(|(m, _)| *m == message_id))?;
+        live.messages.retain(|(m, _)| *m != message_id);
+        live.count = live.count.saturating_sub(1);
+        if live.count == 0 {
+            let id = live.id;
+            let group = group.clone();
+            self.live.remove(&group);
+            return Some(Withdrawal::Close { id });
+        }
+        if let Some((_, body)) = live.messages.last() {
+            live.body = body.clone();
+        }
+        Some(Withdrawal::Replace {
+            plan: Plan {
+                replaces: live.id,
+                summary: summary(&live.title, live.count),
+                body: live.body.clone(),
+            },
+        })
     }
 
     /// Notification `id` closed (expired, dismissed, clicked): its group starts afresh.
@@ -128,9 +196,15 @@ impl Groups {
     }
 }
 
+/// What the notifier task is asked to do, in order.
+pub enum Cmd {
+    Show(OsNotification),
+    Withdraw(i64),
+}
+
 /// Native notifications through notify-rust, raised one at a time by a task.
 pub struct NativeNotifier {
-    tx: tokio::sync::mpsc::UnboundedSender<OsNotification>,
+    tx: tokio::sync::mpsc::UnboundedSender<Cmd>,
     status: Arc<Mutex<NotifierStatus>>,
 }
 
@@ -146,7 +220,10 @@ impl NativeNotifier {
 
 impl Notifier for NativeNotifier {
     fn notify(&self, n: &OsNotification) {
-        let _ = self.tx.send(n.clone());
+        let _ = self.tx.send(Cmd::Show(n.clone()));
+    }
+    fn withdraw(&self, message_id: i64) {
+        let _ = self.tx.send(Cmd::Withdraw(message_id));
     }
     fn status(&self) -> NotifierStatus {
         self.status.lock().unwrap().clone()
@@ -167,7 +244,7 @@ fn set_status(status: &Mutex<NotifierStatus>, new: NotifierStatus) {
 #[cfg(all(unix, not(target_os = "macos")))]
 mod platform {
     use super::*;
-    use notify_rust::{Hint, Notification, NotificationResponse};
+    use notify_rust::{Hint, Notification, NotificationHandle, NotificationResponse};
     use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
     enum Answer {
@@ -186,8 +263,17 @@ mod platform {
         }
     }
 
+    /// The task's state: the groups, and per live notification its handle (to close it) and
+    /// per group the task waiting for its answer.
+    #[derive(Default)]
+    struct Live {
+        groups: Groups,
+        handles: HashMap<u32, Arc<NotificationHandle>>,
+        waiters: HashMap<String, tauri::async_runtime::JoinHandle<()>>,
+    }
+
     pub async fn run(
-        mut rx: UnboundedReceiver<OsNotification>,
+        mut rx: UnboundedReceiver<Cmd>,
         on_open: OnOpen,
         status: Arc<Mutex<NotifierStatus>>,
     ) {
@@ -207,48 +293,67 @@ mod platform {
             },
         );
         let (answers_tx, mut answers) = unbounded_channel::<Answer>();
-        let mut groups = Groups::default();
-        // The task listening for the answer to each group's live notification.
-        let mut waiters: HashMap<String, tauri::async_runtime::JoinHandle<()>> = HashMap::new();
+        let mut live = Live::default();
         loop {
             tokio::select! {
-                n = rx.recv() => {
-                    let Some(n) = n else { break };
-                    show(&n, &mut groups, &mut waiters, &answers_tx, &status).await;
-                }
+                cmd = rx.recv() => match cmd {
+                    None => break,
+                    Some(Cmd::Show(n)) => {
+                        let plan = live.groups.plan(&n);
+                        if let Some(id) = raise(&plan, &n.target, &answers_tx, &status, &mut live, &n.group).await {
+                            live.groups.shown(&n, id);
+                        }
+                    }
+                    Some(Cmd::Withdraw(message_id)) => match live.groups.withdraw(message_id) {
+                        None => {}
+                        Some(Withdrawal::Close { id }) => {
+                            tracing::info!(id, message_id, "notification withdrawn: closed");
+                            live.groups.closed(id);
+                            if let Some(h) = live.handles.remove(&id) {
+                                h.close_async().await;
+                            }
+                        }
+                        Some(Withdrawal::Replace { plan }) => {
+                            tracing::info!(id = plan.replaces, message_id, "notification withdrawn: shown without it");
+                            let id = plan.replaces;
+                            if let (Some(group), Some(target)) = (live.groups.group_of(id), live.groups.target(id)) {
+                                raise(&plan, &target, &answers_tx, &status, &mut live, &group).await;
+                            }
+                        }
+                    },
+                },
                 Some(a) = answers.recv() => match a {
                     Answer::Invoked(id) => {
-                        if let Some(target) = groups.target(id) {
+                        if let Some(target) = live.groups.target(id) {
                             tracing::info!(id, ?target, "notification clicked");
                             on_open(target);
                         }
-                        forget(id, &mut groups, &mut waiters);
+                        forget(id, &mut live);
                     }
-                    Answer::Closed(id) => forget(id, &mut groups, &mut waiters),
+                    Answer::Closed(id) => forget(id, &mut live),
                 }
             }
         }
     }
 
-    fn forget(
-        id: u32,
-        groups: &mut Groups,
-        waiters: &mut HashMap<String, tauri::async_runtime::JoinHandle<()>>,
-    ) {
-        if let Some(g) = groups.group_of(id) {
-            waiters.remove(&g);
+    fn forget(id: u32, live: &mut Live) {
+        if let Some(g) = live.groups.group_of(id) {
+            live.waiters.remove(&g);
         }
-        groups.closed(id);
+        live.handles.remove(&id);
+        live.groups.closed(id);
     }
 
-    async fn show(
-        n: &OsNotification,
-        groups: &mut Groups,
-        waiters: &mut HashMap<String, tauri::async_runtime::JoinHandle<()>>,
+    /// Sends `plan` to the notification server (as `group`'s notification); returns the id
+    /// the server gave it, and listens for its answer.
+    async fn raise(
+        plan: &Plan,
+        target: &Target,
         answers: &UnboundedSender<Answer>,
         status: &Mutex<NotifierStatus>,
-    ) {
-        let plan = groups.plan(n);
+        live: &mut Live,
+        group: &str,
+    ) -> Option<u32> {
         let mut note = Notification::new();
         note.appname("Papo")
             .summary(&plan.summary)
@@ -256,7 +361,7 @@ mod platform {
             .icon("papo")
             .action("default", "Open")
             .hint(Hint::Category(
-                match n.target {
+                match target {
                     Target::Conversation { .. } => "im.received",
                     _ => "presence",
                 }
@@ -278,10 +383,11 @@ mod platform {
                         },
                     );
                 }
-                groups.shown(n, id);
+                let handle = Arc::new(handle);
                 let answers = answers.clone();
+                let waiting = handle.clone();
                 let waiter = tauri::async_runtime::spawn(async move {
-                    handle
+                    waiting
                         .wait_for_action_async(|r| {
                             let _ = answers.send(match r {
                                 NotificationResponse::Closed(_) => Answer::Closed(id),
@@ -291,11 +397,19 @@ mod platform {
                         .await;
                 });
                 // The replaced notification's waiter listens on an older connection.
-                if let Some(old) = waiters.insert(n.group.clone(), waiter) {
+                if let Some(old) = live.waiters.insert(group.to_string(), waiter) {
                     old.abort();
                 }
+                if plan.replaces != 0 && plan.replaces != id {
+                    live.handles.remove(&plan.replaces);
+                }
+                live.handles.insert(id, handle);
+                Some(id)
             }
-            Err(e) => set_status(status, no_server(e)),
+            Err(e) => {
+                set_status(status, no_server(e));
+                None
+            }
         }
     }
 }
@@ -309,7 +423,7 @@ mod platform {
     /// macOS / Windows: one toast per notification (no replacement there); clicking it brings
     /// the app forward, the target is not reported back.
     pub async fn run(
-        mut rx: UnboundedReceiver<OsNotification>,
+        mut rx: UnboundedReceiver<Cmd>,
         _on_open: OnOpen,
         status: Arc<Mutex<NotifierStatus>>,
     ) {
@@ -321,7 +435,9 @@ mod platform {
                 message: None,
             },
         );
-        while let Some(n) = rx.recv().await {
+        while let Some(cmd) = rx.recv().await {
+            // A toast cannot be taken back through notify-rust here.
+            let Cmd::Show(n) = cmd else { continue };
             let shown = tauri::async_runtime::spawn_blocking(move || {
                 Notification::new()
                     .appname("Papo")
@@ -360,6 +476,7 @@ mod tests {
                 id: "dm:joao".into(),
             },
             group: "dm:joao".into(),
+            message_id: text.parse().ok(),
         }
     }
 
@@ -393,6 +510,7 @@ mod tests {
             body: "hi".into(),
             target: Target::Post { post_id: 3 },
             group: "post:3".into(),
+            message_id: None,
         };
         assert_eq!(g.plan(&like).replaces, 0);
         g.shown(&like, 8);
@@ -402,5 +520,47 @@ mod tests {
         // The server may hand out a new id instead of replacing: the count restarts.
         g.shown(&like, 9);
         assert_eq!(g.plan(&like).replaces, 9);
+    }
+
+    #[test]
+    fn a_deleted_message_closes_its_own_notification_and_leaves_a_burst_without_it() {
+        let mut g = Groups::default();
+        // One DM: its deletion closes the notification, and the group starts afresh.
+        g.shown(&dm("1"), 7);
+        assert_eq!(g.withdraw(99), None, "a message no notification announced");
+        assert_eq!(g.withdraw(1), Some(Withdrawal::Close { id: 7 }));
+        assert_eq!(g.plan(&dm("2")).replaces, 0);
+        assert_eq!(g.withdraw(1), None, "withdrawn once");
+
+        // A burst of 3: deleting the newest shows the burst again, counted without it and with
+        // the text before it; deleting one in the middle keeps the newest text.
+        for i in 2..=4 {
+            g.shown(&dm(&i.to_string()), 8);
+        }
+        let replace = |replaces: u32, summary: &str, body: &str| {
+            Some(Withdrawal::Replace {
+                plan: Plan {
+                    replaces,
+                    summary: summary.into(),
+                    body: body.into(),
+                },
+            })
+        };
+        assert_eq!(g.withdraw(4), replace(8, "joao (2)", "3"));
+        assert_eq!(g.withdraw(2), replace(8, "joao", "3"));
+        // The next DM replaces it and counts from what is left.
+        assert_eq!(g.plan(&dm("5")).summary, "joao (2)");
+        assert_eq!(g.withdraw(3), Some(Withdrawal::Close { id: 8 }));
+        // Notifications without a message (a like) are never withdrawn.
+        let like = OsNotification {
+            title: "joao liked your post".into(),
+            body: String::new(),
+            target: Target::Post { post_id: 3 },
+            group: "post:3".into(),
+            message_id: None,
+        };
+        g.shown(&like, 9);
+        assert_eq!(g.withdraw(0), None);
+        assert_eq!(g.target(9), Some(Target::Post { post_id: 3 }));
     }
 }

@@ -58,6 +58,14 @@ const cli = (...args) =>
   run(CLI, ["--server", URL_, "--cache", joaoCache, ...args], {
     env: { ...process.env, PAPO_PASSWORD: PASSWORD, RUST_LOG: "warn" },
   });
+/** joao's copy of his DM to ana with this text (its server id, to edit or delete it). */
+function joaoDm(text) {
+  cli("tail", "--until-live", "--seconds", "10");
+  const rows = cli("history", "dm:ana", "--limit", "200").trim().split("\n").map((l) => JSON.parse(l));
+  const row = rows.find((r) => r.text === text);
+  if (!row || row.server_id === null) throw new Error(`joao's cache has no sent DM "${text}"`);
+  return row;
+}
 
 // ------------------------------------------------------------------ D-Bus helpers
 
@@ -298,6 +306,15 @@ async function scenario() {
   check(burst[19].summary === "joao (20)" && burst[19].body === "burst 20", `the last says "${burst[19].summary}" / "${burst[19].body}"`);
   check(run("dunstctl", ["count", "displayed"]).trim() === "1", "dunst displays exactly one notification");
 
+  // ---- joao deletes his last DM of the burst: the notification is shown again without it
+  const burstId = [...ids][0];
+  n = notifies().length;
+  cli("delete-message", String(joaoDm("burst 20").server_id), "--wait", "10");
+  note = await nextNotify(n, "the burst without the deleted DM");
+  check(note.replacesId === burstId && note.summary === "joao (19)" && note.body === "burst 19",
+    `a deleted DM leaves the burst's notification without it ("${note.summary}" / "${note.body}", replaces ${note.replacesId})`);
+  check(run("dunstctl", ["count", "displayed"]).trim() === "1", "still one notification displayed");
+
   // ---- tray: unread count and icon variant
   const badge = await until("chat badge", () => textOf('[data-testid="nav-chat"] .badge'));
   await until("tray label = unread count", () => trayLabel(tray) === badge.trim(), 10000);
@@ -323,9 +340,17 @@ async function scenario() {
   await click('[data-testid="nav-feed"]');
   trayClick(tray, "Do not disturb");
   await sleep(500);
+  // Nothing else on screen: the withdrawal check below counts what dunst displays.
+  run("dunstctl", ["close-all"]);
   cli("dm", "ana", "after dnd");
   note = await nextNotify(n, "after dnd");
   check(notifies().length === n + 1 && note.body === "after dnd", "tray do-not-disturb on: no notification; off: notifications again");
+
+  // ---- a DM deleted by its sender takes its notification with it (dunst never expires them here)
+  await until("the 'after dnd' notification displayed", () => run("dunstctl", ["count", "displayed"]).trim() === "1", 10000);
+  cli("delete-message", String(joaoDm("after dnd").server_id), "--wait", "10");
+  await until("the deleted DM's notification closed", () => run("dunstctl", ["count", "displayed"]).trim() === "0", 15000);
+  check(true, "a DM joao deleted: its notification was withdrawn (CloseNotification)");
 
   // ---- quiet hours: a daily window in local time silences notifications and the tray says so
   const hhmm = (m) => `${String(Math.floor(((m % 1440) + 1440) % 1440 / 60)).padStart(2, "0")}:${String(((m % 1440) + 1440) % 1440 % 60).padStart(2, "0")}`;

@@ -50,4 +50,10 @@ pub enum CoreEvent {
     Outbox(OutboxChange),
     /// The notification policy says: raise this OS notification.
     Notify(OsNotification),
+    /// This message was deleted: withdraw the OS notification that announced it, where the OS
+    /// allows (the freedesktop bus does; a burst's notification is shown again without it).
+    Withdraw {
+        #[cfg_attr(feature = "ts", ts(type = "number"))]
+        message_id: i64,
+    },
 }

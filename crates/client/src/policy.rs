@@ -123,6 +123,18 @@ pub struct OsNotification {
     pub target: Target,
     /// Notifications with the same group replace/stack with each other (one per conversation).
     pub group: String,
+    /// The message it announces (a DM, a mention in the public room): when that message is
+    /// deleted, the core publishes [`crate::CoreEvent::Withdraw`] and the notification goes.
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+    pub message_id: Option<i64>,
+}
+
+/// The message whose notification must be withdrawn, if `event` deleted one.
+pub fn withdrawn(event: &EventBody) -> Option<i64> {
+    match event {
+        EventBody::MessageDeleted(r) => Some(r.message_id),
+        _ => None,
+    }
 }
 
 /// Everything besides the event that the decision depends on.
@@ -157,6 +169,7 @@ pub fn decide(event: &EventBody, ctx: &PolicyContext<'_>) -> Option<OsNotificati
                 body: papo_protocol::excerpt(&m.text),
                 target: Target::Conversation { id: conv.clone() },
                 group: conv,
+                message_id: Some(m.id),
             }
         }
         EventBody::Notification(n) => {
@@ -226,6 +239,7 @@ pub fn decide(event: &EventBody, ctx: &PolicyContext<'_>) -> Option<OsNotificati
                     .unwrap_or_default(),
                 target,
                 group,
+                message_id: n.message_id,
             }
         }
         _ => return None,
@@ -316,6 +330,14 @@ mod tests {
                 id: "dm:joao".into()
             }
         );
+        // It names the message, so that deleting it withdraws the notification.
+        assert_eq!(n.message_id, Some(1));
+        let deleted = EventBody::MessageDeleted(papo_protocol::MessageRef { message_id: 1 });
+        assert_eq!(withdrawn(&deleted), Some(1));
+        assert_eq!(withdrawn(&dm("joao", "ana")), None);
+        // A like names no message.
+        let like = decide(&notif(NotificationKind::Like, "joao"), &ctx(&s, None)).unwrap();
+        assert_eq!(like.message_id, None);
     }
 
     #[test]

@@ -76,6 +76,9 @@ impl Supervisor {
                             self.publish(CoreEvent::Notify(n));
                         }
                     }
+                    if let Some(message_id) = policy::withdrawn(&ev.body) {
+                        self.publish(CoreEvent::Withdraw { message_id });
+                    }
                     self.publish(CoreEvent::Log(ev));
                 }
                 if let Some((stream, expected, got)) = out.gap {

@@ -106,9 +106,14 @@ export type OsNotification = { title: string, body: string, target: Target,
 /**
  * Notifications with the same group replace/stack with each other (one per conversation).
  */
-group: string, };
+group: string, 
+/**
+ * The message it announces (a DM, a mention in the public room): when that message is
+ * deleted, the core publishes [`crate::CoreEvent::Withdraw`] and the notification goes.
+ */
+message_id: number | null, };
 
-export type CoreEvent = { "event": "connection", "data": ConnectionState } | { "event": "log", "data": LogEvent } | { "event": "changes", "data": ChangeSet } | { "event": "sync", "data": SyncStatus } | { "event": "presence", "data": Presence } | { "event": "typing", "data": Typing } | { "event": "outbox", "data": OutboxChange } | { "event": "notify", "data": OsNotification };
+export type CoreEvent = { "event": "connection", "data": ConnectionState } | { "event": "log", "data": LogEvent } | { "event": "changes", "data": ChangeSet } | { "event": "sync", "data": SyncStatus } | { "event": "presence", "data": Presence } | { "event": "typing", "data": Typing } | { "event": "outbox", "data": OutboxChange } | { "event": "notify", "data": OsNotification } | { "event": "withdraw", "data": { message_id: number, } };
 
 export type UiEvent = { "kind": "core", "payload": CoreEvent } | { "kind": "resync" } | { "kind": "open", "payload": Target } | { "kind": "settings", "payload": Settings } | { "kind": "signed_out" };
 
