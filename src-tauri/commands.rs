@@ -91,6 +91,14 @@ pub async fn sign_out(state: State<'_, AppState>) -> Res<()> {
     Ok(())
 }
 
+/// Deletes the account on the server (with its password), then signs out and erases the cache.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn delete_account(state: State<'_, AppState>, password: String) -> Res<()> {
+    state.core().delete_account(&password).await?;
+    state.refresh_unread().await;
+    Ok(())
+}
+
 #[tauri::command(rename_all = "snake_case")]
 pub fn retry_now(state: State<'_, AppState>) {
     state.core().retry_now();

@@ -520,6 +520,7 @@ pub fn run() {
             commands::edit_message,
             commands::delete_message,
             commands::conversations_page,
+            commands::delete_account,
             commands::notifications_page,
             commands::unread_counts,
             commands::search,

@@ -4,7 +4,7 @@
 //
 // Env: PAPO_APP_BIN, PAPO_SERVER_BIN, PAPO_CLI_BIN (required); E2E_SCREENSHOTS (dir, optional).
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from "node:fs";
+import { mkdtempSync, writeFileSync, mkdirSync, rmSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { need, logger, freePort, sleep, until, starter, webdriver } from "./lib.mjs";
@@ -313,6 +313,39 @@ async function scenario() {
   await js(`window.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'}));`);
   await click('[data-testid="nav-feed"]');
   await screenshot("offline-cached");
+
+  // Delete my account (Settings, with the password): a wrong password is refused; the right
+  // one brings back the sign-in form with the cache erased, and the server signs ana in no more.
+  // (This restarted app kept no session: the keyring is off in this scenario. Sign in again.)
+  await startServer();
+  await click('[data-testid="banner-sign-in"]');
+  await until("sign-in form", () => find('[data-testid="username"]'));
+  await clear('[data-testid="username"]');
+  await clear('[data-testid="password"]');
+  await type('[data-testid="username"]', "ana");
+  await type('[data-testid="password"]', PASSWORD);
+  await click('[data-testid="signin-submit"]');
+  await until("signed in again for the deletion", async () => (await bannerState()) === "connected", 40000);
+  const cacheHolds = (text) =>
+    readdirSync(appData).filter((f) => f.startsWith("cache"))
+      .some((f) => readFileSync(join(appData, f)).includes(text));
+  check(cacheHolds("backlog 30 of 30"), "before the deletion the app's cache holds ana's DMs");
+  await click('[data-testid="nav-settings"]');
+  await click('[data-testid="delete-account"] summary');
+  await type('[data-testid="delete-password"]', "not the password");
+  await click('[data-testid="delete-account-confirm"]');
+  await waitText(".toast", "Wrong username or password");
+  check(await bannerState() === "connected", "a wrong password deletes nothing: still signed in and connected");
+  await type('[data-testid="delete-password"]', PASSWORD);
+  await click('[data-testid="delete-account-confirm"]');
+  await until("sign-in form after the deletion", () => find('[data-testid="username"]'), 20000);
+  const again = await fetch(`${URL_}/api/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username: "ana", password: PASSWORD }),
+  });
+  check(again.status === 401, `the deleted account cannot sign in (${again.status})`);
+  check(!cacheHolds("backlog 30 of 30"), "the deleted account's DMs are gone from the app's data directory");
 }
 
 let failed = false;

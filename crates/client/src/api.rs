@@ -128,6 +128,22 @@ impl Api {
         }
     }
 
+    /// Deletes the account these credentials name (`204`): the server ends every session.
+    pub async fn delete_account(&self, creds: &Credentials) -> Result<(), ApiError> {
+        let resp = self
+            .send(|base| {
+                self.http
+                    .post(format!("{base}/api/delete-account"))
+                    .json(creds)
+            })
+            .await?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(Self::error_from(resp).await)
+        }
+    }
+
     pub async fn health(&self) -> Result<Health, ApiError> {
         let resp = self
             .send(|base| self.http.get(format!("{base}/healthz")))

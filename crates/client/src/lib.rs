@@ -192,6 +192,21 @@ impl Core {
         Ok(())
     }
 
+    /// Deletes the signed-in account on the server, with its password, then leaves like
+    /// [`Core::sign_out`]: the connection closes, the tokens are forgotten and the cache is
+    /// erased. A wrong password is `invalid_credentials` and changes nothing; so does being
+    /// offline (the server must confirm the deletion before anything local goes).
+    pub async fn delete_account(&self, password: &str) -> Result<(), CoreError> {
+        let username = self.inner.tokens.username().ok_or(CoreError::NotSignedIn)?;
+        let creds = Credentials {
+            username,
+            password: password.to_string(),
+        };
+        self.inner.tokens.api().delete_account(&creds).await?;
+        tracing::info!("account deleted on the server");
+        self.sign_out().await
+    }
+
     /// The signed-in user (or the owner of the cache when offline).
     pub async fn me(&self) -> Option<String> {
         if let Some(me) = self.inner.tokens.username() {

@@ -514,6 +514,63 @@ async fn sign_out_erases_the_users_messages_from_the_cache_file() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_account_signs_out_every_device_and_erases_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path(), &[]);
+    let url = server.url();
+    let (phone, phone_store) = core(&url, &dir.path().join("phone.sqlite3")).await;
+    phone.register("ana", PASSWORD).await.unwrap();
+    let (laptop, laptop_store) = core(&url, &dir.path().join("laptop.sqlite3")).await;
+    laptop.login("ana", PASSWORD).await.unwrap();
+    let (bia, _) = core(&url, &dir.path().join("bia.sqlite3")).await;
+    bia.register("bia", PASSWORD).await.unwrap();
+    bia.send_dm("ana", "guarda isso").await.unwrap();
+    for c in [&phone, &laptop] {
+        eventually("the DM on both devices", Duration::from_secs(20), || {
+            texts(c, "dm:bia").len() == 1
+        })
+        .await;
+    }
+    // A wrong password changes nothing, here or on the server.
+    let err = phone.delete_account("not the password").await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        papo_client::CoreErrorCode::Server(papo_protocol::ErrorCode::InvalidCredentials)
+    );
+    assert_eq!(texts(&phone, "dm:bia").len(), 1);
+    assert!(phone_store.load().unwrap().is_some());
+
+    phone.delete_account(PASSWORD).await.unwrap();
+    assert!(matches!(
+        phone.connection_state(),
+        ConnectionState::SignedOut { .. }
+    ));
+    assert!(
+        phone_store.load().unwrap().is_none(),
+        "the session was kept"
+    );
+    assert!(texts(&phone, "dm:bia").is_empty(), "the cache was kept");
+    // The other device is disconnected, its refresh refused: it ends signed out too.
+    eventually("the laptop signed out", Duration::from_secs(30), || {
+        matches!(laptop.connection_state(), ConnectionState::SignedOut { .. })
+    })
+    .await;
+    assert!(laptop_store.load().unwrap().is_none());
+    // And the account is gone for good.
+    let (again, _) = core(&url, &dir.path().join("again.sqlite3")).await;
+    let err = again.login("ana", PASSWORD).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        papo_client::CoreErrorCode::Server(papo_protocol::ErrorCode::InvalidCredentials)
+    );
+    let err = again.register("ana", PASSWORD).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        papo_client::CoreErrorCode::Server(papo_protocol::ErrorCode::UsernameTaken)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_and_deletes_reach_every_device_and_reader_and_a_new_device_sees_the_result() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProc::start(dir.path(), &[]);

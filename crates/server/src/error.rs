@@ -78,6 +78,10 @@ impl From<crate::store::StoreError> for ApiError {
             crate::store::StoreError::UsernameTaken => {
                 ApiError::new(ErrorCode::UsernameTaken, "that username is taken")
             }
+            // A sign-in that raced the account's deletion: as if the password were wrong.
+            crate::store::StoreError::UserDeleted => {
+                ApiError::new(ErrorCode::InvalidCredentials, "wrong username or password")
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::internal()

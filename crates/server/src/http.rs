@@ -28,6 +28,7 @@ pub fn routes() -> Router<App> {
         .route("/api/login", post(login))
         .route("/api/refresh", post(refresh))
         .route("/api/logout", post(logout))
+        .route("/api/delete-account", post(delete_account))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -179,6 +180,37 @@ async fn login(
     _: AccountRequest,
     JsonBody(c): JsonBody<Credentials>,
 ) -> Result<Json<Session>, ApiError> {
+    let user = check_credentials(&app, c).await?;
+    tracing::info!(user = %user.username, "logged in");
+    Ok(Json(open_session(&app, user).await?))
+}
+
+/// Deletes the account, with its password: every device session ends (their sockets are
+/// disconnected on every node), its follows are undone, its private data goes; the name stays
+/// taken. Limited like login (same budget per address and per username).
+async fn delete_account(
+    State(app): State<App>,
+    _: AccountRequest,
+    JsonBody(c): JsonBody<Credentials>,
+) -> Result<StatusCode, ApiError> {
+    let user = check_credentials(&app, c).await?;
+    let deleted = app.store.delete_account(&user).await?;
+    tracing::info!(
+        user = %user.username,
+        sessions = deleted.sessions.len(),
+        follows = deleted.written.len(),
+        "account deleted"
+    );
+    app.hub.publish(deleted.written);
+    for session in deleted.sessions {
+        kick(&app, session).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The user these credentials name, if the password is theirs (`invalid_credentials` for an
+/// unknown, deleted or malformed name and for a wrong password alike, in the same time).
+async fn check_credentials(app: &App, c: Credentials) -> Result<User, ApiError> {
     let well_formed = valid_username(&c.username) && c.password.len() <= MAX_PASSWORD;
     if valid_username(&c.username) {
         app.guard.check_user(&c.username)?;
@@ -202,12 +234,9 @@ async fn login(
         })
         .await?;
     match (user, ok) {
-        (Some(user), true) => {
-            tracing::info!(user = %user.username, "logged in");
-            Ok(Json(open_session(&app, user).await?))
-        }
+        (Some(user), true) => Ok(user),
         _ => {
-            tracing::info!("login refused");
+            tracing::info!("credentials refused");
             Err(ApiError::new(
                 ErrorCode::InvalidCredentials,
                 "wrong username or password",

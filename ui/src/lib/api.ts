@@ -31,6 +31,8 @@ export const api = {
   signIn: (server_url: string, username: string, password: string, create: boolean) =>
     invoke<string>("sign_in", { server_url, username, password, create }),
   signOut: () => invoke<void>("sign_out"),
+  /** Deletes the account on the server (every device is signed out), then signs out here. */
+  deleteAccount: (password: string) => invoke<void>("delete_account", { password }),
   retryNow: () => invoke<void>("retry_now"),
   compose: (target: ComposeTarget, text: string) => invoke<Sent>("compose", { target, text }),
   editPost: (post_id: number, text: string) => invoke<void>("edit_post", { post_id, text }),

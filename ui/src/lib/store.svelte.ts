@@ -303,6 +303,18 @@ class AppStore {
     await api.signOut();
     this.handle({ kind: "signed_out" });
   }
+
+  /** Deletes the account (the password confirms it); false, with a message, when refused. */
+  async deleteAccount(password: string): Promise<boolean> {
+    try {
+      await api.deleteAccount(password);
+    } catch (e) {
+      this.flash(this.errorText(e));
+      return false;
+    }
+    this.handle({ kind: "signed_out" });
+    return true;
+  }
 }
 
 /** How many notifications the list keeps. */

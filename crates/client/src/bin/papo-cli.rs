@@ -52,6 +52,12 @@ enum Command {
     },
     /// Sign out (revokes the session).
     Logout,
+    /// Delete the signed-in account on the server (every device is signed out), then sign out
+    /// here and erase the cache.
+    DeleteAccount {
+        #[arg(long, env = "PAPO_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
     /// Print every event as a JSON line.
     Tail {
         /// Exit once the replay reached live.
@@ -228,6 +234,12 @@ async fn command(core: &Core, command: Command) -> Result<ExitCode, String> {
         Command::Logout => {
             core.sign_out().await.map_err(|e| e.to_string())?;
             print(&serde_json::json!({ "signed_out": true }));
+        }
+        Command::DeleteAccount { password: p } => {
+            core.delete_account(&password(p)?)
+                .await
+                .map_err(|e| e.to_string())?;
+            print(&serde_json::json!({ "account_deleted": true }));
         }
         Command::Tail {
             until_live,

@@ -479,6 +479,103 @@ pub async fn presence_spans_nodes_and_expires_with_a_dead_node(store: Arc<dyn St
     assert!(later.is_empty(), "{later:?}");
 }
 
+pub async fn a_deleted_account_ends_its_sessions_follows_and_private_data(store: Arc<dyn Store>) {
+    let [ana, bia, caio] = [
+        actor(&*store, "ana").await,
+        actor(&*store, "bia").await,
+        actor(&*store, "caio").await,
+    ];
+    let follow = |name: &str| {
+        Request::UserFollow(UserAction {
+            id: Uuid::now_v7(),
+            username: name.into(),
+        })
+    };
+    let dm = |to: &str| {
+        Request::DmSend(DmSend {
+            id: Uuid::now_v7(),
+            to: to.into(),
+            text: "oi".into(),
+        })
+    };
+    // ana follows bia, caio follows ana; ana and bia have DMs; ana has two sessions.
+    store.apply(&ana, &follow("bia")).await.unwrap();
+    store.apply(&caio, &follow("ana")).await.unwrap();
+    store.apply(&ana, &dm("bia")).await.unwrap();
+    store.apply(&bia, &dm("ana")).await.unwrap();
+    for (id, hash) in [("s1", "h1"), ("s2", "h2")] {
+        let s = super::SessionRow {
+            id: id.into(),
+            user_id: ana.id,
+            expires_at: crate::now_ms() + 60_000,
+        };
+        store.create_session(&s, hash).await.unwrap();
+    }
+    let public_head = store.head(StreamKey::Public).await.unwrap();
+    let bia_private = store.head(StreamKey::User(bia.id)).await.unwrap();
+    assert!(store.head(StreamKey::User(ana.id)).await.unwrap() > 0);
+
+    let user = store.user_by_id(ana.id).await.unwrap().unwrap();
+    let deleted = store.delete_account(&user).await.unwrap();
+    assert_eq!(deleted.sessions, vec!["s1".to_string(), "s2".to_string()]);
+    assert!(store.session("s1").await.unwrap().is_none());
+    assert!(store.session("s2").await.unwrap().is_none());
+    // The two follows undone, in the public stream, with the counts after them.
+    let undone: Vec<_> = deleted
+        .written
+        .iter()
+        .map(|(k, e)| (*k, e.event.body.clone()))
+        .collect();
+    let unfollowed = |follower: &str, followee: &str| {
+        (
+            StreamKey::Public,
+            EventBody::UserUnfollowed(papo_protocol::FollowChange {
+                follower: follower.into(),
+                followee: followee.into(),
+                follower_count: 0,
+            }),
+        )
+    };
+    assert_eq!(
+        undone,
+        vec![unfollowed("ana", "bia"), unfollowed("caio", "ana")]
+    );
+    assert_eq!(
+        store.head(StreamKey::Public).await.unwrap(),
+        public_head + 2
+    );
+    let read = store
+        .read_events(StreamKey::Public, public_head, 10)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 2);
+    // Nobody finds it by name or id any more, and its name stays taken.
+    assert!(store.user_by_name("ana").await.unwrap().is_none());
+    assert!(store.user_by_id(ana.id).await.unwrap().is_none());
+    assert!(store.user_credentials("ana").await.unwrap().is_none());
+    assert!(matches!(
+        store.create_user("ana", "hash").await,
+        Err(super::StoreError::UsernameTaken)
+    ));
+    let refused = store.apply(&bia, &dm("ana")).await.unwrap();
+    assert_eq!(
+        refused.reply.error.as_ref().map(|e| e.code),
+        Some(ErrorCode::NotFound)
+    );
+    // Its private stream is gone; bia's copy of their DMs stays.
+    assert!(store
+        .read_events(StreamKey::User(ana.id), 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.head(StreamKey::User(bia.id)).await.unwrap(),
+        bia_private
+    );
+    assert!(store.presence_interest(bia.id).await.unwrap().is_empty());
+    assert!(store.presence_interest(caio.id).await.unwrap().is_empty());
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -514,4 +611,5 @@ conformance!(
     a_reused_refresh_token_revokes_its_session,
     concurrent_refreshes_with_one_token_rotate_once,
     presence_spans_nodes_and_expires_with_a_dead_node,
+    a_deleted_account_ends_its_sessions_follows_and_private_data,
 );

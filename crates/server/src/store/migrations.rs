@@ -50,6 +50,11 @@ pub const HISTORY: &[Version] = &[
         sqlite: include_str!("migrations/0005_dm_peers.sql"),
         postgres: include_str!("migrations/pg/0005_dm_peers.sql"),
     },
+    Version {
+        name: "V6__account_deletion",
+        sqlite: include_str!("migrations/0006_account_deletion.sql"),
+        postgres: include_str!("migrations/pg/0006_account_deletion.sql"),
+    },
 ];
 
 /// Which column of [`HISTORY`] a backend runs.

@@ -118,6 +118,15 @@ pub struct Applied {
     pub new_dm_peer: Option<User>,
 }
 
+/// What deleting an account did (see [`Store::delete_account`]).
+#[derive(Debug, Default)]
+pub struct AccountDeleted {
+    /// The device sessions it ended: their sockets must be disconnected.
+    pub sessions: Vec<String>,
+    /// The events it wrote (follows undone), to hand to live readers.
+    pub written: Vec<(StreamKey, StoredEvent)>,
+}
+
 /// A device session, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRow {
@@ -144,6 +153,9 @@ pub enum Rotation {
 pub enum StoreError {
     #[error("username already taken")]
     UsernameTaken,
+    /// The account was deleted (a session for it cannot be opened any more).
+    #[error("the account was deleted")]
+    UserDeleted,
     /// A write broke a uniqueness rule (unique index or primary key).
     #[error("unique constraint violated: {0}")]
     Unique(String),
@@ -221,6 +233,12 @@ pub trait Store: Send + Sync + 'static {
         &self,
         refresh_hash: &str,
     ) -> Result<Option<String>, StoreError>;
+
+    /// Deletes an account for good, atomically: its device sessions end, its follows in both
+    /// directions are undone (events written), its private stream, notifications, read marks
+    /// and idempotency records go, and the user row is marked deleted, so that lookups by name
+    /// or id no longer find it while the name stays taken.
+    async fn delete_account(&self, user: &User) -> Result<AccountDeleted, StoreError>;
 
     /// Applies a request exactly once per (actor, client id), atomically: its effects, its
     /// events and the stored reply commit together or not at all.

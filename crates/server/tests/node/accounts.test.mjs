@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
-import { startServer, api, register, login, connect, decodeToken, tokenHeader, keyId, signToken, serverBin } from './harness.mjs';
+import { startServer, api, register, login, connect, decodeToken, tokenHeader, keyId, signToken, serverBin, req, until, ofType, close } from './harness.mjs';
 
 const PASSWORD = 'correct horse battery';
 
@@ -279,6 +279,68 @@ test('rotating the signing key signs nobody out: both keys verify, then the old 
     assert.equal(r.status, 200);
     assert.equal(tokenHeader(r.body.access_token).kid, keyId(k2));
     assert.equal(await connects(r.body.access_token), 'live');
+  } finally {
+    await srv.kill();
+  }
+});
+
+test('deleting an account: the password is required, every device leaves, follows are undone, the name stays taken', async () => {
+  const srv = await startServer();
+  try {
+    const gone = await register(srv.url, 'gone');
+    const friend = await register(srv.url, 'friend');
+    const fan = await register(srv.url, 'fan');
+    const laptop = await login(srv.url, gone.username);
+    const devices = [connect(srv.url, gone.access_token), connect(srv.url, laptop.access_token)];
+    const cFriend = connect(srv.url, friend.access_token);
+    const cFan = connect(srv.url, fan.access_token);
+    await Promise.all([...devices, cFriend, cFan].map((c) => c.live));
+    // gone follows friend, fan follows gone, and gone and friend have a DM conversation.
+    assert.equal((await req(devices[0], 'user:follow', { username: friend.username })).ok, true);
+    assert.equal((await req(cFan, 'user:follow', { username: gone.username })).ok, true);
+    assert.equal((await req(devices[0], 'dm:send', { to: friend.username, text: 'até logo' })).ok, true);
+    await until(cFriend, () => ofType(cFriend, 'dm.message').length === 1, 'the DM');
+
+    // A wrong password, a malformed body: refused, nothing happens.
+    const wrong = await api(srv.url, '/api/delete-account', { username: gone.username, password: 'not the password' });
+    assert.equal(wrong.status, 401);
+    assert.equal(wrong.body.error.code, 'invalid_credentials');
+    assert.equal((await api(srv.url, '/api/delete-account', { username: gone.username })).body.error.code, 'bad_request');
+    assert.equal(devices.every((d) => d.socket.connected), true, 'still connected after refusals');
+
+    const dropped = devices.map((d) => new Promise((res) => d.socket.on('disconnect', res)));
+    const del = await api(srv.url, '/api/delete-account', { username: gone.username, password: PASSWORD });
+    assert.equal(del.status, 204, JSON.stringify(del));
+    await Promise.all(dropped);
+
+    // Both follows undone, with the counts everyone's caches keep.
+    for (const c of [cFriend, cFan]) {
+      await until(c, () => ofType(c, 'user.unfollowed').length === 2, 'the follows undone');
+      const undone = ofType(c, 'user.unfollowed').map((e) => e.data);
+      assert.deepEqual(undone.find((u) => u.follower === gone.username), { follower: gone.username, followee: friend.username, follower_count: 0 });
+      assert.deepEqual(undone.find((u) => u.followee === gone.username), { follower: fan.username, followee: gone.username, follower_count: 0 });
+    }
+    // The account can no longer sign in, refresh or connect; its name cannot be taken.
+    const again = await api(srv.url, '/api/login', { username: gone.username, password: PASSWORD });
+    assert.equal(again.body.error.code, 'invalid_credentials');
+    assert.equal((await api(srv.url, '/api/refresh', { refresh_token: laptop.refresh_token })).body.error.code, 'token_invalid');
+    const reconnect = connect(srv.url, gone.access_token);
+    assert.equal((await reconnect.connectError).message, 'token_invalid');
+    reconnect.socket.close();
+    const taken = await api(srv.url, '/api/register', { username: gone.username, password: PASSWORD });
+    assert.equal(taken.status, 409);
+    assert.equal(taken.body.error.code, 'username_taken');
+    assert.equal((await api(srv.url, '/api/delete-account', { username: gone.username, password: PASSWORD })).body.error.code, 'invalid_credentials');
+    // Nobody can reach it any more; what it said stays in the other's history.
+    for (const [event, payload] of [['dm:send', { to: gone.username, text: 'oi?' }], ['user:follow', { username: gone.username }]]) {
+      const r = await req(cFriend, event, payload);
+      assert.equal(r.ok, false, event);
+      assert.equal(r.error.code, 'not_found', event);
+    }
+    const later = connect(srv.url, friend.access_token);
+    await later.live;
+    assert.deepEqual(ofType(later, 'dm.message').map((e) => e.data.text), ['até logo']);
+    close(later, cFriend, cFan);
   } finally {
     await srv.kill();
   }

@@ -1,10 +1,11 @@
 //! Accounts and device sessions: rows as users and sessions, refresh-token rotation.
 
-use papo_protocol::ErrorCode;
+use papo_protocol::{ErrorCode, EventBody, FollowChange};
 
+use super::event_log::append;
 use super::requests::{refuse, TxError};
-use crate::store::sql::{Row, Sql};
-use crate::store::{Rotation, SessionRow, StoreError, User};
+use crate::store::sql::{Row, Sql, Val};
+use crate::store::{AccountDeleted, Rotation, SessionRow, StoreError, StreamKey, User};
 
 pub(super) fn user_of(r: &Row) -> Result<User, StoreError> {
     Ok(User {
@@ -103,10 +104,117 @@ pub(super) fn find_user(db: &mut dyn Sql, username: &str) -> Result<User, TxErro
 
 pub(super) fn user_named(db: &mut dyn Sql, username: &str) -> Result<Option<User>, TxError> {
     match db.query_opt(
-        "SELECT id, username FROM users WHERE username = $1",
+        "SELECT id, username FROM users WHERE username = $1 AND deleted_at IS NULL",
         &[username.into()],
     )? {
         Some(r) => Ok(Some(user_of(&r)?)),
         None => Ok(None),
     }
+}
+
+/// See [`crate::store::Store::delete_account`]: in one transaction, the account's sessions
+/// end, its follows in both directions are undone (one `user.unfollowed` event each, so every
+/// follower count stays right), its private data goes, and the row is marked deleted (the name
+/// stays taken; what it wrote in public keeps its author).
+pub(super) fn delete_account(
+    db: &mut dyn Sql,
+    user: &User,
+    now: i64,
+) -> Result<AccountDeleted, StoreError> {
+    // First, so that it holds the row's lock: a session being opened concurrently either
+    // committed before (and is found below) or finds the account deleted.
+    let marked = db.exec(
+        "UPDATE users SET deleted_at = $2, password_hash = '' WHERE id = $1 AND deleted_at IS NULL",
+        &[user.id.into(), now.into()],
+    )?;
+    if marked == 0 {
+        return Ok(AccountDeleted::default());
+    }
+    let sessions = db
+        .query(
+            "SELECT id FROM sessions WHERE user_id = $1 ORDER BY id",
+            &[user.id.into()],
+        )?
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<Vec<_>, _>>()?;
+    for id in &sessions {
+        delete_session(db, id)?;
+    }
+    let mut written = Vec::new();
+    let followed = db.query(
+        "SELECT u.id, u.username FROM follows f JOIN users u ON u.id = f.followee_id \
+         WHERE f.follower_id = $1 ORDER BY u.id",
+        &[user.id.into()],
+    )?;
+    for r in followed {
+        let followee = user_of(&r)?;
+        let follower_count = unfollow(db, user.id, followee.id)?;
+        let body = EventBody::UserUnfollowed(FollowChange {
+            follower: user.username.clone(),
+            followee: followee.username,
+            follower_count,
+        });
+        append(
+            db,
+            &mut written,
+            StreamKey::Public,
+            Some(user.id),
+            None,
+            body,
+            now,
+        )?;
+    }
+    let followers = db.query(
+        "SELECT u.id, u.username FROM follows f JOIN users u ON u.id = f.follower_id \
+         WHERE f.followee_id = $1 ORDER BY u.id",
+        &[user.id.into()],
+    )?;
+    for r in followers {
+        let follower = user_of(&r)?;
+        let follower_count = unfollow(db, follower.id, user.id)?;
+        let body = EventBody::UserUnfollowed(FollowChange {
+            follower: follower.username,
+            followee: user.username.clone(),
+            follower_count,
+        });
+        append(
+            db,
+            &mut written,
+            StreamKey::Public,
+            Some(user.id),
+            None,
+            body,
+            now,
+        )?;
+    }
+    let id: Val = user.id.into();
+    db.exec(
+        "DELETE FROM dm_peers WHERE user_id = $1 OR peer_id = $1",
+        std::slice::from_ref(&id),
+    )?;
+    for table in ["notifications", "read_state", "requests"] {
+        db.exec(
+            &format!("DELETE FROM {table} WHERE user_id = $1"),
+            std::slice::from_ref(&id),
+        )?;
+    }
+    db.exec(
+        "DELETE FROM events WHERE stream = $1",
+        &[StreamKey::User(user.id).db_key().into()],
+    )?;
+    Ok(AccountDeleted { sessions, written })
+}
+
+/// Removes one follow and returns the followee's follower count after it.
+fn unfollow(db: &mut dyn Sql, follower: i64, followee: i64) -> Result<i64, StoreError> {
+    db.exec(
+        "DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2",
+        &[follower.into(), followee.into()],
+    )?;
+    db.query_one(
+        "UPDATE users SET follower_count = follower_count - 1 WHERE id = $1 RETURNING follower_count",
+        &[followee.into()],
+    )?
+    .int(0)
 }

@@ -9,7 +9,8 @@ use papo_protocol::Request;
 
 use super::sql::Sql;
 use super::{
-    Actor, Applied, Rotation, SessionRow, Store, StoreError, StoredEvent, StreamKey, User, UserId,
+    AccountDeleted, Actor, Applied, Rotation, SessionRow, Store, StoreError, StoredEvent,
+    StreamKey, User, UserId,
 };
 
 mod accounts;
@@ -87,7 +88,7 @@ impl<B: Backend> Store for SqlStore<B> {
         self.backend
             .read(Box::new(move |db| {
                 db.query_opt(
-                    "SELECT id, username, password_hash FROM users WHERE username = $1",
+                    "SELECT id, username, password_hash FROM users WHERE username = $1 AND deleted_at IS NULL",
                     &[name.as_str().into()],
                 )?
                 .map(|r| Ok((user_of(&r)?, r.text(2)?)))
@@ -99,9 +100,12 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
         self.backend
             .read(Box::new(move |db| {
-                db.query_opt("SELECT id, username FROM users WHERE id = $1", &[id.into()])?
-                    .map(|r| user_of(&r))
-                    .transpose()
+                db.query_opt(
+                    "SELECT id, username FROM users WHERE id = $1 AND deleted_at IS NULL",
+                    &[id.into()],
+                )?
+                .map(|r| user_of(&r))
+                .transpose()
             }))
             .await
     }
@@ -139,7 +143,7 @@ impl<B: Backend> Store for SqlStore<B> {
         self.backend
             .read(Box::new(move |db| {
                 db.query_opt(
-                    "SELECT id, username FROM users WHERE username = $1",
+                    "SELECT id, username FROM users WHERE username = $1 AND deleted_at IS NULL",
                     &[name.as_str().into()],
                 )?
                 .map(|r| user_of(&r))
@@ -153,6 +157,15 @@ impl<B: Backend> Store for SqlStore<B> {
         self.backend
             .write(Box::new(move |db| {
                 let now = crate::now_ms();
+                // Locks the user's row (both dialects): a deletion running now either committed
+                // first (the account is gone: no session) or waits and then sees this session.
+                let live = db.exec(
+                    "UPDATE users SET deleted_at = NULL WHERE id = $1 AND deleted_at IS NULL",
+                    &[s.user_id.into()],
+                )?;
+                if live == 0 {
+                    return Err(StoreError::UserDeleted);
+                }
                 // The user's sessions that ran out go when they sign in again, with their spent
                 // tokens, so neither table grows with abandoned devices.
                 let expired = db.query(
@@ -223,6 +236,15 @@ impl<B: Backend> Store for SqlStore<B> {
                 };
                 delete_session(db, &id)?;
                 Ok(Some(id))
+            }))
+            .await
+    }
+
+    async fn delete_account(&self, user: &User) -> Result<AccountDeleted, StoreError> {
+        let user = user.clone();
+        self.backend
+            .write(Box::new(move |db| {
+                accounts::delete_account(db, &user, crate::now_ms())
             }))
             .await
     }
