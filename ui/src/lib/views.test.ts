@@ -11,6 +11,10 @@ function rng(seed: number) {
   };
 }
 
+function conv(id: string, last_at: number, unread: number): ConversationRow {
+  return { id, last_at, last_sender: "bia", last_text: "oi", unread };
+}
+
 function row(local_id: number, at: number, sk: number, text: string): MessageRow {
   return {
     local_id,
@@ -110,13 +114,6 @@ describe("views built from change sets", () => {
   });
 
   it("the conversation list takes changed rows and stays most recent first", () => {
-    const conv = (id: string, last_at: number, unread: number): ConversationRow => ({
-      id,
-      last_at,
-      last_sender: "bia",
-      last_text: "oi",
-      unread,
-    });
     const list = [conv("dm:bia", 30, 2), conv("public", 20, 0)];
     expect(mergeConversations(list, [conv("public", 40, 1), conv("dm:caio", 10, 1)])).toEqual([
       conv("public", 40, 1),
@@ -128,13 +125,6 @@ describe("views built from change sets", () => {
   });
 
   it("a list loaded a page at a time always equals the first rows of the whole list", () => {
-    const conv = (id: string, last_at: number, unread: number): ConversationRow => ({
-      id,
-      last_at,
-      last_sender: "bia",
-      last_text: "oi",
-      unread,
-    });
     const order = (a: ConversationRow, b: ConversationRow) => b.last_at - a.last_at || (a.id < b.id ? 1 : -1);
     for (let seed = 1; seed <= 40; seed++) {
       const rand = rng(seed);

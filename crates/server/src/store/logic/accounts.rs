@@ -141,52 +141,42 @@ pub(super) fn delete_account(
     for id in &sessions {
         delete_session(db, id)?;
     }
+    // Whom it followed, then who followed it: each follow undone, counted and announced.
     let mut written = Vec::new();
-    let followed = db.query(
-        "SELECT u.id, u.username FROM follows f JOIN users u ON u.id = f.followee_id \
-         WHERE f.follower_id = $1 ORDER BY u.id",
-        &[user.id.into()],
-    )?;
-    for r in followed {
-        let followee = user_of(&r)?;
-        let follower_count = unfollow(db, user.id, followee.id)?;
-        let body = EventBody::UserUnfollowed(FollowChange {
-            follower: user.username.clone(),
-            followee: followee.username,
-            follower_count,
-        });
-        append(
-            db,
-            &mut written,
-            StreamKey::Public,
-            Some(user.id),
-            None,
-            body,
-            now,
+    for (other_side, this_side) in [
+        ("followee_id", "follower_id"),
+        ("follower_id", "followee_id"),
+    ] {
+        let others = db.query(
+            &format!(
+                "SELECT u.id, u.username FROM follows f JOIN users u ON u.id = f.{other_side} \
+                 WHERE f.{this_side} = $1 ORDER BY u.id"
+            ),
+            &[user.id.into()],
         )?;
-    }
-    let followers = db.query(
-        "SELECT u.id, u.username FROM follows f JOIN users u ON u.id = f.follower_id \
-         WHERE f.followee_id = $1 ORDER BY u.id",
-        &[user.id.into()],
-    )?;
-    for r in followers {
-        let follower = user_of(&r)?;
-        let follower_count = unfollow(db, follower.id, user.id)?;
-        let body = EventBody::UserUnfollowed(FollowChange {
-            follower: follower.username,
-            followee: user.username.clone(),
-            follower_count,
-        });
-        append(
-            db,
-            &mut written,
-            StreamKey::Public,
-            Some(user.id),
-            None,
-            body,
-            now,
-        )?;
+        for r in others {
+            let other = user_of(&r)?;
+            let (follower, followee) = if this_side == "follower_id" {
+                (user, &other)
+            } else {
+                (&other, user)
+            };
+            let follower_count = unfollow(db, follower.id, followee.id)?;
+            let body = EventBody::UserUnfollowed(FollowChange {
+                follower: follower.username.clone(),
+                followee: followee.username.clone(),
+                follower_count,
+            });
+            append(
+                db,
+                &mut written,
+                StreamKey::Public,
+                Some(user.id),
+                None,
+                body,
+                now,
+            )?;
+        }
     }
     let id: Val = user.id.into();
     db.exec(
