@@ -574,6 +574,29 @@ pub async fn a_deleted_account_ends_its_sessions_follows_and_private_data(store:
     );
     assert!(store.presence_interest(bia.id).await.unwrap().is_empty());
     assert!(store.presence_interest(caio.id).await.unwrap().is_empty());
+    // A reaction to what it posted before still applies, and notifies nobody.
+    let post = Request::PostCreate(PostCreate {
+        id: Uuid::now_v7(),
+        text: "antes".into(),
+    });
+    let ana_before = actor(&*store, "ana_twin").await;
+    let created = store.apply(&ana_before, &post).await.unwrap();
+    let post_id = match created.reply.result.and_then(|r| r.event).map(|e| e.body) {
+        Some(EventBody::PostCreated(p)) => p.id,
+        other => panic!("{other:?}"),
+    };
+    let twin = store.user_by_id(ana_before.id).await.unwrap().unwrap();
+    store.delete_account(&twin).await.unwrap();
+    let like = Request::PostLike(PostAction {
+        id: Uuid::now_v7(),
+        post_id,
+    });
+    assert!(store.apply(&bia, &like).await.unwrap().reply.ok);
+    assert!(store
+        .read_events(StreamKey::User(ana_before.id), 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 macro_rules! conformance {

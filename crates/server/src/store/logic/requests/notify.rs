@@ -61,6 +61,14 @@ pub(super) fn notify(
     if recipient == actor.id {
         return Ok(()); // never for my own actions
     }
+    // A deleted account's post still gets likes and comments; nobody is told.
+    let live = db.query_opt(
+        "SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL",
+        &[recipient.into()],
+    )?;
+    if live.is_none() {
+        return Ok(());
+    }
     let excerpt = about.text.map(papo_protocol::excerpt);
     let id = db
         .query_one(
