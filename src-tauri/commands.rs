@@ -275,6 +275,35 @@ pub async fn feed_page(
 }
 
 #[tauri::command(rename_all = "snake_case")]
+pub async fn profile(state: State<'_, AppState>, username: String) -> Res<ui::Profile> {
+    Ok(state.core().profile(&username).await?)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn posts_by(
+    state: State<'_, AppState>,
+    author: String,
+    before: Option<ui::PageKey>,
+    limit: usize,
+) -> Res<Vec<ui::PostRow>> {
+    Ok(state.core().posts_by(&author, before, limit).await?)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn follow_list(
+    state: State<'_, AppState>,
+    username: String,
+    list: ui::FollowList,
+    after: Option<String>,
+    limit: usize,
+) -> Res<Vec<String>> {
+    Ok(state
+        .core()
+        .follow_list(&username, list, after, limit)
+        .await?)
+}
+
+#[tauri::command(rename_all = "snake_case")]
 pub async fn comments(state: State<'_, AppState>, post_id: i64) -> Res<Vec<ui::CommentRow>> {
     Ok(state.core().comments(post_id).await?)
 }

@@ -9,8 +9,8 @@
 #![allow(missing_docs)]
 
 pub use papo_client::cache::{
-    CommentRow, ConversationPage, ConversationRow, HitKind, LocalState, MessageRow, PageKey,
-    PostRow, SearchHit, UnreadCounts, UnreadStart,
+    CommentRow, ConversationPage, ConversationRow, FollowList, HitKind, LocalState, MessageRow,
+    PageKey, PostRow, Profile, SearchHit, UnreadCounts, UnreadStart,
 };
 pub use papo_client::changes::ChangeSet;
 pub use papo_client::compose::{ComposeTarget, Sent};
@@ -179,6 +179,8 @@ macro_rules! for_each_ui_type {
             CommentRow,
             ConversationRow,
             ConversationPage,
+            Profile,
+            FollowList,
             UnreadCounts,
             UnreadStart,
             HitKind,

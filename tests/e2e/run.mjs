@@ -255,6 +255,32 @@ async function scenario() {
   check(true, "post composed in the app, like counter updated");
   await screenshot("feed");
 
+  // Profiles: joao's name opens his page (his post, follow, message); following him shows live
+  // in his counts and in my own page's "following" list.
+  await js(`[...document.querySelectorAll('[data-testid="post"]')].find(p => p.innerText.includes('Primeiro post'))
+              .querySelector('[data-testid="user-link"]').click();`);
+  await until("joao's profile", () => find('[data-testid="profile"][data-user="joao"]'));
+  await waitText('[data-testid="profile-posts"]', "Primeiro post do joao");
+  check(!((await textOf('[data-testid="profile-posts"]')) ?? "").includes("Hello from the Papo desktop app"), "joao's page shows his posts only");
+  await waitText('[data-testid="profile-counts"]', "Followers: 0");
+  await click('[data-testid="profile-follow"]');
+  await waitText('[data-testid="profile-counts"]', "Followers: 1");
+  await until("unfollow offered", async () => (await textOf('[data-testid="profile-follow"]'))?.trim() === "Unfollow");
+  check(true, "follow from joao's page: his follower count and the button follow the server's event");
+  await click('[data-testid="profile-tab-followers"]');
+  await waitText('[data-testid="profile-people"]', "@ana");
+  await screenshot("profile");
+  await click('[data-testid="me"]');
+  await until("my own profile", () => find('[data-testid="profile"][data-user="ana"]'));
+  await click('[data-testid="profile-tab-following"]');
+  await waitText('[data-testid="profile-people"]', "@joao");
+  check(true, "my own page lists whom I follow");
+  await js(`document.querySelector('[data-testid="profile-people"] [data-testid="user-link"]').click();`);
+  await until("back on joao's profile", () => find('[data-testid="profile"][data-user="joao"]'));
+  await click('[data-testid="profile-message"]');
+  await until("DM opened from the profile", () => find('[data-testid="conversation"][data-conversation="dm:joao"]'));
+  check(true, "a name in a list opens that profile; Message opens the DM");
+
   // Stop the server: the banner says retrying; a message written now is pending.
   await click('[data-testid="nav-chat"]');
   await click('[data-testid="conv-public"]');

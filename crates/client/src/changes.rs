@@ -37,6 +37,9 @@ pub struct ChangeSet {
     pub comments: Vec<CommentRow>,
     /// Notifications added.
     pub notifications: Vec<Notification>,
+    /// Users whose followers or following changed: a profile showing one reads its header and
+    /// lists again.
+    pub users: Vec<String>,
     /// Unread messages in every conversation after the write (each touched conversation's
     /// own count is on its row in `conversations`), so a change set's size follows what
     /// changed, not how many conversations exist.
@@ -54,6 +57,7 @@ impl ChangeSet {
             && self.posts_deleted.is_empty()
             && self.comments.is_empty()
             && self.notifications.is_empty()
+            && self.users.is_empty()
     }
 }
 
@@ -75,6 +79,8 @@ pub(crate) struct Touched {
     comments: BTreeSet<i64>,
     local_comments: BTreeSet<i64>,
     notifications: BTreeSet<i64>,
+    /// Users whose follows changed (both sides of each follow and unfollow).
+    users: BTreeSet<String>,
 }
 
 impl Touched {
@@ -121,7 +127,10 @@ impl Touched {
             EventBody::ReadUpdated(r) => {
                 self.conversations.insert(r.conversation.clone());
             }
-            EventBody::UserFollowed(_) | EventBody::UserUnfollowed(_) => {}
+            EventBody::UserFollowed(f) | EventBody::UserUnfollowed(f) => {
+                self.users.insert(f.follower.clone());
+                self.users.insert(f.followee.clone());
+            }
         }
     }
 
@@ -171,6 +180,7 @@ impl Touched {
     pub(crate) fn read(&self, tx: &Transaction<'_>, me: &str, reset: bool) -> Result<ChangeSet> {
         let mut out = ChangeSet {
             reset,
+            users: self.users.iter().cloned().collect(),
             ..Default::default()
         };
         // One query per kind for every message of the batch (a batch holds hundreds).

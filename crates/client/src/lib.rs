@@ -702,6 +702,50 @@ impl Core {
             .await?)
     }
 
+    /// A user's profile header (counts, whether I follow them and they me, last known
+    /// presence), from the cache: works offline.
+    pub async fn profile(&self, username: &str) -> Result<cache::Profile, CoreError> {
+        let me = self.me_or_empty().await;
+        let username = username.to_string();
+        Ok(self
+            .inner
+            .cache
+            .read(move |c| c.profile(&me, &username))
+            .await?)
+    }
+
+    /// A user's posts, newest first, older than `before`.
+    pub async fn posts_by(
+        &self,
+        author: &str,
+        before: Option<PageKey>,
+        limit: usize,
+    ) -> Result<Vec<cache::PostRow>, CoreError> {
+        let me = self.me_or_empty().await;
+        let author = author.to_string();
+        Ok(self
+            .inner
+            .cache
+            .read(move |c| c.posts_by(&me, &author, before, limit))
+            .await?)
+    }
+
+    /// A user's followers or followed users, by name, after `after`.
+    pub async fn follow_list(
+        &self,
+        username: &str,
+        list: cache::FollowList,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<String>, CoreError> {
+        let username = username.to_string();
+        Ok(self
+            .inner
+            .cache
+            .read(move |c| c.follow_list(&username, list, after.as_deref(), limit))
+            .await?)
+    }
+
     pub async fn is_following(&self, username: &str) -> Result<bool, CoreError> {
         let Some(me) = self.me().await else {
             return Ok(false);

@@ -141,6 +141,30 @@ pub struct ConversationRow {
     pub unread: i64,
 }
 
+/// A user's profile header (see `Cache::profile`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct Profile {
+    pub username: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub follower_count: i64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub following_count: i64,
+    pub followed_by_me: bool,
+    pub follows_me: bool,
+    /// Last known presence.
+    pub online: bool,
+}
+
+/// Which list of a profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum FollowList {
+    Followers,
+    Following,
+}
+
 /// A page of the conversation list (see `Cache::conversations_page`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]

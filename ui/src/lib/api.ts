@@ -8,6 +8,7 @@ import type {
   ComposeTarget,
   ConversationPage,
   ConversationRow,
+  FollowList,
   MessageRow,
   Notification,
   OsStatus,
@@ -15,6 +16,7 @@ import type {
   OutboxEntry,
   PageKey,
   PostRow,
+  Profile,
   SearchHit,
   Sent,
   Settings,
@@ -42,6 +44,11 @@ export const api = {
   setLike: (post_id: number, liked: boolean) => invoke<void>("set_like", { post_id, liked }),
   setFollow: (username: string, follow: boolean) => invoke<void>("set_follow", { username, follow }),
   isFollowing: (username: string) => invoke<boolean>("is_following", { username }),
+  /** A user's page, from the cache: counts, follow state, presence. */
+  profile: (username: string) => invoke<Profile>("profile", { username }),
+  postsBy: (author: string, before: PageKey | null, limit: number) => invoke<PostRow[]>("posts_by", { author, before, limit }),
+  followList: (username: string, list: FollowList, after: string | null, limit: number) =>
+    invoke<string[]>("follow_list", { username, list, after, limit }),
   knownUsers: (prefix: string) => invoke<string[]>("known_users", { prefix }),
   markRead: (conversation: string, last_read: number) =>
     invoke<void>("mark_read", { conversation, last_read }),

@@ -24,7 +24,7 @@ import { resolveLocale, translate, type Key, type Locale } from "./i18n";
 import { TypingTracker } from "./typing";
 import { unseenCount } from "./format";
 
-export type Screen = "feed" | "chat" | "notifications" | "settings";
+export type Screen = "feed" | "chat" | "notifications" | "settings" | "profile";
 
 class AppStore {
   booted = $state(false);
@@ -41,6 +41,8 @@ class AppStore {
   os = $state<OsStatus | null>(null);
   screen = $state<Screen>("feed");
   conversation = $state("public");
+  /** Whose profile the profile screen shows. */
+  profileUser = $state<string | null>(null);
   showSignIn = $state(false);
   searchOpen = $state(false);
   /** The public room's row in the conversation list (pinned above it). */
@@ -252,6 +254,12 @@ class AppStore {
     } catch (e) {
       console.error(e);
     }
+  }
+
+  /** Shows a user's page (their posts, followers, following). */
+  openProfile(username: string) {
+    this.profileUser = username;
+    this.screen = "profile";
   }
 
   openConversation(id: string) {

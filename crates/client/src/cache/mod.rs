@@ -9,9 +9,9 @@
 
 pub(crate) use crate::rows::read_cursor;
 pub use crate::rows::{
-    now_ms, CacheError, CommentRow, ConversationPage, ConversationRow, HitKind, LocalState,
-    MessageRow, PageKey, PostRow, Result, SearchHit, UnreadCounts, UnreadStart,
-    UNREAD_START_COUNT_CAP,
+    now_ms, CacheError, CommentRow, ConversationPage, ConversationRow, FollowList, HitKind,
+    LocalState, MessageRow, PageKey, PostRow, Profile, Result, SearchHit, UnreadCounts,
+    UnreadStart, UNREAD_START_COUNT_CAP,
 };
 use papo_protocol::{Cursor, LogEvent, Stream};
 use rusqlite::{Connection, OptionalExtension, Transaction};
@@ -61,6 +61,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "V8__fts_prefix_indexes",
         include_str!("../../migrations/0008_fts_prefix_indexes.sql"),
+    ),
+    (
+        "V9__profiles",
+        include_str!("../../migrations/0009_profiles.sql"),
     ),
 ];
 

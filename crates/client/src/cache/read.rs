@@ -4,9 +4,9 @@ use super::fts::{fts_query, indexed_up_to, Matcher};
 use super::Cache;
 use crate::rows::{
     comment_row, conversation_row, message_row, notification_row, post_row, CommentRow,
-    ConversationPage, ConversationRow, HitKind, MessageRow, PageKey, PostRow, Result, SearchHit,
-    UnreadCounts, UnreadStart, COMMENT_COLUMNS, MESSAGE_COLUMNS, NOTIFICATION_COLUMNS,
-    POST_COLUMNS, UNREAD_START_COUNT_CAP,
+    ConversationPage, ConversationRow, FollowList, HitKind, MessageRow, PageKey, PostRow, Profile,
+    Result, SearchHit, UnreadCounts, UnreadStart, COMMENT_COLUMNS, MESSAGE_COLUMNS,
+    NOTIFICATION_COLUMNS, POST_COLUMNS, UNREAD_START_COUNT_CAP,
 };
 use papo_protocol::{Millis, Notification};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -338,6 +338,86 @@ impl Cache {
             )?;
             let rows = stmt.query_map(params![prefix, me, limit as i64], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+    }
+
+    /// A user's profile header, as far as the cache knows (the public stream carries every
+    /// follow, so the counts are everyone's).
+    pub fn profile(&self, me: &str, username: &str) -> Result<Profile> {
+        self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT \
+                   COALESCE((SELECT follower_count FROM users WHERE username = ?2), \
+                            (SELECT COUNT(*) FROM follows WHERE followee = ?2)), \
+                   (SELECT COUNT(*) FROM follows WHERE follower = ?2), \
+                   EXISTS (SELECT 1 FROM follows WHERE follower = ?1 AND followee = ?2), \
+                   EXISTS (SELECT 1 FROM follows WHERE follower = ?2 AND followee = ?1), \
+                   COALESCE((SELECT online FROM users WHERE username = ?2), 0)",
+            )?
+            .query_row(params![me, username], |r| {
+                Ok(Profile {
+                    username: username.to_string(),
+                    follower_count: r.get(0)?,
+                    following_count: r.get(1)?,
+                    followed_by_me: r.get(2)?,
+                    follows_me: r.get(3)?,
+                    online: r.get(4)?,
+                })
+            })?)
+        })
+    }
+
+    /// A user's posts, newest first, strictly older than `before` (like [`Cache::feed_page`]).
+    pub fn posts_by(
+        &self,
+        me: &str,
+        author: &str,
+        before: Option<PageKey>,
+        limit: usize,
+    ) -> Result<Vec<PostRow>> {
+        let before = before.unwrap_or(PageKey {
+            at: i64::MAX,
+            sk: i64::MAX,
+        });
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {POST_COLUMNS} \
+                 FROM posts p WHERE p.author = ?5 AND p.deleted = 0 AND (p.at, p.sk) < (?2, ?3) \
+                 ORDER BY p.at DESC, p.sk DESC LIMIT ?4"
+            ))?;
+            let rows = st.query_map(
+                params![me, before.at, before.sk, limit as i64, author],
+                post_row,
+            )?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    /// Who follows `username` (`Followers`) or whom it follows (`Following`), by name, after
+    /// `after`, at most `limit`.
+    pub fn follow_list(
+        &self,
+        username: &str,
+        list: FollowList,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let sql = match list {
+            FollowList::Followers => {
+                "SELECT follower FROM follows WHERE followee = ?1 AND follower > ?2 \
+                 ORDER BY follower LIMIT ?3"
+            }
+            FollowList::Following => {
+                "SELECT followee FROM follows WHERE follower = ?1 AND followee > ?2 \
+                 ORDER BY followee LIMIT ?3"
+            }
+        };
+        self.read(|c| {
+            let mut st = c.prepare_cached(sql)?;
+            let rows = st.query_map(params![username, after.unwrap_or(""), limit as i64], |r| {
+                r.get(0)
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
 

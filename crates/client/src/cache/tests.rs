@@ -417,6 +417,123 @@ fn the_conversation_list_pages_in_recency_order_with_the_public_room_pinned() {
 }
 
 #[test]
+fn a_profile_reads_its_counts_posts_and_follow_lists_off_the_cache() {
+    let (_d, cache) = open();
+    let post = |seq, id, author: &str| {
+        public_event(
+            seq,
+            EventBody::PostCreated(Post {
+                id,
+                author: author.into(),
+                text: format!("post {id}"),
+                at: id,
+                edited_at: None,
+                like_count: 0,
+                comment_count: 0,
+            }),
+        )
+    };
+    let follow = |seq, follower: &str, followee: &str, follower_count| {
+        public_event(
+            seq,
+            EventBody::UserFollowed(papo_protocol::FollowChange {
+                follower: follower.into(),
+                followee: followee.into(),
+                follower_count,
+            }),
+        )
+    };
+    let mut events: Vec<_> = (1..=25)
+        .map(|i| post(i, i as i64, if i % 5 == 0 { "caio" } else { "bia" }))
+        .collect();
+    events.push(follow(26, "ana", "bia", 1));
+    events.push(follow(27, "caio", "bia", 2));
+    events.push(follow(28, "bia", "caio", 1));
+    cache.apply_batch("ana", &events).unwrap();
+
+    let bia = cache.profile("ana", "bia").unwrap();
+    assert_eq!(
+        (
+            bia.follower_count,
+            bia.following_count,
+            bia.followed_by_me,
+            bia.follows_me
+        ),
+        (2, 1, true, false)
+    );
+    let caio = cache.profile("ana", "caio").unwrap();
+    assert_eq!(
+        (
+            caio.follower_count,
+            caio.following_count,
+            caio.followed_by_me
+        ),
+        (1, 1, false)
+    );
+    // Someone the cache never heard of: zeros, not an error.
+    let nobody = cache.profile("ana", "zeca").unwrap();
+    assert_eq!((nobody.follower_count, nobody.following_count), (0, 0));
+
+    // bia's 20 posts, newest first, in pages, none of caio's.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = cache.posts_by("ana", "bia", before, 8).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.iter().all(|p| p.author == "bia"));
+        before = Some(page.last().unwrap().key);
+        seen.extend(page.into_iter().map(|p| p.server_id.unwrap()));
+    }
+    let expected: Vec<i64> = (1..=25).rev().filter(|i| i % 5 != 0).collect();
+    assert_eq!(seen, expected);
+
+    let followers = |after| {
+        cache
+            .follow_list("bia", FollowList::Followers, after, 1)
+            .unwrap()
+    };
+    assert_eq!(followers(None), vec!["ana".to_string()]);
+    assert_eq!(followers(Some("ana")), vec!["caio".to_string()]);
+    assert!(followers(Some("caio")).is_empty());
+    assert_eq!(
+        cache
+            .follow_list("bia", FollowList::Following, None, 10)
+            .unwrap(),
+        vec!["caio".to_string()]
+    );
+
+    // Both reads come off their own index, whatever else the cache holds.
+    let plans: Vec<String> = cache
+        .read(|c| {
+            let mut out = Vec::new();
+            for sql in [
+                "EXPLAIN QUERY PLAN SELECT id FROM posts p WHERE p.author = 'bia' AND p.deleted = 0 \
+                 AND (p.at, p.sk) < (1, 1) ORDER BY p.at DESC, p.sk DESC LIMIT 5",
+                "EXPLAIN QUERY PLAN SELECT follower FROM follows WHERE followee = 'bia' \
+                 AND follower > '' ORDER BY follower LIMIT 5",
+            ] {
+                let mut st = c.prepare(sql)?;
+                let rows = st.query_map([], |r| r.get::<_, String>(3))?;
+                out.push(rows.collect::<Result<Vec<_>, _>>()?.join("; "));
+            }
+            Ok(out)
+        })
+        .unwrap();
+    assert!(
+        plans[0].contains("posts_author") && !plans[0].contains("TEMP B-TREE"),
+        "{}",
+        plans[0]
+    );
+    assert!(
+        plans[1].contains("follows_followee") && !plans[1].contains("TEMP B-TREE"),
+        "{}",
+        plans[1]
+    );
+}
+
+#[test]
 fn feed_likes_unread_read_marks_and_search() {
     let (_d, cache) = open();
     let post = |seq, id, text: &str| LogEvent {

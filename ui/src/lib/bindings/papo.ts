@@ -156,6 +156,14 @@ more: boolean,
  */
 unread_total: number, };
 
+export type Profile = { username: string, follower_count: number, following_count: number, followed_by_me: boolean, follows_me: boolean, 
+/**
+ * Last known presence.
+ */
+online: boolean, };
+
+export type FollowList = "followers" | "following";
+
 export type UnreadCounts = { total: number, conversations: Array<[string, number]>, };
 
 export type UnreadStart = { 
@@ -207,6 +215,11 @@ comments: Array<CommentRow>,
  * Notifications added.
  */
 notifications: Array<Notification>, 
+/**
+ * Users whose followers or following changed: a profile showing one reads its header and
+ * lists again.
+ */
+users: Array<string>, 
 /**
  * Unread messages in every conversation after the write (each touched conversation's
  * own count is on its row in `conversations`), so a change set's size follows what
