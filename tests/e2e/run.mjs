@@ -280,6 +280,13 @@ async function scenario() {
   await click('[data-testid="profile-message"]');
   await until("DM opened from the profile", () => find('[data-testid="conversation"][data-conversation="dm:joao"]'));
   check(true, "a name in a list opens that profile; Message opens the DM");
+  cli("follow", "ana", "--wait", "10");
+  await click('[data-testid="nav-notifications"]');
+  await until("follow notification", () => find('[data-testid="notifications"] [data-kind="follow"]'), 20000);
+  await click('[data-testid="notifications"] [data-kind="follow"]');
+  await until("the follower's profile", () => find('[data-testid="profile"][data-user="joao"]'));
+  await waitText('[data-testid="profile-counts"]', "follows you");
+  check(true, "a follow notification opens the follower's profile, which says they follow me");
 
   // Stop the server: the banner says retrying; a message written now is pending.
   await click('[data-testid="nav-chat"]');

@@ -128,7 +128,8 @@ class AppStore {
     } else if (e.kind === "open") {
       const target = e.payload;
       if (target.kind === "conversation") this.openConversation(target.id);
-      else this.screen = target.kind === "post" ? "feed" : "notifications";
+      else if (target.kind === "user") this.openProfile(target.username);
+      else this.screen = "feed";
     }
     if (reloadsEverything(e)) {
       this.reloads++;
