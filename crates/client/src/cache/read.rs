@@ -115,17 +115,38 @@ impl Cache {
         before: Option<PageKey>,
         limit: usize,
     ) -> Result<Vec<PostRow>> {
+        self.posts_page(me, None, before, limit)
+    }
+
+    /// Posts newest first, strictly older than `before`, by `author` or by anyone; each query
+    /// is keyset-paged off its own index (`posts_author`, `posts_feed`).
+    fn posts_page(
+        &self,
+        me: &str,
+        author: Option<&str>,
+        before: Option<PageKey>,
+        limit: usize,
+    ) -> Result<Vec<PostRow>> {
         let before = before.unwrap_or(PageKey {
             at: i64::MAX,
             sk: i64::MAX,
         });
+        let by = if author.is_some() {
+            "p.author = ?5 AND "
+        } else {
+            ""
+        };
         self.read(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {POST_COLUMNS} \
-                 FROM posts p WHERE p.deleted = 0 AND (p.at, p.sk) < (?2, ?3) \
+                 FROM posts p WHERE {by}p.deleted = 0 AND (p.at, p.sk) < (?2, ?3) \
                  ORDER BY p.at DESC, p.sk DESC LIMIT ?4"
             ))?;
-            let rows = st.query_map(params![me, before.at, before.sk, limit as i64], post_row)?;
+            let limit = limit as i64;
+            let rows = match author {
+                Some(a) => st.query_map(params![me, before.at, before.sk, limit, a], post_row)?,
+                None => st.query_map(params![me, before.at, before.sk, limit], post_row)?,
+            };
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
@@ -375,22 +396,7 @@ impl Cache {
         before: Option<PageKey>,
         limit: usize,
     ) -> Result<Vec<PostRow>> {
-        let before = before.unwrap_or(PageKey {
-            at: i64::MAX,
-            sk: i64::MAX,
-        });
-        self.read(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {POST_COLUMNS} \
-                 FROM posts p WHERE p.author = ?5 AND p.deleted = 0 AND (p.at, p.sk) < (?2, ?3) \
-                 ORDER BY p.at DESC, p.sk DESC LIMIT ?4"
-            ))?;
-            let rows = st.query_map(
-                params![me, before.at, before.sk, limit as i64, author],
-                post_row,
-            )?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
+        self.posts_page(me, Some(author), before, limit)
     }
 
     /// Who follows `username` (`Followers`) or whom it follows (`Following`), by name, after
