@@ -38,7 +38,7 @@ pub(super) fn post_create(q: &mut Req<'_>, r: &PostCreate) -> Result<Option<LogE
 }
 
 pub(super) fn post_edit(q: &mut Req<'_>, r: &PostEdit) -> Result<Option<LogEvent>, TxError> {
-    if find_post(q.db, r.post_id)? != q.actor.id {
+    if find_post(q.db, r.post_id)?.id != q.actor.id {
         return refuse(ErrorCode::Forbidden, "only the author can edit a post");
     }
     check_text(&r.text)?;
@@ -55,7 +55,7 @@ pub(super) fn post_edit(q: &mut Req<'_>, r: &PostEdit) -> Result<Option<LogEvent
 }
 
 pub(super) fn post_delete(q: &mut Req<'_>, r: &PostAction) -> Result<Option<LogEvent>, TxError> {
-    if find_post(q.db, r.post_id)? != q.actor.id {
+    if find_post(q.db, r.post_id)?.id != q.actor.id {
         return refuse(ErrorCode::Forbidden, "only the author can delete a post");
     }
     q.db.exec(
@@ -90,15 +90,17 @@ pub(super) fn post_like(q: &mut Req<'_>, r: &PostAction) -> Result<Option<LogEve
         post_id: Some(r.post_id),
         ..About::default()
     };
-    notify(
-        q.db,
-        q.out,
-        author,
-        q.actor,
-        NotificationKind::Like,
-        about,
-        q.now,
-    )?;
+    if author.live {
+        notify(
+            q.db,
+            q.out,
+            author.id,
+            q.actor,
+            NotificationKind::Like,
+            about,
+            q.now,
+        )?;
+    }
     Ok(ev)
 }
 
@@ -158,17 +160,19 @@ pub(super) fn comment_create(
         text: Some(&r.text),
         ..About::default()
     };
-    notify(
-        q.db,
-        q.out,
-        author,
-        q.actor,
-        NotificationKind::Comment,
-        about,
-        q.now,
-    )?;
+    if author.live {
+        notify(
+            q.db,
+            q.out,
+            author.id,
+            q.actor,
+            NotificationKind::Comment,
+            about,
+            q.now,
+        )?;
+    }
     // The post's author is told of the comment already.
-    notify_mentions(q.db, q.out, q.actor, about, Some(author), q.now)?;
+    notify_mentions(q.db, q.out, q.actor, about, Some(author.id), q.now)?;
     Ok(ev)
 }
 

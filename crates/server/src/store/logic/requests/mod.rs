@@ -42,12 +42,24 @@ pub(super) fn check_text(text: &str) -> Result<(), TxError> {
 }
 
 /// The author of a live (not deleted) post.
-pub(super) fn find_post(db: &mut dyn Sql, post_id: i64) -> Result<UserId, TxError> {
+pub(super) struct PostAuthor {
+    pub(super) id: UserId,
+    /// Whether the account still exists: a deleted account's posts stay (and still get likes
+    /// and comments), but nobody is notified for it.
+    pub(super) live: bool,
+}
+
+/// The author of a live (not deleted) post.
+pub(super) fn find_post(db: &mut dyn Sql, post_id: i64) -> Result<PostAuthor, TxError> {
     match db.query_opt(
-        "SELECT author_id FROM posts WHERE id = $1 AND deleted = 0",
+        "SELECT p.author_id, u.deleted_at FROM posts p JOIN users u ON u.id = p.author_id \
+         WHERE p.id = $1 AND p.deleted = 0",
         &[post_id.into()],
     )? {
-        Some(r) => Ok(r.int(0)?),
+        Some(r) => Ok(PostAuthor {
+            id: r.int(0)?,
+            live: r.opt_int(1)?.is_none(),
+        }),
         None => refuse(ErrorCode::NotFound, format!("no post {post_id}")),
     }
 }

@@ -58,16 +58,9 @@ pub(super) fn notify(
     about: About<'_>,
     now: i64,
 ) -> Result<(), TxError> {
+    // Callers resolve the recipient as a live account (find_user, user_named, find_post).
     if recipient == actor.id {
         return Ok(()); // never for my own actions
-    }
-    // A deleted account's post still gets likes and comments; nobody is told.
-    let live = db.query_opt(
-        "SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL",
-        &[recipient.into()],
-    )?;
-    if live.is_none() {
-        return Ok(());
     }
     let excerpt = about.text.map(papo_protocol::excerpt);
     let id = db
