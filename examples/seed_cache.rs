@@ -71,6 +71,7 @@ fn main() {
                     to: to.into(),
                     text,
                     at,
+                    reply_to: None,
                 }),
             )
         } else {
@@ -83,6 +84,7 @@ fn main() {
                     from: peer.into(),
                     text,
                     at,
+                    reply_to: None,
                 }),
             )
         };

@@ -104,10 +104,16 @@ pub fn retry_now(state: State<'_, AppState>) {
     state.core().retry_now();
 }
 
-/// Sends what was typed in a composer (`/msg user text` from any composer is a DM).
+/// Sends what was typed in a composer (`/msg user text` from any composer is a DM), as a reply
+/// to the message `reply_to` of the composer's conversation when given.
 #[tauri::command(rename_all = "snake_case")]
-pub async fn compose(state: State<'_, AppState>, target: ComposeTarget, text: String) -> Res<Sent> {
-    Ok(state.core().compose(&target, &text).await?)
+pub async fn compose(
+    state: State<'_, AppState>,
+    target: ComposeTarget,
+    text: String,
+    reply_to: Option<i64>,
+) -> Res<Sent> {
+    Ok(state.core().compose(&target, &text, reply_to).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -322,6 +328,34 @@ pub async fn conversation_page(
 }
 
 /// Where a conversation's unread messages begin (the UI asks before marking it read).
+/// The next page of a conversation after `after`, oldest first.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn conversation_page_after(
+    state: State<'_, AppState>,
+    conversation: String,
+    after: ui::PageKey,
+    limit: usize,
+) -> Res<Vec<ui::MessageRow>> {
+    Ok(state
+        .core()
+        .conversation_page_after(&conversation, after, limit)
+        .await?)
+}
+
+/// A window around a message of a conversation (jumping to the original a reply quotes).
+#[tauri::command(rename_all = "snake_case")]
+pub async fn conversation_around(
+    state: State<'_, AppState>,
+    conversation: String,
+    server_id: i64,
+    context: usize,
+) -> Res<Option<ui::AroundPage>> {
+    Ok(state
+        .core()
+        .conversation_around(&conversation, server_id, context)
+        .await?)
+}
+
 #[tauri::command(rename_all = "snake_case")]
 pub async fn unread_start(
     state: State<'_, AppState>,

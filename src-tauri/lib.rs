@@ -514,6 +514,8 @@ pub fn run() {
             commands::comments,
             commands::conversation_page,
             commands::unread_start,
+            commands::conversation_page_after,
+            commands::conversation_around,
             commands::draft,
             commands::set_draft,
             commands::known_users,

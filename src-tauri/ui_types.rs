@@ -9,8 +9,8 @@
 #![allow(missing_docs)]
 
 pub use papo_client::cache::{
-    CommentRow, ConversationPage, ConversationRow, FollowList, HitKind, LocalState, MessageRow,
-    PageKey, PostRow, Profile, SearchHit, UnreadCounts, UnreadStart,
+    AroundPage, CommentRow, ConversationPage, ConversationRow, FollowList, HitKind, LocalState,
+    MessageRow, PageKey, PostRow, Profile, Quote, SearchHit, UnreadCounts, UnreadStart,
 };
 pub use papo_client::changes::ChangeSet;
 pub use papo_client::compose::{ComposeTarget, Sent};
@@ -20,7 +20,8 @@ pub use papo_client::{ClientErrorCode, ConnectionState, CoreErrorCode, CoreEvent
 pub use papo_protocol::{
     ChatMessage, Comment, CommentCreated, Cursor, DirectMessage, ErrorBody, ErrorCode, EventBody,
     FollowChange, LikeChange, LogEvent, MessageEdited, MessageRef, Notification, NotificationKind,
-    Post, PostEdited, PostRef, Presence, ReadState, Stream, SyncState, SyncStatus, Typing,
+    Post, PostEdited, PostRef, Presence, ReadState, ReplyQuote, Stream, SyncState, SyncStatus,
+    Typing,
 };
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
@@ -148,6 +149,7 @@ macro_rules! for_each_ui_type {
             EventBody,
             ChatMessage,
             DirectMessage,
+            ReplyQuote,
             Post,
             PostEdited,
             PostRef,
@@ -175,6 +177,8 @@ macro_rules! for_each_ui_type {
             LocalState,
             PageKey,
             MessageRow,
+            Quote,
+            AroundPage,
             PostRow,
             CommentRow,
             ConversationRow,

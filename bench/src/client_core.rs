@@ -98,6 +98,7 @@ fn events(messages: usize, corpus: &Corpus, rng: &mut impl Rng) -> Vec<LogEvent>
                     from: format!("u{}", rng.gen_range(0..PEERS)),
                     text: corpus.text(rng),
                     at,
+                    reply_to: None,
                 }),
             });
         } else {
@@ -119,6 +120,7 @@ fn events(messages: usize, corpus: &Corpus, rng: &mut impl Rng) -> Vec<LogEvent>
                     to,
                     text: corpus.text(rng),
                     at,
+                    reply_to: None,
                 }),
             });
         }
@@ -507,6 +509,7 @@ pub async fn run(messages: usize, keep: Option<std::path::PathBuf>) -> Value {
                 from: "u1".into(),
                 text: format!("mensagem {word} nova"),
                 at: 1_800_000_000_000 + k as i64,
+                reply_to: None,
             }),
         };
         cache.apply_batch(ME, &[ev]).unwrap();

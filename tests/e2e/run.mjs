@@ -237,6 +237,78 @@ async function scenario() {
   check(true, "jump to latest: the newest message in view, the button gone");
   await screenshot("unread-position");
 
+  // Replies: a reply from the app quotes joao's message and reaches him as a reply; his reply to
+  // the first DM (no longer loaded: more than a page back) quotes it, and clicking the quote
+  // brings it into view from the cache; "jump to latest" goes back; the quote follows the
+  // original when joao deletes it. A public reply to my message notifies me.
+  const rowsOf = (conversation) => {
+    cli("tail", "--until-live", "--seconds", "10");
+    return cli("history", conversation, "--limit", "500").trim().split("\n").map((l) => JSON.parse(l));
+  };
+  await until("reply offered on joao's message", () => inRow("backlog 29 of", "message-reply"));
+  await waitText('[data-testid="replying"]', "backlog 29 of");
+  await type('[data-testid="chat-composer"]', "respondendo ao 29" + ENTER);
+  await until("reply sent", async () => (await messageState("respondendo ao 29")) === "sent");
+  const quoted = await js(`const m = [...document.querySelectorAll('[data-testid="message"]')].find((m) => m.innerText.includes('respondendo ao 29'));
+    return m?.querySelector('[data-testid="quote"]')?.innerText ?? null;`);
+  check(quoted && quoted.includes("joao") && quoted.includes("backlog 29 of"), `my reply shows its quote above it (${quoted?.replace(/\n/g, " ")})`);
+  check(!(await js(`return !!document.querySelector('[data-testid="replying"]')`)), "the reply bar closes once sent");
+  await until("joao gets the reply", () => {
+    const rows = rowsOf("dm:ana");
+    const original = rows.find((r) => r.text === "backlog 29 of 30");
+    const reply = rows.find((r) => r.text === "respondendo ao 29");
+    return original && reply?.reply_to?.server_id === original.server_id && reply.reply_to.sender === "joao";
+  }, 30000, 500);
+  check(true, "joao's device holds my reply, quoting his message by its server id");
+
+  await click('[data-testid="conv-public"]');
+  for (let i = 1; i <= 30; i++) cli("dm", "ana", `filler ${i}`);
+  const first = rowsOf("dm:ana").find((r) => r.text === "oi ana, tudo bem?");
+  cli("dm", "ana", "lembra disso?", "--reply-to", String(first.server_id));
+  await until("joao's reply unread", async () => (await textOf('[data-testid="unread-dm:joao"]')) === "31", 30000);
+  await click('[data-testid="conv-dm:joao"]');
+  // It opens at the first unread (filler 1); the reply is the newest.
+  await until("opened at the unread line", () => find('[data-testid="new-messages"]'));
+  await until("jump-to-latest offered at the unread line", () => find('[data-testid="jump-latest"]'));
+  await click('[data-testid="jump-latest"]');
+  await waitText('[data-testid="messages"]', "lembra disso?");
+  const loaded = Number(await attr('[data-testid="messages"]', "data-count"));
+  const total = rowsOf("dm:ana").length;
+  check(loaded < total, `the DM opens with ${loaded} of its ${total} messages loaded: the original is not`);
+  await until("joao's quote shown", () => inRow("lembra disso?", "quote"));
+  await until("the original brought into view", () => js(`
+    const list = document.querySelector('[data-testid="messages"]').getBoundingClientRect();
+    const m = [...document.querySelectorAll('[data-testid="message"]')].find((m) => m.innerText.includes("oi ana, tudo bem?"));
+    if (!m || !m.classList.contains('landed')) return false;
+    const r = m.getBoundingClientRect();
+    return r.top >= list.top - 1 && r.bottom <= list.bottom + 1;`), 10000);
+  check(true, "clicking the quote loads the original from the cache and shows it, highlighted");
+  await screenshot("reply-jump");
+  await until("jump-to-latest offered away from the newest", () => find('[data-testid="jump-latest"]'));
+  await click('[data-testid="jump-latest"]');
+  await until("back at the newest", () => js(`
+    const list = document.querySelector('[data-testid="messages"]').getBoundingClientRect();
+    const m = [...document.querySelectorAll('[data-testid="message"]')].find((m) => m.innerText.includes("lembra disso?"));
+    if (!m) return false;
+    const r = m.getBoundingClientRect();
+    return r.top >= list.top && r.bottom <= list.bottom + 1;`), 10000);
+  check(true, "jump to latest returns to the newest messages");
+  cli("delete-message", String(first.server_id));
+  await until("the quote says the original was deleted", () => js(`
+    const m = [...document.querySelectorAll('[data-testid="message"]')].find((m) => m.innerText.includes("lembra disso?"));
+    return !!m?.querySelector('[data-testid="quote-deleted"]');`), 20000);
+  check(true, "the quote follows its original: deleted, it shows 'message deleted'");
+
+  await click('[data-testid="conv-public"]');
+  const hello = rowsOf("public").find((r) => r.text === "hello everyone");
+  cli("send", "concordo com a ana", "--reply-to", String(hello.server_id));
+  await until("public reply shown with its quote", () => inRow("concordo com a ana", "quote"));
+  await click('[data-testid="nav-notifications"]');
+  await waitText('[data-testid="notifications"]', "@joao replied to you");
+  check(true, "a public reply to my message shows its quote and notifies me");
+  await click('[data-testid="nav-chat"]');
+  await until("public conversation after replies", () => find('[data-testid="conversation"][data-conversation="public"]'));
+
   // Feed: a post from joao, one from the app, a like.
   cli("post", "Primeiro post do joao: bom dia, Papo!");
   await click('[data-testid="nav-feed"]');
@@ -332,7 +404,7 @@ async function scenario() {
   await click('[data-testid="nav-chat"]');
   await click('[data-testid="conv-dm:joao"]');
   // It opens at the bottom (nothing unread): the newest DM, not the first, is what shows.
-  await waitText('[data-testid="messages"]', "backlog 30 of 30");
+  await waitText('[data-testid="messages"]', "lembra disso?");
   check(true, "DM conversation readable from the cache with no server");
   await until("draft kept across a restart", async () => (await js(`return document.querySelector('[data-testid="chat-composer"]')?.value`)) === DRAFT, 10000);
   check(true, "the DM's draft is still in its composer after a restart");

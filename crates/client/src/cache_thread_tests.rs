@@ -16,6 +16,7 @@ fn chat(seq: u64) -> LogEvent {
             from: "bia".into(),
             text: format!("message number {seq} with a few words to index"),
             at: seq as i64,
+            reply_to: None,
         }),
     }
 }

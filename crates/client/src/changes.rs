@@ -203,6 +203,22 @@ impl Touched {
                 out.messages.push(row?);
             }
         }
+        // The replies to a message edited or deleted show its new quote.
+        if !self.edited_messages.is_empty() {
+            let ids: Vec<i64> = self.edited_messages.iter().map(|(_, id)| *id).collect();
+            let json = serde_json::to_string(&ids).unwrap_or_default();
+            let mut st = tx.prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages \
+                 WHERE reply_to IN (SELECT value FROM json_each(?1)) ORDER BY id"
+            ))?;
+            let rows = st.query_map([json], crate::rows::message_row)?;
+            for row in rows {
+                let row = row?;
+                if !out.messages.iter().any(|m| m.local_id == row.local_id) {
+                    out.messages.push(row);
+                }
+            }
+        }
         for id in &self.local_messages {
             let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1");
             if let Some(row) = one(tx, &sql, [id], crate::rows::message_row)? {

@@ -44,6 +44,8 @@ pub enum ClientErrorCode {
     MsgUsage,
     /// Nothing to send.
     Empty,
+    /// The message a reply quotes was deleted meanwhile.
+    ReplyGone,
 }
 
 impl From<ErrorCode> for CoreErrorCode {
@@ -99,6 +101,7 @@ impl ComposeError {
             ComposeError::MsgUsage => ClientErrorCode::MsgUsage,
             ComposeError::Empty => ClientErrorCode::Empty,
             ComposeError::BadConversation(_) => ClientErrorCode::InvalidInput,
+            ComposeError::ReplyGone => ClientErrorCode::ReplyGone,
         }
     }
 }
@@ -145,6 +148,7 @@ mod tests {
             (CoreError::Invalid("bad".into()), "invalid_input"),
             (CoreError::Compose(ComposeError::MsgUsage), "msg_usage"),
             (CoreError::Compose(ComposeError::Empty), "empty"),
+            (CoreError::Compose(ComposeError::ReplyGone), "reply_gone"),
             (
                 CoreError::Compose(ComposeError::BadConversation("x".into())),
                 "invalid_input",
@@ -187,7 +191,8 @@ mod tests {
             | ClientErrorCode::NotSignedIn
             | ClientErrorCode::InvalidInput
             | ClientErrorCode::MsgUsage
-            | ClientErrorCode::Empty => (),
+            | ClientErrorCode::Empty
+            | ClientErrorCode::ReplyGone => (),
         };
         for c in [
             ClientErrorCode::Unreachable,
@@ -197,6 +202,7 @@ mod tests {
             ClientErrorCode::InvalidInput,
             ClientErrorCode::MsgUsage,
             ClientErrorCode::Empty,
+            ClientErrorCode::ReplyGone,
         ] {
             let s = serde_json::to_value(c).unwrap();
             assert!(

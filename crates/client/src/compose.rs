@@ -50,6 +50,8 @@ pub enum ComposeError {
     Empty,
     #[error("not a conversation: {0}")]
     BadConversation(String),
+    #[error("the message replied to was deleted")]
+    ReplyGone,
 }
 
 /// Parses a composer's text. Leading/trailing whitespace is dropped; inner newlines are kept.

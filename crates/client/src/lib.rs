@@ -296,22 +296,35 @@ impl Core {
     }
 
     /// Sends what was typed in a composer: `/msg user text` from any composer is a DM, anything
-    /// else goes to the composer's target ([`compose::parse`]).
+    /// else goes to the composer's target ([`compose::parse`]). `reply_to` (the server id of a
+    /// message of the composer's conversation) makes a chat message or DM a reply; a `/msg` to
+    /// another conversation goes without it, and posts and comments cannot reply.
     pub async fn compose(
         &self,
         target: &compose::ComposeTarget,
         text: &str,
+        reply_to: Option<i64>,
     ) -> Result<compose::Sent, CoreError> {
         use compose::Action;
+        let own = match target {
+            compose::ComposeTarget::Conversation { id } => Some(id.as_str()),
+            _ => None,
+        };
+        let reply_in = |conversation: &str| reply_to.filter(|_| own == Some(conversation));
         let (client_id, conversation) = match compose::parse(target, text)? {
-            Action::Chat { text } => (
-                self.send_chat(&text).await?,
-                Some(papo_protocol::conversation::PUBLIC.to_string()),
-            ),
-            Action::Dm { to, text } => (
-                self.send_dm(&to, &text).await?,
-                Some(papo_protocol::conversation::dm(&to)),
-            ),
+            Action::Chat { text } => {
+                let public = papo_protocol::conversation::PUBLIC.to_string();
+                let reply = reply_in(&public);
+                (self.send_chat_reply(&text, reply).await?, Some(public))
+            }
+            Action::Dm { to, text } => {
+                let conversation = papo_protocol::conversation::dm(&to);
+                let reply = reply_in(&conversation);
+                (
+                    self.send_dm_reply(&to, &text, reply).await?,
+                    Some(conversation),
+                )
+            }
             Action::Post { text } => (self.create_post(&text).await?, None),
             Action::Comment { post_id, text } => (self.comment(post_id, &text).await?, None),
         };
@@ -323,22 +336,73 @@ impl Core {
 
     /// Public chat message. Returns the client id of the outbox item.
     pub async fn send_chat(&self, text: &str) -> Result<Uuid, CoreError> {
+        self.send_chat_reply(text, None).await
+    }
+
+    /// Public chat message replying to the public message `reply_to` (when given).
+    pub async fn send_chat_reply(
+        &self,
+        text: &str,
+        reply_to: Option<i64>,
+    ) -> Result<Uuid, CoreError> {
         let text = Self::text(text)?;
+        self.check_reply(papo_protocol::conversation::PUBLIC, reply_to)
+            .await?;
         self.enqueue(Request::ChatSend(papo_protocol::ChatSend {
             id: Uuid::now_v7(),
             text,
+            reply_to,
         }))
         .await
     }
 
     pub async fn send_dm(&self, to: &str, text: &str) -> Result<Uuid, CoreError> {
+        self.send_dm_reply(to, text, None).await
+    }
+
+    /// Private message replying to the DM `reply_to` of the same conversation (when given).
+    pub async fn send_dm_reply(
+        &self,
+        to: &str,
+        text: &str,
+        reply_to: Option<i64>,
+    ) -> Result<Uuid, CoreError> {
         let (to, text) = (Self::user(to)?, Self::text(text)?);
+        self.check_reply(&papo_protocol::conversation::dm(&to), reply_to)
+            .await?;
         self.enqueue(Request::DmSend(papo_protocol::DmSend {
             id: Uuid::now_v7(),
             to,
             text,
+            reply_to,
         }))
         .await
+    }
+
+    /// A reply answers a message this cache holds, of the same conversation, not deleted (the
+    /// server refuses anything else with `not_found`; refusing here keeps it out of the outbox).
+    async fn check_reply(
+        &self,
+        conversation: &str,
+        reply_to: Option<i64>,
+    ) -> Result<(), CoreError> {
+        let Some(id) = reply_to else {
+            return Ok(());
+        };
+        let original = self
+            .inner
+            .cache
+            .read(move |c| c.message_by_server_id(id))
+            .await?;
+        match original {
+            Some(m) if m.conversation == conversation && !m.deleted => Ok(()),
+            Some(m) if m.conversation == conversation => {
+                Err(CoreError::Compose(compose::ComposeError::ReplyGone))
+            }
+            _ => Err(CoreError::Invalid(format!(
+                "no message {id} to reply to in {conversation}"
+            ))),
+        }
     }
 
     pub async fn create_post(&self, text: &str) -> Result<Uuid, CoreError> {
@@ -597,6 +661,38 @@ impl Core {
             .inner
             .cache
             .read(move |c| c.conversation_page(&conversation, before, limit))
+            .await?)
+    }
+
+    /// The next page of a conversation after `after`, oldest first (paging forward from a
+    /// window opened around a quoted message).
+    pub async fn conversation_page_after(
+        &self,
+        conversation: &str,
+        after: PageKey,
+        limit: usize,
+    ) -> Result<Vec<cache::MessageRow>, CoreError> {
+        let conversation = conversation.to_string();
+        Ok(self
+            .inner
+            .cache
+            .read(move |c| c.conversation_page_after(&conversation, after, limit))
+            .await?)
+    }
+
+    /// A window of `context` rows each side of the message `server_id` of `conversation` (the
+    /// original a reply quotes); None when the cache does not hold it there.
+    pub async fn conversation_around(
+        &self,
+        conversation: &str,
+        server_id: i64,
+        context: usize,
+    ) -> Result<Option<cache::AroundPage>, CoreError> {
+        let conversation = conversation.to_string();
+        Ok(self
+            .inner
+            .cache
+            .read(move |c| c.conversation_around(&conversation, server_id, context))
             .await?)
     }
 

@@ -198,6 +198,7 @@ pub(crate) fn row_to_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<(OutboxItem
             request: Request::ChatSend(papo_protocol::ChatSend {
                 id: Uuid::nil(),
                 text: String::new(),
+                reply_to: None,
             }),
             state: OutboxState::parse(&r.get::<_, String>(3)?),
             attempts: r.get(4)?,

@@ -175,6 +175,7 @@ fn chat(text: &str) -> Request {
     Request::ChatSend(ChatSend {
         id: Uuid::now_v7(),
         text: text.into(),
+        reply_to: None,
     })
 }
 
@@ -183,6 +184,7 @@ fn dm(to: &str, text: &str) -> Request {
         id: Uuid::now_v7(),
         to: to.into(),
         text: text.into(),
+        reply_to: None,
     })
 }
 

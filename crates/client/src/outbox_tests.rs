@@ -18,6 +18,7 @@ fn chat(text: &str) -> Request {
     Request::ChatSend(ChatSend {
         id: Uuid::now_v7(),
         text: text.into(),
+        reply_to: None,
     })
 }
 
@@ -26,6 +27,7 @@ fn dm(to: &str, text: &str) -> Request {
         id: Uuid::now_v7(),
         to: to.into(),
         text: text.into(),
+        reply_to: None,
     })
 }
 

@@ -218,6 +218,19 @@ pub fn decide(event: &EventBody, ctx: &PolicyContext<'_>) -> Option<OsNotificati
                         group,
                     )
                 }
+                // A reply to my message in the public room (the mentions switch covers both:
+                // someone talking to me where everyone reads).
+                NotificationKind::Reply => {
+                    n.message_id?;
+                    (
+                        ctx.settings.mentions,
+                        format!("{} replied to you", n.actor),
+                        Target::Conversation {
+                            id: conversation::PUBLIC.to_string(),
+                        },
+                        conversation::PUBLIC.to_string(),
+                    )
+                }
                 NotificationKind::Follow => (
                     ctx.settings.follows,
                     format!("{} followed you", n.actor),
@@ -292,6 +305,7 @@ mod tests {
             to: to.into(),
             text: "oi".into(),
             at: 0,
+            reply_to: None,
         })
     }
 
@@ -442,6 +456,27 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_notifies_by_the_mentions_switch_and_opens_the_public_room() {
+        let mut s = NotificationSettings::default();
+        let EventBody::Notification(mut n) = notif(NotificationKind::Reply, "bia") else {
+            unreachable!()
+        };
+        (n.post_id, n.message_id) = (None, Some(4));
+        let reply = EventBody::Notification(n);
+        let os = decide(&reply, &ctx(&s, None)).unwrap();
+        assert_eq!(os.title, "bia replied to you");
+        assert_eq!(
+            os.target,
+            Target::Conversation {
+                id: "public".into()
+            }
+        );
+        assert!(decide(&reply, &ctx(&s, Some("public"))).is_none());
+        s.mentions = false;
+        assert!(decide(&reply, &ctx(&s, None)).is_none());
+    }
+
+    #[test]
     fn public_chat_and_feed_events_do_not_notify() {
         let s = NotificationSettings::default();
         let chat = EventBody::ChatMessage(papo_protocol::ChatMessage {
@@ -449,6 +484,7 @@ mod tests {
             from: "bia".into(),
             text: "oi".into(),
             at: 0,
+            reply_to: None,
         });
         assert!(decide(&chat, &ctx(&s, None)).is_none());
     }

@@ -88,6 +88,35 @@ pub struct MessageRow {
     pub edited_at: Option<Millis>,
     /// Deleted by its sender: the text is empty and the row stands for "message deleted".
     pub deleted: bool,
+    /// The message this one replies to, shown as a quote above it.
+    pub reply_to: Option<Quote>,
+}
+
+/// A window of a conversation around one message (a jump to the message a reply quotes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct AroundPage {
+    /// Oldest first, the message itself among them.
+    pub rows: Vec<MessageRow>,
+    /// The message's local id in `rows`.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub target_local_id: i64,
+    /// Nothing older than `rows` exists.
+    pub older_done: bool,
+    /// Nothing newer than `rows` exists: the window reaches the newest message.
+    pub newer_done: bool,
+}
+
+/// The quote above a reply: the original as this cache knows it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct Quote {
+    /// The original's server id (jump to it with [`crate::Core::conversation_around`]).
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub server_id: i64,
+    pub sender: String,
+    /// The start of the original's current text; `None` once the original was deleted.
+    pub excerpt: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -234,7 +263,8 @@ pub struct SearchHit {
 
 /// The columns [`message_row`] reads.
 pub(crate) const MESSAGE_COLUMNS: &str =
-    "id, server_id, client_id, conversation, sender, text, at, state, sk, edited_at, deleted";
+    "id, server_id, client_id, conversation, sender, text, at, state, sk, edited_at, deleted, \
+     reply_to, reply_from, reply_excerpt";
 
 pub(crate) fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {
@@ -252,6 +282,14 @@ pub(crate) fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow>
         },
         edited_at: r.get(9)?,
         deleted: r.get::<_, i64>(10)? != 0,
+        reply_to: match r.get::<_, Option<i64>>(11)? {
+            Some(server_id) => Some(Quote {
+                server_id,
+                sender: r.get::<_, Option<String>>(12)?.unwrap_or_default(),
+                excerpt: r.get(13)?,
+            }),
+            None => None,
+        },
     })
 }
 

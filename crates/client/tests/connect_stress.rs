@@ -103,6 +103,7 @@ async fn run_cycles(url: &str, dir: &std::path::Path, session: &Session, n: usiz
             id,
             to: "bia".into(),
             text: format!("dm {i}"),
+            reply_to: None,
         });
         cache.enqueue("ana", &dm).unwrap();
         handle.outbox_changed();

@@ -670,3 +670,149 @@ async fn edits_and_deletes_reach_every_device_and_reader_and_a_new_device_sees_t
     );
     assert!(row(&tablet, "public", public).deleted);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_reaches_every_device_with_its_quote_which_follows_the_original() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path(), &[]);
+    let url = server.url();
+    let (phone, laptop, bia) = ana_on_two_devices_and_bia(dir.path(), &url).await;
+
+    bia.send_chat("quem vem hoje?").await.unwrap();
+    bia.send_dm("ana", "e o almoço?").await.unwrap();
+    let find = |c: &papo_client::Core, conv: &str, text: &str| {
+        c.cache()
+            .conversation_page(conv, None, 100)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.text == text && r.server_id.is_some())
+    };
+    eventually(
+        "bia's messages on the phone",
+        Duration::from_secs(20),
+        || {
+            find(&phone, "public", "quem vem hoje?").is_some()
+                && find(&phone, "dm:bia", "e o almoço?").is_some()
+        },
+    )
+    .await;
+    let question = find(&phone, "public", "quem vem hoje?")
+        .unwrap()
+        .server_id
+        .unwrap();
+    let lunch = find(&phone, "dm:bia", "e o almoço?")
+        .unwrap()
+        .server_id
+        .unwrap();
+
+    // A reply must quote a message of its own conversation: refused before it is queued.
+    let wrong = phone
+        .send_dm_reply("bia", "x", Some(question))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        wrong.code(),
+        papo_client::CoreErrorCode::Client(papo_client::ClientErrorCode::InvalidInput),
+        "{wrong}"
+    );
+    let target = papo_client::compose::ComposeTarget::Conversation {
+        id: "public".into(),
+    };
+    phone
+        .compose(&target, "eu vou", Some(question))
+        .await
+        .unwrap();
+    let dm_target = papo_client::compose::ComposeTarget::Conversation {
+        id: "dm:bia".into(),
+    };
+    phone
+        .compose(&dm_target, "12h?", Some(lunch))
+        .await
+        .unwrap();
+    // `/msg` to another conversation goes without the quote.
+    phone
+        .compose(&target, "/msg bia sem citação", Some(question))
+        .await
+        .unwrap();
+
+    let quote = |c: &papo_client::Core, conv: &str, text: &str| {
+        find(c, conv, text).and_then(|r| r.reply_to)
+    };
+    eventually(
+        "the replies on every device",
+        Duration::from_secs(20),
+        || {
+            [(&laptop, "dm:bia"), (&bia, "dm:ana")]
+                .iter()
+                .all(|(c, conv)| {
+                    quote(c, conv, "12h?").is_some_and(|q| q.server_id == lunch)
+                        && find(c, conv, "sem citação").is_some()
+                })
+                && [&laptop, &bia]
+                    .iter()
+                    .all(|c| quote(c, "public", "eu vou").is_some_and(|q| q.server_id == question))
+        },
+    )
+    .await;
+    let q = quote(&bia, "public", "eu vou").unwrap();
+    assert_eq!(
+        (q.sender.as_str(), q.excerpt.as_deref()),
+        ("bia", Some("quem vem hoje?"))
+    );
+    assert_eq!(quote(&bia, "dm:ana", "sem citação"), None);
+    // bia is told of the public reply (the DM reply is her DM notification).
+    eventually("bia's reply notification", Duration::from_secs(20), || {
+        bia.cache()
+            .notifications_page(None, 50)
+            .unwrap()
+            .iter()
+            .any(|n| n.kind == papo_protocol::NotificationKind::Reply && n.actor == "ana")
+    })
+    .await;
+
+    // The original edited, then deleted: every device's quote follows.
+    bia.edit_message(question, "quem vem amanhã?")
+        .await
+        .unwrap();
+    eventually(
+        "the quote edited everywhere",
+        Duration::from_secs(20),
+        || {
+            [&phone, &laptop, &bia].iter().all(|c| {
+                quote(c, "public", "eu vou")
+                    .and_then(|q| q.excerpt)
+                    .as_deref()
+                    == Some("quem vem amanhã?")
+            })
+        },
+    )
+    .await;
+    bia.delete_message(question).await.unwrap();
+    eventually(
+        "the quote deleted everywhere",
+        Duration::from_secs(20),
+        || {
+            [&phone, &laptop, &bia]
+                .iter()
+                .all(|c| quote(c, "public", "eu vou").is_some_and(|q| q.excerpt.is_none()))
+        },
+    )
+    .await;
+    // Replying to it now is refused with its own code.
+    let gone = laptop
+        .send_chat_reply("tarde demais", Some(question))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        gone.code(),
+        papo_client::CoreErrorCode::Client(papo_client::ClientErrorCode::ReplyGone)
+    );
+
+    // A device signing in now replays the log and shows the quote as deleted, not its old text.
+    let (tablet, _) = core(&url, &dir.path().join("tablet.sqlite3")).await;
+    tablet.login("ana", PASSWORD).await.unwrap();
+    eventually("the tablet's quote", Duration::from_secs(20), || {
+        quote(&tablet, "public", "eu vou").is_some_and(|q| q.excerpt.is_none())
+    })
+    .await;
+}

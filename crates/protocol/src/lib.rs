@@ -245,6 +245,24 @@ pub struct ChatMessage {
     pub text: String,
     #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub at: Millis,
+    /// The message this one replies to, when it is a reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub reply_to: Option<ReplyQuote>,
+}
+
+/// The message a reply answers, as it was when the reply was sent: always an earlier message
+/// of the same conversation, so a reader that holds the reply was sent the original (and any
+/// later `message.edited`/`message.deleted` of it) on the same stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct ReplyQuote {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub message_id: i64,
+    /// The original's sender.
+    pub from: String,
+    /// The original's text when the reply was sent, cut by [`excerpt`].
+    pub excerpt: String,
 }
 
 /// A private message, as seen by both the sender and the recipient.
@@ -258,6 +276,10 @@ pub struct DirectMessage {
     pub text: String,
     #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub at: Millis,
+    /// The message this one replies to, when it is a reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub reply_to: Option<ReplyQuote>,
 }
 
 impl DirectMessage {
@@ -405,6 +427,8 @@ pub enum NotificationKind {
     Dm,
     /// Someone wrote `@me` in a public message, a post or a comment.
     Mention,
+    /// Someone replied in the public room to a message of mine.
+    Reply,
 }
 
 impl NotificationKind {
@@ -415,6 +439,7 @@ impl NotificationKind {
             NotificationKind::Comment => "comment",
             NotificationKind::Dm => "dm",
             NotificationKind::Mention => "mention",
+            NotificationKind::Reply => "reply",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -424,6 +449,7 @@ impl NotificationKind {
             "comment" => NotificationKind::Comment,
             "dm" => NotificationKind::Dm,
             "mention" => NotificationKind::Mention,
+            "reply" => NotificationKind::Reply,
             _ => return None,
         })
     }
@@ -483,6 +509,9 @@ pub struct Typing {
 pub struct ChatSend {
     pub id: Uuid,
     pub text: String,
+    /// The id of the public message this one replies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -490,6 +519,9 @@ pub struct DmSend {
     pub id: Uuid,
     pub to: String,
     pub text: String,
+    /// The id of the DM between the same two users this one replies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -910,6 +942,7 @@ mod tests {
                 from: "ana".into(),
                 text: "oi".into(),
                 at: 1,
+                reply_to: None,
             }),
         };
         let v = serde_json::to_value(&ev).unwrap();
@@ -927,6 +960,7 @@ mod tests {
             id,
             to: "joao".into(),
             text: "oi".into(),
+            reply_to: None,
         });
         assert_eq!(r.event_name(), "dm:send");
         assert_eq!(r.client_id(), id);
@@ -999,6 +1033,7 @@ mod tests {
             to: "joao".into(),
             text: "oi".into(),
             at: 0,
+            reply_to: None,
         };
         assert_eq!(m.conversation_for("ana"), "dm:joao");
         assert_eq!(m.conversation_for("joao"), "dm:ana");

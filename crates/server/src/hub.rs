@@ -295,6 +295,7 @@ mod tests {
                     from: "a".into(),
                     text: "x".into(),
                     at: 0,
+                    reply_to: None,
                 }),
             },
             None,

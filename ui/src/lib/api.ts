@@ -3,6 +3,7 @@
 import { invoke } from "@tauri-apps/api/core";
 import type { UnlistenFn } from "@tauri-apps/api/event";
 import type {
+  AroundPage,
   Boot,
   CommentRow,
   ComposeTarget,
@@ -36,7 +37,9 @@ export const api = {
   /** Deletes the account on the server (every device is signed out), then signs out here. */
   deleteAccount: (password: string) => invoke<void>("delete_account", { password }),
   retryNow: () => invoke<void>("retry_now"),
-  compose: (target: ComposeTarget, text: string) => invoke<Sent>("compose", { target, text }),
+  /** Sends a composer's text; `reply_to`: the server id of a message of its conversation it answers. */
+  compose: (target: ComposeTarget, text: string, reply_to: number | null = null) =>
+    invoke<Sent>("compose", { target, text, reply_to }),
   editPost: (post_id: number, text: string) => invoke<void>("edit_post", { post_id, text }),
   deletePost: (post_id: number) => invoke<void>("delete_post", { post_id }),
   editMessage: (message_id: number, text: string) => invoke<void>("edit_message", { message_id, text }),
@@ -75,6 +78,12 @@ export const api = {
   comments: (post_id: number) => invoke<CommentRow[]>("comments", { post_id }),
   conversationPage: (conversation: string, before: PageKey | null, limit: number) =>
     invoke<MessageRow[]>("conversation_page", { conversation, before, limit }),
+  /** The rows after `after`, oldest first (paging forward from a window around a quote). */
+  conversationPageAfter: (conversation: string, after: PageKey, limit: number) =>
+    invoke<MessageRow[]>("conversation_page_after", { conversation, after, limit }),
+  /** `context` rows each side of the message `server_id` (the original a reply quotes). */
+  conversationAround: (conversation: string, server_id: number, context: number) =>
+    invoke<AroundPage | null>("conversation_around", { conversation, server_id, context }),
   /** Where the conversation's unread messages begin (ask before marking it read). */
   unreadStart: (conversation: string) => invoke<UnreadStart | null>("unread_start", { conversation }),
   /** The conversation's unsent composer text (kept across views and restarts). */

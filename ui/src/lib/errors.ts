@@ -12,6 +12,7 @@ export const ERROR_KEYS: { readonly [C in CoreErrorCode]?: Key } = {
   invalid_username: "error.invalid_username",
   weak_password: "error.weak_password",
   msg_usage: "error.msg_usage",
+  reply_gone: "error.reply_gone",
   not_signed_in: "error.not_signed_in",
 };
 

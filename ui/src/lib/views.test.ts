@@ -1,6 +1,18 @@
 import { describe, expect, it } from "vitest";
 import type { ConversationRow, MessageRow, OutboxChange } from "./bindings/papo";
-import { appendConversations, boundWindow, mergeConversations, mergeWindow, mergeWindowNewestFirst, older, openingLimit, patchOutbox, UNREAD_CONTEXT } from "./views";
+import {
+  appendConversations,
+  appendNewer,
+  boundWindow,
+  mergeBetween,
+  mergeConversations,
+  mergeWindow,
+  mergeWindowNewestFirst,
+  older,
+  openingLimit,
+  patchOutbox,
+  UNREAD_CONTEXT,
+} from "./views";
 
 /** A small deterministic random source, so a failure can be replayed. */
 function rng(seed: number) {
@@ -26,6 +38,7 @@ function row(local_id: number, at: number, sk: number, text: string): MessageRow
     at,
     edited_at: null,
     deleted: false,
+    reply_to: null,
     state: "sent",
     key: { at, sk },
   };
@@ -98,6 +111,65 @@ describe("views built from change sets", () => {
         expect(window, `seed ${seed} step ${step}`).toEqual(fresh);
       }
       expect(truth.length).toBeGreaterThan(PAGE);
+    }
+  });
+
+  it("a window around a quoted message takes only rows inside it, and paging forward reaches the newest", () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const r = rng(seed);
+      let truth: MessageRow[] = [];
+      let next = 1;
+      let clock = 1000;
+      for (let i = 0; i < 120; i++) {
+        clock += 1 + Math.floor(r() * 5);
+        truth.push(row(next, clock, next, `m${next}`));
+        next++;
+      }
+      const PAGE = 15;
+      // Opened around a message in the middle: 10 rows each side.
+      const at = 30 + Math.floor(r() * 40);
+      let window = asc(truth).slice(at - 10, at + 11);
+      let reached = false;
+      for (let step = 0; step < 200 && !reached; step++) {
+        const roll = r();
+        const changed: MessageRow[] = [];
+        if (roll < 0.4) {
+          clock += 1;
+          const m = row(next, clock, next, `m${next}`);
+          next++;
+          truth.push(m);
+          changed.push(m);
+        } else if (roll < 0.7) {
+          // An edit in place, anywhere (replies' quotes, edits, deletes keep their keys).
+          const i = Math.floor(r() * truth.length);
+          truth[i] = { ...truth[i], text: truth[i].text + "'" };
+          changed.push(truth[i]);
+        } else if (roll < 0.8) {
+          // A late row that sorts inside the window (a replay): it joins.
+          const lo = window[0].key.at;
+          const hi = window[window.length - 1].key.at;
+          const m = row(next, lo + Math.floor(r() * (hi - lo)), next, `late${next}`);
+          next++;
+          truth.push(m);
+          changed.push(m);
+        } else {
+          // The user scrolls down: the next page after the window.
+          const last = window[window.length - 1].key;
+          const page = asc(truth.filter((m) => older(last, m.key))).slice(0, PAGE);
+          window = appendNewer(window, page);
+          if (page.length < PAGE) reached = true;
+          continue;
+        }
+        window = mergeBetween(window, changed);
+        const first = window[0].key;
+        const last = window[window.length - 1].key;
+        const fresh = asc(truth.filter((m) => !older(m.key, first) && !older(last, m.key)));
+        expect(window, `seed ${seed} step ${step}`).toEqual(fresh);
+      }
+      if (reached) {
+        // Once a forward page comes back short, the window reaches the newest row.
+        expect(window[window.length - 1]).toEqual(asc(truth)[truth.length - 1]);
+      }
     }
   });
 

@@ -34,6 +34,29 @@ export function mergeWindow<T extends Keyed>(window: T[], incoming: T[], complet
   return [...byId.values()].sort(ascending);
 }
 
+/**
+ * A window that does not reach the newest row (opened around a quoted message): a row already
+ * shown is replaced, a new row joins only when it falls between the window's oldest and newest
+ * rows; newer ones are left for paging forward (and older ones for paging back).
+ */
+export function mergeBetween<T extends Keyed>(window: T[], incoming: T[]): T[] {
+  if (incoming.length === 0 || window.length === 0) return window;
+  const first = window[0].key;
+  const last = window[window.length - 1].key;
+  const byId = new Map<number, T>();
+  for (const r of window) byId.set(r.local_id, r);
+  for (const r of incoming) {
+    if (byId.has(r.local_id) || (!older(r.key, first) && !older(last, r.key))) byId.set(r.local_id, r);
+  }
+  return [...byId.values()].sort(ascending);
+}
+
+/** Rows read after a window's newest row appended to it (a row already shown stays as it is). */
+export function appendNewer<T extends Keyed>(window: T[], page: T[]): T[] {
+  const known = new Set(window.map((r) => r.local_id));
+  return [...window, ...page.filter((r) => !known.has(r.local_id))].sort(ascending);
+}
+
 /** The same for a window kept newest first (the feed). */
 export function mergeWindowNewestFirst<T extends Keyed>(
   window: T[],

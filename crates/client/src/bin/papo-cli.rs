@@ -71,6 +71,9 @@ enum Command {
     /// private message instead.
     Send {
         text: String,
+        /// Reply to this public message (server id).
+        #[arg(long)]
+        reply_to: Option<i64>,
         #[arg(long, default_value_t = 10)]
         wait: u64,
     },
@@ -78,6 +81,9 @@ enum Command {
     Dm {
         to: String,
         text: String,
+        /// Reply to this DM of the same conversation (server id).
+        #[arg(long)]
+        reply_to: Option<i64>,
         #[arg(long, default_value_t = 10)]
         wait: u64,
     },
@@ -245,18 +251,28 @@ async fn command(core: &Core, command: Command) -> Result<ExitCode, String> {
             until_live,
             seconds,
         } => return tail(core, until_live, seconds).await,
-        Command::Send { text, wait } => {
+        Command::Send {
+            text,
+            reply_to,
+            wait,
+        } => {
             let target = papo_client::compose::ComposeTarget::Conversation {
                 id: papo_protocol::conversation::PUBLIC.to_string(),
             };
             let sent = core
-                .compose(&target, &text)
+                .compose(&target, &text, reply_to)
                 .await
                 .map_err(|e| e.to_string())?;
             return deliver(core, sent.client_id, wait).await;
         }
-        Command::Dm { to, text, wait } => {
-            return deliver(core, action(core.send_dm(&to, &text).await)?, wait).await
+        Command::Dm {
+            to,
+            text,
+            reply_to,
+            wait,
+        } => {
+            let sent = core.send_dm_reply(&to, &text, reply_to).await;
+            return deliver(core, action(sent)?, wait).await;
         }
         Command::Post { text, wait } => {
             return deliver(core, action(core.create_post(&text).await)?, wait).await

@@ -3,7 +3,7 @@
 
 use super::{ApplyOutcome, Cache, Result};
 use crate::rows::{now_ms, read_cursor, touch_conversation, write_cursor};
-use papo_protocol::{EventBody, LogEvent, Millis, Presence};
+use papo_protocol::{EventBody, LogEvent, Millis, Presence, ReplyQuote};
 use rusqlite::{params, OptionalExtension, Transaction};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -199,6 +199,7 @@ fn upsert_message(
     sender: &str,
     text: &str,
     at: Millis,
+    reply: Option<&ReplyQuote>,
 ) -> Result<()> {
     let mut changed = 0;
     if let Some(cid) = cid {
@@ -210,13 +211,29 @@ fn upsert_message(
             .execute(params![server_id, at, cid.to_string()])?;
     }
     if changed == 0 {
+        // A quote of a message this cache already shows as deleted (my own delete, not yet
+        // sent when the reply was written) says so at once.
         changed = tx
             .prepare_cached(
                 "INSERT OR IGNORE INTO messages \
-                 (kind, conversation, server_id, client_id, sender, text, at, sk, state) \
-                 VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?3, 'sent')",
+                 (kind, conversation, server_id, client_id, sender, text, at, sk, state, \
+                  reply_to, reply_from, reply_excerpt) \
+                 VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?3, 'sent', ?7, ?8, \
+                   CASE WHEN EXISTS (SELECT 1 FROM messages o WHERE o.kind = ?1 \
+                                     AND o.server_id = ?7 AND o.deleted = 1) \
+                        THEN NULL ELSE ?9 END)",
             )?
-            .execute(params![kind, conversation, server_id, sender, text, at])?;
+            .execute(params![
+                kind,
+                conversation,
+                server_id,
+                sender,
+                text,
+                at,
+                reply.map(|q| q.message_id),
+                reply.map(|q| q.from.as_str()),
+                reply.map(|q| q.excerpt.as_str()),
+            ])?;
         if changed > 0 {
             batch.message_added(tx, me, conversation, server_id, sender)?;
         }
@@ -240,6 +257,7 @@ fn apply_effects(tx: &Transaction<'_>, me: &str, ev: &LogEvent, batch: &mut Batc
             &m.from,
             &m.text,
             m.at,
+            m.reply_to.as_ref(),
         )?,
         EventBody::DmMessage(m) => upsert_message(
             tx,
@@ -252,6 +270,7 @@ fn apply_effects(tx: &Transaction<'_>, me: &str, ev: &LogEvent, batch: &mut Batc
             &m.from,
             &m.text,
             m.at,
+            m.reply_to.as_ref(),
         )?,
         EventBody::PostCreated(p) => {
             let mut changed = 0;
@@ -422,7 +441,22 @@ fn message_changed(
             }
         }
     }
+    quote_changed(tx, server_id, edit.map(|(text, _)| text))?;
     refresh_last_text(tx, &conversation)
+}
+
+/// The quotes of the replies to a message follow it: its new text after an edit, none (shown
+/// as "message deleted") once it is deleted. The change set reads those replies again
+/// ([`crate::changes::Touched::read`]). Server ids of chat messages and DMs never collide, and
+/// a reply is always of its original's conversation.
+pub(super) fn quote_changed(
+    tx: &Transaction<'_>,
+    server_id: i64,
+    text: Option<&str>,
+) -> Result<()> {
+    tx.prepare_cached("UPDATE messages SET reply_excerpt = ?2 WHERE reply_to = ?1")?
+        .execute(params![server_id, text.map(papo_protocol::excerpt)])?;
+    Ok(())
 }
 
 /// The conversation list shows its newest message's text: read it again after that message

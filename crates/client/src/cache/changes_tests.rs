@@ -70,6 +70,12 @@ fn views_built_from_change_sets_equal_fresh_reads() {
         // My requests not yet echoed: (client id, request).
         let mut mine: Vec<(Uuid, Request)> = Vec::new();
         let mut post_ids: Vec<i64> = Vec::new();
+        // Public messages the server sent, for replies, edits and deletes: id -> (from, text).
+        let mut chats: BTreeMap<i64, (String, String)> = BTreeMap::new();
+        let pick = |rng: &mut StdRng, chats: &BTreeMap<i64, (String, String)>| {
+            let ids: Vec<i64> = chats.keys().copied().collect();
+            (!ids.is_empty()).then(|| ids[rng.gen_range(0..ids.len())])
+        };
         for step in 0..150 {
             if rng.gen_bool(0.3) {
                 // A local action.
@@ -78,11 +84,13 @@ fn views_built_from_change_sets_equal_fresh_reads() {
                     0 => Request::ChatSend(ChatSend {
                         id,
                         text: format!("eu {step}"),
+                        reply_to: pick(&mut rng, &chats).filter(|_| rng.gen_bool(0.5)),
                     }),
                     1 => Request::DmSend(DmSend {
                         id,
                         to: PEOPLE[rng.gen_range(1..4)].into(),
                         text: format!("dm {step}"),
+                        reply_to: None,
                     }),
                     2 => Request::PostCreate(PostCreate {
                         id,
@@ -100,6 +108,7 @@ fn views_built_from_change_sets_equal_fresh_reads() {
                     _ => Request::ChatSend(ChatSend {
                         id,
                         text: format!("eu {step}"),
+                        reply_to: None,
                     }),
                 };
                 cache.enqueue(ME, &request).unwrap();
@@ -111,7 +120,7 @@ fn views_built_from_change_sets_equal_fresh_reads() {
                     next += 1;
                     let at = next * 10;
                     let from = PEOPLE[rng.gen_range(0..4)].to_string();
-                    let (stream, cid, body) = match rng.gen_range(0..9) {
+                    let (stream, cid, body) = match rng.gen_range(0..11) {
                         // The echo of one of my requests.
                         0 if !mine.is_empty() => {
                             let (cid, req) = mine.remove(0);
@@ -121,6 +130,14 @@ fn views_built_from_change_sets_equal_fresh_reads() {
                                     from: ME.into(),
                                     text: r.text,
                                     at,
+                                    reply_to: r.reply_to.map(|o| ReplyQuote {
+                                        message_id: o,
+                                        from: chats
+                                            .get(&o)
+                                            .map(|c| c.0.clone())
+                                            .unwrap_or_default(),
+                                        excerpt: "as sent".into(),
+                                    }),
                                 }),
                                 Request::DmSend(r) => EventBody::DmMessage(DirectMessage {
                                     id: next,
@@ -128,6 +145,7 @@ fn views_built_from_change_sets_equal_fresh_reads() {
                                     to: r.to,
                                     text: r.text,
                                     at,
+                                    reply_to: None,
                                 }),
                                 Request::PostCreate(r) => {
                                     post_ids.push(next);
@@ -167,16 +185,51 @@ fn views_built_from_change_sets_equal_fresh_reads() {
                             };
                             (stream, Some(cid), body)
                         }
-                        1 => (
-                            Stream::Public,
-                            None,
-                            EventBody::ChatMessage(ChatMessage {
-                                id: next,
-                                from,
-                                text: format!("oi {next}"),
-                                at,
-                            }),
-                        ),
+                        1 => {
+                            let reply_to = pick(&mut rng, &chats)
+                                .filter(|_| rng.gen_bool(0.4))
+                                .map(|o| ReplyQuote {
+                                    message_id: o,
+                                    from: chats[&o].0.clone(),
+                                    excerpt: excerpt(&chats[&o].1),
+                                });
+                            chats.insert(next, (from.clone(), format!("oi {next}")));
+                            (
+                                Stream::Public,
+                                None,
+                                EventBody::ChatMessage(ChatMessage {
+                                    id: next,
+                                    from,
+                                    text: format!("oi {next}"),
+                                    at,
+                                    reply_to,
+                                }),
+                            )
+                        }
+                        // Someone edits or deletes a public message (replies quote it).
+                        9 if !chats.is_empty() => {
+                            let message_id = pick(&mut rng, &chats).unwrap();
+                            let text = format!("editada {next}");
+                            chats.get_mut(&message_id).unwrap().1 = text.clone();
+                            (
+                                Stream::Public,
+                                None,
+                                EventBody::MessageEdited(MessageEdited {
+                                    message_id,
+                                    text,
+                                    edited_at: at,
+                                }),
+                            )
+                        }
+                        10 if !chats.is_empty() => {
+                            let message_id = pick(&mut rng, &chats).unwrap();
+                            chats.remove(&message_id);
+                            (
+                                Stream::Public,
+                                None,
+                                EventBody::MessageDeleted(MessageRef { message_id }),
+                            )
+                        }
                         2 => {
                             let peer = PEOPLE[rng.gen_range(1..4)].to_string();
                             (
@@ -188,6 +241,7 @@ fn views_built_from_change_sets_equal_fresh_reads() {
                                     to: ME.into(),
                                     text: format!("psiu {next}"),
                                     at,
+                                    reply_to: None,
                                 }),
                             )
                         }
@@ -356,6 +410,20 @@ fn views_built_from_change_sets_equal_fresh_reads() {
         assert!(
             !model.messages.is_empty() && !model.posts.is_empty(),
             "a test of nothing"
+        );
+        // Replies were written, and some of their originals changed under them.
+        let quotes: Vec<_> = model
+            .messages
+            .values()
+            .filter_map(|m| m.reply_to.clone())
+            .collect();
+        assert!(
+            quotes.iter().any(|q| q.excerpt.is_none())
+                && quotes.iter().any(|q| q
+                    .excerpt
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("editada"))),
+            "seed {seed}: no reply saw its original deleted and another edited: {quotes:?}"
         );
     }
 }

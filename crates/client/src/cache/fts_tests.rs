@@ -183,6 +183,7 @@ fn chat(seq: u64, id: i64, text: &str) -> LogEvent {
             from: "bia".into(),
             text: text.into(),
             at: 1000 + id,
+            reply_to: None,
         }),
     }
 }
@@ -199,6 +200,7 @@ fn dm(seq: u64, id: i64, text: &str) -> LogEvent {
             to: ME.into(),
             text: text.into(),
             at: 1000 + id,
+            reply_to: None,
         }),
     }
 }

@@ -9,9 +9,9 @@
 
 pub(crate) use crate::rows::read_cursor;
 pub use crate::rows::{
-    now_ms, CacheError, CommentRow, ConversationPage, ConversationRow, FollowList, HitKind,
-    LocalState, MessageRow, PageKey, PostRow, Profile, Result, SearchHit, UnreadCounts,
-    UnreadStart, UNREAD_START_COUNT_CAP,
+    now_ms, AroundPage, CacheError, CommentRow, ConversationPage, ConversationRow, FollowList,
+    HitKind, LocalState, MessageRow, PageKey, PostRow, Profile, Quote, Result, SearchHit,
+    UnreadCounts, UnreadStart, UNREAD_START_COUNT_CAP,
 };
 use papo_protocol::{Cursor, LogEvent, Stream};
 use rusqlite::{Connection, OptionalExtension, Transaction};
@@ -65,6 +65,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "V9__profiles",
         include_str!("../../migrations/0009_profiles.sql"),
+    ),
+    (
+        "V10__replies",
+        include_str!("../../migrations/0010_replies.sql"),
     ),
 ];
 

@@ -36,11 +36,42 @@ impl Cache {
             params![cid_s, request.event_name(), json, queue, now],
         )?;
         let seq = tx.last_insert_rowid();
-        let local_message = |kind: &str, conversation: &str, text: &str| -> Result<()> {
+        let local_message = |kind: &str,
+                             conversation: &str,
+                             text: &str,
+                             reply_to: Option<i64>|
+         -> Result<()> {
+            // The quote as this cache shows the original (Core checks it is of this
+            // conversation before sending).
+            let quote: Option<(String, Option<String>)> = match reply_to {
+                Some(id) => tx
+                    .prepare_cached(
+                        "SELECT sender, text, deleted FROM messages WHERE kind = ?1 AND server_id = ?2",
+                    )?
+                    .query_row(params![kind, id], |r| {
+                        let deleted = r.get::<_, i64>(2)? != 0;
+                        let text: String = r.get(1)?;
+                        Ok((r.get(0)?, (!deleted).then(|| papo_protocol::excerpt(&text))))
+                    })
+                    .optional()?,
+                None => None,
+            };
+            let (reply_from, reply_excerpt) = quote.unzip();
             tx.execute(
-                "INSERT INTO messages (kind, conversation, client_id, sender, text, at, sk, state) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 'pending')",
-                params![kind, conversation, cid_s, me, text, now],
+                "INSERT INTO messages (kind, conversation, client_id, sender, text, at, sk, state, \
+                   reply_to, reply_from, reply_excerpt) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 'pending', ?7, ?8, ?9)",
+                params![
+                    kind,
+                    conversation,
+                    cid_s,
+                    me,
+                    text,
+                    now,
+                    reply_to,
+                    reply_from,
+                    reply_excerpt.flatten()
+                ],
             )?;
             let id = tx.last_insert_rowid();
             tx.execute(
@@ -50,12 +81,18 @@ impl Cache {
             touch_conversation(&tx, conversation, now, me, text)
         };
         match request {
-            Request::ChatSend(r) => {
-                local_message("chat", papo_protocol::conversation::PUBLIC, &r.text)?
-            }
-            Request::DmSend(r) => {
-                local_message("dm", &papo_protocol::conversation::dm(&r.to), &r.text)?
-            }
+            Request::ChatSend(r) => local_message(
+                "chat",
+                papo_protocol::conversation::PUBLIC,
+                &r.text,
+                r.reply_to,
+            )?,
+            Request::DmSend(r) => local_message(
+                "dm",
+                &papo_protocol::conversation::dm(&r.to),
+                &r.text,
+                r.reply_to,
+            )?,
             Request::PostCreate(r) => {
                 tx.execute(
                     "INSERT INTO posts (client_id, author, text, at, sk, state) \
@@ -86,6 +123,7 @@ impl Cache {
                      WHERE kind IN ('chat', 'dm') AND server_id = ?1 AND deleted = 0",
                     params![r.message_id, r.text, now],
                 )?;
+                super::apply::quote_changed(&tx, r.message_id, Some(&r.text))?;
                 if let Some(c) = message_conversation(&tx, r.message_id)? {
                     super::apply::refresh_last_text(&tx, &c)?;
                 }
@@ -96,6 +134,7 @@ impl Cache {
                      WHERE kind IN ('chat', 'dm') AND server_id = ?1",
                     [r.message_id],
                 )?;
+                super::apply::quote_changed(&tx, r.message_id, None)?;
                 if let Some(c) = message_conversation(&tx, r.message_id)? {
                     super::apply::refresh_last_text(&tx, &c)?;
                 }

@@ -3,7 +3,7 @@
 use super::fts::{fts_query, indexed_up_to, Matcher};
 use super::Cache;
 use crate::rows::{
-    comment_row, conversation_row, message_row, notification_row, post_row, CommentRow,
+    comment_row, conversation_row, message_row, notification_row, post_row, AroundPage, CommentRow,
     ConversationPage, ConversationRow, FollowList, HitKind, MessageRow, PageKey, PostRow, Profile,
     Result, SearchHit, UnreadCounts, UnreadStart, COMMENT_COLUMNS, MESSAGE_COLUMNS,
     NOTIFICATION_COLUMNS, POST_COLUMNS, UNREAD_START_COUNT_CAP,
@@ -48,6 +48,83 @@ impl Cache {
                 message_row,
             )?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    /// One page of a conversation, oldest first, strictly newer than `after` (paging forward
+    /// from a window that does not reach the newest message, after a jump to a quote).
+    pub fn conversation_page_after(
+        &self,
+        conversation: &str,
+        after: PageKey,
+        limit: usize,
+    ) -> Result<Vec<MessageRow>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} \
+                 FROM messages WHERE conversation = ?1 AND (at, sk) > (?2, ?3) \
+                 ORDER BY at, sk LIMIT ?4"
+            ))?;
+            let rows = st.query_map(
+                params![conversation, after.at, after.sk, limit as i64],
+                message_row,
+            )?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    /// The rows around the message `server_id` of `conversation`: up to `context` older ones,
+    /// the message, and up to `context` newer ones, oldest first, each side read in one
+    /// snapshot. None when the conversation holds no such message.
+    pub fn conversation_around(
+        &self,
+        conversation: &str,
+        server_id: i64,
+        context: usize,
+    ) -> Result<Option<AroundPage>> {
+        self.read(|c| {
+            let target = c
+                .prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages \
+                     WHERE conversation = ?1 AND server_id = ?2"
+                ))?
+                .query_row(params![conversation, server_id], message_row)
+                .optional()?;
+            let Some(target) = target else {
+                return Ok(None);
+            };
+            let side = |sql: &str| -> Result<Vec<MessageRow>> {
+                let mut st = c.prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation = ?1 AND {sql} ?4"
+                ))?;
+                let rows = st.query_map(
+                    params![
+                        conversation,
+                        target.key.at,
+                        target.key.sk,
+                        context as i64 + 1
+                    ],
+                    message_row,
+                )?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            };
+            let mut older = side("(at, sk) < (?2, ?3) ORDER BY at DESC, sk DESC LIMIT")?;
+            let mut newer = side("(at, sk) > (?2, ?3) ORDER BY at, sk LIMIT")?;
+            let older_done = older.len() <= context;
+            let newer_done = newer.len() <= context;
+            older.truncate(context);
+            newer.truncate(context);
+            older.reverse();
+            let target_local_id = target.local_id;
+            let mut rows = older;
+            rows.push(target);
+            rows.extend(newer);
+            Ok(Some(AroundPage {
+                rows,
+                target_local_id,
+                older_done,
+                newer_done,
+            }))
         })
     }
 

@@ -5,6 +5,7 @@ use papo_protocol::{
     ReadState, Request,
 };
 use papo_protocol::{Cursor, EventBody, LogEvent, Stream};
+use uuid::Uuid;
 
 fn open() -> (tempfile::TempDir, Cache) {
     let dir = tempfile::tempdir().unwrap();
@@ -24,6 +25,7 @@ fn chat(seq: u64, id: i64, from: &str, text: &str) -> LogEvent {
             from: from.into(),
             text: text.into(),
             at: 1000 + id,
+            reply_to: None,
         }),
     }
 }
@@ -212,6 +214,7 @@ fn outbox_write_is_atomic_with_the_local_copy_and_confirmation_gives_server_id()
     let req = Request::ChatSend(ChatSend {
         id: cid,
         text: "oi".into(),
+        reply_to: None,
     });
     cache.enqueue("ana", &req).unwrap();
     let rows = cache.conversation_page("public", None, 10).unwrap();
@@ -241,6 +244,7 @@ fn reply_confirmation_then_log_event_gives_one_row() {
         id: cid,
         to: "joao".into(),
         text: "oi".into(),
+        reply_to: None,
     });
     cache.enqueue("ana", &req).unwrap();
     let ev = LogEvent {
@@ -254,6 +258,7 @@ fn reply_confirmation_then_log_event_gives_one_row() {
             to: "joao".into(),
             text: "oi".into(),
             at: 5,
+            reply_to: None,
         }),
     };
     assert!(cache.outbox_confirm("ana", cid, Some(&ev)).unwrap());
@@ -271,7 +276,14 @@ fn failed_items_keep_the_reason_and_can_be_retried_or_discarded() {
     let b = Uuid::now_v7();
     for (id, t) in [(a, "a"), (b, "b")] {
         cache
-            .enqueue("ana", &Request::ChatSend(ChatSend { id, text: t.into() }))
+            .enqueue(
+                "ana",
+                &Request::ChatSend(ChatSend {
+                    id,
+                    text: t.into(),
+                    reply_to: None,
+                }),
+            )
             .unwrap();
     }
     let err = ErrorBody::new(ErrorCode::InvalidText, "too long");
@@ -307,6 +319,7 @@ fn outbox_survives_reopening_in_order() {
                 &Request::ChatSend(ChatSend {
                     id: *id,
                     text: format!("m{i}"),
+                    reply_to: None,
                 }),
             )
             .unwrap();
@@ -354,6 +367,7 @@ fn the_conversation_list_pages_in_recency_order_with_the_public_room_pinned() {
                 to: "ana".into(),
                 text: format!("oi {i}"),
                 at: 2000 + i / 3,
+                reply_to: None,
             }),
         });
     }
@@ -588,6 +602,7 @@ fn feed_likes_unread_read_marks_and_search() {
             to: "ana".into(),
             text: format!("recado {id}"),
             at: id,
+            reply_to: None,
         }),
     };
     cache
@@ -722,6 +737,7 @@ fn completion_offers_known_users_by_prefix_without_me() {
             to: "ana".into(),
             text: "oi".into(),
             at: 9000,
+            reply_to: None,
         }),
     };
     cache
@@ -738,4 +754,164 @@ fn completion_offers_known_users_by_prefix_without_me() {
     assert_eq!(cache.known_users("", "ana", 2).unwrap(), ["anabel", "bia"]);
     // Whatever is typed, only username characters reach the query.
     assert!(cache.known_users("x%'", "ana", 8).unwrap().is_empty());
+}
+
+#[test]
+fn a_reply_keeps_its_quote_true_to_the_original_through_edits_and_deletes() {
+    use papo_protocol::{MessageEdited, MessageRef, ReplyQuote};
+    let (_d, cache) = open();
+    let mut reply = chat(2, 11, "bia", "concordo");
+    if let EventBody::ChatMessage(m) = &mut reply.body {
+        m.reply_to = Some(ReplyQuote {
+            message_id: 10,
+            from: "caio".into(),
+            excerpt: "vamos às 8?".into(),
+        });
+    }
+    cache
+        .apply_batch(
+            "ana",
+            &[
+                chat(1, 10, "caio", "vamos às 8?"),
+                reply,
+                chat(3, 12, "bia", "x"),
+            ],
+        )
+        .unwrap();
+    let quote_of = |rows: &[MessageRow], text: &str| {
+        rows.iter()
+            .find(|m| m.text == text)
+            .unwrap_or_else(|| panic!("no row {text}"))
+            .reply_to
+            .clone()
+    };
+    let page = cache.conversation_page("public", None, 10).unwrap();
+    assert_eq!(
+        quote_of(&page, "concordo"),
+        Some(Quote {
+            server_id: 10,
+            sender: "caio".into(),
+            excerpt: Some("vamos às 8?".into()),
+        })
+    );
+    assert_eq!(quote_of(&page, "x"), None);
+
+    // My own reply, before the server has it: the quote comes from the cache.
+    let cid = Uuid::now_v7();
+    let mine = Request::ChatSend(ChatSend {
+        id: cid,
+        text: "eu também".into(),
+        reply_to: Some(10),
+    });
+    cache.enqueue("ana", &mine).unwrap();
+    let local = cache.local_changes("ana", cid, Some(&mine)).unwrap();
+    assert_eq!(
+        quote_of(&local.messages, "eu também")
+            .unwrap()
+            .excerpt
+            .as_deref(),
+        Some("vamos às 8?")
+    );
+
+    // The original edited: both replies' quotes follow, and the change set carries them.
+    let edit = LogEvent {
+        stream: Stream::Public,
+        seq: 4,
+        at: 2000,
+        cid: None,
+        body: EventBody::MessageEdited(MessageEdited {
+            message_id: 10,
+            text: "vamos às 9?".into(),
+            edited_at: 2000,
+        }),
+    };
+    let out = cache.apply_batch("ana", &[edit]).unwrap();
+    for text in ["concordo", "eu também"] {
+        assert_eq!(
+            quote_of(&out.changes.messages, text)
+                .unwrap()
+                .excerpt
+                .as_deref(),
+            Some("vamos às 9?"),
+            "{text}"
+        );
+    }
+    let page = cache.conversation_page("public", None, 10).unwrap();
+    assert_eq!(
+        quote_of(&page, "concordo").unwrap().excerpt.as_deref(),
+        Some("vamos às 9?")
+    );
+
+    // Deleted: the quotes stop quoting it (the UI shows "message deleted").
+    let delete = LogEvent {
+        stream: Stream::Public,
+        seq: 5,
+        at: 2001,
+        cid: None,
+        body: EventBody::MessageDeleted(MessageRef { message_id: 10 }),
+    };
+    let out = cache.apply_batch("ana", &[delete]).unwrap();
+    for text in ["concordo", "eu também"] {
+        let q = quote_of(&out.changes.messages, text).unwrap();
+        assert_eq!((q.server_id, q.excerpt), (10, None), "{text}");
+    }
+    let page = cache.conversation_page("public", None, 10).unwrap();
+    assert_eq!(quote_of(&page, "concordo").unwrap().excerpt, None);
+    // A late reply to it (written before the delete reached its sender) says so at once.
+    let mut late = chat(6, 13, "bia", "tarde");
+    if let EventBody::ChatMessage(m) = &mut late.body {
+        m.reply_to = Some(ReplyQuote {
+            message_id: 10,
+            from: "caio".into(),
+            excerpt: "vamos às 9?".into(),
+        });
+    }
+    cache.apply_batch("ana", &[late]).unwrap();
+    let page = cache.conversation_page("public", None, 10).unwrap();
+    assert_eq!(quote_of(&page, "tarde").unwrap().excerpt, None);
+}
+
+#[test]
+fn a_window_around_a_message_and_the_pages_after_it_walk_the_conversation() {
+    let (_d, cache) = open();
+    let events: Vec<_> = (1..=50)
+        .map(|i| chat(i as u64, i, "bia", &format!("m{i}")))
+        .collect();
+    cache.apply_batch("ana", &events).unwrap();
+    let texts = |rows: &[MessageRow]| rows.iter().map(|r| r.text.clone()).collect::<Vec<_>>();
+    let around = cache.conversation_around("public", 20, 3).unwrap().unwrap();
+    assert_eq!(
+        texts(&around.rows),
+        ["m17", "m18", "m19", "m20", "m21", "m22", "m23"]
+    );
+    assert_eq!(around.rows[3].local_id, around.target_local_id);
+    assert!(!around.older_done && !around.newer_done);
+    // At the edges, each side says when nothing is beyond it.
+    let first = cache.conversation_around("public", 2, 3).unwrap().unwrap();
+    assert_eq!(texts(&first.rows), ["m1", "m2", "m3", "m4", "m5"]);
+    assert!(first.older_done && !first.newer_done);
+    let last = cache.conversation_around("public", 47, 3).unwrap().unwrap();
+    assert!(!last.older_done && last.newer_done);
+    // Not of this conversation, or not cached: nothing.
+    assert!(cache
+        .conversation_around("dm:bia", 20, 3)
+        .unwrap()
+        .is_none());
+    assert!(cache
+        .conversation_around("public", 99, 3)
+        .unwrap()
+        .is_none());
+    // Paging forward from the window reaches the newest message without overlap.
+    let mut seen = texts(&around.rows);
+    let mut after = around.rows.last().unwrap().key;
+    loop {
+        let page = cache.conversation_page_after("public", after, 10).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().unwrap().key;
+        seen.extend(texts(&page));
+    }
+    let want: Vec<_> = (17..=50).map(|i| format!("m{i}")).collect();
+    assert_eq!(seen, want);
 }

@@ -41,6 +41,7 @@ fn maintained_unread_counters_equal_a_full_recount_under_random_events() {
                             from: PEOPLE[rng.gen_range(0..PEOPLE.len())].into(),
                             text: format!("chat {next_id}"),
                             at,
+                            reply_to: None,
                         }),
                     }
                 } else if roll < 75 {
@@ -64,6 +65,7 @@ fn maintained_unread_counters_equal_a_full_recount_under_random_events() {
                             to: to.into(),
                             text: format!("dm {next_id}"),
                             at,
+                            reply_to: None,
                         }),
                     }
                 } else if roll < 85 && !sent.is_empty() {

@@ -88,6 +88,7 @@ mod tests {
                     to: "ana".into(),
                     text: format!("{secret} número {i}"),
                     at: 1_000 + i as i64,
+                    reply_to: None,
                 }),
             })
             .collect();
@@ -119,6 +120,7 @@ mod tests {
                 to: "bia".into(),
                 text: "olá bia".into(),
                 at: 5,
+                reply_to: None,
             }),
         }];
         cache.apply_batch("bia", &again).unwrap();

@@ -505,6 +505,7 @@ async fn outbox_is_sent_after_open_in_order_and_confirmed_by_reply() {
                 &Request::ChatSend(ChatSend {
                     id,
                     text: format!("m{i}"),
+                    reply_to: None,
                 }),
             )
             .unwrap();
@@ -535,6 +536,7 @@ async fn the_durable_cursor_and_epoch_are_sent_on_reconnect() {
             from: "bia".into(),
             text: "x".into(),
             at: 1,
+            reply_to: None,
         }),
     };
     s.cache.set_epoch("e1").unwrap();
@@ -587,6 +589,7 @@ async fn first_request_waits(sync_delay: Duration, text: &str, released_after: D
             &Request::ChatSend(ChatSend {
                 id: Uuid::now_v7(),
                 text: text.into(),
+                reply_to: None,
             }),
         )
         .unwrap();
@@ -627,6 +630,7 @@ fn public_chat(seq: u64) -> LogEvent {
             from: "bia".into(),
             text: format!("m{seq}"),
             at: 1,
+            reply_to: None,
         }),
     }
 }

@@ -300,6 +300,7 @@ mod tests {
                 from: "ana".into(),
                 text: "x".repeat(len),
                 at: 0,
+                reply_to: None,
             }),
         }
     }

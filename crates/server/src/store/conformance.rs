@@ -68,6 +68,7 @@ fn chat(text: &str) -> Request {
     Request::ChatSend(ChatSend {
         id: Uuid::now_v7(),
         text: text.into(),
+        reply_to: None,
     })
 }
 
@@ -112,6 +113,7 @@ pub async fn a_refused_request_writes_nothing_and_keeps_its_answer(store: Arc<dy
         id: Uuid::now_v7(),
         to: "nobody".into(),
         text: "oi".into(),
+        reply_to: None,
     });
     let r = store.apply(&ana, &req).await.unwrap();
     assert_eq!(r.reply.error.as_ref().unwrap().code, ErrorCode::NotFound);
@@ -134,6 +136,7 @@ pub async fn presence_interest_is_follows_and_dm_peers(store: Arc<dyn Store>) {
             id: Uuid::now_v7(),
             to: to.into(),
             text: "oi".into(),
+            reply_to: None,
         })
     };
     let follow = Request::UserFollow(UserAction {
@@ -209,6 +212,7 @@ pub async fn sequences_stay_gap_free_under_concurrent_writers(store: Arc<dyn Sto
                     id: Uuid::now_v7(),
                     to: peer.clone(),
                     text: format!("dm {w}-{i}"),
+                    reply_to: None,
                 });
                 let r = store.apply(&a, &dm).await.unwrap();
                 assert!(r.reply.ok || r.reply.error.unwrap().code == ErrorCode::NotFound);
@@ -496,6 +500,7 @@ pub async fn a_deleted_account_ends_its_sessions_follows_and_private_data(store:
             id: Uuid::now_v7(),
             to: to.into(),
             text: "oi".into(),
+            reply_to: None,
         })
     };
     // ana follows bia, caio follows ana; ana and bia have DMs; ana has two sessions.
@@ -599,6 +604,122 @@ pub async fn a_deleted_account_ends_its_sessions_follows_and_private_data(store:
         .is_empty());
 }
 
+/// The event a successful request wrote into the sender's view.
+fn reply_event(a: &super::Applied) -> EventBody {
+    a.reply
+        .result
+        .as_ref()
+        .and_then(|r| r.event.as_ref())
+        .map(|e| e.body.clone())
+        .unwrap_or_else(|| panic!("no event in {:?}", a.reply))
+}
+
+pub async fn a_reply_quotes_its_original_of_the_same_conversation_and_notifies_its_sender(
+    store: Arc<dyn Store>,
+) {
+    let [ana, bia, caio] = [
+        actor(&*store, "ana").await,
+        actor(&*store, "bia").await,
+        actor(&*store, "caio").await,
+    ];
+    let chat_reply = |text: &str, to: i64| {
+        Request::ChatSend(ChatSend {
+            id: Uuid::now_v7(),
+            text: text.into(),
+            reply_to: Some(to),
+        })
+    };
+    let dm = |to: &str, reply_to: Option<i64>| {
+        Request::DmSend(DmSend {
+            id: Uuid::now_v7(),
+            to: to.into(),
+            text: "oi".into(),
+            reply_to,
+        })
+    };
+    let id_of = |b: &EventBody| match b {
+        EventBody::ChatMessage(m) => m.id,
+        EventBody::DmMessage(m) => m.id,
+        other => panic!("not a message: {other:?}"),
+    };
+    let long = "x".repeat(300);
+    let original = id_of(&reply_event(
+        &store.apply(&ana, &chat(&long)).await.unwrap(),
+    ));
+    // bia replies, mentioning ana too: one notification (the reply), and a quote.
+    let applied = store
+        .apply(&bia, &chat_reply("concordo @ana", original))
+        .await
+        .unwrap();
+    let EventBody::ChatMessage(reply) = reply_event(&applied) else {
+        panic!("not a chat message")
+    };
+    let quote = reply.reply_to.expect("the reply carries its quote");
+    assert_eq!(quote.message_id, original);
+    assert_eq!(quote.from, "ana");
+    assert_eq!(quote.excerpt, papo_protocol::excerpt(&long));
+    let to_ana: Vec<_> = applied
+        .written
+        .iter()
+        .filter(|(k, _)| *k == StreamKey::User(ana.id))
+        .map(|(_, e)| match &e.event.body {
+            EventBody::Notification(n) => (n.kind, n.message_id, n.actor.clone()),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        to_ana,
+        vec![(NotificationKind::Reply, Some(reply.id), "bia".to_string())]
+    );
+    // Replying to my own message notifies nobody.
+    let own = store
+        .apply(&ana, &chat_reply("e mais", original))
+        .await
+        .unwrap();
+    assert!(own.reply.ok);
+    assert_eq!(own.written.len(), 1, "{:?}", own.written);
+
+    // DMs: a reply to a DM of the same two users works, in both streams.
+    let ana_bia = id_of(&reply_event(
+        &store.apply(&ana, &dm("bia", None)).await.unwrap(),
+    ));
+    let back = store.apply(&bia, &dm("ana", Some(ana_bia))).await.unwrap();
+    let EventBody::DmMessage(back_dm) = reply_event(&back) else {
+        panic!("not a DM")
+    };
+    assert_eq!(back_dm.reply_to.unwrap().message_id, ana_bia);
+    for key in [StreamKey::User(ana.id), StreamKey::User(bia.id)] {
+        assert!(back.written.iter().any(|(k, e)| *k == key
+            && matches!(&e.event.body, EventBody::DmMessage(m) if m.reply_to.is_some())));
+    }
+
+    // Anything but a live message of the same conversation is not_found, and writes nothing:
+    // a public message quoted in a DM, a DM quoted in public, a DM between two others, a
+    // message that does not exist, a deleted one.
+    let refused = |a: &super::Applied| {
+        assert_eq!(
+            a.reply.error.as_ref().map(|e| e.code),
+            Some(ErrorCode::NotFound),
+            "{:?}",
+            a.reply
+        );
+        assert!(a.written.is_empty());
+    };
+    refused(&store.apply(&bia, &dm("ana", Some(original))).await.unwrap());
+    refused(&store.apply(&bia, &chat_reply("x", ana_bia)).await.unwrap());
+    refused(&store.apply(&caio, &dm("ana", Some(ana_bia))).await.unwrap());
+    refused(&store.apply(&caio, &chat_reply("x", 999_999)).await.unwrap());
+    let gone = id_of(&reply_event(
+        &store.apply(&ana, &chat("apago")).await.unwrap(),
+    ));
+    let delete = Request::MessageDelete(papo_protocol::MessageDelete {
+        id: Uuid::now_v7(),
+        message_id: gone,
+    });
+    assert!(store.apply(&ana, &delete).await.unwrap().reply.ok);
+    refused(&store.apply(&bia, &chat_reply("x", gone)).await.unwrap());
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -635,4 +756,5 @@ conformance!(
     concurrent_refreshes_with_one_token_rotate_once,
     presence_spans_nodes_and_expires_with_a_dead_node,
     a_deleted_account_ends_its_sessions_follows_and_private_data,
+    a_reply_quotes_its_original_of_the_same_conversation_and_notifies_its_sender,
 );

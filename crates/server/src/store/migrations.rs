@@ -55,6 +55,11 @@ pub const HISTORY: &[Version] = &[
         sqlite: include_str!("migrations/0006_account_deletion.sql"),
         postgres: include_str!("migrations/pg/0006_account_deletion.sql"),
     },
+    Version {
+        name: "V7__replies",
+        sqlite: include_str!("migrations/0007_replies.sql"),
+        postgres: include_str!("migrations/pg/0007_replies.sql"),
+    },
 ];
 
 /// Which column of [`HISTORY`] a backend runs.

@@ -170,6 +170,50 @@ test('message edit and delete: the sender only, live where the message went, err
   close(...all, back);
 });
 
+test('replies: quote the original of the same conversation, notify its sender once, refuse anything else', async () => {
+  const [ana, joao, eve] = await Promise.all(['rp_ana', 'rp_joao', 'rp_eve'].map((p) => register(srv.url, p)));
+  const [cAna, cJoao, cEve] = [ana, joao, eve].map((u) => connect(srv.url, u.access_token));
+  await Promise.all([cAna.live, cJoao.live, cEve.live]);
+  const notes = (c, kind) => ofType(c, 'notification').filter((e) => e.data.kind === kind).map((e) => e.data);
+
+  const long = 'começo ' + 'x'.repeat(200);
+  const original = (await req(cAna, 'chat:send', { text: long })).result.event.data;
+  assert.equal('reply_to' in original, false, 'a message that replies to nothing has no reply_to');
+  // joao replies, mentioning ana too: she gets one `reply` notification, no `mention`.
+  const r = await req(cJoao, 'chat:send', { text: `@${ana.username} concordo`, reply_to: original.id });
+  assert.equal(r.ok, true, JSON.stringify(r));
+  const reply = r.result.event.data;
+  assert.deepEqual(Object.keys(reply.reply_to).sort(), ['excerpt', 'from', 'message_id']);
+  assert.deepEqual([reply.reply_to.message_id, reply.reply_to.from], [original.id, ana.username]);
+  assert.equal([...reply.reply_to.excerpt].length, 140);
+  assert.ok(reply.reply_to.excerpt.endsWith('…'));
+  for (const c of [cAna, cEve]) {
+    await until(c, () => ofType(c, 'chat.message').some((e) => e.data.id === reply.id && e.data.reply_to?.message_id === original.id), 'reply live');
+  }
+  await until(cAna, () => notes(cAna, 'reply').length === 1, 'reply notification');
+  assert.deepEqual([notes(cAna, 'reply')[0].actor, notes(cAna, 'reply')[0].message_id], [joao.username, reply.id]);
+  await req(cAna, 'sys:ping');
+  assert.equal(notes(cAna, 'mention').length, 0, 'the reply notification stands for the mention');
+
+  // A DM reply, in both users' streams; eve cannot quote their DM, nor anyone a deleted message.
+  const dm = (await req(cAna, 'dm:send', { to: joao.username, text: 'almoço?' })).result.event.data;
+  const back = await req(cJoao, 'dm:send', { to: ana.username, text: 'sim', reply_to: dm.id });
+  assert.equal(back.result.event.data.reply_to.message_id, dm.id);
+  await until(cAna, () => ofType(cAna, 'dm.message').some((e) => e.data.reply_to?.message_id === dm.id), 'dm reply live');
+  for (const [c, payload] of [
+    [cEve, { to: ana.username, text: 'x', reply_to: dm.id }],
+    [cJoao, { to: ana.username, text: 'x', reply_to: original.id }],
+    [cJoao, { to: ana.username, text: 'x', reply_to: 99999999 }],
+  ]) {
+    assert.equal((await req(c, 'dm:send', payload)).error.code, 'not_found', JSON.stringify(payload));
+  }
+  assert.equal((await req(cEve, 'chat:send', { text: 'x', reply_to: dm.id })).error.code, 'not_found');
+  await req(cAna, 'message:delete', { message_id: original.id });
+  assert.equal((await req(cEve, 'chat:send', { text: 'x', reply_to: original.id })).error.code, 'not_found');
+  assert.equal((await req(cEve, 'chat:send', { text: 'x', reply_to: 'one' })).error.code, 'bad_request');
+  close(cAna, cJoao, cEve);
+});
+
 test('mentions: @name in a public message, post or comment notifies that user, never the author', async () => {
   const [ana, joao, eve] = await Promise.all(['mn_ana', 'mn_joao', 'mn_eve'].map((p) => register(srv.url, p)));
   const [cAna, cJoao, cEve] = [ana, joao, eve].map((u) => connect(srv.url, u.access_token));

@@ -32,9 +32,27 @@ cid?: string, } & ({ "type": "chat.message", "data": ChatMessage } | { "type": "
 
 export type EventBody = { "type": "chat.message", "data": ChatMessage } | { "type": "dm.message", "data": DirectMessage } | { "type": "post.created", "data": Post } | { "type": "post.edited", "data": PostEdited } | { "type": "post.deleted", "data": PostRef } | { "type": "message.edited", "data": MessageEdited } | { "type": "message.deleted", "data": MessageRef } | { "type": "post.liked", "data": LikeChange } | { "type": "post.unliked", "data": LikeChange } | { "type": "comment.created", "data": CommentCreated } | { "type": "user.followed", "data": FollowChange } | { "type": "user.unfollowed", "data": FollowChange } | { "type": "notification", "data": Notification } | { "type": "read.updated", "data": ReadState };
 
-export type ChatMessage = { id: number, from: string, text: string, at: number, };
+export type ChatMessage = { id: number, from: string, text: string, at: number, 
+/**
+ * The message this one replies to, when it is a reply.
+ */
+reply_to?: ReplyQuote, };
 
-export type DirectMessage = { id: number, from: string, to: string, text: string, at: number, };
+export type DirectMessage = { id: number, from: string, to: string, text: string, at: number, 
+/**
+ * The message this one replies to, when it is a reply.
+ */
+reply_to?: ReplyQuote, };
+
+export type ReplyQuote = { message_id: number, 
+/**
+ * The original's sender.
+ */
+from: string, 
+/**
+ * The original's text when the reply was sent, cut by [`excerpt`].
+ */
+excerpt: string, };
 
 export type Post = { id: number, author: string, text: string, at: number, edited_at?: number, like_count: number, comment_count: number, };
 
@@ -54,7 +72,7 @@ export type CommentCreated = { comment: Comment, comment_count: number, };
 
 export type FollowChange = { follower: string, followee: string, follower_count: number, };
 
-export type NotificationKind = "like" | "follow" | "comment" | "dm" | "mention";
+export type NotificationKind = "like" | "follow" | "comment" | "dm" | "mention" | "reply";
 
 export type Notification = { id: number, kind: NotificationKind, 
 /**
@@ -129,7 +147,39 @@ edited_at: number | null,
 /**
  * Deleted by its sender: the text is empty and the row stands for "message deleted".
  */
-deleted: boolean, };
+deleted: boolean, 
+/**
+ * The message this one replies to, shown as a quote above it.
+ */
+reply_to: Quote | null, };
+
+export type Quote = { 
+/**
+ * The original's server id (jump to it with [`crate::Core::conversation_around`]).
+ */
+server_id: number, sender: string, 
+/**
+ * The start of the original's current text; `None` once the original was deleted.
+ */
+excerpt: string | null, };
+
+export type AroundPage = { 
+/**
+ * Oldest first, the message itself among them.
+ */
+rows: Array<MessageRow>, 
+/**
+ * The message's local id in `rows`.
+ */
+target_local_id: number, 
+/**
+ * Nothing older than `rows` exists.
+ */
+older_done: boolean, 
+/**
+ * Nothing newer than `rows` exists: the window reaches the newest message.
+ */
+newer_done: boolean, };
 
 export type PostRow = { local_id: number, server_id: number | null, client_id: string | null, author: string, text: string, at: number, edited_at: number | null, like_count: number, comment_count: number, liked_by_me: boolean, state: LocalState, key: PageKey, };
 
@@ -300,7 +350,7 @@ queued: Array<UiEvent>,
  */
 os_locale: string, os: OsStatus, };
 
-export type ClientErrorCode = "unreachable" | "cache" | "session_store" | "not_signed_in" | "invalid_input" | "msg_usage" | "empty";
+export type ClientErrorCode = "unreachable" | "cache" | "session_store" | "not_signed_in" | "invalid_input" | "msg_usage" | "empty" | "reply_gone";
 
 export type CoreErrorCode = ErrorCode | ClientErrorCode;
 

@@ -4,6 +4,7 @@
 use papo_protocol::{
     conversation, ChatMessage, ChatSend, DirectMessage, DmSend, ErrorCode, EventBody, LogEvent,
     MessageDelete, MessageEdit, MessageEdited, MessageRef, NotificationKind, ReadMark, ReadState,
+    ReplyQuote,
 };
 use uuid::Uuid;
 
@@ -16,10 +17,20 @@ use crate::store::{StoredEvent, StreamKey, UserId};
 
 pub(super) fn chat_send(q: &mut Req<'_>, r: &ChatSend) -> Result<Option<LogEvent>, TxError> {
     check_text(&r.text)?;
-    let id = q.db
-        .query_one(
-            "INSERT INTO messages(sender_id, recipient_id, text, created_at) VALUES ($1, NULL, $2, $3) RETURNING id",
-            &[q.actor.id.into(), r.text.as_str().into(), q.now.into()],
+    let quote = match r.reply_to {
+        Some(id) => Some(quoted(q.db, q.actor.id, id, None)?),
+        None => None,
+    };
+    let id =
+        q.db.query_one(
+            "INSERT INTO messages(sender_id, recipient_id, text, created_at, reply_to) \
+             VALUES ($1, NULL, $2, $3, $4) RETURNING id",
+            &[
+                q.actor.id.into(),
+                r.text.as_str().into(),
+                q.now.into(),
+                r.reply_to.into(),
+            ],
         )?
         .int(0)?;
     let body = EventBody::ChatMessage(ChatMessage {
@@ -27,6 +38,7 @@ pub(super) fn chat_send(q: &mut Req<'_>, r: &ChatSend) -> Result<Option<LogEvent
         from: q.actor.username.clone(),
         text: r.text.clone(),
         at: q.now,
+        reply_to: quote.as_ref().map(|q| q.quote.clone()),
     });
     let ev = q.public(body)?;
     let about = About {
@@ -34,7 +46,20 @@ pub(super) fn chat_send(q: &mut Req<'_>, r: &ChatSend) -> Result<Option<LogEvent
         text: Some(&r.text),
         ..About::default()
     };
-    notify_mentions(q.db, q.out, q.actor, about, None, q.now)?;
+    // The author of the message replied to is told of the reply (once, even if also mentioned).
+    let replied = quote.and_then(|q| q.live_sender);
+    if let Some(to) = replied {
+        notify(
+            q.db,
+            q.out,
+            to,
+            q.actor,
+            NotificationKind::Reply,
+            about,
+            q.now,
+        )?;
+    }
+    notify_mentions(q.db, q.out, q.actor, about, replied, q.now)?;
     Ok(ev)
 }
 
@@ -47,10 +72,21 @@ pub(super) fn dm_send(q: &mut Req<'_>, r: &DmSend) -> Result<Option<LogEvent>, T
             "cannot send a private message to yourself",
         );
     }
-    let id = q.db
-        .query_one(
-            "INSERT INTO messages(sender_id, recipient_id, text, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
-            &[q.actor.id.into(), to.id.into(), r.text.as_str().into(), q.now.into()],
+    let quote = match r.reply_to {
+        Some(id) => Some(quoted(q.db, q.actor.id, id, Some(to.id))?),
+        None => None,
+    };
+    let id =
+        q.db.query_one(
+            "INSERT INTO messages(sender_id, recipient_id, text, created_at, reply_to) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            &[
+                q.actor.id.into(),
+                to.id.into(),
+                r.text.as_str().into(),
+                q.now.into(),
+                r.reply_to.into(),
+            ],
         )?
         .int(0)?;
     // Both sides are each other's DM peers (whose presence they receive).
@@ -74,6 +110,7 @@ pub(super) fn dm_send(q: &mut Req<'_>, r: &DmSend) -> Result<Option<LogEvent>, T
         to: to.username.clone(),
         text: r.text.clone(),
         at: q.now,
+        reply_to: quote.map(|q| q.quote),
     };
     let mine = append(
         q.db,
@@ -242,6 +279,61 @@ pub(super) fn read_mark(q: &mut Req<'_>, r: &ReadMark) -> Result<Option<LogEvent
         body,
         q.now,
     )?))
+}
+
+/// The message a reply answers: the quote its event carries, and who is told of the reply.
+struct Quoted {
+    quote: ReplyQuote,
+    /// The original's sender, when the account still exists.
+    live_sender: Option<UserId>,
+}
+
+/// The message `message_id` that `actor` replies to in the public room (`peer` None) or in the
+/// DM with `peer`: it must be a live message of that same conversation. Anything else — no such
+/// message, a deleted one, one of another conversation (including a DM between two other
+/// users) — is `not_found`, so a reply never reveals a message its sender could not read.
+fn quoted(
+    db: &mut dyn Sql,
+    actor: UserId,
+    message_id: i64,
+    peer: Option<UserId>,
+) -> Result<Quoted, TxError> {
+    let row = db.query_opt(
+        "SELECT m.sender_id, m.recipient_id, m.deleted, m.text, u.username, u.deleted_at \
+         FROM messages m JOIN users u ON u.id = m.sender_id WHERE m.id = $1",
+        &[message_id.into()],
+    )?;
+    let not_found = || {
+        refuse(
+            ErrorCode::NotFound,
+            format!("no message {message_id} to reply to in this conversation"),
+        )
+    };
+    let Some(row) = row else {
+        return not_found();
+    };
+    let (from, to) = (row.int(0)?, row.opt_int(1)?);
+    let same_conversation = match peer {
+        None => to.is_none(),
+        Some(p) => (from == actor && to == Some(p)) || (from == p && to == Some(actor)),
+    };
+    if !same_conversation {
+        return not_found();
+    }
+    if row.int(2)? != 0 {
+        return refuse(
+            ErrorCode::NotFound,
+            format!("message {message_id} was deleted"),
+        );
+    }
+    Ok(Quoted {
+        quote: ReplyQuote {
+            message_id,
+            from: row.text(4)?,
+            excerpt: papo_protocol::excerpt(&row.text(3)?),
+        },
+        live_sender: row.opt_int(5)?.is_none().then_some(from),
+    })
 }
 
 /// A chat message or DM the actor may change: its streams (public, or both users'), and
