@@ -77,6 +77,14 @@ async function waitText(css, text, timeout = 20000) {
   return until(`"${text}" in ${css}`, async () => ((await textOf(css)) ?? "").includes(text), timeout);
 }
 
+/** A notification whose row reads `sentence` (its name is a link of its own, so the row's text
+ * is joined with single spaces). */
+async function waitNotification(sentence, timeout = 20000) {
+  return until(`notification "${sentence}"`, () => js(
+    `return [...document.querySelectorAll('[data-testid="notifications"] li')].some((li) => li.innerText.replace(/\\s+/g, ' ').includes(arguments[0]))`,
+    sentence), timeout);
+}
+
 /** The data-state of the newest own message containing `text`. */
 const messageState = (text) =>
   js(
@@ -162,7 +170,7 @@ async function scenario() {
   await type('[data-testid="chat-composer"]', "bem-vindo" + ENTER);
   await until("mention sent", async () => (await messageState("oi @joao bem-vindo")) === "sent");
   await click('[data-testid="nav-notifications"]');
-  await waitText('[data-testid="notifications"]', "@joao mentioned you");
+  await waitNotification("@joao mentioned you");
   check(true, "a mention of me is highlighted and notified; '@jo' completes to @joao and is sent");
   await screenshot("mentions");
   await click('[data-testid="nav-chat"]');
@@ -304,8 +312,12 @@ async function scenario() {
   cli("send", "concordo com a ana", "--reply-to", String(hello.server_id));
   await until("public reply shown with its quote", () => inRow("concordo com a ana", "quote"));
   await click('[data-testid="nav-notifications"]');
-  await waitText('[data-testid="notifications"]', "@joao replied to you");
+  await waitNotification("@joao replied to you");
   check(true, "a public reply to my message shows its quote and notifies me");
+  await js(`[...document.querySelectorAll('[data-testid="notifications"] li')].find((li) => li.querySelector('[data-kind="reply"]'))
+    .querySelector('[data-testid="user-link"]').click();`);
+  await until("joao's profile from the notification", () => find('[data-testid="profile"][data-user="joao"]'));
+  check(true, "the name in a notification opens that user's profile");
   await click('[data-testid="nav-chat"]');
   await until("public conversation after replies", () => find('[data-testid="conversation"][data-conversation="public"]'));
 
@@ -415,7 +427,9 @@ async function scenario() {
   await waitText('[data-testid="search-results"]', "written while offline");
   check(true, "search works offline (Ctrl+K)");
   await screenshot("offline-search");
-  await js(`window.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'}));`);
+  await js(`document.querySelector('[data-testid="search-results"] [data-testid="user-link"][data-user="ana"]').click();`);
+  await until("my profile from a search result", () => find('[data-testid="profile"][data-user="ana"]'));
+  check(!(await js(`return !!document.querySelector('[data-testid="search-input"]')`)), "the name in a search result opens the profile and closes the search");
   await click('[data-testid="nav-feed"]');
   await screenshot("offline-cached");
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { clockToMinute, dmPeer, isSendKey, mergeRows, minuteToClock, refreshTail, unseenCount } from "./format";
+import { aroundName, clockToMinute, dmPeer, isSendKey, mergeRows, minuteToClock, refreshTail, unseenCount } from "./format";
 
 const row = (local_id: number, at: number, sk = local_id) => ({ local_id, key: { at, sk } });
 
@@ -46,5 +46,13 @@ describe("quiet-hours clock", () => {
   it("refuses what is not a time of day", () => {
     expect(clockToMinute("07:30:00")).toBe(450);
     for (const bad of ["", "24:00", "12:60", "7", "ab:cd", "12:5"]) expect(clockToMinute(bad)).toBeNull();
+  });
+});
+
+describe("aroundName", () => {
+  it("splits a sentence around its name, wherever the name is", () => {
+    expect(aroundName("{actor} liked your post", "{actor}")).toEqual(["", " liked your post"]);
+    expect(aroundName("Veja: {actor} respondeu", "{actor}")).toEqual(["Veja: ", " respondeu"]);
+    expect(aroundName("no name here", "{actor}")).toEqual(["no name here", ""]);
   });
 });

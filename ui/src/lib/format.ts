@@ -70,3 +70,14 @@ export function clockToMinute(clock: string): number | null {
   if (h > 23 || min > 59) return null;
   return h * 60 + min;
 }
+
+/**
+ * A sentence with one name in it, split around the name so the name can be drawn as a link:
+ * `"{actor} liked your post"` → `["", " liked your post"]`. A template without the
+ * placeholder is all `before`.
+ */
+export function aroundName(template: string, placeholder: string): [string, string] {
+  const i = template.indexOf(placeholder);
+  if (i < 0) return [template, ""];
+  return [template.slice(0, i), template.slice(i + placeholder.length)];
+}
