@@ -25,7 +25,11 @@ pub enum ConnectionState {
         reason: String,
     },
     /// The server refused our tokens (after one refresh): the user must sign in.
-    SignedOut { reason: String },
+    SignedOut {
+        reason: String,
+        /// The account was deleted (from another device), and this device's cache erased.
+        account_deleted: bool,
+    },
     /// The core was shut down.
     Stopped,
 }

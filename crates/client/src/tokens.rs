@@ -23,6 +23,10 @@ pub enum TokenError {
     /// The refresh could not be done now (network); try again later.
     #[error("token refresh unavailable: {0}")]
     Unavailable(String),
+    /// The account was deleted (from another device): the session is forgotten, and what is
+    /// kept of the account must be erased.
+    #[error("this account was deleted")]
+    AccountDeleted,
 }
 
 /// Supplies access tokens to the connection supervisor.
@@ -40,6 +44,8 @@ pub trait TokenSource: Send + Sync + 'static {
     fn refresh_due(&self) -> Option<Instant> {
         None
     }
+    /// Forgets the session here without asking the server (its account is gone).
+    fn forget(&self) {}
 }
 
 /// How long after receiving a token with this `expires_in` to refresh it: at 80 % of its
@@ -230,9 +236,10 @@ impl TokenSource for SessionTokens {
                 Ok(token)
             }
             Err(e) if e.is_refusal() => {
-                *self.current.lock().unwrap() = None;
-                *self.due.lock().unwrap() = None;
-                let _ = self.store.clear();
+                self.forget();
+                if e.code() == Some(papo_protocol::ErrorCode::AccountDeleted) {
+                    return Err(TokenError::AccountDeleted);
+                }
                 Err(TokenError::Refused(e.to_string()))
             }
             Err(e) => Err(TokenError::Unavailable(e.to_string())),
@@ -241,6 +248,14 @@ impl TokenSource for SessionTokens {
 
     fn refresh_due(&self) -> Option<Instant> {
         *self.due.lock().unwrap()
+    }
+
+    fn forget(&self) {
+        *self.current.lock().unwrap() = None;
+        *self.due.lock().unwrap() = None;
+        if let Err(e) = self.store.clear() {
+            tracing::warn!(error = %e, "could not clear the stored session");
+        }
     }
 }
 

@@ -34,6 +34,8 @@ pub enum Refusal {
     TokenExpired,
     TokenInvalid,
     BadAuth,
+    /// The token's account was deleted (from another device).
+    AccountDeleted,
     Other(String),
 }
 
@@ -50,6 +52,8 @@ impl Refusal {
             Refusal::TokenInvalid
         } else if text.contains(BAD_AUTH) {
             Refusal::BadAuth
+        } else if text.contains(ACCOUNT_DELETED) {
+            Refusal::AccountDeleted
         } else {
             Refusal::Other(text.to_string())
         })
@@ -191,6 +195,8 @@ mod tests {
         assert_eq!(Refusal::from_error_text(t), Some(Refusal::TokenInvalid));
         let t = r#"Received an ConnectError frame: {"message":"bad_auth"}"#;
         assert_eq!(Refusal::from_error_text(t), Some(Refusal::BadAuth));
+        let t = r#"Received an ConnectError frame: {"message":"account_deleted"}"#;
+        assert_eq!(Refusal::from_error_text(t), Some(Refusal::AccountDeleted));
         assert_eq!(Refusal::from_error_text("Network error"), None);
     }
 }

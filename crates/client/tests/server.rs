@@ -522,15 +522,29 @@ async fn deleting_the_account_signs_out_every_device_and_erases_the_cache() {
     phone.register("ana", PASSWORD).await.unwrap();
     let (laptop, laptop_store) = core(&url, &dir.path().join("laptop.sqlite3")).await;
     laptop.login("ana", PASSWORD).await.unwrap();
+    // A tablet that is away (its core stopped, its session kept) when the account goes.
+    let tablet_dir = dir.path().join("tablet");
+    std::fs::create_dir_all(&tablet_dir).unwrap();
+    let tablet_session = tablet_dir.join("session.json");
+    let tablet_cache = tablet_dir.join("cache.sqlite3");
+    let start_tablet = || async {
+        let store: Arc<dyn SessionStore> = Arc::new(FileSessionStore::new(&tablet_session));
+        papo_client::Core::start(fast_config(&url, &tablet_cache), store)
+            .await
+            .unwrap()
+    };
+    let tablet = start_tablet().await;
+    tablet.login("ana", PASSWORD).await.unwrap();
     let (bia, _) = core(&url, &dir.path().join("bia.sqlite3")).await;
     bia.register("bia", PASSWORD).await.unwrap();
     bia.send_dm("ana", "guarda isso").await.unwrap();
-    for c in [&phone, &laptop] {
-        eventually("the DM on both devices", Duration::from_secs(20), || {
+    for c in [&phone, &laptop, &tablet] {
+        eventually("the DM on every device", Duration::from_secs(20), || {
             texts(c, "dm:bia").len() == 1
         })
         .await;
     }
+    tablet.shutdown().await;
     // A wrong password changes nothing, here or on the server.
     let err = phone.delete_account("not the password").await.unwrap_err();
     assert_eq!(
@@ -550,12 +564,47 @@ async fn deleting_the_account_signs_out_every_device_and_erases_the_cache() {
         "the session was kept"
     );
     assert!(texts(&phone, "dm:bia").is_empty(), "the cache was kept");
-    // The other device is disconnected, its refresh refused: it ends signed out too.
+    // The other device is disconnected and told the account is gone: it signs out and erases
+    // its cache too.
     eventually("the laptop signed out", Duration::from_secs(30), || {
-        matches!(laptop.connection_state(), ConnectionState::SignedOut { .. })
+        matches!(
+            laptop.connection_state(),
+            ConnectionState::SignedOut {
+                account_deleted: true,
+                ..
+            }
+        )
     })
     .await;
     assert!(laptop_store.load().unwrap().is_none());
+    assert!(
+        texts(&laptop, "dm:bia").is_empty(),
+        "the laptop kept the DMs"
+    );
+    // The tablet comes back later with its stored session: the same.
+    let tablet = start_tablet().await;
+    eventually("the tablet signed out", Duration::from_secs(30), || {
+        matches!(
+            tablet.connection_state(),
+            ConnectionState::SignedOut {
+                account_deleted: true,
+                ..
+            }
+        )
+    })
+    .await;
+    assert!(
+        texts(&tablet, "dm:bia").is_empty(),
+        "the tablet kept the DMs"
+    );
+    assert!(
+        !tablet_session.exists()
+            || FileSessionStore::new(&tablet_session)
+                .load()
+                .unwrap()
+                .is_none()
+    );
+    tablet.shutdown().await;
     // And the account is gone for good.
     let (again, _) = core(&url, &dir.path().join("again.sqlite3")).await;
     let err = again.login("ana", PASSWORD).await.unwrap_err();

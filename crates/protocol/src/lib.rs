@@ -131,6 +131,8 @@ pub mod connect_errors {
     pub const TOKEN_INVALID: &str = "token_invalid";
     /// The `auth` payload is missing or not a `ConnectAuth`.
     pub const BAD_AUTH: &str = "bad_auth";
+    /// The token's account was deleted: sign out and erase everything kept of it.
+    pub const ACCOUNT_DELETED: &str = "account_deleted";
 }
 
 /// The two kinds of event streams a user reads.
@@ -760,6 +762,8 @@ pub enum ErrorCode {
     TokenExpired,
     /// Token malformed, forged or revoked (sign in again).
     TokenInvalid,
+    /// The token's account was deleted (from another device): erase what is kept of it.
+    AccountDeleted,
     /// The same client id was already used for a different request.
     IdConflict,
     /// Something broke on the server; the request had no effect and may be retried.

@@ -44,9 +44,10 @@ impl ApiError {
             | ErrorCode::InvalidUsername
             | ErrorCode::WeakPassword
             | ErrorCode::UnknownEvent => StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidCredentials | ErrorCode::TokenExpired | ErrorCode::TokenInvalid => {
-                StatusCode::UNAUTHORIZED
-            }
+            ErrorCode::InvalidCredentials
+            | ErrorCode::TokenExpired
+            | ErrorCode::TokenInvalid
+            | ErrorCode::AccountDeleted => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::UsernameTaken | ErrorCode::IdConflict => StatusCode::CONFLICT,

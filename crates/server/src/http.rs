@@ -280,6 +280,12 @@ async fn refresh(
                 "refresh token unknown, expired or logged out; sign in again",
             ))
         }
+        Rotation::AccountDeleted => {
+            return Err(ApiError::new(
+                ErrorCode::AccountDeleted,
+                "this account was deleted",
+            ))
+        }
     };
     let user = app
         .store

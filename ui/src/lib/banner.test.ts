@@ -26,8 +26,12 @@ describe("connection banner", () => {
   });
 
   it("says signed out with a sign-in button", () => {
-    expect(bannerFor({ state: "signed_out", reason: "token_invalid" }, ctx)).toMatchObject({
+    expect(bannerFor({ state: "signed_out", reason: "token_invalid", account_deleted: false }, ctx)).toMatchObject({
       kind: "signed_out",
+      canSignIn: true,
+    });
+    expect(bannerFor({ state: "signed_out", reason: "gone", account_deleted: true }, ctx)).toMatchObject({
+      kind: "account_deleted",
       canSignIn: true,
     });
   });

@@ -2,7 +2,7 @@
 // be tested without a webview.
 import type { ConnectionState } from "./bindings/papo";
 
-export type BannerKind = "connected" | "connecting" | "retrying" | "offline" | "signed_out";
+export type BannerKind = "connected" | "connecting" | "retrying" | "offline" | "signed_out" | "account_deleted";
 
 export interface Banner {
   kind: BannerKind;
@@ -35,7 +35,8 @@ export function bannerFor(state: ConnectionState, ctx: BannerContext): Banner {
       return { kind, seconds, canRetry: true, canSignIn: false };
     }
     case "signed_out":
-      return { kind: "signed_out", canRetry: false, canSignIn: true };
+      // Deleted from another device: nothing of it is left to read here.
+      return { kind: state.account_deleted ? "account_deleted" : "signed_out", canRetry: false, canSignIn: true };
     case "stopped":
       return { kind: "offline", canRetry: false, canSignIn: false };
   }

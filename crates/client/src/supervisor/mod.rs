@@ -85,6 +85,8 @@ pub fn spawn(
 pub(super) enum End {
     Shutdown,
     SignedOut(String),
+    /// The account was deleted from another device: sign out and erase the cache.
+    AccountDeleted,
     /// Try again at once (a fresh token was obtained).
     Again,
     Failed {
@@ -153,7 +155,29 @@ impl Supervisor {
                 End::SignedOut(reason) => {
                     tracing::info!(%reason, "signed out");
                     self.signed_out = true;
-                    self.set_state(ConnectionState::SignedOut { reason });
+                    self.set_state(ConnectionState::SignedOut {
+                        reason,
+                        account_deleted: false,
+                    });
+                    continue;
+                }
+                End::AccountDeleted => {
+                    // Nothing of a deleted account stays on its devices: the session goes,
+                    // and the cache is erased before anyone is told.
+                    tracing::info!("the account was deleted: erasing this device's cache");
+                    self.tokens.forget();
+                    if let Err(e) = self.cache.write(|c| c.wipe()).await {
+                        tracing::error!(error = %e, "could not erase the cache of a deleted account");
+                    }
+                    self.publish(CoreEvent::Changes(crate::changes::ChangeSet {
+                        reset: true,
+                        ..Default::default()
+                    }));
+                    self.signed_out = true;
+                    self.set_state(ConnectionState::SignedOut {
+                        reason: "this account was deleted".into(),
+                        account_deleted: true,
+                    });
                     continue;
                 }
                 End::Again => continue,
@@ -183,6 +207,7 @@ impl Supervisor {
                     self.signed_out = true;
                     self.set_state(ConnectionState::SignedOut {
                         reason: "signed out".into(),
+                        account_deleted: false,
                     });
                 }
                 Wait::Shutdown => break,

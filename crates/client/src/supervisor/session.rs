@@ -37,12 +37,14 @@ impl Supervisor {
                         End::Again
                     }
                     Err(TokenError::Refused(m)) => End::SignedOut(m),
+                    Err(TokenError::AccountDeleted) => End::AccountDeleted,
                     Err(TokenError::Unavailable(m)) => failed(m),
                 }
             }
             Refusal::BadAuth => {
                 End::SignedOut("the server refused the connection (bad_auth)".into())
             }
+            Refusal::AccountDeleted => End::AccountDeleted,
             Refusal::Other(m) => failed(m),
         }
     }
@@ -57,6 +59,7 @@ impl Supervisor {
             match self.tokens.refresh().await {
                 Ok(_) => tracing::debug!("access token refreshed before connecting"),
                 Err(TokenError::Refused(m)) => return End::SignedOut(m),
+                Err(TokenError::AccountDeleted) => return End::AccountDeleted,
                 // Perhaps still valid; if not, the refusal path refreshes again.
                 Err(TokenError::Unavailable(m)) => {
                     tracing::info!(error = %m, "token refresh failed; connecting with the current token")
@@ -264,6 +267,7 @@ impl Supervisor {
                             tracing::debug!("access token refreshed ahead of its expiry");
                         }
                         Err(TokenError::Refused(m)) => return End::SignedOut(m),
+                        Err(TokenError::AccountDeleted) => return End::AccountDeleted,
                         Err(TokenError::Unavailable(m)) => {
                             tracing::info!(error = %m, "token refresh failed; trying again soon");
                             refresh_retry = Some(Instant::now() + REFRESH_RETRY);

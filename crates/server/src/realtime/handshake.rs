@@ -62,7 +62,21 @@ pub async fn authenticate<A: Adapter>(
     // The signature is not enough: the session must still exist (logout revokes it).
     match app.store.session(&claims.sid).await {
         Ok(Some(s)) if s.user_id == claims.uid => {}
-        Ok(_) => return Err(Refusal(connect_errors::TOKEN_INVALID)),
+        Ok(Some(_)) => return Err(Refusal(connect_errors::TOKEN_INVALID)),
+        Ok(None) => {
+            // Gone: logged out or revoked, or its account was deleted (then the device is told,
+            // so that it erases what it holds).
+            let deleted = app
+                .store
+                .session_of_deleted_account(&claims.sid, crate::now_ms())
+                .await
+                .unwrap_or(false);
+            return Err(Refusal(if deleted {
+                connect_errors::ACCOUNT_DELETED
+            } else {
+                connect_errors::TOKEN_INVALID
+            }));
+        }
         Err(e) => {
             tracing::error!(error = %e, "session lookup failed");
             return Err(Refusal("internal"));

@@ -454,6 +454,7 @@ pub async fn concurrent_refreshes_with_one_token_rotate_once(store: Arc<dyn Stor
             Rotation::Rotated(_) => rotated += 1,
             Rotation::Reused { session_id } => assert_eq!(session_id, "race"),
             Rotation::Unknown => {} // the session was already revoked by an earlier reuse
+            Rotation::AccountDeleted => panic!("no account was deleted"),
         }
     }
     assert_eq!(rotated, 1);
@@ -520,11 +521,49 @@ pub async fn a_deleted_account_ends_its_sessions_follows_and_private_data(store:
     let bia_private = store.head(StreamKey::User(bia.id)).await.unwrap();
     assert!(store.head(StreamKey::User(ana.id)).await.unwrap() > 0);
 
+    // bia's session, for contrast: it stays as it is.
+    let bia_session = super::SessionRow {
+        id: "b1".into(),
+        user_id: bia.id,
+        expires_at: crate::now_ms() + 60_000,
+    };
+    store.create_session(&bia_session, "hb").await.unwrap();
+
     let user = store.user_by_id(ana.id).await.unwrap().unwrap();
     let deleted = store.delete_account(&user).await.unwrap();
     assert_eq!(deleted.sessions, vec!["s1".to_string(), "s2".to_string()]);
     assert!(store.session("s1").await.unwrap().is_none());
     assert!(store.session("s2").await.unwrap().is_none());
+    // A device of ana's that comes back is told the account was deleted (by its refresh token
+    // or its session id), until the token would have expired; nobody else is.
+    let now = crate::now_ms();
+    assert!(matches!(
+        store
+            .rotate_refresh("h1", "h9", now + 60_000, now)
+            .await
+            .unwrap(),
+        Rotation::AccountDeleted
+    ));
+    assert!(store.session_of_deleted_account("s2", now).await.unwrap());
+    assert!(!store
+        .session_of_deleted_account("s2", now + 120_000)
+        .await
+        .unwrap());
+    assert!(matches!(
+        store
+            .rotate_refresh("h1", "h9", now + 180_000, now + 120_000)
+            .await
+            .unwrap(),
+        Rotation::Unknown
+    ));
+    assert!(!store.session_of_deleted_account("b1", now).await.unwrap());
+    assert!(matches!(
+        store
+            .rotate_refresh("hb", "hb2", now + 60_000, now)
+            .await
+            .unwrap(),
+        Rotation::Rotated(_)
+    ));
     // The two follows undone, in the public stream, with the counts after them.
     let undone: Vec<_> = deleted
         .written

@@ -60,6 +60,11 @@ pub const HISTORY: &[Version] = &[
         sqlite: include_str!("migrations/0007_replies.sql"),
         postgres: include_str!("migrations/pg/0007_replies.sql"),
     },
+    Version {
+        name: "V8__ended_sessions",
+        sqlite: include_str!("migrations/0008_ended_sessions.sql"),
+        postgres: include_str!("migrations/pg/0008_ended_sessions.sql"),
+    },
 ];
 
 /// Which column of [`HISTORY`] a backend runs.

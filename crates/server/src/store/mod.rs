@@ -145,6 +145,9 @@ pub enum Rotation {
     Reused { session_id: String },
     /// Unknown, expired or logged out.
     Unknown,
+    /// A session of an account deleted since (see [`Store::delete_account`]): its device
+    /// should erase what it holds of the account.
+    AccountDeleted,
 }
 
 /// Errors of a store call, classified where they arise (SQLite extended result codes, Postgres
@@ -218,6 +221,9 @@ pub trait Store: Send + Sync + 'static {
         refresh_hash: &str,
     ) -> Result<(), StoreError>;
     async fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError>;
+    /// Whether `id` was a session of an account deleted since (kept until its refresh token
+    /// would have expired).
+    async fn session_of_deleted_account(&self, id: &str, now: i64) -> Result<bool, StoreError>;
     /// Replaces the refresh token of the session that holds `old_refresh_hash` (remembering the
     /// old one as spent until it would have expired); if `old_refresh_hash` was already spent,
     /// deletes its session instead (see [`Rotation`]).

@@ -320,13 +320,22 @@ test('deleting an account: the password is required, every device leaves, follow
       assert.deepEqual(undone.find((u) => u.follower === gone.username), { follower: gone.username, followee: friend.username, follower_count: 0 });
       assert.deepEqual(undone.find((u) => u.followee === gone.username), { follower: fan.username, followee: gone.username, follower_count: 0 });
     }
-    // The account can no longer sign in, refresh or connect; its name cannot be taken.
+    // The account can no longer sign in, refresh or connect; its devices are told it was
+    // deleted (so they erase what they hold); its name cannot be taken.
     const again = await api(srv.url, '/api/login', { username: gone.username, password: PASSWORD });
     assert.equal(again.body.error.code, 'invalid_credentials');
-    assert.equal((await api(srv.url, '/api/refresh', { refresh_token: laptop.refresh_token })).body.error.code, 'token_invalid');
+    const refused = await api(srv.url, '/api/refresh', { refresh_token: laptop.refresh_token });
+    assert.deepEqual([refused.status, refused.body.error.code], [401, 'account_deleted']);
     const reconnect = connect(srv.url, gone.access_token);
-    assert.equal((await reconnect.connectError).message, 'token_invalid');
+    assert.equal((await reconnect.connectError).message, 'account_deleted');
     reconnect.socket.close();
+    // A session that was logged out before still reads as a plain invalid token.
+    const other = await register(srv.url, 'dl_other');
+    await api(srv.url, '/api/logout', { refresh_token: other.refresh_token });
+    assert.equal((await api(srv.url, '/api/refresh', { refresh_token: other.refresh_token })).body.error.code, 'token_invalid');
+    const loggedOut = connect(srv.url, other.access_token);
+    assert.equal((await loggedOut.connectError).message, 'token_invalid');
+    loggedOut.socket.close();
     const taken = await api(srv.url, '/api/register', { username: gone.username, password: PASSWORD });
     assert.equal(taken.status, 409);
     assert.equal(taken.body.error.code, 'username_taken');

@@ -102,7 +102,7 @@ export type Typing = {
  */
 conversation: string, username: string, typing: boolean, };
 
-export type ErrorCode = "bad_request" | "invalid_text" | "unknown_event" | "not_found" | "forbidden" | "rate_limited" | "invalid_username" | "weak_password" | "username_taken" | "invalid_credentials" | "token_expired" | "token_invalid" | "id_conflict" | "internal" | "unavailable" | "method_not_allowed";
+export type ErrorCode = "bad_request" | "invalid_text" | "unknown_event" | "not_found" | "forbidden" | "rate_limited" | "invalid_username" | "weak_password" | "username_taken" | "invalid_credentials" | "token_expired" | "token_invalid" | "account_deleted" | "id_conflict" | "internal" | "unavailable" | "method_not_allowed";
 
 export type ErrorBody = { code: ErrorCode, message: string, };
 
@@ -110,7 +110,11 @@ export type ConnectionState = { "state": "connecting", attempt: number, } | { "s
 /**
  * Wall-clock time of the next attempt.
  */
-at: number, in_ms: number, reason: string, } | { "state": "signed_out", reason: string, } | { "state": "stopped" };
+at: number, in_ms: number, reason: string, } | { "state": "signed_out", reason: string, 
+/**
+ * The account was deleted (from another device), and this device's cache erased.
+ */
+account_deleted: boolean, } | { "state": "stopped" };
 
 export type OutboxState = "pending" | "sent" | "wedged";
 

@@ -91,7 +91,17 @@ pub(super) fn rotate_refresh(
             delete_session(db, &session_id)?;
             Ok(Rotation::Reused { session_id })
         }
-        None => Ok(Rotation::Unknown),
+        None => {
+            let ended = db.query_opt(
+                "SELECT 1 FROM ended_sessions WHERE refresh_hash = $1 AND expires_at > $2",
+                &[old.into(), now.into()],
+            )?;
+            Ok(if ended.is_some() {
+                Rotation::AccountDeleted
+            } else {
+                Rotation::Unknown
+            })
+        }
     }
 }
 
@@ -130,6 +140,17 @@ pub(super) fn delete_account(
     if marked == 0 {
         return Ok(AccountDeleted::default());
     }
+    // Its devices that were away learn of the deletion when they come back (account_deleted,
+    // from a refresh or a connect), until their refresh token would have expired anyway.
+    db.exec(
+        "DELETE FROM ended_sessions WHERE expires_at <= $1",
+        &[now.into()],
+    )?;
+    db.exec(
+        "INSERT INTO ended_sessions(id, refresh_hash, expires_at) \
+         SELECT id, refresh_hash, expires_at FROM sessions WHERE user_id = $1 AND expires_at > $2",
+        &[user.id.into(), now.into()],
+    )?;
     let sessions = db
         .query(
             "SELECT id FROM sessions WHERE user_id = $1 ORDER BY id",

@@ -198,6 +198,20 @@ impl<B: Backend> Store for SqlStore<B> {
             .await
     }
 
+    async fn session_of_deleted_account(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.backend
+            .read(Box::new(move |db| {
+                Ok(db
+                    .query_opt(
+                        "SELECT 1 FROM ended_sessions WHERE id = $1 AND expires_at > $2",
+                        &[id.as_str().into(), now.into()],
+                    )?
+                    .is_some())
+            }))
+            .await
+    }
+
     async fn rotate_refresh(
         &self,
         old_refresh_hash: &str,
