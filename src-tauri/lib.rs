@@ -71,19 +71,18 @@ impl AppState {
         self.server_url.lock().unwrap().clone()
     }
 
-    /// The language for texts the shell draws itself (the tray menu).
+    /// The language for texts the shell draws itself (the tray menu) and the core writes for
+    /// it (OS notification titles).
     fn locale(&self) -> String {
-        match self.settings.lock().unwrap().language {
-            ui_types::Language::En => "en".into(),
-            ui_types::Language::PtBr => "pt-BR".into(),
-            ui_types::Language::System => os_locale(),
-        }
+        locale_of(self.settings.lock().unwrap().language)
     }
 
     /// Applies and saves new settings (from the UI or the tray) and keeps the tray in line.
     pub fn apply_settings(&self, settings: Settings) -> std::io::Result<()> {
         self.core()
             .set_notification_settings(settings.notifications.clone());
+        self.core()
+            .set_notification_locale(&locale_of(settings.language));
         if let Some(t) = self.tray.get() {
             t.set_dnd(settings.notifications.do_not_disturb);
         }
@@ -146,6 +145,7 @@ impl AppState {
         old.shutdown().await;
         let core = start_core(url, &self.cache_path).await?;
         core.set_notification_settings(self.settings.lock().unwrap().notifications.clone());
+        core.set_notification_locale(&self.locale());
         let gen = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         spawn_forwarder(app.clone(), &core, gen, self);
         *self.core.lock().unwrap() = core;
@@ -358,6 +358,15 @@ fn instance_id(data_dir: Option<&str>) -> String {
     }
 }
 
+/// The locale a language setting stands for (`System`: the OS's).
+fn locale_of(language: ui_types::Language) -> String {
+    match language {
+        ui_types::Language::En => "en".into(),
+        ui_types::Language::PtBr => "pt-BR".into(),
+        ui_types::Language::System => os_locale(),
+    }
+}
+
 /// Runs the desktop app until its window is closed.
 pub fn run() {
     let started = Instant::now();
@@ -405,6 +414,7 @@ pub fn run() {
             let core = tauri::async_runtime::block_on(start_core(&server_url, &cache_path))
                 .map_err(|e| format!("{}: {}", e.code, e.message))?;
             core.set_notification_settings(settings.notifications.clone());
+            core.set_notification_locale(&locale_of(settings.language));
             let notifier: Arc<dyn Notifier> =
                 if std::env::var("PAPO_NOTIFICATIONS").as_deref() == Ok("log") {
                     Arc::new(LogNotifier)

@@ -274,6 +274,25 @@ async function scenario() {
   note = await nextNotify(n, "dm");
   check(note.summary === "joao" && note.body === "oi ana, tudo bem?", `DM → "${note.summary}" / "${note.body}"`);
 
+  // ---- titles in the app's language: Portuguese chosen in Settings, then back to the system's
+  const setLanguage = async (value) => {
+    await click('[data-testid="nav-settings"]');
+    await until("language select", () => find('[data-testid="language"]'));
+    await js(`const s = document.querySelector('[data-testid="language"]');
+      s.value = arguments[0]; s.dispatchEvent(new Event('change', { bubbles: true }));`, value);
+  };
+  await setLanguage("pt_br");
+  await waitText('[data-testid="nav-notifications"]', "Notificações");
+  cli("unfollow", "ana");
+  await sleep(300);
+  n = notifies().length;
+  cli("follow", "ana");
+  note = await nextNotify(n, "follow in Portuguese");
+  // (The follow notification still shown is replaced, counting: "… (2)".)
+  check(note.summary.startsWith("joao começou a seguir você"), `pt-BR: follow → "${note.summary}"`);
+  await setLanguage("system");
+  await click('[data-testid="nav-feed"]');
+
   // ---- none for my own actions, none for the conversation on screen
   cli("post", "post do joao");
   await waitText('[data-testid="feed-list"]', "post do joao");

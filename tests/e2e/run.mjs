@@ -361,6 +361,8 @@ async function scenario() {
   check(true, "my own page lists whom I follow");
   await js(`document.querySelector('[data-testid="profile-people"] [data-testid="user-link"]').click();`);
   await until("back on joao's profile", () => find('[data-testid="profile"][data-user="joao"]'));
+  // The header (with Message) draws once the profile is read.
+  await until("joao's profile header", () => find('[data-testid="profile-message"]'));
   await click('[data-testid="profile-message"]');
   await until("DM opened from the profile", () => find('[data-testid="conversation"][data-conversation="dm:joao"]'));
   check(true, "a name in a list opens that profile; Message opens the DM");

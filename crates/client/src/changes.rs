@@ -131,6 +131,7 @@ impl Touched {
                 self.users.insert(f.follower.clone());
                 self.users.insert(f.followee.clone());
             }
+            EventBody::Unknown => {}
         }
     }
 

@@ -873,4 +873,9 @@ impl Core {
     pub fn notification_settings(&self) -> NotificationSettings {
         self.inner.view.lock().unwrap().settings.clone()
     }
+
+    /// The language of OS notification titles (the app's: `en`, `pt-BR`, an OS locale name).
+    pub fn set_notification_locale(&self, locale: &str) {
+        self.inner.view.lock().unwrap().lang = policy::Lang::of_locale(locale);
+    }
 }

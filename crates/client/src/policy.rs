@@ -137,10 +137,52 @@ pub fn withdrawn(event: &EventBody) -> Option<i64> {
     }
 }
 
+/// The language OS notifications are written in (the app's, which the shell sets).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Lang {
+    #[default]
+    En,
+    PtBr,
+}
+
+impl Lang {
+    /// From a locale name (`pt-BR`, `pt_BR.UTF-8`, `en-US`): Portuguese for `pt*`, else English.
+    pub fn of_locale(locale: &str) -> Lang {
+        if locale.to_ascii_lowercase().starts_with("pt") {
+            Lang::PtBr
+        } else {
+            Lang::En
+        }
+    }
+}
+
+/// The title of the OS notification for a `notification` of this kind by `actor`, in `lang`
+/// (a DM's title is its sender).
+pub fn title(kind: NotificationKind, actor: &str, lang: Lang) -> String {
+    use NotificationKind::*;
+    let what = match (lang, kind) {
+        (Lang::En, Like) => "liked your post",
+        (Lang::En, Comment) => "commented on your post",
+        (Lang::En, Follow) => "followed you",
+        (Lang::En, Dm) => "sent you a message",
+        (Lang::En, Mention) => "mentioned you",
+        (Lang::En, Reply) => "replied to you",
+        (Lang::PtBr, Like) => "curtiu sua publicação",
+        (Lang::PtBr, Comment) => "comentou sua publicação",
+        (Lang::PtBr, Follow) => "começou a seguir você",
+        (Lang::PtBr, Dm) => "mandou uma mensagem",
+        (Lang::PtBr, Mention) => "mencionou você",
+        (Lang::PtBr, Reply) => "respondeu a você",
+    };
+    format!("{actor} {what}")
+}
+
 /// Everything besides the event that the decision depends on.
 #[derive(Debug, Clone, Copy)]
 pub struct PolicyContext<'a> {
     pub me: &'a str,
+    /// The language titles are written in.
+    pub lang: Lang,
     /// The conversation (or `"post:<id>"` / `"notifications"`) currently on screen, if any.
     pub on_screen: Option<&'a str>,
     pub settings: &'a NotificationSettings,
@@ -183,7 +225,7 @@ pub fn decide(event: &EventBody, ctx: &PolicyContext<'_>) -> Option<OsNotificati
                     let post_id = n.post_id?;
                     (
                         ctx.settings.likes,
-                        format!("{} liked your post", n.actor),
+                        title(n.kind, &n.actor, ctx.lang),
                         Target::Post { post_id },
                         format!("post:{post_id}"),
                     )
@@ -192,7 +234,7 @@ pub fn decide(event: &EventBody, ctx: &PolicyContext<'_>) -> Option<OsNotificati
                     let post_id = n.post_id?;
                     (
                         ctx.settings.comments,
-                        format!("{} commented on your post", n.actor),
+                        title(n.kind, &n.actor, ctx.lang),
                         Target::Post { post_id },
                         format!("post:{post_id}"),
                     )
@@ -213,7 +255,7 @@ pub fn decide(event: &EventBody, ctx: &PolicyContext<'_>) -> Option<OsNotificati
                     };
                     (
                         ctx.settings.mentions,
-                        format!("{} mentioned you", n.actor),
+                        title(n.kind, &n.actor, ctx.lang),
                         target,
                         group,
                     )
@@ -224,7 +266,7 @@ pub fn decide(event: &EventBody, ctx: &PolicyContext<'_>) -> Option<OsNotificati
                     n.message_id?;
                     (
                         ctx.settings.mentions,
-                        format!("{} replied to you", n.actor),
+                        title(n.kind, &n.actor, ctx.lang),
                         Target::Conversation {
                             id: conversation::PUBLIC.to_string(),
                         },
@@ -233,7 +275,7 @@ pub fn decide(event: &EventBody, ctx: &PolicyContext<'_>) -> Option<OsNotificati
                 }
                 NotificationKind::Follow => (
                     ctx.settings.follows,
-                    format!("{} followed you", n.actor),
+                    title(n.kind, &n.actor, ctx.lang),
                     Target::User {
                         username: n.actor.clone(),
                     },
@@ -325,6 +367,7 @@ mod tests {
     fn ctx<'a>(s: &'a NotificationSettings, on_screen: Option<&'a str>) -> PolicyContext<'a> {
         PolicyContext {
             me: "ana",
+            lang: Lang::En,
             on_screen,
             settings: s,
             local_minute: 12 * 60,
@@ -453,6 +496,43 @@ mod tests {
         assert!(decide(&notif(NotificationKind::Mention, "ana"), &ctx(&s, None)).is_none());
         s.mentions = false;
         assert!(decide(&in_room, &ctx(&s, None)).is_none());
+    }
+
+    #[test]
+    fn titles_are_written_in_the_apps_language() {
+        let s = NotificationSettings::default();
+        let pt = |kind| {
+            let c = PolicyContext {
+                lang: Lang::of_locale("pt_BR.UTF-8"),
+                ..ctx(&s, None)
+            };
+            decide(&notif(kind, "bia"), &c).map(|n| n.title)
+        };
+        assert_eq!(
+            pt(NotificationKind::Like).as_deref(),
+            Some("bia curtiu sua publicação")
+        );
+        assert_eq!(
+            pt(NotificationKind::Follow).as_deref(),
+            Some("bia começou a seguir você")
+        );
+        assert_eq!(
+            pt(NotificationKind::Mention).as_deref(),
+            Some("bia mencionou você")
+        );
+        assert_eq!(Lang::of_locale("en-US"), Lang::En);
+        assert_eq!(Lang::of_locale("C"), Lang::En);
+        // Every kind has a title in both languages, each different from the other.
+        for kind in [
+            NotificationKind::Like,
+            NotificationKind::Comment,
+            NotificationKind::Follow,
+            NotificationKind::Dm,
+            NotificationKind::Mention,
+            NotificationKind::Reply,
+        ] {
+            assert_ne!(title(kind, "x", Lang::En), title(kind, "x", Lang::PtBr));
+        }
     }
 
     #[test]

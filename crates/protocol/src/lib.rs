@@ -235,6 +235,14 @@ pub enum EventBody {
     Notification(Notification),
     #[serde(rename = "read.updated")]
     ReadUpdated(ReadState),
+    /// An event this build does not understand (a type, or a value such as a notification
+    /// kind, added to the protocol later), kept only for its place in its stream so that a
+    /// client moves past it (section 7: clients ignore what they do not know). Never sent by
+    /// the server and never serialized; a client makes it when decoding a `log` packet (the
+    /// Rust client core's `decode_log`).
+    #[serde(skip)]
+    #[cfg_attr(feature = "ts", ts(skip))]
+    Unknown,
 }
 
 /// A public chat message.

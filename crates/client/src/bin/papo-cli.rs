@@ -118,6 +118,12 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         wait: u64,
     },
+    /// Stop following a user.
+    Unfollow {
+        username: String,
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+    },
     /// Connect and wait until the outbox is empty.
     Flush {
         #[arg(long, default_value_t = 60)]
@@ -297,6 +303,9 @@ async fn command(core: &Core, command: Command) -> Result<ExitCode, String> {
         }
         Command::Follow { username, wait } => {
             return deliver(core, action(core.follow(&username).await)?, wait).await
+        }
+        Command::Unfollow { username, wait } => {
+            return deliver(core, action(core.unfollow(&username).await)?, wait).await
         }
         Command::Flush { timeout } => return flush(core, timeout).await,
         Command::Search { .. } | Command::History { .. } | Command::Status => {

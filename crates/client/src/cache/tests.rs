@@ -915,3 +915,31 @@ fn a_window_around_a_message_and_the_pages_after_it_walk_the_conversation() {
     let want: Vec<_> = (17..=50).map(|i| format!("m{i}")).collect();
     assert_eq!(seen, want);
 }
+
+#[test]
+fn an_event_this_build_does_not_understand_moves_the_cursor_and_changes_nothing() {
+    let (_d, cache) = open();
+    let unknown = LogEvent {
+        stream: Stream::Public,
+        seq: 2,
+        at: 1002,
+        cid: None,
+        body: EventBody::Unknown,
+    };
+    let out = cache
+        .apply_batch(
+            "ana",
+            &[chat(1, 1, "bia", "a"), unknown, chat(3, 3, "bia", "c")],
+        )
+        .unwrap();
+    assert_eq!(out.gap, None);
+    assert_eq!(out.applied.len(), 3);
+    assert_eq!(public_texts(&cache), ["a", "c"]);
+    assert_eq!(
+        cache.resume_point().unwrap().0,
+        Cursor {
+            public: 3,
+            private: 0
+        }
+    );
+}

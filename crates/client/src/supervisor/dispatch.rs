@@ -7,7 +7,10 @@ use crate::outbox::OutboxChange;
 use crate::outbox_sender::OutboxSender;
 use crate::policy::{self, PolicyContext};
 use crate::transport::Inbound;
-use papo_protocol::{events, LogBatch, Presence, Reply, SyncState, SyncStatus, Typing};
+use papo_protocol::{
+    events, EventBody, LogBatch, LogEvent, Presence, Reply, Stream, SyncState, SyncStatus, Typing,
+};
+use serde::Deserialize;
 use tokio::time::Instant;
 
 impl Supervisor {
@@ -36,7 +39,7 @@ impl Supervisor {
                 s.ready = true;
                 // Progress: the stall check starts over with the next ping reply.
                 s.stall_deadline = None;
-                let batch: LogBatch = match serde_json::from_value(data) {
+                let batch = match decode_log(data) {
                     Ok(b) => b,
                     Err(e) => {
                         tracing::warn!(error = %e, "undecodable log packet: resyncing");
@@ -68,6 +71,7 @@ impl Supervisor {
                     if s.live || out.cursor_before.get(ev.stream) > 0 {
                         let ctx = PolicyContext {
                             me,
+                            lang: view.lang,
                             on_screen: view.on_screen.as_deref(),
                             settings: &view.settings,
                             local_minute,
@@ -79,7 +83,9 @@ impl Supervisor {
                     if let Some(message_id) = policy::withdrawn(&ev.body) {
                         self.publish(CoreEvent::Withdraw { message_id });
                     }
-                    self.publish(CoreEvent::Log(ev));
+                    if ev.body != EventBody::Unknown {
+                        self.publish(CoreEvent::Log(ev));
+                    }
                 }
                 if let Some((stream, expected, got)) = out.gap {
                     return Some(failed(format!(
@@ -171,4 +177,89 @@ pub(super) struct Pump {
     pub(super) ready: bool,
     /// Set when a ping reply showed heads ahead of our cursor; cleared by any `log`.
     pub(super) stall_deadline: Option<Instant>,
+}
+
+/// A `log` packet's events. An event this build does not understand (a type, or a value such
+/// as a notification kind, added to the protocol later) still holds its place in its stream:
+/// it becomes [`EventBody::Unknown`], so the cursor moves past it and nothing after it waits
+/// (protocol section 7). Only a packet whose events lack their stream and sequence number is
+/// undecodable.
+pub(crate) fn decode_log(data: serde_json::Value) -> Result<LogBatch, serde_json::Error> {
+    // The common case: everything known, decoded in one pass.
+    if let Ok(batch) = LogBatch::deserialize(&data) {
+        return Ok(batch);
+    }
+    #[derive(Deserialize)]
+    struct Raw {
+        events: Vec<serde_json::Value>,
+    }
+    #[derive(Deserialize)]
+    struct Place {
+        stream: Stream,
+        seq: u64,
+        #[serde(default)]
+        at: papo_protocol::Millis,
+    }
+    let raw = Raw::deserialize(&data)?;
+    let mut events = Vec::with_capacity(raw.events.len());
+    for v in raw.events {
+        match LogEvent::deserialize(&v) {
+            Ok(ev) => events.push(ev),
+            Err(e) => {
+                let place = Place::deserialize(&v)?;
+                tracing::info!(
+                    stream = place.stream.as_str(),
+                    seq = place.seq,
+                    error = %e,
+                    "skipping an event this client does not understand"
+                );
+                events.push(LogEvent {
+                    stream: place.stream,
+                    seq: place.seq,
+                    at: place.at,
+                    cid: None,
+                    body: EventBody::Unknown,
+                });
+            }
+        }
+    }
+    Ok(LogBatch { events })
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_of_unknown_types_or_values_keep_their_place_and_the_rest_is_decoded() {
+        let data = json!({"events": [
+            {"stream": "public", "seq": 1, "at": 10, "type": "chat.message",
+             "data": {"id": 1, "from": "ana", "text": "oi", "at": 10}},
+            {"stream": "public", "seq": 2, "at": 11, "type": "poll.created", "data": {"q": "?"}},
+            {"stream": "private", "seq": 7, "at": 12, "type": "notification",
+             "data": {"id": 3, "kind": "sticker", "actor": "bia", "at": 12}},
+            {"stream": "private", "seq": 8, "at": 13, "type": "read.updated",
+             "data": {"conversation": "public", "last_read": 1}}
+        ]});
+        let batch = decode_log(data).unwrap();
+        let got: Vec<_> = batch
+            .events
+            .iter()
+            .map(|e| (e.stream, e.seq, e.body == EventBody::Unknown))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Stream::Public, 1, false),
+                (Stream::Public, 2, true),
+                (Stream::Private, 7, true),
+                (Stream::Private, 8, false)
+            ]
+        );
+        // Without its place an event cannot be skipped: the packet is undecodable.
+        let bad = json!({"events": [{"type": "chat.message", "data": {}}]});
+        assert!(decode_log(bad).is_err());
+        assert!(decode_log(json!({"nope": 1})).is_err());
+    }
 }

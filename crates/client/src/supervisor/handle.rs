@@ -14,6 +14,8 @@ use tokio::time::timeout;
 pub struct View {
     pub on_screen: Option<String>,
     pub settings: NotificationSettings,
+    /// The language OS notification titles are written in.
+    pub lang: crate::policy::Lang,
 }
 
 pub(super) enum Command {
