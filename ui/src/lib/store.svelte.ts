@@ -314,15 +314,15 @@ class AppStore {
   }
 
   /** Deletes the account (the password confirms it); false, with a message, when refused. */
-  async deleteAccount(password: string): Promise<boolean> {
+  /** Deletes the account (a refusal, such as a wrong password, is flashed and changes nothing). */
+  async deleteAccount(password: string): Promise<void> {
     try {
       await api.deleteAccount(password);
     } catch (e) {
       this.flash(this.errorText(e));
-      return false;
+      return;
     }
     this.handle({ kind: "signed_out" });
-    return true;
   }
 }
 

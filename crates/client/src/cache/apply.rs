@@ -219,7 +219,8 @@ fn upsert_message(
                  (kind, conversation, server_id, client_id, sender, text, at, sk, state, \
                   reply_to, reply_from, reply_excerpt) \
                  VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?3, 'sent', ?7, ?8, \
-                   CASE WHEN EXISTS (SELECT 1 FROM messages o WHERE o.kind = ?1 \
+                   CASE WHEN ?7 IS NULL THEN NULL \
+                        WHEN EXISTS (SELECT 1 FROM messages o WHERE o.kind = ?1 \
                                      AND o.server_id = ?7 AND o.deleted = 1) \
                         THEN NULL ELSE ?9 END)",
             )?
