@@ -328,6 +328,12 @@ pub async fn conversation_page(
 }
 
 /// Where a conversation's unread messages begin (the UI asks before marking it read).
+/// The connection as the Diagnostics page shows it (no token, no message text).
+#[tauri::command(rename_all = "snake_case")]
+pub async fn diagnostics(state: State<'_, AppState>) -> Res<ui::Diagnostics> {
+    Ok(state.core().diagnostics().await?)
+}
+
 /// The next page of a conversation after `after`, oldest first.
 #[tauri::command(rename_all = "snake_case")]
 pub async fn conversation_page_after(

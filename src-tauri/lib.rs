@@ -525,6 +525,7 @@ pub fn run() {
             commands::conversation_page,
             commands::unread_start,
             commands::conversation_page_after,
+            commands::diagnostics,
             commands::conversation_around,
             commands::draft,
             commands::set_draft,

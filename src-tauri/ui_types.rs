@@ -14,6 +14,7 @@ pub use papo_client::cache::{
 };
 pub use papo_client::changes::ChangeSet;
 pub use papo_client::compose::{ComposeTarget, Sent};
+pub use papo_client::diag::{Diagnostics, TransportKind, WireEvent};
 pub use papo_client::outbox::{OutboxChange, OutboxState, WedgeReason};
 pub use papo_client::policy::{NotificationSettings, OsNotification, QuietHours, Target};
 pub use papo_client::{ClientErrorCode, ConnectionState, CoreErrorCode, CoreEvent};
@@ -201,7 +202,10 @@ macro_rules! for_each_ui_type {
             UiError,
             OutboxEntry,
             ComposeTarget,
-            Sent
+            Sent,
+            TransportKind,
+            WireEvent,
+            Diagnostics
         )
     };
 }

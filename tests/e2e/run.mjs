@@ -374,6 +374,24 @@ async function scenario() {
   await waitText('[data-testid="profile-counts"]', "follows you");
   check(true, "a follow notification opens the follower's profile, which says they follow me");
 
+  // Diagnostics (Settings → Connection diagnostics): the connection as the core sees it, live;
+  // what a copy holds has no token and no message text.
+  await click('[data-testid="nav-settings"]');
+  await click('[data-testid="open-diagnostics"]');
+  await until("diagnostics", () => find('[data-testid="diagnostics"]'));
+  await waitText('[data-testid="diag-transport"]', "websocket");
+  await waitText('[data-testid="diag-state"]', "connected");
+  await until("a round trip", async () => /^\d+ ms$/.test((await textOf('[data-testid="diag-rtt"]')) ?? ""), 20000);
+  await waitText('[data-testid="diag-recent"]', "log");
+  const diagText = await textOf('[data-testid="diag-text"]');
+  const diag = JSON.parse(diagText);
+  check(diag.cursor.public > 0 && diag.cursor.private > 0 && diag.server_url === URL_,
+    `diagnostics: websocket, connected, ${diag.rtt_ms} ms round trip, cursor ${diag.cursor.public}/${diag.cursor.private}`);
+  check(!/token|bom dia|tudo bem/i.test(diagText), "the diagnostics text holds no token and no message text");
+  await click('[data-testid="diag-copy"]');
+  await until("copied", async () => ((await js(`return document.querySelector('.toast')?.innerText ?? ''`)) ?? "").includes("Diagnostics copied"), 5000);
+  await screenshot("diagnostics");
+
   // Stop the server: the banner says retrying; a message written now is pending.
   await click('[data-testid="nav-chat"]');
   await click('[data-testid="conv-public"]');

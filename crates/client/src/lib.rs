@@ -18,6 +18,7 @@ pub mod changes;
 mod codes;
 pub mod compose;
 pub mod config;
+pub mod diag;
 pub mod event;
 pub mod outbox;
 mod outbox_sender;
@@ -91,6 +92,8 @@ pub struct Core {
 }
 
 struct Inner {
+    /// As configured (one URL or several nodes, comma-separated).
+    server_url: String,
     cache: CacheHandle,
     tokens: Arc<SessionTokens>,
     supervisor: SupervisorHandle,
@@ -116,6 +119,7 @@ impl Core {
     ) -> Result<Core, CoreError> {
         let cache = CacheHandle::open(&config.cache_path).await?;
         let api = Api::new(&config.supervisor.server_url);
+        let server_url = config.supervisor.server_url.clone();
         let tokens = Arc::new(SessionTokens::new(api, store)?);
         if let Some(me) = tokens.username() {
             cache.write(move |c| c.set_me(&me)).await?;
@@ -131,6 +135,7 @@ impl Core {
         );
         Ok(Core {
             inner: Arc::new(Inner {
+                server_url,
                 cache,
                 tokens,
                 supervisor,
@@ -872,6 +877,33 @@ impl Core {
 
     pub fn notification_settings(&self) -> NotificationSettings {
         self.inner.view.lock().unwrap().settings.clone()
+    }
+
+    /// A snapshot of the connection for the Diagnostics page and `papo-cli diag` (no token, no
+    /// message text).
+    pub async fn diagnostics(&self) -> Result<diag::Diagnostics, CoreError> {
+        let ((cursor, epoch), (pending, _sent, failed)) = self
+            .inner
+            .cache
+            .read(|c| Ok((c.resume_point()?, c.outbox_counts()?)))
+            .await?;
+        let state = self.connection_state();
+        let w = self.inner.supervisor.wire.lock().unwrap();
+        Ok(diag::Diagnostics {
+            server_url: self.inner.server_url.clone(),
+            transport: diag::TransportKind::Websocket,
+            state,
+            attempts: w.attempts,
+            sessions: w.sessions,
+            last_error: w.last_error.clone(),
+            connected_at: w.connected_at,
+            rtt_ms: w.rtt_ms,
+            cursor,
+            epoch,
+            outbox_pending: pending,
+            outbox_wedged: failed,
+            recent: w.recent.iter().cloned().collect(),
+        })
     }
 
     /// The language of OS notification titles (the app's: `en`, `pt-BR`, an OS locale name).

@@ -865,3 +865,94 @@ async fn a_reply_reaches_every_device_with_its_quote_which_follows_the_original(
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnostics_show_the_connection_without_a_token_or_a_message_and_the_handshake_checks_out()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProc::start(dir.path(), &[]);
+    let url = server.url();
+    let (ana, store) = core(&url, &dir.path().join("ana.sqlite3")).await;
+    ana.register("ana", PASSWORD).await.unwrap();
+    let (bia, _) = core(&url, &dir.path().join("bia.sqlite3")).await;
+    bia.register("bia", PASSWORD).await.unwrap();
+    bia.send_dm("ana", "segredo de estado").await.unwrap();
+    eventually("the DM", Duration::from_secs(20), || {
+        texts(&ana, "dm:bia").len() == 1
+    })
+    .await;
+    let mut d = ana.diagnostics().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while d.rtt_ms.is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        d = ana.diagnostics().await.unwrap();
+    }
+    assert_eq!(d.server_url, url);
+    assert_eq!(d.state, ConnectionState::Connected);
+    assert_eq!(d.transport, papo_client::diag::TransportKind::Websocket);
+    assert!(
+        d.attempts >= 1 && d.sessions >= 1 && d.connected_at.is_some(),
+        "{d:?}"
+    );
+    assert!(d.rtt_ms.is_some(), "a ping came back: {d:?}");
+    let (cursor, epoch) = ana.cache().resume_point().unwrap();
+    assert_eq!((d.cursor, d.epoch.clone()), (cursor, epoch));
+    assert!(d.cursor.private >= 1);
+    assert!(
+        d.recent.iter().any(|e| e.name == "log" && e.bytes > 0)
+            && d.recent.iter().any(|e| e.name == "sync"),
+        "{:?}",
+        d.recent
+    );
+    assert_eq!((d.outbox_pending, d.outbox_wedged), (0, 0));
+    // What a copy holds: neither token, nor the text of a message.
+    let copied = serde_json::to_string(&d).unwrap();
+    let session = store.load().unwrap().unwrap();
+    for secret in [&session.access_token, &session.refresh_token] {
+        assert!(
+            !copied.contains(secret.as_str()),
+            "a token in the diagnostics"
+        );
+    }
+    assert!(
+        !copied.contains("segredo"),
+        "a message's text in the diagnostics"
+    );
+
+    // papo-cli diag prints the same, and --handshake the WebSocket upgrade, key checked.
+    let cli = env!("CARGO_BIN_EXE_papo-cli");
+    let out = std::process::Command::new(cli)
+        .args(["--server", &url, "diag", "--handshake"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("> Sec-WebSocket-Key: "), "{text}");
+    assert!(
+        text.contains("< HTTP/1.1 101 Switching Protocols"),
+        "{text}"
+    );
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("< sec-websocket-accept: "),
+        "{text}"
+    );
+    assert!(text.contains("accept key: ok"), "{text}");
+    // A server that is not there: a clear error, not a hang.
+    let gone = std::process::Command::new(cli)
+        .args([
+            "--server",
+            "http://127.0.0.1:9",
+            "diag",
+            "--handshake",
+            "--seconds",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success());
+    assert!(
+        String::from_utf8_lossy(&gone.stdout).contains("error"),
+        "{gone:?}"
+    );
+}

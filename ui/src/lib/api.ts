@@ -9,6 +9,7 @@ import type {
   ComposeTarget,
   ConversationPage,
   ConversationRow,
+  Diagnostics,
   FollowList,
   MessageRow,
   Notification,
@@ -103,6 +104,8 @@ export const api = {
   onlineUsers: () => invoke<string[]>("online_users"),
   setSettings: (settings: Settings) => invoke<void>("set_settings", { settings }),
   osStatus: () => invoke<OsStatus>("os_status"),
+  /** The connection as the Diagnostics page shows it (no token, no message text). */
+  diagnostics: () => invoke<Diagnostics>("diagnostics"),
   setAutostart: (enabled: boolean) => invoke<boolean>("set_autostart", { enabled }),
   feedRendered: (posts: number) => invoke<void>("feed_rendered", { posts }),
   /** The next events (one batch, in order); empty when nothing came for a while. */

@@ -24,7 +24,7 @@ import { resolveLocale, translate, type Key, type Locale } from "./i18n";
 import { TypingTracker } from "./typing";
 import { unseenCount } from "./format";
 
-export type Screen = "feed" | "chat" | "notifications" | "settings" | "profile";
+export type Screen = "feed" | "chat" | "notifications" | "settings" | "profile" | "diagnostics";
 
 class AppStore {
   booted = $state(false);

@@ -58,6 +58,18 @@ enum Command {
         #[arg(long, env = "PAPO_PASSWORD", hide_env_values = true)]
         password: Option<String>,
     },
+    /// Connection diagnostics as JSON: server, transport, round trip, attempts and the last
+    /// error, cursor and epoch, outbox depth, the last packets received (names and sizes; never
+    /// a token).
+    Diag {
+        /// Instead, open a WebSocket upgrade by hand and print the HTTP exchange (request and
+        /// response headers), checking the server's Sec-WebSocket-Accept.
+        #[arg(long)]
+        handshake: bool,
+        /// How long to wait for the connection and a ping's round trip.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Print every event as a JSON line.
     Tail {
         /// Exit once the replay reached live.
@@ -194,6 +206,13 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, String> {
+    if let Command::Diag {
+        handshake: true,
+        seconds,
+    } = cli.command
+    {
+        return handshake(&cli.server, seconds).await;
+    }
     let dir = cli.cache.clone().unwrap_or_else(default_cache_dir);
     if matches!(
         cli.command,
@@ -257,6 +276,7 @@ async fn command(core: &Core, command: Command) -> Result<ExitCode, String> {
             until_live,
             seconds,
         } => return tail(core, until_live, seconds).await,
+        Command::Diag { seconds, .. } => return diag(core, seconds).await,
         Command::Send {
             text,
             reply_to,
@@ -387,6 +407,117 @@ async fn tail(core: &Core, until_live: bool, seconds: Option<u64>) -> Result<Exi
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         }
     }
+}
+
+/// Waits (at most `seconds`) until the connection is up and a ping has come back, then prints
+/// the diagnostics. Exit 0 when connected, 5 when not.
+async fn diag(core: &Core, seconds: u64) -> Result<ExitCode, String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        let d = core.diagnostics().await.map_err(|e| e.to_string())?;
+        let up = d.state == ConnectionState::Connected && d.rtt_ms.is_some();
+        if up || tokio::time::Instant::now() >= deadline {
+            print(&d);
+            return Ok(if up {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(5)
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The GUID RFC 6455 appends to the key before hashing it into `Sec-WebSocket-Accept`.
+const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// `diag --handshake`: the Engine.IO WebSocket upgrade done by hand over TCP, printed line by
+/// line (`>` sent, `<` received), then whether the server's accept key is the one the key
+/// asks for. Exit 0 for `101 Switching Protocols` with the right key, 6 otherwise.
+async fn handshake(server: &str, seconds: u64) -> Result<ExitCode, String> {
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let first = server.split(',').next().unwrap_or(server).trim();
+    let rest = first
+        .strip_prefix("http://")
+        .ok_or("--handshake speaks plain http:// only (use curl or openssl for https)")?;
+    let host = rest.split('/').next().unwrap_or(rest);
+    let addr = if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:80")
+    };
+    let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
+    let request = format!(
+        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n\
+         Host: {host}\r\n\
+         Upgrade: websocket\r\n\
+         Connection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let exchange = async {
+        let mut tcp = tokio::net::TcpStream::connect(&addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        tcp.write_all(request.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tcp.read(&mut buf).await.map_err(|e| e.to_string())?;
+            if n == 0 || head.len() > 16 * 1024 {
+                return Err(
+                    "the server closed the connection before the end of its headers".into(),
+                );
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        let end = head
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(head.len());
+        Ok::<String, String>(String::from_utf8_lossy(&head[..end]).into_owned())
+    };
+    let response = tokio::time::timeout(Duration::from_secs(seconds), exchange)
+        .await
+        .map_err(|_| format!("no answer within {seconds} s"))??;
+    for line in request.trim_end().lines() {
+        println!("> {line}");
+    }
+    for line in response.lines() {
+        println!("< {line}");
+    }
+    let status = response.lines().next().unwrap_or("");
+    let switched = status.split_whitespace().nth(1) == Some("101");
+    let accept = response.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("sec-websocket-accept")
+            .then(|| value.trim().to_string())
+    });
+    let expected = base64::engine::general_purpose::STANDARD
+        .encode(sha1::Sha1::digest(format!("{key}{WS_GUID}").as_bytes()));
+    let key_ok = accept.as_deref() == Some(expected.as_str());
+    println!(
+        "status: {}",
+        if switched {
+            "101 Switching Protocols"
+        } else {
+            status
+        }
+    );
+    println!(
+        "accept key: {} (expected base64(sha1(key + {WS_GUID})) = {expected})",
+        if key_ok { "ok" } else { "MISMATCH" }
+    );
+    Ok(if switched && key_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(6)
+    })
 }
 
 /// Waits until one outbox item is sent or failed. Exit codes: 0 sent, 2 failed, 3 still queued

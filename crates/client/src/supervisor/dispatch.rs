@@ -23,7 +23,11 @@ impl Supervisor {
                 tracing::debug!(error = %e, "transport error");
                 None
             }
-            Inbound::Event { name, data } => self.server_event(&name, data, me, s).await,
+            Inbound::Event { name, data } => {
+                let at = self.config.wall_clock.now();
+                self.wire.lock().unwrap().received(at, &name, &data);
+                self.server_event(&name, data, me, s).await
+            }
         }
     }
 
@@ -141,6 +145,7 @@ impl Supervisor {
 
     async fn reply(&mut self, reply: Reply, me: &str, s: &mut Pump) -> Option<End> {
         if reply.event == events::SYS_PING {
+            self.wire.lock().unwrap().pong(reply.id);
             self.check_heads(&reply, s).await;
         }
         match s.outbox.on_reply(&self.cache, me, reply).await {

@@ -4,7 +4,7 @@
 use crate::event::{ConnectionState, CoreEvent};
 use crate::policy::NotificationSettings;
 use papo_protocol::{PresenceWatch, TypingSet, MAX_WATCH};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::timeout;
@@ -31,6 +31,8 @@ pub(super) enum Command {
 /// A cloneable handle on the supervisor task.
 #[derive(Clone)]
 pub struct SupervisorHandle {
+    /// What the diagnostics show of the connection (kept by the supervisor).
+    pub(crate) wire: Arc<Mutex<crate::diag::Wire>>,
     pub(super) commands: mpsc::UnboundedSender<Command>,
     pub(super) events: broadcast::Sender<CoreEvent>,
     pub(super) state: watch::Receiver<ConnectionState>,

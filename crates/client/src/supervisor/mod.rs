@@ -54,7 +54,9 @@ pub fn spawn(
     let (state_tx, state_rx) = watch::channel(ConnectionState::Connecting { attempt: 1 });
     let watch_network = config.watch_network;
     let (watching_tx, watching_rx) = watch::channel(PresenceWatch::default());
+    let wire = Arc::new(Mutex::new(crate::diag::Wire::default()));
     let sup = Supervisor {
+        wire: wire.clone(),
         config,
         cache,
         tokens,
@@ -71,6 +73,7 @@ pub fn spawn(
     };
     tokio::spawn(sup.run());
     let handle = SupervisorHandle {
+        wire,
         commands: cmd_tx,
         events: ev_tx,
         state: state_rx,
@@ -110,6 +113,8 @@ enum Wait {
 }
 
 struct Supervisor {
+    /// Counters and recent packets for the diagnostics.
+    wire: Arc<Mutex<crate::diag::Wire>>,
     config: SupervisorConfig,
     /// Every SQLite access goes through the cache threads.
     cache: CacheHandle,
@@ -150,6 +155,11 @@ impl Supervisor {
             self.set_state(ConnectionState::Connecting {
                 attempt: backoff.attempt() + 1,
             });
+            {
+                let mut w = self.wire.lock().unwrap();
+                w.attempts += 1;
+                w.connected_at = None;
+            }
             let reason = match self.session().await {
                 End::Shutdown => break,
                 End::SignedOut(reason) => {
@@ -195,6 +205,11 @@ impl Supervisor {
             };
             let delay = backoff.next_delay();
             tracing::info!(%reason, delay_ms = delay.as_millis() as u64, "session ended; retrying");
+            {
+                let mut w = self.wire.lock().unwrap();
+                w.last_error = Some(reason.clone());
+                w.connected_at = None;
+            }
             self.set_state(ConnectionState::Retrying {
                 attempt: backoff.attempt(),
                 at: self.config.wall_clock.now() + delay.as_millis() as i64,

@@ -115,7 +115,12 @@ impl Supervisor {
                     return failed("no answer to CONNECT (open timeout)");
                 }
                 ev = rx.recv() => match ev {
-                    Some(Inbound::Open) => break,
+                    Some(Inbound::Open) => {
+                        let mut w = self.wire.lock().unwrap();
+                        w.sessions += 1;
+                        w.connected_at = Some(self.config.wall_clock.now());
+                        break;
+                    }
                     Some(Inbound::Refused(r)) => {
                         self.teardown(link).await;
                         return self.refused(r).await;
@@ -170,8 +175,14 @@ impl Supervisor {
             return Ok(());
         }
         *deadline = Some(Instant::now() + self.config.probe_timeout);
-        self.emit(link, events::SYS_PING, json!({ "id": Uuid::now_v7() }))
-            .await
+        self.ping(link).await
+    }
+
+    /// A `sys:ping`, timed for the diagnostics' round trip.
+    async fn ping(&self, link: &dyn Link) -> Result<(), End> {
+        let id = Uuid::now_v7();
+        self.wire.lock().unwrap().ping = Some((id, std::time::Instant::now()));
+        self.emit(link, events::SYS_PING, json!({ "id": id })).await
     }
 
     async fn connected(
@@ -324,8 +335,7 @@ impl Supervisor {
                     if silent > self.config.liveness_timeout {
                         return failed(format!("server silent for {} ms", silent.as_millis()));
                     }
-                    let data = json!({ "id": Uuid::now_v7() });
-                    if let Err(end) = self.emit(link, events::SYS_PING, data).await {
+                    if let Err(end) = self.ping(link).await {
                         return end;
                     }
                 }

@@ -391,3 +391,41 @@ client_id: string,
  * and comments.
  */
 conversation: string | null, };
+
+export type TransportKind = "websocket";
+
+export type WireEvent = { at: number, name: string, bytes: number, };
+
+export type Diagnostics = { server_url: string, transport: TransportKind, state: ConnectionState, 
+/**
+ * Connection attempts since the core started.
+ */
+attempts: number, 
+/**
+ * Sessions opened (CONNECT answered) since the core started.
+ */
+sessions: number, 
+/**
+ * Why the last session ended, or the last attempt failed.
+ */
+last_error: string | null, 
+/**
+ * When the current session opened (wall clock).
+ */
+connected_at: number | null, 
+/**
+ * The last `sys:ping` round trip.
+ */
+rtt_ms: number | null, 
+/**
+ * The stored position in each stream, and the server epoch it belongs to.
+ */
+cursor: Cursor, epoch: string | null, 
+/**
+ * Outbox items waiting to be sent, and stopped by a refusal (wedged).
+ */
+outbox_pending: number, outbox_wedged: number, 
+/**
+ * The last packets received, oldest first.
+ */
+recent: Array<WireEvent>, };
