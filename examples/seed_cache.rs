@@ -57,6 +57,8 @@ fn main() {
                     edited_at: None,
                     like_count: (i % 13) as i64,
                     comment_count: (i % 5) as i64,
+                    share_count: 0,
+                    share_of: None,
                 }),
             )
         } else if i % 3 == 0 {

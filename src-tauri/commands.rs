@@ -140,6 +140,23 @@ pub async fn delete_post(state: State<'_, AppState>, post_id: i64) -> Res<()> {
     Ok(())
 }
 
+/// Shares a post with an optional comment (`shared` true), or un-shares it.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn set_share(
+    state: State<'_, AppState>,
+    post_id: i64,
+    shared: bool,
+    comment: String,
+) -> Res<()> {
+    let core = state.core();
+    if shared {
+        core.share(post_id, &comment).await?;
+    } else {
+        core.unshare(post_id).await?;
+    }
+    Ok(())
+}
+
 #[tauri::command(rename_all = "snake_case")]
 pub async fn set_like(state: State<'_, AppState>, post_id: i64, liked: bool) -> Res<()> {
     let core = state.core();

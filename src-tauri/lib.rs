@@ -526,6 +526,7 @@ pub fn run() {
             commands::unread_start,
             commands::conversation_page_after,
             commands::diagnostics,
+            commands::set_share,
             commands::conversation_around,
             commands::draft,
             commands::set_draft,

@@ -10,7 +10,7 @@
 
 pub use papo_client::cache::{
     AroundPage, CommentRow, ConversationPage, ConversationRow, FollowList, HitKind, LocalState,
-    MessageRow, PageKey, PostRow, Profile, Quote, SearchHit, UnreadCounts, UnreadStart,
+    MessageRow, PageKey, PostRow, Profile, Quote, SearchHit, SharedPost, UnreadCounts, UnreadStart,
 };
 pub use papo_client::changes::ChangeSet;
 pub use papo_client::compose::{ComposeTarget, Sent};
@@ -21,8 +21,8 @@ pub use papo_client::{ClientErrorCode, ConnectionState, CoreErrorCode, CoreEvent
 pub use papo_protocol::{
     ChatMessage, Comment, CommentCreated, Cursor, DirectMessage, ErrorBody, ErrorCode, EventBody,
     FollowChange, LikeChange, LogEvent, MessageEdited, MessageRef, Notification, NotificationKind,
-    Post, PostEdited, PostRef, Presence, ReadState, ReplyQuote, Stream, SyncState, SyncStatus,
-    Typing,
+    Post, PostEdited, PostRef, Presence, ReadState, ReplyQuote, ShareChange, Stream, SyncState,
+    SyncStatus, Typing,
 };
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
@@ -157,6 +157,7 @@ macro_rules! for_each_ui_type {
             MessageEdited,
             MessageRef,
             LikeChange,
+            ShareChange,
             Comment,
             CommentCreated,
             FollowChange,
@@ -181,6 +182,7 @@ macro_rules! for_each_ui_type {
             Quote,
             AroundPage,
             PostRow,
+            SharedPost,
             CommentRow,
             ConversationRow,
             ConversationPage,

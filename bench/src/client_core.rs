@@ -81,6 +81,8 @@ fn events(messages: usize, corpus: &Corpus, rng: &mut impl Rng) -> Vec<LogEvent>
                     edited_at: None,
                     like_count: 0,
                     comment_count: 0,
+                    share_count: 0,
+                    share_of: None,
                 }),
             });
             continue;

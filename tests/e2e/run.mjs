@@ -337,6 +337,48 @@ async function scenario() {
     return n === "1";
   }, 20000, 1000);
   check(true, "post composed in the app, like counter updated");
+
+  // Shares: joao shares my post (with a comment) — it shows as his share of it, my post counts
+  // it and I am notified; I share his post from the app with a comment, then un-share it; when
+  // he deletes a post I shared, my share shows it as unavailable.
+  const cardOf = (text, extra = "") => `[...document.querySelectorAll('[data-testid="post"]')].find((p) => p.innerText.includes(${JSON.stringify(text)})${extra})`;
+  const serverIdOf = async (text) =>
+    Number(await until(`server id of "${text}"`, () => js(`return ${cardOf(text, " && !p.querySelector('[data-testid=\"shared-post\"]')")}?.getAttribute('data-server-id') || null`)));
+  const mineId = await serverIdOf("Hello from the Papo desktop app");
+  cli("share", String(mineId), "--comment", "olhem o post da ana");
+  await until("joao's share in my feed", () => js(`const p = ${cardOf("olhem o post da ana")};
+    return !!p && p.querySelector('[data-testid="shared-by"]').innerText.includes('@joao')
+      && p.querySelector('[data-testid="shared-post"]').innerText.includes('Hello from the Papo desktop app');`), 20000);
+  await until("my post counts the share", () => js(`return ${cardOf("Hello from the Papo desktop app", " && !p.querySelector('[data-testid=\"shared-post\"]')")}
+    ?.querySelector('[data-testid="share-count"]')?.innerText === '1'`), 20000);
+  check(true, "joao's share shows his comment over my post, and my post's share counter is 1");
+  await js(`${cardOf("Primeiro post do joao", " && !p.querySelector('[data-testid=\"shared-post\"]')")}.querySelector('[data-testid="share"]').click()`);
+  await until("share box", () => find('[data-testid="share-comment"]'));
+  await type('[data-testid="share-comment"]', "vale a pena");
+  await click('[data-testid="share-confirm"]');
+  await until("my share in the feed", () => js(`const p = ${cardOf("vale a pena")};
+    return !!p && p.querySelector('[data-testid="shared-post"]').innerText.includes('Primeiro post do joao') && p.getAttribute('data-state') === 'sent';`), 20000);
+  const joaosCard = cardOf("Primeiro post do joao", " && !p.querySelector('[data-testid=\"shared-post\"]')");
+  await until("joao's post shared by me", () => js(`const b = ${joaosCard}.querySelector('[data-testid="share"]');
+    return b.getAttribute('aria-pressed') === 'true' && b.innerText.includes('1');`), 20000);
+  check(true, "shared from the app with a comment: my share shows, his post is shared by me (1)");
+  await js(`${joaosCard}.querySelector('[data-testid="share"]').click()`);
+  await until("un-shared", () => js(`return !${cardOf("vale a pena")} &&
+    ${joaosCard}.querySelector('[data-testid="share-count"]').innerText === '0'`), 20000);
+  check(true, "un-sharing removes my share and counts down");
+  cli("post", "um post que vai sumir");
+  await waitText('[data-testid="feed-list"]', "um post que vai sumir");
+  const doomed = await serverIdOf("um post que vai sumir");
+  await js(`${cardOf("um post que vai sumir")}.querySelector('[data-testid="share"]').click()`);
+  await click('[data-testid="share-confirm"]');
+  await until("shared the doomed post", () => js(`return !!${cardOf("um post que vai sumir", " && p.querySelector('[data-testid=\"shared-post\"]')")}`), 20000);
+  cli("delete-post", String(doomed));
+  await until("my share says unavailable", () => js(`return [...document.querySelectorAll('[data-testid="shared-unavailable"]')].length === 1`), 20000);
+  check(true, "a share of a deleted post shows it as unavailable");
+  await click('[data-testid="nav-notifications"]');
+  await waitNotification("@joao shared your post");
+  check(true, "joao's share of my post is in my notifications");
+  await click('[data-testid="nav-feed"]');
   await screenshot("feed");
 
   // Profiles: joao's name opens his page (his post, follow, message); following him shows live
@@ -345,7 +387,10 @@ async function scenario() {
               .querySelector('[data-testid="user-link"]').click();`);
   await until("joao's profile", () => find('[data-testid="profile"][data-user="joao"]'));
   await waitText('[data-testid="profile-posts"]', "Primeiro post do joao");
-  check(!((await textOf('[data-testid="profile-posts"]')) ?? "").includes("Hello from the Papo desktop app"), "joao's page shows his posts only");
+  // (His share of my post is his; the post it shows is mine.)
+  const authors = await js(`return [...document.querySelectorAll('[data-testid="profile-posts"] [data-testid="post"]')]
+    .map((p) => p.querySelector(':scope > header [data-testid="user-link"]').getAttribute('data-user'))`);
+  check(authors.length > 0 && authors.every((a) => a === "joao"), `joao's page shows his posts only (${authors.join(", ")})`);
   await waitText('[data-testid="profile-counts"]', "Followers: 0");
   await click('[data-testid="profile-follow"]');
   await waitText('[data-testid="profile-counts"]', "Followers: 1");

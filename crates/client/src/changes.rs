@@ -9,7 +9,7 @@
 
 use crate::rows::{
     CommentRow, ConversationRow, MessageRow, PostRow, Result, COMMENT_COLUMNS, MESSAGE_COLUMNS,
-    NOTIFICATION_COLUMNS, POST_COLUMNS,
+    NOTIFICATION_COLUMNS, POST_COLUMNS, POST_FROM,
 };
 use papo_protocol::{EventBody, LogEvent, MessageEdited, MessageRef, Notification};
 use rusqlite::Transaction;
@@ -74,6 +74,8 @@ pub(crate) struct Touched {
     conversations: BTreeSet<String>,
     /// Server ids of posts.
     posts: BTreeSet<i64>,
+    /// Server ids of posts edited or deleted: their shares show them, and are read too.
+    shared_changed: BTreeSet<i64>,
     local_posts: BTreeSet<i64>,
     /// Server ids of comments.
     comments: BTreeSet<i64>,
@@ -101,9 +103,14 @@ impl Touched {
             }
             EventBody::PostEdited(e) => {
                 self.posts.insert(e.post_id);
+                self.shared_changed.insert(e.post_id);
             }
             EventBody::PostDeleted(r) => {
                 self.posts.insert(r.post_id);
+                self.shared_changed.insert(r.post_id);
+            }
+            EventBody::PostShared(s) | EventBody::PostUnshared(s) => {
+                self.posts.insert(s.post_id);
             }
             EventBody::MessageEdited(MessageEdited { message_id, .. })
             | EventBody::MessageDeleted(MessageRef { message_id }) => {
@@ -173,6 +180,16 @@ impl Touched {
         self.posts.insert(server_id);
     }
 
+    /// A post edited or deleted here: its shares show it.
+    pub(crate) fn shared_changed(&mut self, server_id: i64) {
+        self.shared_changed.insert(server_id);
+    }
+
+    /// A post row by its local id (a share of mine deleted here).
+    pub(crate) fn local_post(&mut self, local_id: i64) {
+        self.local_posts.insert(local_id);
+    }
+
     pub(crate) fn conversation(&mut self, id: &str) {
         self.conversations.insert(id.to_string());
     }
@@ -230,7 +247,7 @@ impl Touched {
         }
         for (column, ids) in [("server_id", &self.posts), ("id", &self.local_posts)] {
             for id in ids {
-                let sql = format!("SELECT {POST_COLUMNS} FROM posts p WHERE p.{column} = ?2");
+                let sql = format!("SELECT {POST_COLUMNS} FROM {POST_FROM} WHERE p.{column} = ?2");
                 let row = one(tx, &sql, rusqlite::params![me, id], |r| {
                     Ok((crate::rows::post_row(r)?, r.get::<_, bool>("deleted")?))
                 })?;
@@ -242,6 +259,21 @@ impl Touched {
                         out.posts.push(p)
                     }
                     _ => {}
+                }
+            }
+        }
+        if !self.shared_changed.is_empty() {
+            let json = serde_json::to_string(&self.shared_changed).unwrap_or_default();
+            let sql = format!(
+                "SELECT {POST_COLUMNS} FROM {POST_FROM} \
+                 WHERE p.share_of IN (SELECT value FROM json_each(?2)) AND p.deleted = 0"
+            );
+            let mut st = tx.prepare_cached(&sql)?;
+            let rows = st.query_map(rusqlite::params![me, json], crate::rows::post_row)?;
+            for p in rows {
+                let p = p?;
+                if !out.posts.iter().any(|q| q.local_id == p.local_id) {
+                    out.posts.push(p);
                 }
             }
         }

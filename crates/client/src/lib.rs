@@ -489,6 +489,31 @@ impl Core {
         .await
     }
 
+    /// Shares a post (a share's original when it is a share), with an optional comment (empty:
+    /// none). Sharing a post I share already changes nothing.
+    pub async fn share(&self, post_id: i64, comment: &str) -> Result<Uuid, CoreError> {
+        let text = if comment.trim().is_empty() {
+            String::new()
+        } else {
+            Self::text(comment)?
+        };
+        self.enqueue(Request::PostShare(papo_protocol::PostShare {
+            id: Uuid::now_v7(),
+            post_id,
+            text,
+        }))
+        .await
+    }
+
+    /// Deletes my share of a post (or of its original).
+    pub async fn unshare(&self, post_id: i64) -> Result<Uuid, CoreError> {
+        self.enqueue(Request::PostUnshare(papo_protocol::PostAction {
+            id: Uuid::now_v7(),
+            post_id,
+        }))
+        .await
+    }
+
     pub async fn unlike(&self, post_id: i64) -> Result<Uuid, CoreError> {
         self.enqueue(Request::PostUnlike(papo_protocol::PostAction {
             id: Uuid::now_v7(),

@@ -102,6 +102,8 @@ pub fn queue_of(request: &Request) -> String {
         | Request::PostDelete(_)
         | Request::PostLike(_)
         | Request::PostUnlike(_)
+        | Request::PostShare(_)
+        | Request::PostUnshare(_)
         | Request::CommentCreate(_) => "feed".to_string(),
     }
 }

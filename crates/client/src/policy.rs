@@ -167,12 +167,14 @@ pub fn title(kind: NotificationKind, actor: &str, lang: Lang) -> String {
         (Lang::En, Dm) => "sent you a message",
         (Lang::En, Mention) => "mentioned you",
         (Lang::En, Reply) => "replied to you",
+        (Lang::En, Share) => "shared your post",
         (Lang::PtBr, Like) => "curtiu sua publicação",
         (Lang::PtBr, Comment) => "comentou sua publicação",
         (Lang::PtBr, Follow) => "começou a seguir você",
         (Lang::PtBr, Dm) => "mandou uma mensagem",
         (Lang::PtBr, Mention) => "mencionou você",
         (Lang::PtBr, Reply) => "respondeu a você",
+        (Lang::PtBr, Share) => "compartilhou sua publicação",
     };
     format!("{actor} {what}")
 }
@@ -222,6 +224,16 @@ pub fn decide(event: &EventBody, ctx: &PolicyContext<'_>) -> Option<OsNotificati
                 // DMs notify from the message itself (above), not twice.
                 NotificationKind::Dm => return None,
                 NotificationKind::Like => {
+                    let post_id = n.post_id?;
+                    (
+                        ctx.settings.likes,
+                        title(n.kind, &n.actor, ctx.lang),
+                        Target::Post { post_id },
+                        format!("post:{post_id}"),
+                    )
+                }
+                // Shares go with likes: someone passing my post on.
+                NotificationKind::Share => {
                     let post_id = n.post_id?;
                     (
                         ctx.settings.likes,
@@ -530,6 +542,7 @@ mod tests {
             NotificationKind::Dm,
             NotificationKind::Mention,
             NotificationKind::Reply,
+            NotificationKind::Share,
         ] {
             assert_ne!(title(kind, "x", Lang::En), title(kind, "x", Lang::PtBr));
         }

@@ -140,6 +140,31 @@ pub struct PostRow {
     pub liked_by_me: bool,
     pub state: LocalState,
     pub key: PageKey,
+    /// Live shares of this post.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub share_count: i64,
+    /// I share it (a live share of mine points at it).
+    pub shared_by_me: bool,
+    /// When this post shares another: that post as this cache holds it now. `text` is then my
+    /// (the sharer's) comment, possibly empty.
+    pub share_of: Option<SharedPost>,
+}
+
+/// The post a share points at, as the cache holds it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct SharedPost {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub server_id: i64,
+    /// False once it was deleted (the share then shows it as unavailable; author and text are
+    /// empty).
+    pub available: bool,
+    pub author: String,
+    pub text: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub at: Millis,
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+    pub edited_at: Option<Millis>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -295,10 +320,17 @@ pub(crate) fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow>
 
 /// The columns [`post_row`] reads, from `posts p`; `?1` is the reader (for `liked_by_me`).
 /// The last column is `deleted`.
+/// What [`POST_COLUMNS`] reads from: the post `p` and the post it shares, `o`.
+pub(crate) const POST_FROM: &str = "posts p LEFT JOIN posts o ON o.server_id = p.share_of";
+
 pub(crate) const POST_COLUMNS: &str =
     "p.id, p.server_id, p.client_id, p.author, p.text, p.at, p.edited_at, \
      p.like_count, p.comment_count, p.state, p.sk, \
      EXISTS (SELECT 1 FROM likes l WHERE l.post_id = p.server_id AND l.username = ?1), \
+     p.share_count, \
+     EXISTS (SELECT 1 FROM posts s WHERE s.share_of = p.server_id AND s.author = ?1 \
+             AND s.deleted = 0), \
+     p.share_of, o.deleted AS shared_deleted, o.author, o.text, o.at, o.edited_at, \
      p.deleted";
 
 pub(crate) fn post_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PostRow> {
@@ -318,6 +350,22 @@ pub(crate) fn post_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PostRow> {
             sk: r.get(10)?,
         },
         liked_by_me: r.get(11)?,
+        share_count: r.get(12)?,
+        shared_by_me: r.get(13)?,
+        share_of: match r.get::<_, Option<i64>>(14)? {
+            None => None,
+            Some(server_id) => {
+                let available = r.get::<_, Option<i64>>(15)? == Some(0);
+                Some(SharedPost {
+                    server_id,
+                    available,
+                    author: if available { r.get(16)? } else { String::new() },
+                    text: if available { r.get(17)? } else { String::new() },
+                    at: r.get::<_, Option<i64>>(18)?.unwrap_or_default(),
+                    edited_at: if available { r.get(19)? } else { None },
+                })
+            }
+        },
     })
 }
 

@@ -40,6 +40,8 @@ pub mod events {
     pub const MESSAGE_DELETE: &str = "message:delete";
     pub const POST_LIKE: &str = "post:like";
     pub const POST_UNLIKE: &str = "post:unlike";
+    pub const POST_SHARE: &str = "post:share";
+    pub const POST_UNSHARE: &str = "post:unshare";
     pub const COMMENT_CREATE: &str = "comment:create";
     pub const USER_FOLLOW: &str = "user:follow";
     pub const USER_UNFOLLOW: &str = "user:unfollow";
@@ -69,6 +71,8 @@ pub mod events {
         POST_DELETE,
         POST_LIKE,
         POST_UNLIKE,
+        POST_SHARE,
+        POST_UNSHARE,
         COMMENT_CREATE,
         USER_FOLLOW,
         USER_UNFOLLOW,
@@ -225,6 +229,10 @@ pub enum EventBody {
     PostLiked(LikeChange),
     #[serde(rename = "post.unliked")]
     PostUnliked(LikeChange),
+    #[serde(rename = "post.shared")]
+    PostShared(ShareChange),
+    #[serde(rename = "post.unshared")]
+    PostUnshared(ShareChange),
     #[serde(rename = "comment.created")]
     CommentCreated(CommentCreated),
     #[serde(rename = "user.followed")]
@@ -320,6 +328,27 @@ pub struct Post {
     pub like_count: i64,
     #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub comment_count: i64,
+    /// Live shares of this post.
+    #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub share_count: i64,
+    /// When this post shares another: the shared post's id — always an earlier post of the
+    /// public stream, so a reader holds it (or its deletion). `text` is then the sharer's own
+    /// comment, possibly empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional, type = "number"))]
+    pub share_of: Option<i64>,
+}
+
+/// A share or un-share, with the shared post's share counter after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct ShareChange {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub post_id: i64,
+    pub by: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub share_count: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -439,6 +468,8 @@ pub enum NotificationKind {
     Mention,
     /// Someone replied in the public room to a message of mine.
     Reply,
+    /// Someone shared a post of mine.
+    Share,
 }
 
 impl NotificationKind {
@@ -450,6 +481,7 @@ impl NotificationKind {
             NotificationKind::Dm => "dm",
             NotificationKind::Mention => "mention",
             NotificationKind::Reply => "reply",
+            NotificationKind::Share => "share",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -460,6 +492,7 @@ impl NotificationKind {
             "dm" => NotificationKind::Dm,
             "mention" => NotificationKind::Mention,
             "reply" => NotificationKind::Reply,
+            "share" => NotificationKind::Share,
             _ => return None,
         })
     }
@@ -562,7 +595,17 @@ pub struct MessageDelete {
     pub message_id: i64,
 }
 
-/// Used by `post:delete`, `post:like`, `post:unlike`.
+/// `post:share`: shares a post (once per user; sharing a share shares its original), with an
+/// optional comment of my own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostShare {
+    pub id: Uuid,
+    pub post_id: i64,
+    #[serde(default)]
+    pub text: String,
+}
+
+/// Used by `post:delete`, `post:like`, `post:unlike`, `post:unshare`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PostAction {
     pub id: Uuid,
@@ -638,6 +681,10 @@ pub enum Request {
     PostLike(PostAction),
     #[serde(rename = "post:unlike")]
     PostUnlike(PostAction),
+    #[serde(rename = "post:share")]
+    PostShare(PostShare),
+    #[serde(rename = "post:unshare")]
+    PostUnshare(PostAction),
     #[serde(rename = "comment:create")]
     CommentCreate(CommentCreate),
     #[serde(rename = "user:follow")]
@@ -661,6 +708,8 @@ impl Request {
             Request::MessageDelete(_) => events::MESSAGE_DELETE,
             Request::PostLike(_) => events::POST_LIKE,
             Request::PostUnlike(_) => events::POST_UNLIKE,
+            Request::PostShare(_) => events::POST_SHARE,
+            Request::PostUnshare(_) => events::POST_UNSHARE,
             Request::CommentCreate(_) => events::COMMENT_CREATE,
             Request::UserFollow(_) => events::USER_FOLLOW,
             Request::UserUnfollow(_) => events::USER_UNFOLLOW,
@@ -677,7 +726,11 @@ impl Request {
             Request::PostEdit(r) => r.id,
             Request::MessageEdit(r) => r.id,
             Request::MessageDelete(r) => r.id,
-            Request::PostDelete(r) | Request::PostLike(r) | Request::PostUnlike(r) => r.id,
+            Request::PostDelete(r)
+            | Request::PostLike(r)
+            | Request::PostUnlike(r)
+            | Request::PostUnshare(r) => r.id,
+            Request::PostShare(r) => r.id,
             Request::CommentCreate(r) => r.id,
             Request::UserFollow(r) | Request::UserUnfollow(r) => r.id,
             Request::ReadMark(r) => r.id,

@@ -46,6 +46,8 @@ export const api = {
   editMessage: (message_id: number, text: string) => invoke<void>("edit_message", { message_id, text }),
   deleteMessage: (message_id: number) => invoke<void>("delete_message", { message_id }),
   setLike: (post_id: number, liked: boolean) => invoke<void>("set_like", { post_id, liked }),
+  /** Shares a post with an optional comment (`shared` true), or deletes my share of it. */
+  setShare: (post_id: number, shared: boolean, comment = "") => invoke<void>("set_share", { post_id, shared, comment }),
   setFollow: (username: string, follow: boolean) => invoke<void>("set_follow", { username, follow }),
   isFollowing: (username: string) => invoke<boolean>("is_following", { username }),
   /** A user's page, from the cache: counts, follow state, presence. */

@@ -111,6 +111,26 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         wait: u64,
     },
+    /// Share a post (server id), with an optional comment.
+    Share {
+        post_id: i64,
+        #[arg(long, default_value = "")]
+        comment: String,
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+    },
+    /// Delete a post of mine (server id).
+    DeletePost {
+        post_id: i64,
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+    },
+    /// Delete my share of a post.
+    Unshare {
+        post_id: i64,
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
+    },
     /// Edit a chat message or DM of mine (server id, as `history` prints it).
     EditMessage {
         message_id: i64,
@@ -302,6 +322,17 @@ async fn command(core: &Core, command: Command) -> Result<ExitCode, String> {
         }
         Command::Post { text, wait } => {
             return deliver(core, action(core.create_post(&text).await)?, wait).await
+        }
+        Command::Share {
+            post_id,
+            comment,
+            wait,
+        } => return deliver(core, action(core.share(post_id, &comment).await)?, wait).await,
+        Command::DeletePost { post_id, wait } => {
+            return deliver(core, action(core.delete_post(post_id).await)?, wait).await
+        }
+        Command::Unshare { post_id, wait } => {
+            return deliver(core, action(core.unshare(post_id).await)?, wait).await
         }
         Command::Like { post_id, wait } => {
             return deliver(core, action(core.like(post_id).await)?, wait).await

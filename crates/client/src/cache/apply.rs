@@ -64,10 +64,34 @@ impl Cache {
         let mut touched = crate::changes::Touched::default();
         touched.local(&tx, cid)?;
         match request {
-            Some(Request::PostEdit(r)) => touched.post(r.post_id),
-            Some(Request::PostDelete(r) | Request::PostLike(r) | Request::PostUnlike(r)) => {
-                touched.post(r.post_id)
+            Some(Request::PostEdit(r)) => {
+                touched.post(r.post_id);
+                touched.shared_changed(r.post_id);
             }
+            Some(Request::PostShare(r)) => {
+                touched.post(super::outbox::shared_original(&tx, r.post_id)?)
+            }
+            Some(Request::PostUnshare(r)) => {
+                let original = super::outbox::shared_original(&tx, r.post_id)?;
+                touched.post(original);
+                // My share, just deleted: the UI drops it.
+                let mine: Option<i64> = tx
+                    .query_row(
+                        "SELECT id FROM posts WHERE share_of = ?1 AND author = ?2 AND deleted = 1 \
+                         ORDER BY id DESC LIMIT 1",
+                        params![original, me],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(id) = mine {
+                    touched.local_post(id);
+                }
+            }
+            Some(Request::PostDelete(r)) => {
+                touched.post(r.post_id);
+                touched.shared_changed(r.post_id);
+            }
+            Some(Request::PostLike(r) | Request::PostUnlike(r)) => touched.post(r.post_id),
             Some(Request::CommentCreate(r)) => touched.post(r.post_id),
             Some(
                 Request::MessageEdit(papo_protocol::MessageEdit { message_id, .. })
@@ -292,7 +316,8 @@ fn apply_effects(tx: &Transaction<'_>, me: &str, ev: &LogEvent, batch: &mut Batc
             if changed == 0 {
                 tx.prepare_cached(
                     "INSERT OR IGNORE INTO posts (server_id, author, text, at, sk, edited_at, \
-                     like_count, comment_count, state) VALUES (?1, ?2, ?3, ?4, ?1, ?5, ?6, ?7, 'sent')",
+                     like_count, comment_count, state, share_count, share_of) \
+                     VALUES (?1, ?2, ?3, ?4, ?1, ?5, ?6, ?7, 'sent', ?8, ?9)",
                 )?
                 .execute(params![
                     p.id,
@@ -301,7 +326,9 @@ fn apply_effects(tx: &Transaction<'_>, me: &str, ev: &LogEvent, batch: &mut Batc
                     p.at,
                     p.edited_at,
                     p.like_count,
-                    p.comment_count
+                    p.comment_count,
+                    p.share_count,
+                    p.share_of
                 ])?;
             }
         }
@@ -329,6 +356,10 @@ fn apply_effects(tx: &Transaction<'_>, me: &str, ev: &LogEvent, batch: &mut Batc
                 .execute(params![l.post_id, l.by])?;
             tx.prepare_cached("UPDATE posts SET like_count = ?2 WHERE server_id = ?1")?
                 .execute(params![l.post_id, l.like_count])?;
+        }
+        EventBody::PostShared(s) | EventBody::PostUnshared(s) => {
+            tx.prepare_cached("UPDATE posts SET share_count = ?2 WHERE server_id = ?1")?
+                .execute(params![s.post_id, s.share_count])?;
         }
         EventBody::PostUnliked(l) => {
             tx.prepare_cached("DELETE FROM likes WHERE post_id = ?1 AND username = ?2")?

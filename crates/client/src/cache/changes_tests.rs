@@ -157,6 +157,8 @@ fn views_built_from_change_sets_equal_fresh_reads() {
                                         edited_at: None,
                                         like_count: 0,
                                         comment_count: 0,
+                                        share_count: 0,
+                                        share_of: None,
                                     })
                                 }
                                 Request::PostLike(r) => EventBody::PostLiked(LikeChange {
@@ -258,6 +260,8 @@ fn views_built_from_change_sets_equal_fresh_reads() {
                                     edited_at: None,
                                     like_count: 0,
                                     comment_count: 0,
+                                    share_count: 0,
+                                    share_of: None,
                                 }),
                             )
                         }

@@ -214,6 +214,8 @@ fn post(id: i64, text: &str) -> EventBody {
         edited_at: None,
         like_count: 0,
         comment_count: 0,
+        share_count: 0,
+        share_of: None,
     })
 }
 

@@ -11,7 +11,7 @@ pub(crate) use crate::rows::read_cursor;
 pub use crate::rows::{
     now_ms, AroundPage, CacheError, CommentRow, ConversationPage, ConversationRow, FollowList,
     HitKind, LocalState, MessageRow, PageKey, PostRow, Profile, Quote, Result, SearchHit,
-    UnreadCounts, UnreadStart, UNREAD_START_COUNT_CAP,
+    SharedPost, UnreadCounts, UnreadStart, UNREAD_START_COUNT_CAP,
 };
 use papo_protocol::{Cursor, LogEvent, Stream};
 use rusqlite::{Connection, OptionalExtension, Transaction};
@@ -69,6 +69,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "V10__replies",
         include_str!("../../migrations/0010_replies.sql"),
+    ),
+    (
+        "V11__shares",
+        include_str!("../../migrations/0011_shares.sql"),
     ),
 ];
 

@@ -151,6 +151,47 @@ impl Cache {
                     )?;
                 }
             }
+            Request::PostShare(r) => {
+                // My share at once (pending), pointing at the original (a share's original
+                // when a share is shared), and the original's count one up.
+                let original = shared_original(&tx, r.post_id)?;
+                let mine: Option<i64> = tx
+                    .query_row(
+                        "SELECT id FROM posts WHERE share_of = ?1 AND author = ?2 AND deleted = 0",
+                        params![original, me],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                if mine.is_none() {
+                    tx.execute(
+                        "INSERT INTO posts (client_id, author, text, at, sk, state, share_of) \
+                         VALUES (?1, ?2, ?3, ?4, 0, 'pending', ?5)",
+                        params![cid_s, me, r.text, now, original],
+                    )?;
+                    let id = tx.last_insert_rowid();
+                    tx.execute(
+                        "UPDATE posts SET sk = ?2 WHERE id = ?1",
+                        params![id, PENDING_SK + id],
+                    )?;
+                    tx.execute(
+                        "UPDATE posts SET share_count = share_count + 1 WHERE server_id = ?1",
+                        [original],
+                    )?;
+                }
+            }
+            Request::PostUnshare(r) => {
+                let original = shared_original(&tx, r.post_id)?;
+                let gone = tx.execute(
+                    "UPDATE posts SET deleted = 1 WHERE share_of = ?1 AND author = ?2 AND deleted = 0",
+                    params![original, me],
+                )?;
+                if gone > 0 {
+                    tx.execute(
+                        "UPDATE posts SET share_count = MAX(share_count - 1, 0) WHERE server_id = ?1",
+                        [original],
+                    )?;
+                }
+            }
             Request::PostUnlike(r) => {
                 let removed = tx.execute(
                     "DELETE FROM likes WHERE post_id = ?1 AND username = ?2",
@@ -466,6 +507,18 @@ impl Cache {
 }
 
 /// The conversation of the message with this server id, if the cache holds it.
+/// The post a share of `post_id` points at: its original when it is itself a share.
+pub(crate) fn shared_original(tx: &rusqlite::Connection, post_id: i64) -> Result<i64> {
+    let of: Option<Option<i64>> = tx
+        .query_row(
+            "SELECT share_of FROM posts WHERE server_id = ?1",
+            [post_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(of.flatten().unwrap_or(post_id))
+}
+
 pub(crate) fn message_conversation(
     tx: &rusqlite::Connection,
     server_id: i64,

@@ -6,7 +6,7 @@ use crate::rows::{
     comment_row, conversation_row, message_row, notification_row, post_row, AroundPage, CommentRow,
     ConversationPage, ConversationRow, FollowList, HitKind, MessageRow, PageKey, PostRow, Profile,
     Result, SearchHit, UnreadCounts, UnreadStart, COMMENT_COLUMNS, MESSAGE_COLUMNS,
-    NOTIFICATION_COLUMNS, POST_COLUMNS, UNREAD_START_COUNT_CAP,
+    NOTIFICATION_COLUMNS, POST_COLUMNS, POST_FROM, UNREAD_START_COUNT_CAP,
 };
 use papo_protocol::{Millis, Notification};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -216,7 +216,7 @@ impl Cache {
         self.read(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {POST_COLUMNS} \
-                 FROM posts p WHERE {by}p.deleted = 0 AND (p.at, p.sk) < (?2, ?3) \
+                 FROM {POST_FROM} WHERE {by}p.deleted = 0 AND (p.at, p.sk) < (?2, ?3) \
                  ORDER BY p.at DESC, p.sk DESC LIMIT ?4"
             ))?;
             let limit = limit as i64;

@@ -444,6 +444,8 @@ fn a_profile_reads_its_counts_posts_and_follow_lists_off_the_cache() {
                 edited_at: None,
                 like_count: 0,
                 comment_count: 0,
+                share_count: 0,
+                share_of: None,
             }),
         )
     };
@@ -563,6 +565,8 @@ fn feed_likes_unread_read_marks_and_search() {
             edited_at: None,
             like_count: 0,
             comment_count: 0,
+            share_count: 0,
+            share_of: None,
         }),
     };
     let liked = LogEvent {
@@ -942,4 +946,136 @@ fn an_event_this_build_does_not_understand_moves_the_cursor_and_changes_nothing(
             private: 0
         }
     );
+}
+
+#[test]
+fn a_share_shows_its_original_as_the_cache_holds_it_and_counts_follow() {
+    use papo_protocol::{Post, PostAction, PostEdited, PostRef, PostShare, ShareChange};
+    let (_d, cache) = open();
+    let public = |seq: u64, body: EventBody| LogEvent {
+        stream: Stream::Public,
+        seq,
+        at: 1000 + seq as i64,
+        cid: None,
+        body,
+    };
+    let post = |id: i64, author: &str, text: &str, share_of: Option<i64>| {
+        EventBody::PostCreated(Post {
+            id,
+            author: author.into(),
+            text: text.into(),
+            at: 1000 + id,
+            edited_at: None,
+            like_count: 0,
+            comment_count: 0,
+            share_count: 0,
+            share_of,
+        })
+    };
+    cache
+        .apply_batch(
+            "ana",
+            &[
+                public(1, post(20, "caio", "o original", None)),
+                public(2, post(21, "bia", "vejam", Some(20))),
+                public(
+                    3,
+                    EventBody::PostShared(ShareChange {
+                        post_id: 20,
+                        by: "bia".into(),
+                        share_count: 1,
+                    }),
+                ),
+            ],
+        )
+        .unwrap();
+    let feed = cache.feed_page("ana", None, 10).unwrap();
+    let by = |rows: &[PostRow], server_id: i64| {
+        rows.iter()
+            .find(|p| p.server_id == Some(server_id))
+            .cloned()
+            .unwrap()
+    };
+    let original = by(&feed, 20);
+    assert_eq!((original.share_count, original.shared_by_me), (1, false));
+    let share = by(&feed, 21).share_of.unwrap();
+    assert_eq!(
+        (share.available, share.author.as_str(), share.text.as_str()),
+        (true, "caio", "o original")
+    );
+
+    // I share it too: my pending share, the original one up and shared by me.
+    let cid = Uuid::now_v7();
+    let mine = Request::PostShare(PostShare {
+        id: cid,
+        post_id: 21, // a share: its original is what is shared
+        text: String::new(),
+    });
+    cache.enqueue("ana", &mine).unwrap();
+    let local = cache.local_changes("ana", cid, Some(&mine)).unwrap();
+    let o = local
+        .posts
+        .iter()
+        .find(|p| p.server_id == Some(20))
+        .unwrap();
+    assert_eq!((o.share_count, o.shared_by_me), (2, true));
+    let pending = local
+        .posts
+        .iter()
+        .find(|p| p.client_id == Some(cid))
+        .unwrap();
+    assert_eq!(pending.share_of.as_ref().map(|s| s.server_id), Some(20));
+    assert_eq!(pending.state, LocalState::Pending);
+
+    // The original edited, then deleted: every share shows it as it is now.
+    let out = cache
+        .apply_batch(
+            "ana",
+            &[public(
+                4,
+                EventBody::PostEdited(PostEdited {
+                    post_id: 20,
+                    text: "o original, editado".into(),
+                    edited_at: 2000,
+                }),
+            )],
+        )
+        .unwrap();
+    for p in [
+        by(&out.changes.posts, 21),
+        pending_of(&out.changes.posts, cid),
+    ] {
+        assert_eq!(p.share_of.unwrap().text, "o original, editado");
+    }
+    let out = cache
+        .apply_batch(
+            "ana",
+            &[public(5, EventBody::PostDeleted(PostRef { post_id: 20 }))],
+        )
+        .unwrap();
+    let gone = by(&out.changes.posts, 21).share_of.unwrap();
+    assert_eq!((gone.available, gone.text.as_str()), (false, ""));
+    assert!(out.changes.posts_deleted.contains(&original.local_id));
+
+    // Un-sharing drops my share from the views.
+    let undo_cid = Uuid::now_v7();
+    let undo = Request::PostUnshare(PostAction {
+        id: undo_cid,
+        post_id: 20,
+    });
+    cache.enqueue("ana", &undo).unwrap();
+    let local = cache.local_changes("ana", undo_cid, Some(&undo)).unwrap();
+    assert!(local.posts_deleted.contains(&pending.local_id), "{local:?}");
+    assert!(cache
+        .feed_page("ana", None, 10)
+        .unwrap()
+        .iter()
+        .all(|p| p.client_id != Some(cid)));
+}
+
+fn pending_of(rows: &[PostRow], cid: Uuid) -> PostRow {
+    rows.iter()
+        .find(|p| p.client_id == Some(cid))
+        .cloned()
+        .unwrap_or_else(|| panic!("no row for {cid} in {rows:?}"))
 }

@@ -759,6 +759,147 @@ pub async fn a_reply_quotes_its_original_of_the_same_conversation_and_notifies_i
     refused(&store.apply(&bia, &chat_reply("x", gone)).await.unwrap());
 }
 
+pub async fn shares_count_once_per_user_notify_the_author_and_undo(store: Arc<dyn Store>) {
+    let [ana, bia, caio] = [
+        actor(&*store, "ana").await,
+        actor(&*store, "bia").await,
+        actor(&*store, "caio").await,
+    ];
+    let post = Request::PostCreate(PostCreate {
+        id: Uuid::now_v7(),
+        text: "um post".into(),
+    });
+    let EventBody::PostCreated(original) = reply_event(&store.apply(&ana, &post).await.unwrap())
+    else {
+        panic!("no post")
+    };
+    let share = |post_id: i64, text: &str| {
+        Request::PostShare(papo_protocol::PostShare {
+            id: Uuid::now_v7(),
+            post_id,
+            text: text.into(),
+        })
+    };
+    let a = store
+        .apply(&bia, &share(original.id, "olhem isto"))
+        .await
+        .unwrap();
+    let bodies: Vec<_> = a
+        .written
+        .iter()
+        .map(|(k, e)| (*k, e.event.body.clone()))
+        .collect();
+    let EventBody::PostCreated(bias) = &bodies[0].1 else {
+        panic!("{bodies:?}")
+    };
+    assert_eq!(
+        (bias.share_of, bias.text.as_str()),
+        (Some(original.id), "olhem isto")
+    );
+    assert_eq!(
+        bodies[1],
+        (
+            StreamKey::Public,
+            EventBody::PostShared(papo_protocol::ShareChange {
+                post_id: original.id,
+                by: "bia".into(),
+                share_count: 1
+            })
+        )
+    );
+    assert!(bodies.iter().any(|(k, b)| *k == StreamKey::User(ana.id)
+        && matches!(b, EventBody::Notification(n) if n.kind == NotificationKind::Share
+            && n.post_id == Some(original.id) && n.excerpt.as_deref() == Some("olhem isto"))));
+    // Again: nothing. Sharing bia's share shares the original (caio), without a comment.
+    assert!(store
+        .apply(&bia, &share(original.id, ""))
+        .await
+        .unwrap()
+        .written
+        .is_empty());
+    let c = store.apply(&caio, &share(bias.id, "")).await.unwrap();
+    let EventBody::PostCreated(caios) = reply_event(&c) else {
+        panic!()
+    };
+    assert_eq!(
+        (caios.share_of, caios.text.as_str()),
+        (Some(original.id), "")
+    );
+    assert!(c.written.iter().any(|(_, e)| matches!(&e.event.body,
+        EventBody::PostShared(s) if s.share_count == 2)));
+    // Un-sharing (by the original's id or the share's) deletes the share and counts down.
+    let unshare = |post_id: i64| {
+        Request::PostUnshare(PostAction {
+            id: Uuid::now_v7(),
+            post_id,
+        })
+    };
+    let u = store.apply(&caio, &unshare(caios.id)).await.unwrap();
+    let kinds: Vec<_> = u
+        .written
+        .iter()
+        .map(|(_, e)| e.event.body.clone())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            EventBody::PostDeleted(papo_protocol::PostRef { post_id: caios.id }),
+            EventBody::PostUnshared(papo_protocol::ShareChange {
+                post_id: original.id,
+                by: "caio".into(),
+                share_count: 1
+            })
+        ]
+    );
+    assert!(store
+        .apply(&caio, &unshare(original.id))
+        .await
+        .unwrap()
+        .written
+        .is_empty());
+    // Deleting a share as a post counts down too; then caio may share again.
+    let delete = Request::PostDelete(PostAction {
+        id: Uuid::now_v7(),
+        post_id: bias.id,
+    });
+    let d = store.apply(&bia, &delete).await.unwrap();
+    assert!(d.written.iter().any(|(_, e)| matches!(&e.event.body,
+        EventBody::PostUnshared(s) if s.share_count == 0)));
+    assert!(!store
+        .apply(&caio, &share(original.id, ""))
+        .await
+        .unwrap()
+        .written
+        .is_empty());
+    // A deleted post, or none, cannot be shared; a blank comment is not a comment.
+    let gone = Request::PostDelete(PostAction {
+        id: Uuid::now_v7(),
+        post_id: original.id,
+    });
+    store.apply(&ana, &gone).await.unwrap();
+    for (who, req, code) in [
+        (&bia, share(original.id, ""), ErrorCode::NotFound),
+        (&bia, share(987_654, ""), ErrorCode::NotFound),
+        (&bia, unshare(987_654), ErrorCode::NotFound),
+    ] {
+        let r = store.apply(who, &req).await.unwrap();
+        assert_eq!(r.reply.error.map(|e| e.code), Some(code), "{req:?}");
+    }
+    let other = Request::PostCreate(PostCreate {
+        id: Uuid::now_v7(),
+        text: "outro".into(),
+    });
+    let EventBody::PostCreated(other) = reply_event(&store.apply(&ana, &other).await.unwrap())
+    else {
+        panic!()
+    };
+    let blank = store.apply(&bia, &share(other.id, "   ")).await.unwrap();
+    assert_eq!(
+        blank.reply.error.map(|e| e.code),
+        Some(ErrorCode::InvalidText)
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -796,4 +937,5 @@ conformance!(
     presence_spans_nodes_and_expires_with_a_dead_node,
     a_deleted_account_ends_its_sessions_follows_and_private_data,
     a_reply_quotes_its_original_of_the_same_conversation_and_notifies_its_sender,
+    shares_count_once_per_user_notify_the_author_and_undo,
 );

@@ -65,6 +65,11 @@ pub const HISTORY: &[Version] = &[
         sqlite: include_str!("migrations/0008_ended_sessions.sql"),
         postgres: include_str!("migrations/pg/0008_ended_sessions.sql"),
     },
+    Version {
+        name: "V9__shares",
+        sqlite: include_str!("migrations/0009_shares.sql"),
+        postgres: include_str!("migrations/pg/0009_shares.sql"),
+    },
 ];
 
 /// Which column of [`HISTORY`] a backend runs.

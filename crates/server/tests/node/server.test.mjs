@@ -214,6 +214,39 @@ test('replies: quote the original of the same conversation, notify its sender on
   close(cAna, cJoao, cEve);
 });
 
+test('shares: a post of its own pointing at the original, counted live for everyone, notified, undone', async () => {
+  const [ana, joao, eve] = await Promise.all(['sh_ana', 'sh_joao', 'sh_eve'].map((p) => register(srv.url, p)));
+  const [cAna, cJoao, cEve] = [ana, joao, eve].map((u) => connect(srv.url, u.access_token));
+  await Promise.all([cAna.live, cJoao.live, cEve.live]);
+  const post = (await req(cAna, 'post:create', { text: 'vale compartilhar' })).result.event.data;
+  assert.equal(post.share_count, 0);
+  const r = await req(cJoao, 'post:share', { post_id: post.id, text: 'leiam' });
+  assert.equal(r.ok, true, JSON.stringify(r));
+  const share = r.result.event.data;
+  assert.deepEqual([r.result.event.type, share.share_of, share.text, share.author], ['post.created', post.id, 'leiam', joao.username]);
+  for (const c of [cAna, cJoao, cEve]) {
+    await until(c, () => ofType(c, 'post.shared').some((e) => e.data.post_id === post.id && e.data.share_count === 1), 'share counted');
+  }
+  await until(cAna, () => ofType(cAna, 'notification').some((e) => e.data.kind === 'share' && e.data.post_id === post.id && e.data.actor === joao.username), 'share notification');
+  // Again: nothing new. Without a comment, eve shares joao's share: the original is shared.
+  const again = await req(cJoao, 'post:share', { post_id: post.id });
+  assert.deepEqual([again.ok, 'event' in again.result], [true, false]);
+  const eves = (await req(cEve, 'post:share', { post_id: share.id })).result.event.data;
+  assert.deepEqual([eves.share_of, eves.text], [post.id, '']);
+  await until(cAna, () => ofType(cAna, 'post.shared').some((e) => e.data.share_count === 2), 'two shares');
+  // Un-share: the share is deleted and the count goes down, live.
+  const undo = await req(cEve, 'post:unshare', { post_id: post.id });
+  assert.equal(undo.result.event.type, 'post.deleted');
+  await until(cAna, () => ofType(cAna, 'post.unshared').some((e) => e.data.by === eve.username && e.data.share_count === 1), 'unshared');
+  // The edges: no such post, a deleted one, a blank comment, a malformed id.
+  assert.equal((await req(cEve, 'post:share', { post_id: 99999999 })).error.code, 'not_found');
+  assert.equal((await req(cEve, 'post:share', { post_id: post.id, text: '   ' })).error.code, 'invalid_text');
+  assert.equal((await req(cEve, 'post:share', { post_id: 'one' })).error.code, 'bad_request');
+  await req(cAna, 'post:delete', { post_id: post.id });
+  assert.equal((await req(cEve, 'post:share', { post_id: post.id })).error.code, 'not_found');
+  close(cAna, cJoao, cEve);
+});
+
 test('mentions: @name in a public message, post or comment notifies that user, never the author', async () => {
   const [ana, joao, eve] = await Promise.all(['mn_ana', 'mn_joao', 'mn_eve'].map((p) => register(srv.url, p)));
   const [cAna, cJoao, cEve] = [ana, joao, eve].map((u) => connect(srv.url, u.access_token));

@@ -28,9 +28,9 @@ at: number,
 /**
  * Client id of the request that caused it, when the reader is the one who sent it.
  */
-cid?: string, } & ({ "type": "chat.message", "data": ChatMessage } | { "type": "dm.message", "data": DirectMessage } | { "type": "post.created", "data": Post } | { "type": "post.edited", "data": PostEdited } | { "type": "post.deleted", "data": PostRef } | { "type": "message.edited", "data": MessageEdited } | { "type": "message.deleted", "data": MessageRef } | { "type": "post.liked", "data": LikeChange } | { "type": "post.unliked", "data": LikeChange } | { "type": "comment.created", "data": CommentCreated } | { "type": "user.followed", "data": FollowChange } | { "type": "user.unfollowed", "data": FollowChange } | { "type": "notification", "data": Notification } | { "type": "read.updated", "data": ReadState });
+cid?: string, } & ({ "type": "chat.message", "data": ChatMessage } | { "type": "dm.message", "data": DirectMessage } | { "type": "post.created", "data": Post } | { "type": "post.edited", "data": PostEdited } | { "type": "post.deleted", "data": PostRef } | { "type": "message.edited", "data": MessageEdited } | { "type": "message.deleted", "data": MessageRef } | { "type": "post.liked", "data": LikeChange } | { "type": "post.unliked", "data": LikeChange } | { "type": "post.shared", "data": ShareChange } | { "type": "post.unshared", "data": ShareChange } | { "type": "comment.created", "data": CommentCreated } | { "type": "user.followed", "data": FollowChange } | { "type": "user.unfollowed", "data": FollowChange } | { "type": "notification", "data": Notification } | { "type": "read.updated", "data": ReadState });
 
-export type EventBody = { "type": "chat.message", "data": ChatMessage } | { "type": "dm.message", "data": DirectMessage } | { "type": "post.created", "data": Post } | { "type": "post.edited", "data": PostEdited } | { "type": "post.deleted", "data": PostRef } | { "type": "message.edited", "data": MessageEdited } | { "type": "message.deleted", "data": MessageRef } | { "type": "post.liked", "data": LikeChange } | { "type": "post.unliked", "data": LikeChange } | { "type": "comment.created", "data": CommentCreated } | { "type": "user.followed", "data": FollowChange } | { "type": "user.unfollowed", "data": FollowChange } | { "type": "notification", "data": Notification } | { "type": "read.updated", "data": ReadState };
+export type EventBody = { "type": "chat.message", "data": ChatMessage } | { "type": "dm.message", "data": DirectMessage } | { "type": "post.created", "data": Post } | { "type": "post.edited", "data": PostEdited } | { "type": "post.deleted", "data": PostRef } | { "type": "message.edited", "data": MessageEdited } | { "type": "message.deleted", "data": MessageRef } | { "type": "post.liked", "data": LikeChange } | { "type": "post.unliked", "data": LikeChange } | { "type": "post.shared", "data": ShareChange } | { "type": "post.unshared", "data": ShareChange } | { "type": "comment.created", "data": CommentCreated } | { "type": "user.followed", "data": FollowChange } | { "type": "user.unfollowed", "data": FollowChange } | { "type": "notification", "data": Notification } | { "type": "read.updated", "data": ReadState };
 
 export type ChatMessage = { id: number, from: string, text: string, at: number, 
 /**
@@ -54,7 +54,17 @@ from: string,
  */
 excerpt: string, };
 
-export type Post = { id: number, author: string, text: string, at: number, edited_at?: number, like_count: number, comment_count: number, };
+export type Post = { id: number, author: string, text: string, at: number, edited_at?: number, like_count: number, comment_count: number, 
+/**
+ * Live shares of this post.
+ */
+share_count: number, 
+/**
+ * When this post shares another: the shared post's id — always an earlier post of the
+ * public stream, so a reader holds it (or its deletion). `text` is then the sharer's own
+ * comment, possibly empty.
+ */
+share_of?: number, };
 
 export type PostEdited = { post_id: number, text: string, edited_at: number, };
 
@@ -66,13 +76,15 @@ export type MessageRef = { message_id: number, };
 
 export type LikeChange = { post_id: number, by: string, like_count: number, };
 
+export type ShareChange = { post_id: number, by: string, share_count: number, };
+
 export type Comment = { id: number, post_id: number, author: string, text: string, at: number, };
 
 export type CommentCreated = { comment: Comment, comment_count: number, };
 
 export type FollowChange = { follower: string, followee: string, follower_count: number, };
 
-export type NotificationKind = "like" | "follow" | "comment" | "dm" | "mention" | "reply";
+export type NotificationKind = "like" | "follow" | "comment" | "dm" | "mention" | "reply" | "share";
 
 export type Notification = { id: number, kind: NotificationKind, 
 /**
@@ -185,7 +197,27 @@ older_done: boolean,
  */
 newer_done: boolean, };
 
-export type PostRow = { local_id: number, server_id: number | null, client_id: string | null, author: string, text: string, at: number, edited_at: number | null, like_count: number, comment_count: number, liked_by_me: boolean, state: LocalState, key: PageKey, };
+export type PostRow = { local_id: number, server_id: number | null, client_id: string | null, author: string, text: string, at: number, edited_at: number | null, like_count: number, comment_count: number, liked_by_me: boolean, state: LocalState, key: PageKey, 
+/**
+ * Live shares of this post.
+ */
+share_count: number, 
+/**
+ * I share it (a live share of mine points at it).
+ */
+shared_by_me: boolean, 
+/**
+ * When this post shares another: that post as this cache holds it now. `text` is then my
+ * (the sharer's) comment, possibly empty.
+ */
+share_of: SharedPost | null, };
+
+export type SharedPost = { server_id: number, 
+/**
+ * False once it was deleted (the share then shows it as unavailable; author and text are
+ * empty).
+ */
+available: boolean, author: string, text: string, at: number, edited_at: number | null, };
 
 export type CommentRow = { local_id: number, server_id: number | null, post_id: number, author: string, text: string, at: number, state: LocalState, };
 

@@ -3,7 +3,7 @@
 use papo_protocol::{
     Comment, CommentCreate, CommentCreated, ErrorCode, EventBody, FollowChange, LikeChange,
     LogEvent, NotificationKind, Post, PostAction, PostCreate, PostEdit, PostEdited, PostRef,
-    UserAction,
+    PostShare, ShareChange, UserAction,
 };
 
 use super::notify::{notify, notify_mentions, About};
@@ -26,6 +26,8 @@ pub(super) fn post_create(q: &mut Req<'_>, r: &PostCreate) -> Result<Option<LogE
         edited_at: None,
         like_count: 0,
         comment_count: 0,
+        share_count: 0,
+        share_of: None,
     };
     let ev = q.public(EventBody::PostCreated(post))?;
     let about = About {
@@ -58,12 +60,146 @@ pub(super) fn post_delete(q: &mut Req<'_>, r: &PostAction) -> Result<Option<LogE
     if find_post(q.db, r.post_id)?.id != q.actor.id {
         return refuse(ErrorCode::Forbidden, "only the author can delete a post");
     }
-    q.db.exec(
-        "UPDATE posts SET deleted = 1 WHERE id = $1",
-        &[r.post_id.into()],
+    delete_post(q, r.post_id)
+}
+
+/// Deletes a live post of the actor's; a share also leaves its shared post's count.
+fn delete_post(q: &mut Req<'_>, post_id: i64) -> Result<Option<LogEvent>, TxError> {
+    let share_of =
+        q.db.query_one(
+            "UPDATE posts SET deleted = 1 WHERE id = $1 RETURNING share_of",
+            &[post_id.into()],
+        )?
+        .opt_int(0)?;
+    let ev = q.public(EventBody::PostDeleted(PostRef { post_id }))?;
+    if let Some(original) = share_of {
+        let share_count = counter(
+            q.db,
+            "UPDATE posts SET share_count = share_count - 1 WHERE id = $1 RETURNING share_count",
+            original,
+        )?;
+        q.public(EventBody::PostUnshared(ShareChange {
+            post_id: original,
+            by: q.actor.username.clone(),
+            share_count,
+        }))?;
+    }
+    Ok(ev)
+}
+
+/// The post a share points at: the post itself, or the original it shares (sharing a share
+/// shares its original). `not_found` when it is deleted.
+fn shared_target(q: &mut Req<'_>, post_id: i64) -> Result<i64, TxError> {
+    find_post(q.db, post_id)?;
+    let original =
+        q.db.query_one(
+            "SELECT share_of FROM posts WHERE id = $1",
+            &[post_id.into()],
+        )?
+        .opt_int(0)?;
+    match original {
+        Some(o) => {
+            find_post(q.db, o)?;
+            Ok(o)
+        }
+        None => Ok(post_id),
+    }
+}
+
+/// `post:share`: a new post sharing `post_id` (or its original), with the actor's comment;
+/// sharing what one already shares changes nothing.
+pub(super) fn post_share(q: &mut Req<'_>, r: &PostShare) -> Result<Option<LogEvent>, TxError> {
+    let original = shared_target(q, r.post_id)?;
+    if !r.text.is_empty() {
+        check_text(&r.text)?;
+    }
+    let already = q.db.query_opt(
+        "SELECT 1 FROM posts WHERE author_id = $1 AND share_of = $2 AND deleted = 0",
+        &[q.actor.id.into(), original.into()],
     )?;
-    let body = EventBody::PostDeleted(PostRef { post_id: r.post_id });
-    q.public(body)
+    if already.is_some() {
+        return Ok(None); // shared already: idempotent no-op
+    }
+    let id =
+        q.db.query_one(
+            "INSERT INTO posts(author_id, text, created_at, share_of) VALUES ($1, $2, $3, $4) \
+             RETURNING id",
+            &[
+                q.actor.id.into(),
+                r.text.as_str().into(),
+                q.now.into(),
+                original.into(),
+            ],
+        )?
+        .int(0)?;
+    let share_count = counter(
+        q.db,
+        "UPDATE posts SET share_count = share_count + 1 WHERE id = $1 RETURNING share_count",
+        original,
+    )?;
+    let post = Post {
+        id,
+        author: q.actor.username.clone(),
+        text: r.text.clone(),
+        at: q.now,
+        edited_at: None,
+        like_count: 0,
+        comment_count: 0,
+        share_count: 0,
+        share_of: Some(original),
+    };
+    let ev = q.public(EventBody::PostCreated(post))?;
+    q.public(EventBody::PostShared(ShareChange {
+        post_id: original,
+        by: q.actor.username.clone(),
+        share_count,
+    }))?;
+    let author = find_post(q.db, original)?;
+    let about = About {
+        post_id: Some(original),
+        text: (!r.text.is_empty()).then_some(r.text.as_str()),
+        ..About::default()
+    };
+    if author.live {
+        notify(
+            q.db,
+            q.out,
+            author.id,
+            q.actor,
+            NotificationKind::Share,
+            about,
+            q.now,
+        )?;
+    }
+    let mentions = About {
+        post_id: Some(id),
+        ..about
+    };
+    notify_mentions(q.db, q.out, q.actor, mentions, Some(author.id), q.now)?;
+    Ok(ev)
+}
+
+/// `post:unshare`: deletes the actor's share of `post_id` (or of its original); nothing to
+/// undo changes nothing.
+pub(super) fn post_unshare(q: &mut Req<'_>, r: &PostAction) -> Result<Option<LogEvent>, TxError> {
+    let original = match q.db.query_opt(
+        "SELECT share_of FROM posts WHERE id = $1",
+        &[r.post_id.into()],
+    )? {
+        Some(row) => row.opt_int(0)?.unwrap_or(r.post_id),
+        None => return refuse(ErrorCode::NotFound, format!("no post {}", r.post_id)),
+    };
+    let mine = q.db.query_opt(
+        "SELECT id FROM posts WHERE author_id = $1 AND share_of = $2 AND deleted = 0",
+        &[q.actor.id.into(), original.into()],
+    )?;
+    match mine {
+        Some(row) => {
+            let share = row.int(0)?;
+            delete_post(q, share)
+        }
+        None => Ok(None),
+    }
 }
 
 pub(super) fn post_like(q: &mut Req<'_>, r: &PostAction) -> Result<Option<LogEvent>, TxError> {

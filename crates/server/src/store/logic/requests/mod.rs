@@ -123,6 +123,8 @@ pub(super) fn apply_request(
         Request::MessageDelete(r) => messages::message_delete(&mut q, r),
         Request::PostLike(r) => feed::post_like(&mut q, r),
         Request::PostUnlike(r) => feed::post_unlike(&mut q, r),
+        Request::PostShare(r) => feed::post_share(&mut q, r),
+        Request::PostUnshare(r) => feed::post_unshare(&mut q, r),
         Request::CommentCreate(r) => feed::comment_create(&mut q, r),
         Request::UserFollow(r) => feed::user_follow(&mut q, r),
         Request::UserUnfollow(r) => feed::user_unfollow(&mut q, r),
