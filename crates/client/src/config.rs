@@ -71,6 +71,9 @@ pub struct SupervisorConfig {
     /// [`SupervisorHandle::network_changed`].
     pub watch_network: bool,
     pub wall_clock: WallClock,
+    /// While the connection is carried by HTTP long-polling (WebSocket failed: a proxy that
+    /// refuses upgrades), WebSocket is tried again after this long.
+    pub websocket_retry: Duration,
 }
 
 impl SupervisorConfig {
@@ -98,6 +101,7 @@ impl SupervisorConfig {
             probe_timeout: Duration::from_secs(2),
             watch_network: true,
             wall_clock: WallClock::default(),
+            websocket_retry: Duration::from_secs(60),
         }
     }
 }

@@ -22,6 +22,8 @@ pub(crate) struct Wire {
     /// The `sys:ping` waiting for its answer, and when it was sent.
     pub(crate) ping: Option<(Uuid, std::time::Instant)>,
     pub(crate) recent: VecDeque<WireEvent>,
+    /// What carries the current (or next) session.
+    pub(crate) transport: TransportKind,
 }
 
 impl Wire {
@@ -75,16 +77,19 @@ pub struct WireEvent {
     pub bytes: u64,
 }
 
-/// How the connection is carried. Only WebSocket today (the long-polling fallback is not
-/// built).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How the connection is carried: WebSocket, or Engine.IO's HTTP long-polling when WebSocket
+/// fails (a proxy that refuses upgrades).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum TransportKind {
+    #[default]
     Websocket,
+    Polling,
 }
 
 /// A snapshot of the connection, safe to copy into a bug report: no token, no message text.
+/// `transport` is what carries the current (or the next) session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Diagnostics {

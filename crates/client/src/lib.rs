@@ -916,7 +916,7 @@ impl Core {
         let w = self.inner.supervisor.wire.lock().unwrap();
         Ok(diag::Diagnostics {
             server_url: self.inner.server_url.clone(),
-            transport: diag::TransportKind::Websocket,
+            transport: w.transport,
             state,
             attempts: w.attempts,
             sessions: w.sessions,

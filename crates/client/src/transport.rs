@@ -76,6 +76,24 @@ pub trait Transport: Send + Sync + 'static {
         auth: Value,
         inbound: mpsc::UnboundedSender<Inbound>,
     ) -> Result<Box<dyn Link>, TransportError>;
+
+    /// Whether it can also carry a session over HTTP long-polling (then the supervisor falls
+    /// back to it when WebSocket fails).
+    fn can_poll(&self) -> bool {
+        false
+    }
+
+    /// [`Transport::connect`] over a given carrier (WebSocket, or HTTP long-polling). A
+    /// transport with one carrier only ignores it.
+    async fn connect_over(
+        &self,
+        url: &str,
+        auth: Value,
+        inbound: mpsc::UnboundedSender<Inbound>,
+        _carrier: crate::diag::TransportKind,
+    ) -> Result<Box<dyn Link>, TransportError> {
+        self.connect(url, auth, inbound).await
+    }
 }
 
 /// One open session.
@@ -122,13 +140,34 @@ impl Transport for SocketIoTransport {
         auth: Value,
         inbound: mpsc::UnboundedSender<Inbound>,
     ) -> Result<Box<dyn Link>, TransportError> {
+        self.connect_over(url, auth, inbound, crate::diag::TransportKind::Websocket)
+            .await
+    }
+
+    fn can_poll(&self) -> bool {
+        true
+    }
+
+    async fn connect_over(
+        &self,
+        url: &str,
+        auth: Value,
+        inbound: mpsc::UnboundedSender<Inbound>,
+        carrier: crate::diag::TransportKind,
+    ) -> Result<Box<dyn Link>, TransportError> {
+        // One carrier per session, never the library's own fallback (`Any` falls back to
+        // polling and never upgrades): the supervisor chooses, and tries WebSocket again.
+        let carrier = match carrier {
+            crate::diag::TransportKind::Websocket => TransportType::Websocket,
+            crate::diag::TransportKind::Polling => TransportType::Polling,
+        };
         let on_open = inbound.clone();
         let on_close = inbound.clone();
         let on_error = inbound.clone();
         let on_any = inbound;
         let client = ClientBuilder::new(url)
             .namespace("/")
-            .transport_type(TransportType::Websocket)
+            .transport_type(carrier)
             .reconnect(false)
             .reconnect_on_disconnect(false)
             .auth(auth)

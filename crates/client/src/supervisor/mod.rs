@@ -56,6 +56,7 @@ pub fn spawn(
     let (watching_tx, watching_rx) = watch::channel(PresenceWatch::default());
     let wire = Arc::new(Mutex::new(crate::diag::Wire::default()));
     let sup = Supervisor {
+        carrier: crate::diag::TransportKind::Websocket,
         wire: wire.clone(),
         config,
         cache,
@@ -90,6 +91,9 @@ pub(super) enum End {
     SignedOut(String),
     /// The account was deleted from another device: sign out and erase the cache.
     AccountDeleted,
+    /// A WebSocket session could not start: the next attempt goes over HTTP long-polling, at
+    /// once.
+    CarrierFailed(String),
     /// Try again at once (a fresh token was obtained).
     Again,
     Failed {
@@ -113,6 +117,8 @@ enum Wait {
 }
 
 struct Supervisor {
+    /// What carries the next session: WebSocket, or long-polling after WebSocket failed.
+    carrier: crate::diag::TransportKind,
     /// Counters and recent packets for the diagnostics.
     wire: Arc<Mutex<crate::diag::Wire>>,
     config: SupervisorConfig,
@@ -191,7 +197,15 @@ impl Supervisor {
                     continue;
                 }
                 End::Again => continue,
+                End::CarrierFailed(reason) => {
+                    tracing::info!(%reason, "WebSocket failed; trying HTTP long-polling");
+                    self.wire.lock().unwrap().last_error = Some(reason);
+                    self.carrier = crate::diag::TransportKind::Polling;
+                    continue;
+                }
                 End::Failed { reason, stable } => {
+                    // Whatever carried it, the next attempt tries WebSocket first.
+                    self.carrier = crate::diag::TransportKind::Websocket;
                     if stable {
                         // A session that lasted: its server is worth one more try.
                         backoff.reset();

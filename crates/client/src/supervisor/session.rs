@@ -5,6 +5,7 @@
 use super::dispatch::Pump;
 use super::{failed, Command, End, Supervisor};
 use crate::config::server_urls;
+use crate::diag::TransportKind;
 use crate::event::ConnectionState;
 use crate::event::CoreEvent;
 use crate::outbox_sender::OutboxSender;
@@ -85,16 +86,18 @@ impl Supervisor {
         let transport = self.transport.clone();
         let urls = server_urls(&self.config.server_url);
         let url = urls[self.server % urls.len()].clone();
+        let carrier = self.carrier;
+        self.wire.lock().unwrap().transport = carrier;
         let connect = timeout(
             self.config.connect_timeout,
-            transport.connect(&url, auth, tx),
+            transport.connect_over(&url, auth, tx, carrier),
         );
         tokio::pin!(connect);
         let link = loop {
             tokio::select! {
                 r = &mut connect => match r {
-                    Err(_) => return failed("connect timed out"),
-                    Ok(Err(e)) => return failed(e.to_string()),
+                    Err(_) => return self.carrier_failed("connect timed out"),
+                    Ok(Err(e)) => return self.carrier_failed(e.to_string()),
                     Ok(Ok(link)) => break link,
                 },
                 cmd = self.commands.recv() => {
@@ -112,7 +115,7 @@ impl Supervisor {
             tokio::select! {
                 _ = sleep_until(open_deadline) => {
                     self.teardown(link).await;
-                    return failed("no answer to CONNECT (open timeout)");
+                    return self.carrier_failed("no answer to CONNECT (open timeout)");
                 }
                 ev = rx.recv() => match ev {
                     Some(Inbound::Open) => {
@@ -152,6 +155,18 @@ impl Supervisor {
                 stable: started.elapsed() >= self.config.stable_after,
             },
             other => other,
+        }
+    }
+
+    /// A session that could not start. Over WebSocket, HTTP long-polling is tried next, at once
+    /// (a proxy may refuse or stall the upgrade while plain HTTP goes through); over polling it
+    /// is an ordinary failure.
+    fn carrier_failed(&self, reason: impl Into<String>) -> End {
+        match self.carrier {
+            TransportKind::Websocket if self.transport.can_poll() => {
+                End::CarrierFailed(reason.into())
+            }
+            _ => failed(reason),
         }
     }
 
@@ -231,6 +246,10 @@ impl Supervisor {
         let mut last_wall = self.config.wall_clock.now();
         let mut last_mono = Instant::now();
         let mut probe_deadline: Option<Instant> = None;
+        // Over polling, WebSocket is tried again after a while (the session ends, the next one
+        // goes over WebSocket and falls back again if it still fails).
+        let websocket_again = (self.carrier == TransportKind::Polling)
+            .then(|| Instant::now() + self.config.websocket_retry);
         loop {
             if s.ready {
                 for item in s.outbox.due(&self.cache).await {
@@ -329,6 +348,11 @@ impl Supervisor {
                     if let Some(end) = self.inbound(ev, me, &mut s).await {
                         return end;
                     }
+                }
+                _ = sleep_until(websocket_again.unwrap_or_else(Instant::now)), if websocket_again.is_some() => {
+                    tracing::info!("over HTTP long-polling for a while: trying WebSocket again");
+                    self.carrier = TransportKind::Websocket;
+                    return End::Again;
                 }
                 _ = ping.tick() => {
                     let silent = last_heard.elapsed();

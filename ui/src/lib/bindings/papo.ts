@@ -424,7 +424,7 @@ client_id: string,
  */
 conversation: string | null, };
 
-export type TransportKind = "websocket";
+export type TransportKind = "websocket" | "polling";
 
 export type WireEvent = { at: number, name: string, bytes: number, };
 
