@@ -93,18 +93,7 @@ impl Cache {
                 &r.text,
                 r.reply_to,
             )?,
-            Request::PostCreate(r) => {
-                tx.execute(
-                    "INSERT INTO posts (client_id, author, text, at, sk, state) \
-                     VALUES (?1, ?2, ?3, ?4, 0, 'pending')",
-                    params![cid_s, me, r.text, now],
-                )?;
-                let id = tx.last_insert_rowid();
-                tx.execute(
-                    "UPDATE posts SET sk = ?2 WHERE id = ?1",
-                    params![id, PENDING_SK + id],
-                )?;
-            }
+            Request::PostCreate(r) => local_post(&tx, &cid_s, me, &r.text, now, None)?,
             Request::PostEdit(r) => {
                 tx.execute(
                     "UPDATE posts SET text = ?2, edited_at = ?3 WHERE server_id = ?1",
@@ -163,16 +152,7 @@ impl Cache {
                     )
                     .optional()?;
                 if mine.is_none() {
-                    tx.execute(
-                        "INSERT INTO posts (client_id, author, text, at, sk, state, share_of) \
-                         VALUES (?1, ?2, ?3, ?4, 0, 'pending', ?5)",
-                        params![cid_s, me, r.text, now, original],
-                    )?;
-                    let id = tx.last_insert_rowid();
-                    tx.execute(
-                        "UPDATE posts SET sk = ?2 WHERE id = ?1",
-                        params![id, PENDING_SK + id],
-                    )?;
+                    local_post(&tx, &cid_s, me, &r.text, now, Some(original))?;
                     tx.execute(
                         "UPDATE posts SET share_count = share_count + 1 WHERE server_id = ?1",
                         [original],
@@ -507,6 +487,29 @@ impl Cache {
 }
 
 /// The conversation of the message with this server id, if the cache holds it.
+/// The optimistic copy of a post (or a share of `share_of`) of mine, pending, sorted after
+/// every sent post until the server's copy replaces it.
+fn local_post(
+    tx: &rusqlite::Connection,
+    cid: &str,
+    me: &str,
+    text: &str,
+    now: Millis,
+    share_of: Option<i64>,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO posts (client_id, author, text, at, sk, state, share_of) \
+         VALUES (?1, ?2, ?3, ?4, 0, 'pending', ?5)",
+        params![cid, me, text, now, share_of],
+    )?;
+    let id = tx.last_insert_rowid();
+    tx.execute(
+        "UPDATE posts SET sk = ?2 WHERE id = ?1",
+        params![id, PENDING_SK + id],
+    )?;
+    Ok(())
+}
+
 /// The post a share of `post_id` points at: its original when it is itself a share.
 pub(crate) fn shared_original(tx: &rusqlite::Connection, post_id: i64) -> Result<i64> {
     let of: Option<Option<i64>> = tx
