@@ -45,7 +45,8 @@ struct Labels {
 }
 
 fn labels(locale: &str) -> Labels {
-    if locale.to_lowercase().starts_with("pt") {
+    // The same language rule as the core's notification titles.
+    if papo_client::policy::Lang::of_locale(locale) == papo_client::policy::Lang::PtBr {
         Labels {
             open: "Abrir o Papo",
             dnd: "Não perturbe",

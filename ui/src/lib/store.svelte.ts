@@ -313,7 +313,6 @@ class AppStore {
     this.handle({ kind: "signed_out" });
   }
 
-  /** Deletes the account (the password confirms it); false, with a message, when refused. */
   /** Deletes the account (a refusal, such as a wrong password, is flashed and changes nothing). */
   async deleteAccount(password: string): Promise<void> {
     try {

@@ -18,18 +18,7 @@ pub(super) fn post_create(q: &mut Req<'_>, r: &PostCreate) -> Result<Option<LogE
             &[q.actor.id.into(), r.text.as_str().into(), q.now.into()],
         )?
         .int(0)?;
-    let post = Post {
-        id,
-        author: q.actor.username.clone(),
-        text: r.text.clone(),
-        at: q.now,
-        edited_at: None,
-        like_count: 0,
-        comment_count: 0,
-        share_count: 0,
-        share_of: None,
-    };
-    let ev = q.public(EventBody::PostCreated(post))?;
+    let ev = q.public(EventBody::PostCreated(new_post(q, id, &r.text, None)))?;
     let about = About {
         post_id: Some(id),
         text: Some(&r.text),
@@ -37,6 +26,21 @@ pub(super) fn post_create(q: &mut Req<'_>, r: &PostCreate) -> Result<Option<LogE
     };
     notify_mentions(q.db, q.out, q.actor, about, None, q.now)?;
     Ok(ev)
+}
+
+/// A post the actor just wrote (or a share of `share_of`), as its `post.created` says it.
+fn new_post(q: &Req<'_>, id: i64, text: &str, share_of: Option<i64>) -> Post {
+    Post {
+        id,
+        author: q.actor.username.clone(),
+        text: text.to_string(),
+        at: q.now,
+        edited_at: None,
+        like_count: 0,
+        comment_count: 0,
+        share_count: 0,
+        share_of,
+    }
 }
 
 pub(super) fn post_edit(q: &mut Req<'_>, r: &PostEdit) -> Result<Option<LogEvent>, TxError> {
@@ -137,17 +141,7 @@ pub(super) fn post_share(q: &mut Req<'_>, r: &PostShare) -> Result<Option<LogEve
         "UPDATE posts SET share_count = share_count + 1 WHERE id = $1 RETURNING share_count",
         original,
     )?;
-    let post = Post {
-        id,
-        author: q.actor.username.clone(),
-        text: r.text.clone(),
-        at: q.now,
-        edited_at: None,
-        like_count: 0,
-        comment_count: 0,
-        share_count: 0,
-        share_of: Some(original),
-    };
+    let post = new_post(q, id, &r.text, Some(original));
     let ev = q.public(EventBody::PostCreated(post))?;
     q.public(EventBody::PostShared(ShareChange {
         post_id: original,
