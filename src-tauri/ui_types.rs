@@ -8,6 +8,7 @@
 
 #![allow(missing_docs)]
 
+pub use papo_client::admin::{AdminAction, AdminState};
 pub use papo_client::cache::{
     AroundPage, CommentRow, ConversationPage, ConversationRow, FollowList, HitKind, LocalState,
     MessageRow, PageKey, PostRow, Profile, Quote, SearchHit, SharedPost, UnreadCounts, UnreadStart,
@@ -19,10 +20,10 @@ pub use papo_client::outbox::{OutboxChange, OutboxState, WedgeReason};
 pub use papo_client::policy::{NotificationSettings, OsNotification, QuietHours, Target};
 pub use papo_client::{ClientErrorCode, ConnectionState, CoreErrorCode, CoreEvent};
 pub use papo_protocol::{
-    ChatMessage, Comment, CommentCreated, Cursor, DirectMessage, ErrorBody, ErrorCode, EventBody,
-    FollowChange, LikeChange, LogEvent, MessageEdited, MessageRef, Notification, NotificationKind,
-    Post, PostEdited, PostRef, Presence, ReadState, ReplyQuote, ShareChange, Stream, SyncState,
-    SyncStatus, Typing,
+    AdminStats, ChatMessage, Comment, CommentCreated, CommentRemoved, Cursor, DirectMessage,
+    ErrorBody, ErrorCode, EventBody, FollowChange, LikeChange, LogEvent, MessageEdited, MessageRef,
+    NodeStats, Notification, NotificationKind, Post, PostEdited, PostRef, Presence, ReadState,
+    ReplyQuote, ShareChange, Stream, SyncState, SyncStatus, Typing,
 };
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
@@ -160,6 +161,7 @@ macro_rules! for_each_ui_type {
             ShareChange,
             Comment,
             CommentCreated,
+            CommentRemoved,
             FollowChange,
             NotificationKind,
             Notification,
@@ -169,6 +171,10 @@ macro_rules! for_each_ui_type {
             ErrorCode,
             ErrorBody,
             ConnectionState,
+            AdminStats,
+            NodeStats,
+            AdminState,
+            AdminAction,
             OutboxState,
             WedgeReason,
             OutboxChange,

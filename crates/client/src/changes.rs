@@ -128,6 +128,10 @@ impl Touched {
                 self.comments.insert(c.comment.id);
                 self.posts.insert(c.comment.post_id);
             }
+            EventBody::CommentRemoved(c) => {
+                self.comments.insert(c.comment_id);
+                self.posts.insert(c.post_id);
+            }
             EventBody::Notification(n) => {
                 self.notifications.insert(n.id);
             }

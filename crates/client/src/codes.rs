@@ -46,6 +46,8 @@ pub enum ClientErrorCode {
     Empty,
     /// The message a reply quotes was deleted meanwhile.
     ReplyGone,
+    /// The `/admin` connection is not open (or closed before the answer came).
+    AdminClosed,
 }
 
 impl From<ErrorCode> for CoreErrorCode {
@@ -80,6 +82,10 @@ impl CoreError {
             CoreError::NotSignedIn => ClientErrorCode::NotSignedIn.into(),
             CoreError::Invalid(_) => ClientErrorCode::InvalidInput.into(),
             CoreError::Compose(e) => e.code().into(),
+            CoreError::Admin(crate::admin::AdminError::Closed) => {
+                ClientErrorCode::AdminClosed.into()
+            }
+            CoreError::Admin(crate::admin::AdminError::Refused(e)) => e.code.into(),
         }
     }
 }
@@ -145,6 +151,10 @@ mod tests {
                 "session_store",
             ),
             (CoreError::NotSignedIn, "not_signed_in"),
+            (
+                CoreError::Admin(crate::admin::AdminError::Closed),
+                "admin_closed",
+            ),
             (CoreError::Invalid("bad".into()), "invalid_input"),
             (CoreError::Compose(ComposeError::MsgUsage), "msg_usage"),
             (CoreError::Compose(ComposeError::Empty), "empty"),
@@ -163,10 +173,11 @@ mod tests {
             CoreError::NotSignedIn => "not_signed_in",
             CoreError::Invalid(_) => "invalid",
             CoreError::Compose(_) => "compose",
+            CoreError::Admin(_) => "admin",
         };
         let covered: std::collections::BTreeSet<_> =
             cases.iter().map(|(e, _)| variant(e)).collect();
-        assert_eq!(covered.len(), 6, "{covered:?}");
+        assert_eq!(covered.len(), 7, "{covered:?}");
         for (err, want) in cases {
             let code = err.code();
             assert_eq!(
@@ -192,7 +203,8 @@ mod tests {
             | ClientErrorCode::InvalidInput
             | ClientErrorCode::MsgUsage
             | ClientErrorCode::Empty
-            | ClientErrorCode::ReplyGone => (),
+            | ClientErrorCode::ReplyGone
+            | ClientErrorCode::AdminClosed => (),
         };
         for c in [
             ClientErrorCode::Unreachable,
@@ -203,6 +215,7 @@ mod tests {
             ClientErrorCode::MsgUsage,
             ClientErrorCode::Empty,
             ClientErrorCode::ReplyGone,
+            ClientErrorCode::AdminClosed,
         ] {
             let s = serde_json::to_value(c).unwrap();
             assert!(

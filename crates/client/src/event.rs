@@ -54,6 +54,10 @@ pub enum CoreEvent {
     Outbox(OutboxChange),
     /// The notification policy says: raise this OS notification.
     Notify(OsNotification),
+    /// The `/admin` connection changed state (see [`crate::Core::admin_open`]).
+    Admin(crate::admin::AdminState),
+    /// `admin:stats`, every second while the `/admin` connection is open.
+    AdminStats(papo_protocol::AdminStats),
     /// This message was deleted: withdraw the OS notification that announced it, where the OS
     /// allows (the freedesktop bus does; a burst's notification is shown again without it).
     Withdraw {

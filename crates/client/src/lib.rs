@@ -10,6 +10,7 @@
 //! - [`api`] and [`tokens`]: the account endpoints and where tokens come from.
 //! - [`event`]: the typed stream the core publishes.
 
+pub mod admin;
 pub mod api;
 pub mod backoff;
 pub mod cache;
@@ -63,6 +64,8 @@ pub enum CoreError {
     Invalid(String),
     #[error(transparent)]
     Compose(#[from] compose::ComposeError),
+    #[error(transparent)]
+    Admin(#[from] admin::AdminError),
 }
 
 /// Where the core keeps its data and how it connects.
@@ -98,6 +101,8 @@ struct Inner {
     tokens: Arc<SessionTokens>,
     supervisor: SupervisorHandle,
     view: Arc<Mutex<View>>,
+    /// The `/admin` connection, while it is wanted.
+    admin: Mutex<Option<admin::AdminHandle>>,
 }
 
 impl Core {
@@ -140,6 +145,7 @@ impl Core {
                 tokens,
                 supervisor,
                 view,
+                admin: Mutex::new(None),
             }),
         })
     }
@@ -906,6 +912,56 @@ impl Core {
 
     /// A snapshot of the connection for the Diagnostics page and `papo-cli diag` (no token, no
     /// message text).
+    /// Whether the account held the admin role at its last connection (the server tells it
+    /// in every `sync`; `papo-server grant-admin` takes effect at the next one).
+    pub async fn is_admin(&self) -> Result<bool, CoreError> {
+        Ok(self.inner.cache.read(|c| c.is_admin()).await?)
+    }
+
+    /// Opens the `/admin` connection (if it is not open already): [`CoreEvent::Admin`] tells
+    /// its state, [`CoreEvent::AdminStats`] arrives every second while it is open. It retries
+    /// until [`Core::admin_close`], and stops for good if the server refuses (not an admin).
+    pub async fn admin_open(&self) -> Result<(), CoreError> {
+        if self.inner.tokens.username().is_none() {
+            return Err(CoreError::NotSignedIn);
+        }
+        let mut admin = self.inner.admin.lock().unwrap();
+        if admin.as_ref().is_some_and(|a| a.is_running()) {
+            return Ok(());
+        }
+        let url = config::server_urls(&self.inner.server_url)
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        *admin = Some(admin::AdminHandle::open(
+            url,
+            self.inner.tokens.clone(),
+            self.inner.supervisor.events(),
+        ));
+        Ok(())
+    }
+
+    /// Closes the `/admin` connection.
+    pub fn admin_close(&self) {
+        if let Some(a) = self.inner.admin.lock().unwrap().take() {
+            a.close();
+        }
+    }
+
+    /// Sends a moderation request on the `/admin` connection and waits for its answer
+    /// (at most [`admin::ANSWER_TIMEOUT`]). Never queued: `admin_closed` when the connection
+    /// is not open.
+    pub async fn admin(&self, action: admin::AdminAction) -> Result<(), CoreError> {
+        let handle = {
+            let admin = self.inner.admin.lock().unwrap();
+            match admin.as_ref() {
+                Some(a) if a.is_running() => a.clone_sender(),
+                _ => return Err(admin::AdminError::Closed.into()),
+            }
+        };
+        Ok(handle.send(&action).await?)
+    }
+
     pub async fn diagnostics(&self) -> Result<diag::Diagnostics, CoreError> {
         let ((cursor, epoch), (pending, _sent, failed)) = self
             .inner

@@ -105,6 +105,11 @@ pub fn queue_of(request: &Request) -> String {
         | Request::PostShare(_)
         | Request::PostUnshare(_)
         | Request::CommentCreate(_) => "feed".to_string(),
+        // Never queued (sent on /admin): see `Cache::enqueue`.
+        Request::AdminRemovePost(_)
+        | Request::AdminRemoveComment(_)
+        | Request::AdminSuspend(_)
+        | Request::AdminUnsuspend(_) => "admin".to_string(),
     }
 }
 

@@ -26,6 +26,10 @@ pub enum CacheError {
     /// The cache thread that would run the job is gone (see [`crate::cache_thread`]).
     #[error("the cache is closed")]
     Closed,
+    /// Admin requests are never queued: they are sent on the `/admin` connection, while it is
+    /// open, and answered there.
+    #[error("{0} is not queued: it is sent on the /admin connection")]
+    NotQueued(&'static str),
 }
 
 pub type Result<T, E = CacheError> = std::result::Result<T, E>;
@@ -181,6 +185,8 @@ pub struct CommentRow {
     #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub at: Millis,
     pub state: LocalState,
+    /// Removed by a moderator (`text` is then empty).
+    pub removed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -370,7 +376,7 @@ pub(crate) fn post_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PostRow> {
 }
 
 /// The columns [`comment_row`] reads.
-pub(crate) const COMMENT_COLUMNS: &str = "id, server_id, post_id, author, text, at, state";
+pub(crate) const COMMENT_COLUMNS: &str = "id, server_id, post_id, author, text, at, state, removed";
 
 pub(crate) fn comment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CommentRow> {
     Ok(CommentRow {
@@ -381,6 +387,7 @@ pub(crate) fn comment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CommentRow>
         text: r.get(4)?,
         at: r.get(5)?,
         state: LocalState::parse(&r.get::<_, String>(6)?),
+        removed: r.get(7)?,
     })
 }
 

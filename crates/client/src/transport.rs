@@ -36,6 +36,10 @@ pub enum Refusal {
     BadAuth,
     /// The token's account was deleted (from another device).
     AccountDeleted,
+    /// The account is suspended by a moderator.
+    AccountSuspended,
+    /// `/admin`: the account is not an admin.
+    Forbidden,
     Other(String),
 }
 
@@ -54,6 +58,10 @@ impl Refusal {
             Refusal::BadAuth
         } else if text.contains(ACCOUNT_DELETED) {
             Refusal::AccountDeleted
+        } else if text.contains(ACCOUNT_SUSPENDED) {
+            Refusal::AccountSuspended
+        } else if text.contains(&format!("\"{FORBIDDEN}\"")) {
+            Refusal::Forbidden
         } else {
             Refusal::Other(text.to_string())
         })
@@ -155,6 +163,21 @@ impl Transport for SocketIoTransport {
         inbound: mpsc::UnboundedSender<Inbound>,
         carrier: crate::diag::TransportKind,
     ) -> Result<Box<dyn Link>, TransportError> {
+        self.open(url, "/", auth, inbound, carrier).await
+    }
+}
+
+impl SocketIoTransport {
+    /// Opens a session on `namespace` (`/`, or `/admin`: rust_socketio gives each its own
+    /// connection).
+    pub async fn open(
+        &self,
+        url: &str,
+        namespace: &str,
+        auth: Value,
+        inbound: mpsc::UnboundedSender<Inbound>,
+        carrier: crate::diag::TransportKind,
+    ) -> Result<Box<dyn Link>, TransportError> {
         // One carrier per session, never the library's own fallback (`Any` falls back to
         // polling and never upgrades): the supervisor chooses, and tries WebSocket again.
         let carrier = match carrier {
@@ -166,7 +189,7 @@ impl Transport for SocketIoTransport {
         let on_error = inbound.clone();
         let on_any = inbound;
         let client = ClientBuilder::new(url)
-            .namespace("/")
+            .namespace(namespace)
             .transport_type(carrier)
             .reconnect(false)
             .reconnect_on_disconnect(false)

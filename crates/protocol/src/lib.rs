@@ -53,12 +53,29 @@ pub mod events {
     /// Application-level liveness check; answered at once.
     pub const SYS_PING: &str = "sys:ping";
 
+    // client -> server requests on the `/admin` namespace only (each answered with a `Reply`;
+    // sent on `/` they are `unknown_event`)
+    pub const ADMIN_REMOVE_POST: &str = "admin:remove_post";
+    pub const ADMIN_REMOVE_COMMENT: &str = "admin:remove_comment";
+    pub const ADMIN_SUSPEND: &str = "admin:suspend";
+    pub const ADMIN_UNSUSPEND: &str = "admin:unsuspend";
+
     // server -> client
     pub const LOG: &str = "log";
     pub const SYNC: &str = "sync";
     pub const REPLY: &str = "reply";
     pub const PRESENCE: &str = "presence";
     pub const TYPING: &str = "typing";
+    /// On `/admin`, every second: [`crate::AdminStats`].
+    pub const ADMIN_STATS: &str = "admin:stats";
+
+    /// Every request event name an admin may send on the `/admin` namespace.
+    pub const ADMIN_REQUESTS: &[&str] = &[
+        ADMIN_REMOVE_POST,
+        ADMIN_REMOVE_COMMENT,
+        ADMIN_SUSPEND,
+        ADMIN_UNSUSPEND,
+    ];
 
     /// Every request event name a client may send.
     pub const REQUESTS: &[&str] = &[
@@ -137,7 +154,15 @@ pub mod connect_errors {
     pub const BAD_AUTH: &str = "bad_auth";
     /// The token's account was deleted: sign out and erase everything kept of it.
     pub const ACCOUNT_DELETED: &str = "account_deleted";
+    /// The token's account is suspended by a moderator: its sessions were ended; signing in
+    /// is refused until the suspension is lifted.
+    pub const ACCOUNT_SUSPENDED: &str = "account_suspended";
+    /// `/admin` only: the account is not an admin.
+    pub const FORBIDDEN: &str = "forbidden";
 }
+
+/// The namespace of the admin connection (the rest of the protocol is on `/`).
+pub const ADMIN_NAMESPACE: &str = "/admin";
 
 /// The two kinds of event streams a user reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -168,6 +193,11 @@ pub struct SyncStatus {
     pub epoch: String,
     /// The heads of both streams at the time of this event.
     pub heads: Cursor,
+    /// Whether the account holds the admin role (may open the `/admin` namespace), as of this
+    /// connection. Absent means false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[cfg_attr(feature = "ts", ts(as = "Option<bool>", optional))]
+    pub admin: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -235,6 +265,9 @@ pub enum EventBody {
     PostUnshared(ShareChange),
     #[serde(rename = "comment.created")]
     CommentCreated(CommentCreated),
+    /// A comment removed by a moderator.
+    #[serde(rename = "comment.removed")]
+    CommentRemoved(CommentRemoved),
     #[serde(rename = "user.followed")]
     UserFollowed(FollowChange),
     #[serde(rename = "user.unfollowed")]
@@ -416,6 +449,18 @@ pub struct Comment {
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CommentCreated {
     pub comment: Comment,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub comment_count: i64,
+}
+
+/// A comment that was removed, with its post's comment counter after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct CommentRemoved {
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub comment_id: i64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub post_id: i64,
     #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub comment_count: i64,
 }
@@ -612,6 +657,13 @@ pub struct PostAction {
     pub post_id: i64,
 }
 
+/// `admin:remove_comment`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommentAction {
+    pub id: Uuid,
+    pub comment_id: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommentCreate {
     pub id: Uuid,
@@ -693,6 +745,18 @@ pub enum Request {
     UserUnfollow(UserAction),
     #[serde(rename = "read:mark")]
     ReadMark(ReadMark),
+    /// `/admin` only.
+    #[serde(rename = "admin:remove_post")]
+    AdminRemovePost(PostAction),
+    /// `/admin` only.
+    #[serde(rename = "admin:remove_comment")]
+    AdminRemoveComment(CommentAction),
+    /// `/admin` only.
+    #[serde(rename = "admin:suspend")]
+    AdminSuspend(UserAction),
+    /// `/admin` only.
+    #[serde(rename = "admin:unsuspend")]
+    AdminUnsuspend(UserAction),
 }
 
 impl Request {
@@ -714,6 +778,10 @@ impl Request {
             Request::UserFollow(_) => events::USER_FOLLOW,
             Request::UserUnfollow(_) => events::USER_UNFOLLOW,
             Request::ReadMark(_) => events::READ_MARK,
+            Request::AdminRemovePost(_) => events::ADMIN_REMOVE_POST,
+            Request::AdminRemoveComment(_) => events::ADMIN_REMOVE_COMMENT,
+            Request::AdminSuspend(_) => events::ADMIN_SUSPEND,
+            Request::AdminUnsuspend(_) => events::ADMIN_UNSUSPEND,
         }
     }
 
@@ -729,7 +797,10 @@ impl Request {
             Request::PostDelete(r)
             | Request::PostLike(r)
             | Request::PostUnlike(r)
-            | Request::PostUnshare(r) => r.id,
+            | Request::PostUnshare(r)
+            | Request::AdminRemovePost(r) => r.id,
+            Request::AdminRemoveComment(r) => r.id,
+            Request::AdminSuspend(r) | Request::AdminUnsuspend(r) => r.id,
             Request::PostShare(r) => r.id,
             Request::CommentCreate(r) => r.id,
             Request::UserFollow(r) | Request::UserUnfollow(r) => r.id,
@@ -737,11 +808,68 @@ impl Request {
         }
     }
 
+    /// Whether it belongs to the `/admin` namespace.
+    pub fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            Request::AdminRemovePost(_)
+                | Request::AdminRemoveComment(_)
+                | Request::AdminSuspend(_)
+                | Request::AdminUnsuspend(_)
+        )
+    }
+
     /// The payload alone, as sent on the wire.
     pub fn payload(&self) -> serde_json::Value {
         let v = serde_json::to_value(self).expect("requests always serialize");
         v.get("payload").cloned().unwrap_or(serde_json::Value::Null)
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admin
+// ---------------------------------------------------------------------------------------------
+
+/// `admin:stats`: what the server is doing, pushed every second to every `/admin` socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct AdminStats {
+    /// Server time of this snapshot.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub at: Millis,
+    /// Every node serving the database, heard from within the last few seconds (one with the
+    /// SQLite default), sorted by id.
+    pub nodes: Vec<NodeStats>,
+    /// Users with at least one connection on any node.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub users_online: u64,
+    /// Size of the database on disk, in bytes (SQLite: the main file; Postgres: the database).
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub database_bytes: u64,
+}
+
+/// One server process's share of [`AdminStats`], over the last second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct NodeStats {
+    /// The node's random id (new at every start).
+    pub node: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub started_at: Millis,
+    /// When the node measured these.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub at: Millis,
+    /// Open Socket.IO connections on `/` (devices).
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub connections: u64,
+    /// Users with at least one connection on this node.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub users_online: u64,
+    /// Log events this node wrote, per second.
+    pub events_per_sec: f64,
+    /// Requests this node received, per second, by event name (`unknown` for names outside
+    /// the protocol); names without any are left out.
+    pub requests_per_sec: std::collections::BTreeMap<String, f64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -825,6 +953,8 @@ pub enum ErrorCode {
     TokenInvalid,
     /// The token's account was deleted (from another device): erase what is kept of it.
     AccountDeleted,
+    /// The account is suspended by a moderator: signing in is refused until it is lifted.
+    AccountSuspended,
     /// The same client id was already used for a different request.
     IdConflict,
     /// Something broke on the server; the request had no effect and may be retried.

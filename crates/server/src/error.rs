@@ -48,7 +48,7 @@ impl ApiError {
             | ErrorCode::TokenExpired
             | ErrorCode::TokenInvalid
             | ErrorCode::AccountDeleted => StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden | ErrorCode::AccountSuspended => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::UsernameTaken | ErrorCode::IdConflict => StatusCode::CONFLICT,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -83,10 +83,19 @@ impl From<crate::store::StoreError> for ApiError {
             crate::store::StoreError::UserDeleted => {
                 ApiError::new(ErrorCode::InvalidCredentials, "wrong username or password")
             }
+            crate::store::StoreError::UserSuspended => suspended(),
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::internal()
             }
         }
     }
+}
+
+/// What a suspended account is told when it signs in, refreshes or sends a request.
+pub fn suspended() -> ApiError {
+    ApiError::new(
+        ErrorCode::AccountSuspended,
+        "this account is suspended by a moderator",
+    )
 }

@@ -180,7 +180,11 @@ async fn login(
     _: AccountRequest,
     JsonBody(c): JsonBody<Credentials>,
 ) -> Result<Json<Session>, ApiError> {
-    let user = check_credentials(&app, c).await?;
+    let (user, suspended) = check_credentials(&app, c).await?;
+    if suspended {
+        tracing::info!(user = %user.username, "sign-in refused: suspended");
+        return Err(crate::error::suspended());
+    }
     tracing::info!(user = %user.username, "logged in");
     Ok(Json(open_session(&app, user).await?))
 }
@@ -193,7 +197,8 @@ async fn delete_account(
     _: AccountRequest,
     JsonBody(c): JsonBody<Credentials>,
 ) -> Result<StatusCode, ApiError> {
-    let user = check_credentials(&app, c).await?;
+    // A suspended account may still delete itself (and with it what it holds).
+    let (user, _suspended) = check_credentials(&app, c).await?;
     let deleted = app.store.delete_account(&user).await?;
     tracing::info!(
         user = %user.username,
@@ -209,8 +214,9 @@ async fn delete_account(
 }
 
 /// The user these credentials name, if the password is theirs (`invalid_credentials` for an
-/// unknown, deleted or malformed name and for a wrong password alike, in the same time).
-async fn check_credentials(app: &App, c: Credentials) -> Result<User, ApiError> {
+/// unknown, deleted or malformed name and for a wrong password alike, in the same time), and
+/// whether it is suspended (told only to whoever knows the password).
+async fn check_credentials(app: &App, c: Credentials) -> Result<(User, bool), ApiError> {
     let well_formed = valid_username(&c.username) && c.password.len() <= MAX_PASSWORD;
     if valid_username(&c.username) {
         app.guard.check_user(&c.username)?;
@@ -221,7 +227,7 @@ async fn check_credentials(app: &App, c: Credentials) -> Result<User, ApiError> 
         None
     };
     let (user, hash) = match found {
-        Some((u, h)) => (Some(u), Some(h)),
+        Some(c) => (Some((c.user, c.suspended)), Some(c.password_hash)),
         None => (None, None),
     };
     let password = c.password;
@@ -280,11 +286,14 @@ async fn refresh(
                 "refresh token unknown, expired or logged out; sign in again",
             ))
         }
-        Rotation::AccountDeleted => {
+        Rotation::Ended(crate::store::Ended::AccountDeleted) => {
             return Err(ApiError::new(
                 ErrorCode::AccountDeleted,
                 "this account was deleted",
             ))
+        }
+        Rotation::Ended(crate::store::Ended::AccountSuspended) => {
+            return Err(crate::error::suspended())
         }
     };
     let user = app

@@ -226,6 +226,14 @@ impl Hub {
         (on, off)
     }
 
+    /// How many users are online in the last view the broadcaster announced (on any node).
+    pub fn online_count(&self) -> usize {
+        self.global_online
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     /// Whether a user is online in the last view the broadcaster announced. (Not this node's
     /// own counts: a state told from those could be one the broadcaster never announces a
     /// change from, if the user comes and goes within one window.)

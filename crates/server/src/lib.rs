@@ -7,6 +7,7 @@ pub mod guard;
 pub mod http;
 pub mod hub;
 pub mod realtime;
+pub mod stats;
 pub mod store;
 pub mod transport;
 
@@ -126,6 +127,18 @@ pub enum Command {
     /// current one is still accepted, an older one is dropped. Running servers using the file
     /// pick the change up within 10 s; nobody is signed out.
     RotateTokenKey,
+    /// Grant the admin role to a user (who may then open the `/admin` namespace: live
+    /// statistics, moderation). Takes effect at the user's next connection.
+    GrantAdmin {
+        /// The user's name.
+        username: String,
+    },
+    /// Revoke the admin role. The user's next admin request is refused, and their `/admin`
+    /// sockets close within 5 s.
+    RevokeAdmin {
+        /// The user's name.
+        username: String,
+    },
 }
 
 /// Tunables shared by the handlers.
@@ -160,6 +173,8 @@ pub struct App {
     pub requests: Arc<guard::KeyedLimit<store::UserId>>,
     /// The TCP connections carrying upgraded WebSockets, so a socket can be cut for real.
     pub conns: Arc<transport::Conns>,
+    /// What this node counts for `admin:stats`.
+    pub metrics: Arc<stats::Metrics>,
 }
 
 /// See [`App::disconnect_session`].
@@ -234,6 +249,11 @@ fn kicker<A: Adapter>(io: SocketIo<A>, conns: Arc<transport::Conns>) -> SessionK
             let room = realtime::session_room(&session);
             if let Err(e) = io.to(room.clone()).disconnect().await {
                 tracing::warn!(error = %e, "could not disconnect all of the session's sockets");
+            }
+            if let Some(admin) = io.of(papo_protocol::ADMIN_NAMESPACE) {
+                if let Err(e) = admin.to(room.clone()).disconnect().await {
+                    tracing::warn!(error = %e, "could not disconnect the session's admin sockets");
+                }
             }
             // A socket whose buffer is full ignores `disconnect()`: cut its connection instead.
             for socket in io.to(room).local().sockets() {
@@ -375,6 +395,32 @@ pub fn rotate_token_key(config: &Config) -> Result<String, StartError> {
     ))
 }
 
+/// `papo-server grant-admin` / `revoke-admin`: sets the role in the database the same flags
+/// would serve. Returns what to print.
+pub async fn set_admin(config: &Config, username: &str, admin: bool) -> Result<String, StartError> {
+    let store = open_store(config, database(&config.db)?).await?;
+    if !store.set_admin(username, admin).await? {
+        return Err(StartError::Config(format!("no user named {username:?}")));
+    }
+    Ok(if admin {
+        format!("{username} is an admin (from their next connection)")
+    } else {
+        format!("{username} is no longer an admin")
+    })
+}
+
+async fn open_store(config: &Config, db: Database) -> Result<Arc<dyn Store>, StartError> {
+    let durability = config.sqlite_sync;
+    Ok(match db {
+        Database::Sqlite(path) => tokio::task::spawn_blocking(move || {
+            SqliteStore::open(&path, durability).map(|s| Arc::new(s) as Arc<dyn Store>)
+        })
+        .await
+        .map_err(|e| StartError::Config(e.to_string()))??,
+        Database::Postgres(url) => Arc::new(PostgresStore::open(&url).await?),
+    })
+}
+
 /// The key file a running server re-reads, so that a rotation reaches it.
 pub struct KeyFile {
     path: PathBuf,
@@ -485,15 +531,7 @@ impl Server {
                 "--redis serves several nodes, which need a shared postgres:// database".into(),
             ));
         }
-        let durability = config.sqlite_sync;
-        let store: Arc<dyn Store> = match db {
-            Database::Sqlite(path) => tokio::task::spawn_blocking(move || {
-                SqliteStore::open(&path, durability).map(|s| Arc::new(s) as Arc<dyn Store>)
-            })
-            .await
-            .map_err(|e| StartError::Config(e.to_string()))??,
-            Database::Postgres(url) => Arc::new(PostgresStore::open(&url).await?),
-        };
+        let store = open_store(&config, db).await?;
         let epoch = store.epoch().await?;
         let hub = Arc::new(Hub::default());
         if let Some(commits) = store.commits() {
@@ -527,16 +565,22 @@ impl Server {
                 config.burst,
             )),
             conns: Default::default(),
+            metrics: Default::default(),
         };
         let builder = SocketIo::builder().with_state(app.clone());
         let (router, closer): (axum::Router, Closer) = match &config.redis {
             None => {
                 let (layer, io) = configure(builder, &config).build_layer();
                 io.ns("/", realtime::on_connect.with(realtime::authenticate));
+                io.ns(
+                    papo_protocol::ADMIN_NAMESPACE,
+                    realtime::on_admin_connect.with(realtime::authenticate_admin),
+                );
                 let _ = app
                     .disconnect_session
                     .set(kicker(io.clone(), app.conns.clone()));
                 realtime::install(&io, &app);
+                realtime::install_admin(&io, &app);
                 (
                     http::routes()
                         .with_state(app.clone())
@@ -557,10 +601,17 @@ impl Server {
                 io.ns("/", realtime::on_connect.with(realtime::authenticate))
                     .await
                     .map_err(|e| StartError::Config(format!("Redis adapter: {e}")))?;
+                io.ns(
+                    papo_protocol::ADMIN_NAMESPACE,
+                    realtime::on_admin_connect.with(realtime::authenticate_admin),
+                )
+                .await
+                .map_err(|e| StartError::Config(format!("Redis adapter: {e}")))?;
                 let _ = app
                     .disconnect_session
                     .set(kicker(io.clone(), app.conns.clone()));
                 realtime::install(&io, &app);
+                realtime::install_admin(&io, &app);
                 (
                     http::routes()
                         .with_state(app.clone())

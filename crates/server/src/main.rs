@@ -11,6 +11,23 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let config = Config::parse();
+    let admin_change = match &config.command {
+        Some(papo_server::Command::GrantAdmin { username }) => Some((username.clone(), true)),
+        Some(papo_server::Command::RevokeAdmin { username }) => Some((username.clone(), false)),
+        _ => None,
+    };
+    if let Some((username, admin)) = admin_change {
+        return match papo_server::set_admin(&config, &username, admin).await {
+            Ok(done) => {
+                println!("{done}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("papo-server: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(papo_server::Command::RotateTokenKey) = config.command {
         return match papo_server::rotate_token_key(&config) {
             Ok(done) => {

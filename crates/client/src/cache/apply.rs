@@ -388,6 +388,12 @@ fn apply_effects(tx: &Transaction<'_>, me: &str, ev: &LogEvent, batch: &mut Batc
             tx.prepare_cached("UPDATE posts SET comment_count = ?2 WHERE server_id = ?1")?
                 .execute(params![cm.post_id, c.comment_count])?;
         }
+        EventBody::CommentRemoved(c) => {
+            tx.prepare_cached("UPDATE comments SET text = '', removed = 1 WHERE server_id = ?1")?
+                .execute([c.comment_id])?;
+            tx.prepare_cached("UPDATE posts SET comment_count = ?2 WHERE server_id = ?1")?
+                .execute(params![c.post_id, c.comment_count])?;
+        }
         EventBody::UserFollowed(f) => {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO follows (follower, followee) VALUES (?1, ?2)",

@@ -74,6 +74,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "V11__shares",
         include_str!("../../migrations/0011_shares.sql"),
     ),
+    (
+        "V12__removed_comments",
+        include_str!("../../migrations/0012_removed_comments.sql"),
+    ),
 ];
 
 /// refinery's history table; a cache without it is from before refinery (or new).
@@ -208,6 +212,22 @@ impl Cache {
     /// The user this cache belongs to.
     pub fn me(&self) -> Result<Option<String>> {
         self.meta("me")
+    }
+
+    /// Whether the account held the admin role at its last connection (its `sync`).
+    pub fn is_admin(&self) -> Result<bool> {
+        Ok(self.meta("admin")?.as_deref() == Some("1"))
+    }
+
+    /// Records the role the server told in `sync`.
+    pub fn set_admin(&self, admin: bool) -> Result<()> {
+        let conn = self.writer.lock().unwrap();
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('admin', ?1) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [if admin { "1" } else { "0" }],
+        )?;
+        Ok(())
     }
 
     /// Records whose cache this is. If it belonged to someone else, everything (including the

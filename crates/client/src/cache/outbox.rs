@@ -14,6 +14,9 @@ use uuid::Uuid;
 impl Cache {
     /// Writes a request to the outbox together with its optimistic local copy.
     pub fn enqueue(&self, me: &str, request: &Request) -> Result<OutboxItem> {
+        if request.is_admin() {
+            return Err(CacheError::NotQueued(request.event_name()));
+        }
         let now = now_ms();
         let cid = request.client_id();
         let cid_s = cid.to_string();
@@ -116,6 +119,13 @@ impl Cache {
                 if let Some(c) = message_conversation(&tx, r.message_id)? {
                     super::apply::refresh_last_text(&tx, &c)?;
                 }
+            }
+            Request::AdminRemovePost(_)
+            | Request::AdminRemoveComment(_)
+            | Request::AdminSuspend(_)
+            | Request::AdminUnsuspend(_) => {
+                // Refused above: never queued.
+                return Err(CacheError::NotQueued(request.event_name()));
             }
             Request::MessageDelete(r) => {
                 tx.execute(

@@ -112,7 +112,13 @@ impl Supervisor {
                     SyncState::Reset => self.cache.write(move |c| c.reset(&epoch)).await,
                     SyncState::Live => {
                         s.live = true;
-                        self.cache.write(move |c| c.set_epoch(&epoch)).await
+                        let admin = status.admin;
+                        self.cache
+                            .write(move |c| {
+                                c.set_epoch(&epoch)?;
+                                c.set_admin(admin)
+                            })
+                            .await
                     }
                 };
                 if let Err(e) = r {

@@ -105,6 +105,10 @@ impl SupervisorHandle {
     pub fn subscribe(&self) -> broadcast::Receiver<CoreEvent> {
         self.events.subscribe()
     }
+    /// Where the core's events are published (the `/admin` connection publishes there too).
+    pub(crate) fn events(&self) -> broadcast::Sender<CoreEvent> {
+        self.events.clone()
+    }
     pub fn state(&self) -> ConnectionState {
         self.state.borrow().clone()
     }

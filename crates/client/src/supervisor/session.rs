@@ -17,6 +17,9 @@ use tokio::sync::mpsc;
 use tokio::time::{interval, interval_at, sleep_until, timeout, Instant, MissedTickBehavior};
 use uuid::Uuid;
 
+/// The sign-out reason of a suspended account.
+pub(crate) const SUSPENDED: &str = "this account is suspended by a moderator";
+
 /// How long to wait before trying again a refresh ahead of expiry that could not be done.
 const REFRESH_RETRY: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -46,6 +49,12 @@ impl Supervisor {
                 End::SignedOut("the server refused the connection (bad_auth)".into())
             }
             Refusal::AccountDeleted => End::AccountDeleted,
+            Refusal::AccountSuspended => {
+                // Its sessions were ended: the stored one is of no use any more.
+                self.tokens.forget();
+                End::SignedOut(SUSPENDED.into())
+            }
+            Refusal::Forbidden => failed("the server refused the connection (forbidden)"),
             Refusal::Other(m) => failed(m),
         }
     }

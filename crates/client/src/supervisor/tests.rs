@@ -132,6 +132,7 @@ impl Transport for Fake {
                             state: SyncState::Live,
                             epoch,
                             heads: Cursor::default(),
+                            admin: false,
                         };
                         let _ = tx.send(Inbound::Event {
                             name: events::SYNC.into(),

@@ -6,6 +6,7 @@
 //! same loop: there is no seam where an event could be skipped or sent twice, and a slow client
 //! simply falls behind in the log and catches up (or is disconnected and resumes by cursor).
 
+mod admin;
 mod handshake;
 mod presence;
 mod pump;
@@ -26,12 +27,15 @@ use crate::App;
 
 use pump::pump;
 
-pub use handshake::{authenticate, Refusal};
+pub use admin::{install as install_admin, on_admin_connect};
+pub use handshake::{authenticate, authenticate_admin, Refusal};
 pub use presence::install;
 
 /// Per-connection state, kept in the socket's extensions.
 pub struct Conn {
     pub actor: Actor,
+    /// The account held the admin role when this socket connected (told in `sync`).
+    pub admin: bool,
     pub session_id: String,
     start: Cursor,
     reset: bool,
@@ -45,6 +49,16 @@ pub struct Conn {
 #[derive(Clone)]
 pub struct ConnRef(pub Arc<Conn>);
 
+/// An `/admin` socket's state.
+pub struct AdminConn {
+    pub actor: Actor,
+    pub session_id: String,
+}
+
+/// Extension wrapper of [`AdminConn`].
+#[derive(Clone)]
+pub struct AdminRef(pub Arc<AdminConn>);
+
 pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(app): State<App>) {
     let Some(ConnRef(conn)) = socket.extensions.get::<ConnRef>() else {
         tracing::error!(sid = %socket.id, "socket connected without authentication");
@@ -54,6 +68,7 @@ pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(app): State<App>
     tracing::info!(user = %conn.actor.username, sid = %socket.id, "connected");
     socket.join(user_room(conn.actor.id));
     socket.join(session_room(&conn.session_id));
+    app.metrics.connected();
 
     // The request handlers were registered by `authenticate`, before the CONNECT answer.
     socket.on_disconnect(on_disconnect);
@@ -75,6 +90,7 @@ pub(super) async fn on_disconnect<A: Adapter>(
     };
     tracing::info!(user = %conn.actor.username, sid = %socket.id, ?reason, "disconnected");
     app.conns.forget(&socket.id.to_string());
+    app.metrics.disconnected();
     conn.closed.send_replace(true);
     app.hub.detach_user(conn.actor.id);
     app.hub.presence_leave(&conn.actor.username);

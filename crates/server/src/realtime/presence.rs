@@ -213,8 +213,9 @@ fn admit<T>(
     ev: &str,
     data: Result<T, socketioxide::ParserError>,
 ) -> Result<T, Box<Reply>> {
+    app.metrics.request(ev);
     let none = ClientId::default();
-    if rate_limited(app, conn) {
+    if rate_limited(app, conn.actor.id) {
         let e = ApiError::new(ErrorCode::RateLimited, "too many requests; slow down");
         return Err(Box::new(refusal(&none, ev, e)));
     }

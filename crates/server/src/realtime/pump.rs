@@ -201,6 +201,7 @@ pub(super) async fn pump<A: Adapter>(
             state: SyncState::Reset,
             epoch: app.epoch.clone(),
             heads: target,
+            admin: conn.admin,
         };
         if !emit_patiently(&app, &socket, events::SYNC, &status).await {
             return;
@@ -257,6 +258,7 @@ pub(super) async fn pump<A: Adapter>(
                 state: SyncState::Live,
                 epoch: app.epoch.clone(),
                 heads: cursor,
+                admin: conn.admin,
             };
             if !emit_patiently(&app, &socket, events::SYNC, &status).await {
                 return;

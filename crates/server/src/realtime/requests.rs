@@ -13,11 +13,12 @@ use socketioxide::{SendError, SocketIo};
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::store::Actor;
 use crate::App;
 
 use super::handshake::heads;
 use super::presence::track_interest;
-use super::{cut, Conn, ConnRef, FULL_RETRY};
+use super::{cut, AdminRef, ConnRef, FULL_RETRY};
 
 /// Where a request's reply goes: the ack if the client asked for one, else a `reply` event.
 ///
@@ -135,9 +136,90 @@ pub(super) fn refusal(id: &ClientId, event: &str, e: ApiError) -> Reply {
     r
 }
 
-/// Spends one request of the user's budget on this node (shared by all of the user's sockets).
-pub(super) fn rate_limited(app: &App, conn: &Conn) -> bool {
-    app.requests.check(&conn.actor.id).is_err()
+/// Spends one request of the user's budget on this node (shared by all of the user's sockets,
+/// `/admin` included).
+pub(super) fn rate_limited(app: &App, user: crate::store::UserId) -> bool {
+    app.requests.check(&user).is_err()
+}
+
+/// A request's payload read as the [`Request`] its event name says, or the `bad_request`
+/// reply.
+fn parse(
+    actor: &Actor,
+    id: &ClientId,
+    event: &str,
+    data: serde_json::Value,
+) -> Result<Request, Box<Reply>> {
+    serde_json::from_value(serde_json::json!({
+        "event": event,
+        "payload": data,
+    }))
+    .map_err(|e| {
+        tracing::warn!(user = %actor.username, %event, error = %e, "malformed request");
+        let e = ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "malformed {event} payload: {}",
+                truncate(&e.to_string(), MAX_DETAIL)
+            ),
+        );
+        Box::new(refusal(id, event, e))
+    })
+}
+
+fn rate_refusal(actor: &Actor, id: &ClientId, event: &str) -> Reply {
+    tracing::warn!(user = %actor.username, %event, "rate limited");
+    let e = ApiError::new(
+        ErrorCode::RateLimited,
+        "too many requests from this user; slow down and retry",
+    );
+    refusal(id, event, e)
+}
+
+/// A moderation request on `/admin`: the role is checked again in its transaction.
+pub(super) async fn on_admin_request<A: Adapter>(
+    socket: SocketRef<A>,
+    Event(event): Event,
+    mut replier: Replier<A>,
+    Extension(AdminRef(admin)): Extension<AdminRef>,
+    State(app): State<App>,
+    TryData(data): TryData<serde_json::Value>,
+) {
+    app.metrics.request(&event);
+    let data = data.unwrap_or(serde_json::Value::Null);
+    let id = client_id_of(&data);
+    let actor = &admin.actor;
+    if rate_limited(&app, actor.id) {
+        let reply = rate_refusal(actor, &id, &event);
+        return send_reply(&app, &socket, &mut replier, &reply).await;
+    }
+    let request = match parse(actor, &id, &event, data) {
+        Ok(r) if r.is_admin() => r,
+        // Only admin events are registered on /admin; anything else is not one of its own.
+        Ok(_) => {
+            let e = ApiError::new(ErrorCode::UnknownEvent, format!("unknown event {event:?}"));
+            let reply = refusal(&id, &event, e);
+            return send_reply(&app, &socket, &mut replier, &reply).await;
+        }
+        Err(reply) => return send_reply(&app, &socket, &mut replier, &reply).await,
+    };
+    let reply = match app.store.apply(actor, &request).await {
+        Ok(applied) => {
+            app.metrics.events_written(applied.written.len());
+            app.hub.publish(applied.written);
+            if let Some(kick) = app.disconnect_session.get() {
+                for session in applied.ended_sessions {
+                    kick(session).await;
+                }
+            }
+            applied.reply
+        }
+        Err(e) => refusal(&id, &event, e.into()),
+    };
+    if let Some(err) = &reply.error {
+        tracing::info!(admin = %actor.username, %event, code = ?err.code, "admin request refused");
+    }
+    send_reply(&app, &socket, &mut replier, &reply).await;
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -150,35 +232,20 @@ pub(super) async fn on_request<A: Adapter>(
     io: SocketIo<A>,
     TryData(data): TryData<serde_json::Value>,
 ) {
+    app.metrics.request(&event);
     let data = data.unwrap_or(serde_json::Value::Null);
     let id = client_id_of(&data);
-    if rate_limited(&app, &conn) {
-        tracing::warn!(user = %conn.actor.username, %event, "rate limited");
-        let e = ApiError::new(
-            ErrorCode::RateLimited,
-            "too many requests from this user; slow down and retry",
-        );
-        return send_reply(&app, &socket, &mut replier, &refusal(&id, &event, e)).await;
+    if rate_limited(&app, conn.actor.id) {
+        let reply = rate_refusal(&conn.actor, &id, &event);
+        return send_reply(&app, &socket, &mut replier, &reply).await;
     }
-    let request: Request = match serde_json::from_value(serde_json::json!({
-        "event": event,
-        "payload": data,
-    })) {
+    let request = match parse(&conn.actor, &id, &event, data) {
         Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(user = %conn.actor.username, %event, error = %e, "malformed request");
-            let e = ApiError::new(
-                ErrorCode::BadRequest,
-                format!(
-                    "malformed {event} payload: {}",
-                    truncate(&e.to_string(), MAX_DETAIL)
-                ),
-            );
-            return send_reply(&app, &socket, &mut replier, &refusal(&id, &event, e)).await;
-        }
+        Err(reply) => return send_reply(&app, &socket, &mut replier, &reply).await,
     };
     let (reply, new_dm_peer) = match app.store.apply(&conn.actor, &request).await {
         Ok(applied) => {
+            app.metrics.events_written(applied.written.len());
             app.hub.publish(applied.written);
             (applied.reply, applied.new_dm_peer)
         }
@@ -199,8 +266,9 @@ pub(super) async fn on_ping<A: Adapter>(
     State(app): State<App>,
     TryData(data): TryData<serde_json::Value>,
 ) {
+    app.metrics.request(events::SYS_PING);
     let id = data.as_ref().map(client_id_of).unwrap_or_default();
-    if rate_limited(&app, &conn) {
+    if rate_limited(&app, conn.actor.id) {
         // Still an answer: a liveness check only needs to hear back.
         let e = ApiError::new(ErrorCode::RateLimited, "too many requests; slow down");
         return send_reply(
@@ -240,6 +308,7 @@ pub(super) async fn on_unknown<A: Adapter>(
     State(app): State<App>,
     TryData(data): TryData<serde_json::Value>,
 ) {
+    app.metrics.request(&event);
     tracing::warn!(sid = %socket.id, event = %truncate(&event, 64), "unknown event");
     let id = data.as_ref().map(client_id_of).unwrap_or_default();
     let e = ApiError::new(

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 
 use papo_protocol::{
-    ChatSend, DmSend, ErrorCode, EventBody, NotificationKind, PostAction, PostCreate, Request,
-    UserAction,
+    ChatSend, CommentAction, CommentCreate, CommentRemoved, DmSend, ErrorCode, EventBody,
+    NotificationKind, PostAction, PostCreate, PostRef, PostShare, Request, ShareChange, UserAction,
 };
 use uuid::Uuid;
 
 use super::postgres::PostgresStore;
 use super::sqlite::{Durability, SqliteStore};
-use super::{Actor, Rotation, Store, StreamKey};
+use super::{Actor, Ended, Rotation, Store, StreamKey};
 
 /// A fresh, empty store, and whatever must live as long as it.
 pub struct Fresh {
@@ -77,7 +77,12 @@ pub async fn usernames_are_unique(store: Arc<dyn Store>) {
     let err = store.create_user("ana", "other").await.err().unwrap();
     assert!(matches!(err, super::StoreError::UsernameTaken), "{err}");
     assert_eq!(
-        store.user_credentials("ana").await.unwrap().unwrap().1,
+        store
+            .user_credentials("ana")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
         "hash"
     );
 }
@@ -293,7 +298,10 @@ pub async fn sessions_rotate_and_revoke(store: Arc<dyn Store>) {
         expires_at: crate::now_ms() + 60_000,
     };
     store.create_session(&s, "h1").await.unwrap();
-    assert_eq!(store.session("s1").await.unwrap(), Some(s.clone()));
+    assert_eq!(
+        store.session("s1").await.unwrap().map(|l| l.session),
+        Some(s.clone())
+    );
     let now = crate::now_ms();
     let rotated = store
         .rotate_refresh("h1", "h2", now + 120_000, now)
@@ -454,7 +462,7 @@ pub async fn concurrent_refreshes_with_one_token_rotate_once(store: Arc<dyn Stor
             Rotation::Rotated(_) => rotated += 1,
             Rotation::Reused { session_id } => assert_eq!(session_id, "race"),
             Rotation::Unknown => {} // the session was already revoked by an earlier reuse
-            Rotation::AccountDeleted => panic!("no account was deleted"),
+            Rotation::Ended(_) => panic!("no account was deleted or suspended"),
         }
     }
     assert_eq!(rotated, 1);
@@ -542,13 +550,16 @@ pub async fn a_deleted_account_ends_its_sessions_follows_and_private_data(store:
             .rotate_refresh("h1", "h9", now + 60_000, now)
             .await
             .unwrap(),
-        Rotation::AccountDeleted
+        Rotation::Ended(Ended::AccountDeleted)
     ));
-    assert!(store.session_of_deleted_account("s2", now).await.unwrap());
-    assert!(!store
-        .session_of_deleted_account("s2", now + 120_000)
-        .await
-        .unwrap());
+    assert_eq!(
+        store.ended_session("s2", now).await.unwrap(),
+        Some(Ended::AccountDeleted)
+    );
+    assert_eq!(
+        store.ended_session("s2", now + 120_000).await.unwrap(),
+        None
+    );
     assert!(matches!(
         store
             .rotate_refresh("h1", "h9", now + 180_000, now + 120_000)
@@ -556,7 +567,7 @@ pub async fn a_deleted_account_ends_its_sessions_follows_and_private_data(store:
             .unwrap(),
         Rotation::Unknown
     ));
-    assert!(!store.session_of_deleted_account("b1", now).await.unwrap());
+    assert_eq!(store.ended_session("b1", now).await.unwrap(), None);
     assert!(matches!(
         store
             .rotate_refresh("hb", "hb2", now + 60_000, now)
@@ -900,6 +911,321 @@ pub async fn shares_count_once_per_user_notify_the_author_and_undo(store: Arc<dy
     );
 }
 
+fn admin_req(kind: &str, target: &str) -> Request {
+    let id = Uuid::now_v7();
+    match kind {
+        "post" => Request::AdminRemovePost(PostAction {
+            id,
+            post_id: target.parse().unwrap(),
+        }),
+        "comment" => Request::AdminRemoveComment(CommentAction {
+            id,
+            comment_id: target.parse().unwrap(),
+        }),
+        "suspend" => Request::AdminSuspend(UserAction {
+            id,
+            username: target.into(),
+        }),
+        _ => Request::AdminUnsuspend(UserAction {
+            id,
+            username: target.into(),
+        }),
+    }
+}
+
+fn code(applied: &super::Applied) -> Option<ErrorCode> {
+    applied.reply.error.as_ref().map(|e| e.code)
+}
+
+async fn post_of(store: &dyn Store, author: &Actor, text: &str) -> i64 {
+    let applied = store
+        .apply(
+            author,
+            &Request::PostCreate(PostCreate {
+                id: Uuid::now_v7(),
+                text: text.into(),
+            }),
+        )
+        .await
+        .unwrap();
+    match applied.reply.result.unwrap().event.unwrap().body {
+        EventBody::PostCreated(p) => p.id,
+        other => panic!("{other:?}"),
+    }
+}
+
+pub async fn admin_requests_are_refused_without_the_role_even_after_it_was_revoked(
+    store: Arc<dyn Store>,
+) {
+    let ana = actor(&*store, "ana").await;
+    let bia = actor(&*store, "bia").await;
+    let post = post_of(&*store, &bia, "oi").await.to_string();
+    let head = store.head(StreamKey::Public).await.unwrap();
+    for kind in ["post", "comment", "suspend", "unsuspend"] {
+        let target = match kind {
+            "post" | "comment" => post.as_str(),
+            _ => "bia",
+        };
+        let refused = store.apply(&ana, &admin_req(kind, target)).await.unwrap();
+        assert_eq!(code(&refused), Some(ErrorCode::Forbidden), "{kind}");
+        assert!(refused.written.is_empty() && refused.ended_sessions.is_empty());
+    }
+    assert!(!store.set_admin("nobody", true).await.unwrap());
+    assert!(store.set_admin("ana", true).await.unwrap());
+    let session = super::SessionRow {
+        id: "a1".into(),
+        user_id: ana.id,
+        expires_at: crate::now_ms() + 60_000,
+    };
+    store.create_session(&session, "ha").await.unwrap();
+    assert!(store.session("a1").await.unwrap().unwrap().admin);
+    let suspend = admin_req("suspend", "bia");
+    assert_eq!(code(&store.apply(&ana, &suspend).await.unwrap()), None);
+    assert!(store.set_admin("ana", false).await.unwrap());
+    assert!(!store.session("a1").await.unwrap().unwrap().admin);
+    let refused = store
+        .apply(&ana, &admin_req("unsuspend", "bia"))
+        .await
+        .unwrap();
+    assert_eq!(code(&refused), Some(ErrorCode::Forbidden));
+    // The request applied while ana was an admin keeps its answer when repeated.
+    assert_eq!(code(&store.apply(&ana, &suspend).await.unwrap()), None);
+    assert_eq!(store.head(StreamKey::Public).await.unwrap(), head);
+}
+
+pub async fn a_moderator_removes_any_post_or_comment(store: Arc<dyn Store>) {
+    let admin = actor(&*store, "mod").await;
+    store.set_admin("mod", true).await.unwrap();
+    let ana = actor(&*store, "ana").await;
+    let bia = actor(&*store, "bia").await;
+    let original = post_of(&*store, &ana, "original").await;
+    let share = store
+        .apply(
+            &bia,
+            &Request::PostShare(PostShare {
+                id: Uuid::now_v7(),
+                post_id: original,
+                text: String::new(),
+            }),
+        )
+        .await
+        .unwrap();
+    let share_id = match share.reply.result.unwrap().event.unwrap().body {
+        EventBody::PostCreated(p) => p.id,
+        other => panic!("{other:?}"),
+    };
+    let mut comments = Vec::new();
+    for text in ["first", "second"] {
+        let c = store
+            .apply(
+                &bia,
+                &Request::CommentCreate(CommentCreate {
+                    id: Uuid::now_v7(),
+                    post_id: original,
+                    text: text.into(),
+                }),
+            )
+            .await
+            .unwrap();
+        match c.reply.result.unwrap().event.unwrap().body {
+            EventBody::CommentCreated(c) => comments.push(c.comment.id),
+            other => panic!("{other:?}"),
+        }
+    }
+    // A comment goes, with its post's count; twice is not_found, as is one that never was.
+    let removed = store
+        .apply(&admin, &admin_req("comment", &comments[0].to_string()))
+        .await
+        .unwrap();
+    assert_eq!(code(&removed), None);
+    assert_eq!(removed.written.len(), 1);
+    assert_eq!(
+        removed.written[0].1.event.body,
+        EventBody::CommentRemoved(CommentRemoved {
+            comment_id: comments[0],
+            post_id: original,
+            comment_count: 1,
+        })
+    );
+    let again = store
+        .apply(&admin, &admin_req("comment", &comments[0].to_string()))
+        .await
+        .unwrap();
+    assert_eq!(code(&again), Some(ErrorCode::NotFound));
+    let none = store
+        .apply(&admin, &admin_req("comment", "999"))
+        .await
+        .unwrap();
+    assert_eq!(code(&none), Some(ErrorCode::NotFound));
+    // Someone else's share goes like its author's delete: its original's count drops, by
+    // the sharer's name.
+    let gone = store
+        .apply(&admin, &admin_req("post", &share_id.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(code(&gone), None);
+    let bodies: Vec<_> = gone
+        .written
+        .iter()
+        .map(|(_, e)| e.event.body.clone())
+        .collect();
+    assert_eq!(
+        bodies,
+        vec![
+            EventBody::PostDeleted(PostRef { post_id: share_id }),
+            EventBody::PostUnshared(ShareChange {
+                post_id: original,
+                by: "bia".into(),
+                share_count: 0,
+            }),
+        ]
+    );
+    let post = store
+        .apply(&admin, &admin_req("post", &original.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(code(&post), None);
+    let twice = store
+        .apply(&admin, &admin_req("post", &original.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(code(&twice), Some(ErrorCode::NotFound));
+}
+
+pub async fn a_suspension_ends_sessions_refuses_requests_and_sign_in_until_lifted(
+    store: Arc<dyn Store>,
+) {
+    let admin = actor(&*store, "mod").await;
+    store.set_admin("mod", true).await.unwrap();
+    let ana = actor(&*store, "ana").await;
+    let now = crate::now_ms();
+    for (id, hash) in [("p1", "h1"), ("p2", "h2")] {
+        let s = super::SessionRow {
+            id: id.into(),
+            user_id: ana.id,
+            expires_at: now + 60_000,
+        };
+        store.create_session(&s, hash).await.unwrap();
+    }
+    // An admin cannot be suspended; nor can nobody.
+    let refused = store
+        .apply(&admin, &admin_req("suspend", "mod"))
+        .await
+        .unwrap();
+    assert_eq!(code(&refused), Some(ErrorCode::Forbidden));
+    let nobody = store
+        .apply(&admin, &admin_req("suspend", "nobody"))
+        .await
+        .unwrap();
+    assert_eq!(code(&nobody), Some(ErrorCode::NotFound));
+
+    let suspended = store
+        .apply(&admin, &admin_req("suspend", "ana"))
+        .await
+        .unwrap();
+    assert_eq!(code(&suspended), None);
+    assert_eq!(
+        suspended.ended_sessions,
+        vec!["p1".to_string(), "p2".to_string()]
+    );
+    assert!(store.session("p1").await.unwrap().is_none());
+    assert_eq!(
+        store.ended_session("p1", now).await.unwrap(),
+        Some(Ended::AccountSuspended)
+    );
+    assert!(matches!(
+        store
+            .rotate_refresh("h2", "h3", now + 60_000, now)
+            .await
+            .unwrap(),
+        Rotation::Ended(Ended::AccountSuspended)
+    ));
+    assert!(
+        store
+            .user_credentials("ana")
+            .await
+            .unwrap()
+            .unwrap()
+            .suspended
+    );
+    let late = super::SessionRow {
+        id: "p3".into(),
+        user_id: ana.id,
+        expires_at: now + 60_000,
+    };
+    assert!(matches!(
+        store.create_session(&late, "h4").await,
+        Err(super::StoreError::UserSuspended)
+    ));
+    // Whatever socket it comes on, a request of ana's is refused and writes nothing.
+    let head = store.head(StreamKey::Public).await.unwrap();
+    let refused = store.apply(&ana, &chat("still here?")).await.unwrap();
+    assert_eq!(code(&refused), Some(ErrorCode::AccountSuspended));
+    assert_eq!(store.head(StreamKey::Public).await.unwrap(), head);
+    // Suspending again changes nothing.
+    let again = store
+        .apply(&admin, &admin_req("suspend", "ana"))
+        .await
+        .unwrap();
+    assert_eq!(code(&again), None);
+    assert!(again.ended_sessions.is_empty());
+
+    let lifted = store
+        .apply(&admin, &admin_req("unsuspend", "ana"))
+        .await
+        .unwrap();
+    assert_eq!(code(&lifted), None);
+    assert!(
+        !store
+            .user_credentials("ana")
+            .await
+            .unwrap()
+            .unwrap()
+            .suspended
+    );
+    // The old devices now sign in again like after a logout; a new session opens.
+    assert_eq!(store.ended_session("p1", now).await.unwrap(), None);
+    assert!(matches!(
+        store
+            .rotate_refresh("h2", "h3", now + 60_000, now)
+            .await
+            .unwrap(),
+        Rotation::Unknown
+    ));
+    store.create_session(&late, "h4").await.unwrap();
+    let sent = store.apply(&ana, &chat("back")).await.unwrap();
+    assert_eq!(code(&sent), None);
+}
+
+pub async fn node_statistics_are_shared_and_a_silent_node_drops_out(store: Arc<dyn Store>) {
+    let a = store
+        .sync_node_stats("b-node", "{\"n\":1}".into(), 60_000)
+        .await
+        .unwrap();
+    assert_eq!(a, vec!["{\"n\":1}".to_string()]);
+    let both = store
+        .sync_node_stats("a-node", "{\"n\":2}".into(), 60_000)
+        .await
+        .unwrap();
+    assert_eq!(both, vec!["{\"n\":2}".to_string(), "{\"n\":1}".to_string()]);
+    let replaced = store
+        .sync_node_stats("b-node", "{\"n\":3}".into(), 60_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        replaced,
+        vec!["{\"n\":2}".to_string(), "{\"n\":3}".to_string()]
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    // With a window shorter than the time since a-node last wrote, only the writer is left.
+    let alone = store
+        .sync_node_stats("b-node", "{\"n\":4}".into(), 20)
+        .await
+        .unwrap();
+    assert_eq!(alone, vec!["{\"n\":4}".to_string()]);
+    assert!(store.database_bytes().await.unwrap() > 0);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -938,4 +1264,8 @@ conformance!(
     a_deleted_account_ends_its_sessions_follows_and_private_data,
     a_reply_quotes_its_original_of_the_same_conversation_and_notifies_its_sender,
     shares_count_once_per_user_notify_the_author_and_undo,
+    admin_requests_are_refused_without_the_role_even_after_it_was_revoked,
+    a_moderator_removes_any_post_or_comment,
+    a_suspension_ends_sessions_refuses_requests_and_sign_in_until_lifted,
+    node_statistics_are_shared_and_a_silent_node_drops_out,
 );

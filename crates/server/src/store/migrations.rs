@@ -70,6 +70,11 @@ pub const HISTORY: &[Version] = &[
         sqlite: include_str!("migrations/0009_shares.sql"),
         postgres: include_str!("migrations/pg/0009_shares.sql"),
     },
+    Version {
+        name: "V10__admin",
+        sqlite: include_str!("migrations/0010_admin.sql"),
+        postgres: include_str!("migrations/pg/0010_admin.sql"),
+    },
 ];
 
 /// Which column of [`HISTORY`] a backend runs.

@@ -113,6 +113,8 @@ pub struct Applied {
     pub reply: Reply,
     /// Events written by this request, to hand to live readers. Empty on a repeat.
     pub written: Vec<(StreamKey, StoredEvent)>,
+    /// Device sessions this request ended (a suspension): their sockets must be disconnected.
+    pub ended_sessions: Vec<String>,
     /// A DM that made its sender and this recipient DM peers for the first time (each now
     /// receives the other's presence). None otherwise, and on a repeat.
     pub new_dm_peer: Option<User>,
@@ -135,6 +137,32 @@ pub struct SessionRow {
     pub expires_at: i64,
 }
 
+/// A user's password hash and standing, for signing in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: User,
+    pub password_hash: String,
+    pub suspended: bool,
+}
+
+/// Why a device session that no longer exists was ended for its device (kept until its
+/// refresh token would have expired, so the device is told when it comes back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Its account was deleted: the device erases what it holds of it.
+    AccountDeleted,
+    /// Its account is suspended by a moderator (and still is).
+    AccountSuspended,
+}
+
+/// A session found by id, with its account's role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSession {
+    pub session: SessionRow,
+    /// The account holds the admin role.
+    pub admin: bool,
+}
+
 /// What presenting a refresh token did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rotation {
@@ -145,9 +173,8 @@ pub enum Rotation {
     Reused { session_id: String },
     /// Unknown, expired or logged out.
     Unknown,
-    /// A session of an account deleted since (see [`Store::delete_account`]): its device
-    /// should erase what it holds of the account.
-    AccountDeleted,
+    /// A session ended by its account's deletion or suspension.
+    Ended(Ended),
 }
 
 /// Errors of a store call, classified where they arise (SQLite extended result codes, Postgres
@@ -159,6 +186,9 @@ pub enum StoreError {
     /// The account was deleted (a session for it cannot be opened any more).
     #[error("the account was deleted")]
     UserDeleted,
+    /// The account is suspended (a session for it cannot be opened until it is lifted).
+    #[error("the account is suspended")]
+    UserSuspended,
     /// A write broke a uniqueness rule (unique index or primary key).
     #[error("unique constraint violated: {0}")]
     Unique(String),
@@ -206,8 +236,10 @@ pub trait Store: Send + Sync + 'static {
     async fn epoch(&self) -> Result<String, StoreError>;
 
     async fn create_user(&self, username: &str, password_hash: &str) -> Result<User, StoreError>;
-    /// The user and its password hash.
-    async fn user_credentials(&self, username: &str) -> Result<Option<(User, String)>, StoreError>;
+    /// The live user of that name, with its password hash and whether it is suspended.
+    async fn user_credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError>;
+    /// Grants (`true`) or revokes the admin role; false when there is no such live user.
+    async fn set_admin(&self, username: &str, admin: bool) -> Result<bool, StoreError>;
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
     async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError>;
     /// The users whose presence `user` always receives: the most recently followed (at most
@@ -220,10 +252,10 @@ pub trait Store: Send + Sync + 'static {
         session: &SessionRow,
         refresh_hash: &str,
     ) -> Result<(), StoreError>;
-    async fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError>;
-    /// Whether `id` was a session of an account deleted since (kept until its refresh token
-    /// would have expired).
-    async fn session_of_deleted_account(&self, id: &str, now: i64) -> Result<bool, StoreError>;
+    async fn session(&self, id: &str) -> Result<Option<LiveSession>, StoreError>;
+    /// Why session `id` was ended, when its account was deleted or is suspended (kept until
+    /// its refresh token would have expired; a lifted suspension forgets it).
+    async fn ended_session(&self, id: &str, now: i64) -> Result<Option<Ended>, StoreError>;
     /// Replaces the refresh token of the session that holds `old_refresh_hash` (remembering the
     /// old one as spent until it would have expired); if `old_refresh_hash` was already spent,
     /// deletes its session instead (see [`Rotation`]).
@@ -268,6 +300,18 @@ pub trait Store: Send + Sync + 'static {
     /// Stream heads advanced by any process sharing the store, as they commit. None when this
     /// process is the only writer.
     fn commits(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<(StreamKey, u64)>>;
+
+    /// Records this node's last statistics (JSON) and that it is alive, and returns the last
+    /// statistics of every node seen within `alive_ms`, this one included, sorted by node id.
+    async fn sync_node_stats(
+        &self,
+        node: &str,
+        stats: String,
+        alive_ms: i64,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Size of the database on disk, in bytes.
+    async fn database_bytes(&self) -> Result<u64, StoreError>;
 
     /// Records this node's presence changes (username, devices here; 0 = gone) and that the node
     /// is alive, and returns everyone online on any node seen within `alive_ms`.

@@ -370,6 +370,10 @@ impl Backend for SqliteBackend {
         false
     }
 
+    fn size_query(&self) -> &'static str {
+        "SELECT p.page_count * s.page_size FROM pragma_page_count() p, pragma_page_size() s"
+    }
+
     fn commits(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<(StreamKey, u64)>> {
         None
     }

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { startServer, register, login, connect, until, ofType, req, reqPatiently, close, watch } from './harness.mjs';
+import { startServer, register, login, connect, until, ofType, req, reqPatiently, close, watch, cli, adminConnect, adminReq, waitFor } from './harness.mjs';
 
 const PG = process.env.PAPO_TEST_POSTGRES_URL;
 const REDIS = process.env.PAPO_TEST_REDIS_URL;
@@ -112,5 +112,48 @@ test('three nodes: live across nodes, a node killed mid-burst loses nothing, pre
     close(cA, cB, cC2, cW1, cW2, moved);
   } finally {
     for (const n of nodes) await n.kill('SIGTERM');
+  }
+});
+
+test('two nodes: admin:stats lists both with their own connections; a suspension closes sockets on both', { skip, timeout: 60000 }, async () => {
+  const db = freshDatabase();
+  const args = ['--redis', REDIS];
+  const n1 = await startServer({ db, args });
+  const n2 = await startServer({ db, args });
+  try {
+    const mod = await register(n1.url, 'cm');
+    const u = await register(n1.url, 'cu');
+    assert.match(cli(n1, 'grant-admin', mod.username), /is an admin/);
+    const onN2 = await login(n2.url, u.username);
+    const c1 = connect(n1.url, u.access_token);
+    const c2 = connect(n2.url, onN2.access_token);
+    const c2b = connect(n2.url, onN2.access_token);
+    await Promise.all([c1.live, c2.live, c2b.live]);
+    const a = adminConnect(n1.url, mod.access_token);
+    await a.open;
+    const both = (s) => s.nodes.length === 2 && s.nodes.map((n) => n.connections).sort().join() === '1,2';
+    await waitFor(() => a.stats.some(({ s }) => both(s)), 'stats of both nodes', 10000);
+    const s = a.stats.find(({ s }) => both(s)).s;
+    assert.deepEqual(s.nodes.map((n) => n.node), [...s.nodes.map((n) => n.node)].sort(), 'sorted by node id');
+    assert.equal(new Set(s.nodes.map((n) => n.node)).size, 2);
+    assert.equal(s.users_online, 1);
+    assert.ok(s.database_bytes > 0);
+    // Requests on node 2 show in node 2's figures, seen from node 1.
+    await Promise.all(Array.from({ length: 5 }, (_, i) => req(c2, 'chat:send', { text: `n2 ${i}` })));
+    await waitFor(() => a.stats.some(({ s }) => s.nodes.some((n) => n.connections === 2 && (n.requests_per_sec['chat:send'] ?? 0) > 0)), 'node 2 requests', 10000);
+    // A suspension from node 1 closes the user's sockets on both nodes.
+    const closed = [c1, c2, c2b].map((c) => new Promise((r) => c.socket.on('disconnect', r)));
+    assert.equal((await adminReq(a, 'admin:suspend', { username: u.username })).ok, true);
+    await Promise.all(closed);
+    const back = connect(n2.url, onN2.access_token);
+    assert.equal((await back.connectError).message, 'account_suspended');
+    // A stopped node drops out of the figures within 5 s.
+    await n2.kill('SIGTERM');
+    await waitFor(() => a.stats.at(-1)?.s.nodes.length === 1, 'the stopped node to drop out', 10000);
+    a.socket.disconnect();
+    close(back);
+  } finally {
+    await n1.kill('SIGTERM');
+    await n2.kill('SIGTERM');
   }
 });

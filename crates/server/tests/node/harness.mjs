@@ -1,6 +1,6 @@
 // Test harness: runs the real papo-server binary and drives it with the official
 // socket.io-client, as an independent peer would.
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -217,6 +217,40 @@ export function presenceView(c) {
 
 export function close(...clients) {
   for (const c of clients) c.socket.disconnect();
+}
+
+/** Runs `papo-server <command> <name>` on the server's database. */
+export function cli(srv, command, username) {
+  return execFileSync(serverBin(), ['--db', srv.db, command, username], {
+    encoding: 'utf8', env: { ...process.env, PAPO_LOG: 'warn' },
+  });
+}
+
+/** An /admin connection that records its stats; `open` resolves on connect, `refused` on connect_error. */
+export function adminConnect(url, token) {
+  const socket = io(`${url}/admin`, { auth: { token }, transports: ['websocket'], reconnection: false, forceNew: true });
+  const a = { socket, stats: [], disconnected: false };
+  socket.on('admin:stats', (s) => a.stats.push({ got: Date.now(), s }));
+  socket.on('disconnect', () => { a.disconnected = true; });
+  a.open = new Promise((resolve, reject) => {
+    socket.on('connect', resolve);
+    socket.on('connect_error', reject);
+  });
+  a.refused = new Promise((resolve) => socket.on('connect_error', resolve));
+  a.open.catch(() => {});
+  return a;
+}
+
+export function adminReq(a, event, payload) {
+  return a.socket.timeout(10000).emitWithAck(event, { id: randomUUID(), ...payload });
+}
+
+export async function waitFor(pred, what, ms = 10000) {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 export { randomUUID };

@@ -14,7 +14,12 @@ epoch: string,
 /**
  * The heads of both streams at the time of this event.
  */
-heads: Cursor, };
+heads: Cursor, 
+/**
+ * Whether the account holds the admin role (may open the `/admin` namespace), as of this
+ * connection. Absent means false.
+ */
+admin?: boolean, };
 
 export type LogEvent = { stream: Stream, 
 /**
@@ -28,9 +33,9 @@ at: number,
 /**
  * Client id of the request that caused it, when the reader is the one who sent it.
  */
-cid?: string, } & ({ "type": "chat.message", "data": ChatMessage } | { "type": "dm.message", "data": DirectMessage } | { "type": "post.created", "data": Post } | { "type": "post.edited", "data": PostEdited } | { "type": "post.deleted", "data": PostRef } | { "type": "message.edited", "data": MessageEdited } | { "type": "message.deleted", "data": MessageRef } | { "type": "post.liked", "data": LikeChange } | { "type": "post.unliked", "data": LikeChange } | { "type": "post.shared", "data": ShareChange } | { "type": "post.unshared", "data": ShareChange } | { "type": "comment.created", "data": CommentCreated } | { "type": "user.followed", "data": FollowChange } | { "type": "user.unfollowed", "data": FollowChange } | { "type": "notification", "data": Notification } | { "type": "read.updated", "data": ReadState });
+cid?: string, } & ({ "type": "chat.message", "data": ChatMessage } | { "type": "dm.message", "data": DirectMessage } | { "type": "post.created", "data": Post } | { "type": "post.edited", "data": PostEdited } | { "type": "post.deleted", "data": PostRef } | { "type": "message.edited", "data": MessageEdited } | { "type": "message.deleted", "data": MessageRef } | { "type": "post.liked", "data": LikeChange } | { "type": "post.unliked", "data": LikeChange } | { "type": "post.shared", "data": ShareChange } | { "type": "post.unshared", "data": ShareChange } | { "type": "comment.created", "data": CommentCreated } | { "type": "comment.removed", "data": CommentRemoved } | { "type": "user.followed", "data": FollowChange } | { "type": "user.unfollowed", "data": FollowChange } | { "type": "notification", "data": Notification } | { "type": "read.updated", "data": ReadState });
 
-export type EventBody = { "type": "chat.message", "data": ChatMessage } | { "type": "dm.message", "data": DirectMessage } | { "type": "post.created", "data": Post } | { "type": "post.edited", "data": PostEdited } | { "type": "post.deleted", "data": PostRef } | { "type": "message.edited", "data": MessageEdited } | { "type": "message.deleted", "data": MessageRef } | { "type": "post.liked", "data": LikeChange } | { "type": "post.unliked", "data": LikeChange } | { "type": "post.shared", "data": ShareChange } | { "type": "post.unshared", "data": ShareChange } | { "type": "comment.created", "data": CommentCreated } | { "type": "user.followed", "data": FollowChange } | { "type": "user.unfollowed", "data": FollowChange } | { "type": "notification", "data": Notification } | { "type": "read.updated", "data": ReadState };
+export type EventBody = { "type": "chat.message", "data": ChatMessage } | { "type": "dm.message", "data": DirectMessage } | { "type": "post.created", "data": Post } | { "type": "post.edited", "data": PostEdited } | { "type": "post.deleted", "data": PostRef } | { "type": "message.edited", "data": MessageEdited } | { "type": "message.deleted", "data": MessageRef } | { "type": "post.liked", "data": LikeChange } | { "type": "post.unliked", "data": LikeChange } | { "type": "post.shared", "data": ShareChange } | { "type": "post.unshared", "data": ShareChange } | { "type": "comment.created", "data": CommentCreated } | { "type": "comment.removed", "data": CommentRemoved } | { "type": "user.followed", "data": FollowChange } | { "type": "user.unfollowed", "data": FollowChange } | { "type": "notification", "data": Notification } | { "type": "read.updated", "data": ReadState };
 
 export type ChatMessage = { id: number, from: string, text: string, at: number, 
 /**
@@ -82,6 +87,8 @@ export type Comment = { id: number, post_id: number, author: string, text: strin
 
 export type CommentCreated = { comment: Comment, comment_count: number, };
 
+export type CommentRemoved = { comment_id: number, post_id: number, comment_count: number, };
+
 export type FollowChange = { follower: string, followee: string, follower_count: number, };
 
 export type NotificationKind = "like" | "follow" | "comment" | "dm" | "mention" | "reply" | "share";
@@ -114,7 +121,7 @@ export type Typing = {
  */
 conversation: string, username: string, typing: boolean, };
 
-export type ErrorCode = "bad_request" | "invalid_text" | "unknown_event" | "not_found" | "forbidden" | "rate_limited" | "invalid_username" | "weak_password" | "username_taken" | "invalid_credentials" | "token_expired" | "token_invalid" | "account_deleted" | "id_conflict" | "internal" | "unavailable" | "method_not_allowed";
+export type ErrorCode = "bad_request" | "invalid_text" | "unknown_event" | "not_found" | "forbidden" | "rate_limited" | "invalid_username" | "weak_password" | "username_taken" | "invalid_credentials" | "token_expired" | "token_invalid" | "account_deleted" | "account_suspended" | "id_conflict" | "internal" | "unavailable" | "method_not_allowed";
 
 export type ErrorBody = { code: ErrorCode, message: string, };
 
@@ -127,6 +134,56 @@ at: number, in_ms: number, reason: string, } | { "state": "signed_out", reason: 
  * The account was deleted (from another device), and this device's cache erased.
  */
 account_deleted: boolean, } | { "state": "stopped" };
+
+export type AdminStats = { 
+/**
+ * Server time of this snapshot.
+ */
+at: number, 
+/**
+ * Every node serving the database, heard from within the last few seconds (one with the
+ * SQLite default), sorted by id.
+ */
+nodes: Array<NodeStats>, 
+/**
+ * Users with at least one connection on any node.
+ */
+users_online: number, 
+/**
+ * Size of the database on disk, in bytes (SQLite: the main file; Postgres: the database).
+ */
+database_bytes: number, };
+
+export type NodeStats = { 
+/**
+ * The node's random id (new at every start).
+ */
+node: string, started_at: number, 
+/**
+ * When the node measured these.
+ */
+at: number, 
+/**
+ * Open Socket.IO connections on `/` (devices).
+ */
+connections: number, 
+/**
+ * Users with at least one connection on this node.
+ */
+users_online: number, 
+/**
+ * Log events this node wrote, per second.
+ */
+events_per_sec: number, 
+/**
+ * Requests this node received, per second, by event name (`unknown` for names outside
+ * the protocol); names without any are left out.
+ */
+requests_per_sec: { [key in string]?: number }, };
+
+export type AdminState = { "state": "connecting" } | { "state": "open" } | { "state": "retrying", in_ms: number, reason: string, } | { "state": "refused", reason: string, } | { "state": "closed" };
+
+export type AdminAction = { "action": "remove_post", post_id: number, } | { "action": "remove_comment", comment_id: number, } | { "action": "suspend", username: string, } | { "action": "unsuspend", username: string, };
 
 export type OutboxState = "pending" | "sent" | "wedged";
 
@@ -147,7 +204,7 @@ group: string,
  */
 message_id: number | null, };
 
-export type CoreEvent = { "event": "connection", "data": ConnectionState } | { "event": "log", "data": LogEvent } | { "event": "changes", "data": ChangeSet } | { "event": "sync", "data": SyncStatus } | { "event": "presence", "data": Presence } | { "event": "typing", "data": Typing } | { "event": "outbox", "data": OutboxChange } | { "event": "notify", "data": OsNotification } | { "event": "withdraw", "data": { message_id: number, } };
+export type CoreEvent = { "event": "connection", "data": ConnectionState } | { "event": "log", "data": LogEvent } | { "event": "changes", "data": ChangeSet } | { "event": "sync", "data": SyncStatus } | { "event": "presence", "data": Presence } | { "event": "typing", "data": Typing } | { "event": "outbox", "data": OutboxChange } | { "event": "notify", "data": OsNotification } | { "event": "admin", "data": AdminState } | { "event": "admin_stats", "data": AdminStats } | { "event": "withdraw", "data": { message_id: number, } };
 
 export type UiEvent = { "kind": "core", "payload": CoreEvent } | { "kind": "resync" } | { "kind": "open", "payload": Target } | { "kind": "settings", "payload": Settings } | { "kind": "signed_out" };
 
@@ -219,7 +276,11 @@ export type SharedPost = { server_id: number,
  */
 available: boolean, author: string, text: string, at: number, edited_at: number | null, };
 
-export type CommentRow = { local_id: number, server_id: number | null, post_id: number, author: string, text: string, at: number, state: LocalState, };
+export type CommentRow = { local_id: number, server_id: number | null, post_id: number, author: string, text: string, at: number, state: LocalState, 
+/**
+ * Removed by a moderator (`text` is then empty).
+ */
+removed: boolean, };
 
 export type ConversationRow = { id: string, last_at: number, last_sender: string, last_text: string, unread: number, };
 
@@ -386,7 +447,7 @@ queued: Array<UiEvent>,
  */
 os_locale: string, os: OsStatus, };
 
-export type ClientErrorCode = "unreachable" | "cache" | "session_store" | "not_signed_in" | "invalid_input" | "msg_usage" | "empty" | "reply_gone";
+export type ClientErrorCode = "unreachable" | "cache" | "session_store" | "not_signed_in" | "invalid_input" | "msg_usage" | "empty" | "reply_gone" | "admin_closed";
 
 export type CoreErrorCode = ErrorCode | ClientErrorCode;
 

@@ -5,7 +5,7 @@ use papo_protocol::{ErrorCode, EventBody, FollowChange};
 use super::event_log::append;
 use super::requests::{refuse, TxError};
 use crate::store::sql::{Row, Sql, Val};
-use crate::store::{AccountDeleted, Rotation, SessionRow, StoreError, StreamKey, User};
+use crate::store::{AccountDeleted, Ended, Rotation, SessionRow, StoreError, StreamKey, User};
 
 pub(super) fn user_of(r: &Row) -> Result<User, StoreError> {
     Ok(User {
@@ -20,6 +20,90 @@ pub(super) fn session_of(r: &Row) -> Result<SessionRow, StoreError> {
         user_id: r.int(1)?,
         expires_at: r.int(2)?,
     })
+}
+
+/// `ended_sessions.reason` as stored.
+pub(super) fn ended_reason(reason: &str) -> Result<Ended, StoreError> {
+    match reason {
+        "deleted" => Ok(Ended::AccountDeleted),
+        "suspended" => Ok(Ended::AccountSuspended),
+        other => Err(StoreError::Corrupt(format!(
+            "unknown reason {other:?} in ended_sessions"
+        ))),
+    }
+}
+
+/// Why [`end_sessions`] ends them.
+enum Reason {
+    Deleted,
+    Suspended,
+}
+
+/// Ends every session of `user` for `reason`, remembering them in
+/// `ended_sessions` until their refresh tokens would have expired; returns their ids.
+fn end_sessions(
+    db: &mut dyn Sql,
+    user: i64,
+    reason: Reason,
+    now: i64,
+) -> Result<Vec<String>, StoreError> {
+    db.exec(
+        "DELETE FROM ended_sessions WHERE expires_at <= $1",
+        &[now.into()],
+    )?;
+    // Written into the statement: one of two fixed words, never input.
+    let reason = match reason {
+        Reason::Deleted => "deleted",
+        Reason::Suspended => "suspended",
+    };
+    db.exec(
+        &format!(
+            "INSERT INTO ended_sessions(id, refresh_hash, expires_at, reason, user_id) \
+             SELECT id, refresh_hash, expires_at, '{reason}', user_id FROM sessions \
+             WHERE user_id = $1 AND expires_at > $2"
+        ),
+        &[user.into(), now.into()],
+    )?;
+    let sessions = db
+        .query(
+            "SELECT id FROM sessions WHERE user_id = $1 ORDER BY id",
+            &[user.into()],
+        )?
+        .iter()
+        .map(|r| r.text(0))
+        .collect::<Result<Vec<_>, _>>()?;
+    for id in &sessions {
+        delete_session(db, id)?;
+    }
+    Ok(sessions)
+}
+
+/// Suspends `user` (not an admin: the caller checks): its sessions end, and it cannot sign
+/// in until [`unsuspend`]. Returns the sessions ended (none when it already was suspended).
+pub(super) fn suspend(db: &mut dyn Sql, user: i64, now: i64) -> Result<Vec<String>, StoreError> {
+    let marked = db.exec(
+        "UPDATE users SET suspended_at = $2 WHERE id = $1 AND suspended_at IS NULL",
+        &[user.into(), now.into()],
+    )?;
+    if marked == 0 {
+        return Ok(Vec::new());
+    }
+    end_sessions(db, user, Reason::Suspended, now)
+}
+
+/// Lifts a suspension: the account may sign in again (its old sessions stay ended, and its
+/// devices are now told `token_invalid` instead of `account_suspended`). Whether it was
+/// suspended.
+pub(super) fn unsuspend(db: &mut dyn Sql, user: i64) -> Result<bool, StoreError> {
+    let lifted = db.exec(
+        "UPDATE users SET suspended_at = NULL WHERE id = $1 AND suspended_at IS NOT NULL",
+        &[user.into()],
+    )?;
+    db.exec(
+        "DELETE FROM ended_sessions WHERE user_id = $1 AND reason = 'suspended'",
+        &[user.into()],
+    )?;
+    Ok(lifted == 1)
 }
 
 /// The session that once held this (now spent) refresh token.
@@ -93,13 +177,12 @@ pub(super) fn rotate_refresh(
         }
         None => {
             let ended = db.query_opt(
-                "SELECT 1 FROM ended_sessions WHERE refresh_hash = $1 AND expires_at > $2",
+                "SELECT reason FROM ended_sessions WHERE refresh_hash = $1 AND expires_at > $2",
                 &[old.into(), now.into()],
             )?;
-            Ok(if ended.is_some() {
-                Rotation::AccountDeleted
-            } else {
-                Rotation::Unknown
+            Ok(match ended {
+                Some(r) => Rotation::Ended(ended_reason(&r.text(0)?)?),
+                None => Rotation::Unknown,
             })
         }
     }
@@ -142,26 +225,12 @@ pub(super) fn delete_account(
     }
     // Its devices that were away learn of the deletion when they come back (account_deleted,
     // from a refresh or a connect), until their refresh token would have expired anyway.
+    let sessions = end_sessions(db, user.id, Reason::Deleted, now)?;
+    // A suspended account's devices, told so until now, are now told it is gone.
     db.exec(
-        "DELETE FROM ended_sessions WHERE expires_at <= $1",
-        &[now.into()],
+        "UPDATE ended_sessions SET reason = 'deleted' WHERE user_id = $1",
+        &[user.id.into()],
     )?;
-    db.exec(
-        "INSERT INTO ended_sessions(id, refresh_hash, expires_at) \
-         SELECT id, refresh_hash, expires_at FROM sessions WHERE user_id = $1 AND expires_at > $2",
-        &[user.id.into(), now.into()],
-    )?;
-    let sessions = db
-        .query(
-            "SELECT id FROM sessions WHERE user_id = $1 ORDER BY id",
-            &[user.id.into()],
-        )?
-        .iter()
-        .map(|r| r.text(0))
-        .collect::<Result<Vec<_>, _>>()?;
-    for id in &sessions {
-        delete_session(db, id)?;
-    }
     // Whom it followed, then who followed it: each follow undone, counted and announced.
     let mut written = Vec::new();
     for (other_side, this_side) in [

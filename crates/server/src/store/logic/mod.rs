@@ -9,8 +9,8 @@ use papo_protocol::Request;
 
 use super::sql::Sql;
 use super::{
-    AccountDeleted, Actor, Applied, Rotation, SessionRow, Store, StoreError, StoredEvent,
-    StreamKey, User, UserId,
+    AccountDeleted, Actor, Applied, Credentials, Ended, LiveSession, Rotation, SessionRow, Store,
+    StoreError, StoredEvent, StreamKey, User, UserId,
 };
 
 mod accounts;
@@ -18,7 +18,9 @@ mod event_log;
 mod idempotency;
 mod requests;
 
-use accounts::{delete_session, rotate_refresh, session_of, spent_refresh_session, user_of};
+use accounts::{
+    delete_session, ended_reason, rotate_refresh, session_of, spent_refresh_session, user_of,
+};
 use event_log::event_of;
 pub use event_log::parse_stream_key;
 use idempotency::apply_once;
@@ -42,6 +44,8 @@ pub trait Backend: Send + Sync + 'static {
     fn epoch(&self) -> &str;
     /// Whether several server processes share this database.
     fn shared(&self) -> bool;
+    /// A query whose one row and column is the database's size on disk, in bytes.
+    fn size_query(&self) -> &'static str;
     /// Stream heads moved by any process, when shared (Postgres LISTEN).
     fn commits(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<(StreamKey, u64)>>;
 }
@@ -83,16 +87,34 @@ impl<B: Backend> Store for SqlStore<B> {
         }
     }
 
-    async fn user_credentials(&self, username: &str) -> Result<Option<(User, String)>, StoreError> {
+    async fn user_credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError> {
         let name = username.to_string();
         self.backend
             .read(Box::new(move |db| {
                 db.query_opt(
-                    "SELECT id, username, password_hash FROM users WHERE username = $1 AND deleted_at IS NULL",
+                    "SELECT id, username, password_hash, suspended_at FROM users WHERE username = $1 AND deleted_at IS NULL",
                     &[name.as_str().into()],
                 )?
-                .map(|r| Ok((user_of(&r)?, r.text(2)?)))
+                .map(|r| {
+                    Ok(Credentials {
+                        user: user_of(&r)?,
+                        password_hash: r.text(2)?,
+                        suspended: r.opt_int(3)?.is_some(),
+                    })
+                })
                 .transpose()
+            }))
+            .await
+    }
+
+    async fn set_admin(&self, username: &str, admin: bool) -> Result<bool, StoreError> {
+        let name = username.to_string();
+        self.backend
+            .write(Box::new(move |db| {
+                Ok(db.exec(
+                    "UPDATE users SET admin = $2 WHERE username = $1 AND deleted_at IS NULL",
+                    &[name.as_str().into(), i64::from(admin).into()],
+                )? == 1)
             }))
             .await
     }
@@ -159,12 +181,15 @@ impl<B: Backend> Store for SqlStore<B> {
                 let now = crate::now_ms();
                 // Locks the user's row (both dialects): a deletion running now either committed
                 // first (the account is gone: no session) or waits and then sees this session.
-                let live = db.exec(
-                    "UPDATE users SET deleted_at = NULL WHERE id = $1 AND deleted_at IS NULL",
+                let live = db.query_opt(
+                    "UPDATE users SET deleted_at = NULL WHERE id = $1 AND deleted_at IS NULL RETURNING suspended_at",
                     &[s.user_id.into()],
                 )?;
-                if live == 0 {
-                    return Err(StoreError::UserDeleted);
+                match live {
+                    None => return Err(StoreError::UserDeleted),
+                    // Suspended since the password was checked.
+                    Some(r) if r.opt_int(0)?.is_some() => return Err(StoreError::UserSuspended),
+                    Some(_) => {}
                 }
                 // The user's sessions that ran out go when they sign in again, with their spent
                 // tokens, so neither table grows with abandoned devices.
@@ -184,30 +209,36 @@ impl<B: Backend> Store for SqlStore<B> {
             .await
     }
 
-    async fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
+    async fn session(&self, id: &str) -> Result<Option<LiveSession>, StoreError> {
         let id = id.to_string();
         self.backend
             .read(Box::new(move |db| {
                 db.query_opt(
-                    "SELECT id, user_id, expires_at FROM sessions WHERE id = $1",
+                    "SELECT s.id, s.user_id, s.expires_at, u.admin FROM sessions s \
+                     JOIN users u ON u.id = s.user_id WHERE s.id = $1",
                     &[id.as_str().into()],
                 )?
-                .map(|r| session_of(&r))
+                .map(|r| {
+                    Ok(LiveSession {
+                        session: session_of(&r)?,
+                        admin: r.int(3)? != 0,
+                    })
+                })
                 .transpose()
             }))
             .await
     }
 
-    async fn session_of_deleted_account(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+    async fn ended_session(&self, id: &str, now: i64) -> Result<Option<Ended>, StoreError> {
         let id = id.to_string();
         self.backend
             .read(Box::new(move |db| {
-                Ok(db
-                    .query_opt(
-                        "SELECT 1 FROM ended_sessions WHERE id = $1 AND expires_at > $2",
-                        &[id.as_str().into(), now.into()],
-                    )?
-                    .is_some())
+                db.query_opt(
+                    "SELECT reason FROM ended_sessions WHERE id = $1 AND expires_at > $2",
+                    &[id.as_str().into(), now.into()],
+                )?
+                .map(|r| ended_reason(&r.text(0)?))
+                .transpose()
             }))
             .await
     }
@@ -304,6 +335,41 @@ impl<B: Backend> Store for SqlStore<B> {
                     .map(|r| r.int(0))
                     .transpose()?
                     .unwrap_or(0) as u64)
+            }))
+            .await
+    }
+
+    async fn sync_node_stats(
+        &self,
+        node: &str,
+        stats: String,
+        alive_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let node = node.to_string();
+        self.backend
+            .write(Box::new(move |db| {
+                let now = crate::now_ms();
+                db.exec(
+                    "INSERT INTO nodes(id, seen_at, stats) VALUES ($1, $2, $3) \
+                     ON CONFLICT(id) DO UPDATE SET seen_at = excluded.seen_at, stats = excluded.stats",
+                    &[node.as_str().into(), now.into(), stats.as_str().into()],
+                )?;
+                db.query(
+                    "SELECT stats FROM nodes WHERE seen_at >= $1 AND stats IS NOT NULL ORDER BY id",
+                    &[(now - alive_ms).into()],
+                )?
+                .iter()
+                .map(|r| r.text(0))
+                .collect()
+            }))
+            .await
+    }
+
+    async fn database_bytes(&self) -> Result<u64, StoreError> {
+        let sql = self.backend.size_query();
+        self.backend
+            .read(Box::new(move |db| {
+                Ok(db.query_one(sql, &[])?.int(0)?.max(0) as u64)
             }))
             .await
     }

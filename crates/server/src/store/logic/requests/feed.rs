@@ -67,16 +67,19 @@ pub(super) fn post_delete(q: &mut Req<'_>, r: &PostAction) -> Result<Option<LogE
     delete_post(q, r.post_id)
 }
 
-/// Deletes a live post of the actor's; a share also leaves its shared post's count.
-fn delete_post(q: &mut Req<'_>, post_id: i64) -> Result<Option<LogEvent>, TxError> {
-    let share_of =
-        q.db.query_one(
-            "UPDATE posts SET deleted = 1 WHERE id = $1 RETURNING share_of",
-            &[post_id.into()],
-        )?
-        .opt_int(0)?;
+/// Deletes a live post (its author's request, or a moderator's); a share also leaves its
+/// shared post's count.
+pub(super) fn delete_post(q: &mut Req<'_>, post_id: i64) -> Result<Option<LogEvent>, TxError> {
+    let deleted = q.db.query_one(
+        "UPDATE posts SET deleted = 1 WHERE id = $1 RETURNING share_of, author_id",
+        &[post_id.into()],
+    )?;
+    let (share_of, author) = (deleted.opt_int(0)?, deleted.int(1)?);
     let ev = q.public(EventBody::PostDeleted(PostRef { post_id }))?;
     if let Some(original) = share_of {
+        let sharer =
+            q.db.query_one("SELECT username FROM users WHERE id = $1", &[author.into()])?
+                .text(0)?;
         let share_count = counter(
             q.db,
             "UPDATE posts SET share_count = share_count - 1 WHERE id = $1 RETURNING share_count",
@@ -84,7 +87,7 @@ fn delete_post(q: &mut Req<'_>, post_id: i64) -> Result<Option<LogEvent>, TxErro
         )?;
         q.public(EventBody::PostUnshared(ShareChange {
             post_id: original,
-            by: q.actor.username.clone(),
+            by: sharer,
             share_count,
         }))?;
     }

@@ -1,5 +1,6 @@
 //! What each request does inside its transaction, by area; [`apply_request`] dispatches.
 
+mod admin;
 mod feed;
 mod messages;
 mod notify;
@@ -78,6 +79,8 @@ pub(super) struct Req<'a> {
     pub(super) now: i64,
     /// A DM that made its sender and recipient DM peers for the first time.
     pub(super) new_dm_peer: Option<User>,
+    /// Device sessions ended (a suspension).
+    pub(super) ended_sessions: Vec<String>,
 }
 
 impl Req<'_> {
@@ -101,6 +104,7 @@ pub(super) fn apply_request(
     db: &mut dyn Sql,
     out: &mut Vec<(StreamKey, StoredEvent)>,
     new_dm_peer: &mut Option<User>,
+    ended_sessions: &mut Vec<String>,
     actor: &Actor,
     request: &Request,
     now: i64,
@@ -112,7 +116,11 @@ pub(super) fn apply_request(
         cid: Some(request.client_id()),
         now,
         new_dm_peer: None,
+        ended_sessions: Vec::new(),
     };
+    if request.is_admin() {
+        admin::check_admin(&mut q)?;
+    }
     let ev = match request {
         Request::ChatSend(r) => messages::chat_send(&mut q, r),
         Request::DmSend(r) => messages::dm_send(&mut q, r),
@@ -129,7 +137,12 @@ pub(super) fn apply_request(
         Request::UserFollow(r) => feed::user_follow(&mut q, r),
         Request::UserUnfollow(r) => feed::user_unfollow(&mut q, r),
         Request::ReadMark(r) => messages::read_mark(&mut q, r),
+        Request::AdminRemovePost(r) => admin::remove_post(&mut q, r),
+        Request::AdminRemoveComment(r) => admin::remove_comment(&mut q, r),
+        Request::AdminSuspend(r) => admin::suspend(&mut q, r),
+        Request::AdminUnsuspend(r) => admin::unsuspend(&mut q, r),
     }?;
     *new_dm_peer = q.new_dm_peer;
+    *ended_sessions = q.ended_sessions;
     Ok(ev)
 }
