@@ -49,6 +49,7 @@ pub async fn ui_ready(state: State<'_, AppState>, app: tauri::AppHandle) -> Res<
         papo_client::ConnectionState::SignedOut { .. } | papo_client::ConnectionState::Stopped
     );
     Ok(Boot {
+        admin: core.is_admin().await.unwrap_or(false),
         me: core.me().await,
         session,
         server_url: state.server_url(),
@@ -344,11 +345,29 @@ pub async fn conversation_page(
         .await?)
 }
 
-/// Where a conversation's unread messages begin (the UI asks before marking it read).
 /// The connection as the Diagnostics page shows it (no token, no message text).
 #[tauri::command(rename_all = "snake_case")]
 pub async fn diagnostics(state: State<'_, AppState>) -> Res<ui::Diagnostics> {
     Ok(state.core().diagnostics().await?)
+}
+
+/// The Admin page opened: the `/admin` connection starts (its states and `admin:stats` arrive
+/// as core events).
+#[tauri::command(rename_all = "snake_case")]
+pub async fn admin_open(state: State<'_, AppState>) -> Res<()> {
+    Ok(state.core().admin_open().await?)
+}
+
+/// The Admin page closed.
+#[tauri::command(rename_all = "snake_case")]
+pub fn admin_close(state: State<'_, AppState>) {
+    state.core().admin_close();
+}
+
+/// A moderation action, answered by the server (never queued).
+#[tauri::command(rename_all = "snake_case")]
+pub async fn admin(state: State<'_, AppState>, action: ui::AdminAction) -> Res<()> {
+    Ok(state.core().admin(action).await?)
 }
 
 /// The next page of a conversation after `after`, oldest first.
@@ -379,6 +398,7 @@ pub async fn conversation_around(
         .await?)
 }
 
+/// Where a conversation's unread messages begin (the UI asks before marking it read).
 #[tauri::command(rename_all = "snake_case")]
 pub async fn unread_start(
     state: State<'_, AppState>,

@@ -110,6 +110,8 @@ pub struct Boot {
     /// The OS locale (BCP 47), for `Language::System`.
     pub os_locale: String,
     pub os: OsStatus,
+    /// The account held the admin role at its last connection (shows the Admin page).
+    pub admin: bool,
 }
 
 /// An error crossing to the UI: a stable machine code and a readable message.

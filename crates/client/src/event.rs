@@ -29,6 +29,10 @@ pub enum ConnectionState {
         reason: String,
         /// The account was deleted (from another device), and this device's cache erased.
         account_deleted: bool,
+        /// The account is suspended by a moderator (the cache is kept); signing in is refused
+        /// until the suspension is lifted.
+        #[serde(default)]
+        suspended: bool,
     },
     /// The core was shut down.
     Stopped,

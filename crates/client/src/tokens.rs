@@ -27,6 +27,9 @@ pub enum TokenError {
     /// kept of the account must be erased.
     #[error("this account was deleted")]
     AccountDeleted,
+    /// The account is suspended by a moderator: the session is forgotten (the cache stays).
+    #[error("this account is suspended by a moderator")]
+    AccountSuspended,
 }
 
 /// Supplies access tokens to the connection supervisor.
@@ -239,6 +242,9 @@ impl TokenSource for SessionTokens {
                 self.forget();
                 if e.code() == Some(papo_protocol::ErrorCode::AccountDeleted) {
                     return Err(TokenError::AccountDeleted);
+                }
+                if e.code() == Some(papo_protocol::ErrorCode::AccountSuspended) {
+                    return Err(TokenError::AccountSuspended);
                 }
                 Err(TokenError::Refused(e.to_string()))
             }

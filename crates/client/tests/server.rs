@@ -571,6 +571,7 @@ async fn deleting_the_account_signs_out_every_device_and_erases_the_cache() {
             laptop.connection_state(),
             ConnectionState::SignedOut {
                 account_deleted: true,
+                suspended: false,
                 ..
             }
         )
@@ -588,6 +589,7 @@ async fn deleting_the_account_signs_out_every_device_and_erases_the_cache() {
             tablet.connection_state(),
             ConnectionState::SignedOut {
                 account_deleted: true,
+                suspended: false,
                 ..
             }
         )

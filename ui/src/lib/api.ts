@@ -9,6 +9,7 @@ import type {
   ComposeTarget,
   ConversationPage,
   ConversationRow,
+  AdminAction,
   Diagnostics,
   FollowList,
   MessageRow,
@@ -108,6 +109,11 @@ export const api = {
   osStatus: () => invoke<OsStatus>("os_status"),
   /** The connection as the Diagnostics page shows it (no token, no message text). */
   diagnostics: () => invoke<Diagnostics>("diagnostics"),
+  /** The Admin page opened: the /admin connection starts (state and stats come as core events). */
+  adminOpen: () => invoke<void>("admin_open"),
+  adminClose: () => invoke<void>("admin_close"),
+  /** A moderation action, answered by the server; never queued (`admin_closed` when offline). */
+  admin: (action: AdminAction) => invoke<void>("admin", { action }),
   setAutostart: (enabled: boolean) => invoke<boolean>("set_autostart", { enabled }),
   feedRendered: (posts: number) => invoke<void>("feed_rendered", { posts }),
   /** The next events (one batch, in order); empty when nothing came for a while. */

@@ -26,11 +26,14 @@ describe("connection banner", () => {
   });
 
   it("says signed out with a sign-in button", () => {
-    expect(bannerFor({ state: "signed_out", reason: "token_invalid", account_deleted: false }, ctx)).toMatchObject({
+    expect(bannerFor({ state: "signed_out", reason: "token_invalid", account_deleted: false, suspended: false }, ctx)).toMatchObject({
       kind: "signed_out",
       canSignIn: true,
     });
-    expect(bannerFor({ state: "signed_out", reason: "gone", account_deleted: true }, ctx)).toMatchObject({
+    expect(
+      bannerFor({ state: "signed_out", reason: "moderated", account_deleted: false, suspended: true }, ctx),
+    ).toMatchObject({ kind: "suspended", canSignIn: true, canRetry: false });
+    expect(bannerFor({ state: "signed_out", reason: "gone", account_deleted: true, suspended: false }, ctx)).toMatchObject({
       kind: "account_deleted",
       canSignIn: true,
     });

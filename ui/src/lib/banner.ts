@@ -2,7 +2,14 @@
 // be tested without a webview.
 import type { ConnectionState } from "./bindings/papo";
 
-export type BannerKind = "connected" | "connecting" | "retrying" | "offline" | "signed_out" | "account_deleted";
+export type BannerKind =
+  | "connected"
+  | "connecting"
+  | "retrying"
+  | "offline"
+  | "signed_out"
+  | "account_deleted"
+  | "suspended";
 
 export interface Banner {
   kind: BannerKind;
@@ -35,8 +42,11 @@ export function bannerFor(state: ConnectionState, ctx: BannerContext): Banner {
       return { kind, seconds, canRetry: true, canSignIn: false };
     }
     case "signed_out":
-      // Deleted from another device: nothing of it is left to read here.
-      return { kind: state.account_deleted ? "account_deleted" : "signed_out", canRetry: false, canSignIn: true };
+      // Deleted from another device: nothing of it is left to read here. Suspended: the cache
+      // stays readable, signing in is refused until a moderator lifts it.
+      if (state.account_deleted) return { kind: "account_deleted", canRetry: false, canSignIn: true };
+      if (state.suspended) return { kind: "suspended", canRetry: false, canSignIn: true };
+      return { kind: "signed_out", canRetry: false, canSignIn: true };
     case "stopped":
       return { kind: "offline", canRetry: false, canSignIn: false };
   }

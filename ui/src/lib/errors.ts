@@ -14,6 +14,8 @@ export const ERROR_KEYS: { readonly [C in CoreErrorCode]?: Key } = {
   msg_usage: "error.msg_usage",
   reply_gone: "error.reply_gone",
   not_signed_in: "error.not_signed_in",
+  account_suspended: "error.account_suspended",
+  admin_closed: "error.admin_closed",
 };
 
 export function isUiError(e: unknown): e is UiError {

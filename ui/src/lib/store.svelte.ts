@@ -7,6 +7,9 @@ import { api } from "./api";
 import { errorText } from "./errors";
 import { bannerFor } from "./banner";
 import type {
+  AdminAction,
+  AdminState,
+  AdminStats,
   Boot,
   ChangeSet,
   ConnectionState,
@@ -24,11 +27,16 @@ import { resolveLocale, translate, type Key, type Locale } from "./i18n";
 import { TypingTracker } from "./typing";
 import { unseenCount } from "./format";
 
-export type Screen = "feed" | "chat" | "notifications" | "settings" | "profile" | "diagnostics";
+export type Screen = "feed" | "chat" | "notifications" | "settings" | "profile" | "diagnostics" | "admin";
 
 class AppStore {
   booted = $state(false);
   me = $state<string | null>(null);
+  /** The account holds the admin role (as of its last connection's `sync`): shows the Admin page. */
+  isAdmin = $state(false);
+  /** The /admin connection, while the Admin page is open. */
+  adminState = $state<AdminState | null>(null);
+  adminStats = $state<AdminStats | null>(null);
   /** Who was signed in before the last sign-out (prefills the sign-in form). */
   lastUser = $state<string | null>(null);
   session = $state(false);
@@ -80,6 +88,7 @@ class AppStore {
     await unlisten;
     const boot: Boot = await api.uiReady();
     this.me = boot.me;
+    this.isAdmin = boot.admin;
     this.session = boot.session;
     this.serverUrl = boot.server_url;
     this.osLocale = boot.os_locale;
@@ -115,6 +124,12 @@ class AppStore {
         this.typingVersion++;
       } else if (core.event === "changes") {
         this.applyChanges(core.data);
+      } else if (core.event === "sync") {
+        if (core.data.state === "live") this.isAdmin = !!core.data.admin;
+      } else if (core.event === "admin") {
+        this.adminState = core.data;
+      } else if (core.event === "admin_stats") {
+        this.adminStats = core.data;
       }
       if (core.event === "changes" || core.event === "outbox") for (const f of this.watchers) f(core);
     } else if (e.kind === "settings") {
@@ -122,6 +137,7 @@ class AppStore {
     } else if (e.kind === "signed_out") {
       this.session = false;
       this.showSignIn = true;
+      this.isAdmin = false;
       // The cache (and with it the owner) is gone; the sign-in form still offers the name.
       if (this.me) this.lastUser = this.me;
       this.me = null;
@@ -158,6 +174,26 @@ class AppStore {
     for (const u of p.online) online.add(u);
     for (const u of p.offline) online.delete(u);
     this.online = [...online].sort();
+  }
+
+  /**
+   * A moderation action from anywhere (a post's or comment's Remove): the /admin connection is
+   * opened for it when the Admin page has not opened it, and closed again after.
+   */
+  async moderate(action: AdminAction) {
+    const wasOpen = this.adminState?.state === "open";
+    if (!wasOpen) {
+      await api.adminOpen();
+      const until = Date.now() + 10_000;
+      while (this.adminState?.state !== "open" && this.adminState?.state !== "refused" && Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    try {
+      await api.admin(action);
+    } finally {
+      if (!wasOpen && this.screen !== "admin") void api.adminClose();
+    }
   }
 
   /** Calls `f` with every `changes` and `outbox` event; returns the function that stops it. */

@@ -70,6 +70,11 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Admin only: the `/admin` namespace (statistics, moderation).
+    Admin {
+        #[command(subcommand)]
+        what: AdminCommand,
+    },
     /// Print every event as a JSON line.
     Tail {
         /// Exit once the replay reached live.
@@ -188,6 +193,24 @@ fn default_cache_dir() -> PathBuf {
     PathBuf::from(".papo")
 }
 
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Print `admin:stats` as JSON lines for a while.
+    Stats {
+        /// How many snapshots to print.
+        #[arg(long, default_value_t = 3)]
+        count: usize,
+    },
+    /// Remove any post.
+    RemovePost { post_id: i64 },
+    /// Remove any comment.
+    RemoveComment { comment_id: i64 },
+    /// Suspend an account: its sessions end, its sockets close, sign-in is refused.
+    Suspend { username: String },
+    /// Lift a suspension.
+    Unsuspend { username: String },
+}
+
 fn print(v: &impl serde::Serialize) {
     let mut out = std::io::stdout().lock();
     let _ = serde_json::to_writer(&mut out, v);
@@ -297,6 +320,7 @@ async fn command(core: &Core, command: Command) -> Result<ExitCode, String> {
             seconds,
         } => return tail(core, until_live, seconds).await,
         Command::Diag { seconds, .. } => return diag(core, seconds).await,
+        Command::Admin { what } => return admin(core, what).await,
         Command::Send {
             text,
             reply_to,
@@ -442,6 +466,71 @@ async fn tail(core: &Core, until_live: bool, seconds: Option<u64>) -> Result<Exi
 
 /// Waits (at most `seconds`) until the connection is up and a ping has come back, then prints
 /// the diagnostics. Exit 0 when connected, 5 when not.
+/// How long `admin` waits for the `/admin` connection to open.
+const ADMIN_OPEN: Duration = Duration::from_secs(15);
+
+/// `admin …`: opens `/admin`, does one thing, closes it. Exit 7 when the server refuses the
+/// connection (not an admin).
+async fn admin(core: &Core, what: AdminCommand) -> Result<ExitCode, String> {
+    use papo_client::admin::{AdminAction, AdminState};
+    let mut events = core.subscribe();
+    core.admin_open().await.map_err(|e| e.to_string())?;
+    let deadline = tokio::time::Instant::now() + ADMIN_OPEN;
+    let mut wanted = match &what {
+        AdminCommand::Stats { count } => *count,
+        _ => 0,
+    };
+    let mut open = false;
+    while !open || wanted > 0 {
+        let ev = match tokio::time::timeout_at(
+            deadline + Duration::from_secs(wanted as u64 * 2),
+            events.recv(),
+        )
+        .await
+        {
+            Err(_) => return Err("timed out waiting for the /admin connection".into()),
+            Ok(Err(RecvError::Lagged(_))) => continue,
+            Ok(Err(RecvError::Closed)) => return Err("the core stopped".into()),
+            Ok(Ok(ev)) => ev,
+        };
+        match ev {
+            CoreEvent::Admin(AdminState::Open) => open = true,
+            CoreEvent::Admin(AdminState::Refused { reason }) => {
+                print(&serde_json::json!({ "admin": "refused", "reason": reason }));
+                return Ok(ExitCode::from(7));
+            }
+            CoreEvent::AdminStats(s) if open && wanted > 0 => {
+                print(&s);
+                wanted -= 1;
+            }
+            _ => {}
+        }
+    }
+    let action = match what {
+        AdminCommand::Stats { .. } => None,
+        AdminCommand::RemovePost { post_id } => Some(AdminAction::RemovePost { post_id }),
+        AdminCommand::RemoveComment { comment_id } => {
+            Some(AdminAction::RemoveComment { comment_id })
+        }
+        AdminCommand::Suspend { username } => Some(AdminAction::Suspend { username }),
+        AdminCommand::Unsuspend { username } => Some(AdminAction::Unsuspend { username }),
+    };
+    let result = match &action {
+        Some(a) => core.admin(a.clone()).await,
+        None => Ok(()),
+    };
+    core.admin_close();
+    match (action, result) {
+        (None, _) => {}
+        (Some(a), Ok(())) => print(&serde_json::json!({ "done": a })),
+        (Some(_), Err(e)) => {
+            print(&serde_json::json!({ "error": e.to_string(), "code": e.code().to_string() }));
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn diag(core: &Core, seconds: u64) -> Result<ExitCode, String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
     loop {

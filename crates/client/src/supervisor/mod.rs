@@ -89,6 +89,8 @@ pub fn spawn(
 pub(super) enum End {
     Shutdown,
     SignedOut(String),
+    /// The account is suspended: sign out, keep the cache.
+    Suspended,
     /// The account was deleted from another device: sign out and erase the cache.
     AccountDeleted,
     /// A WebSocket session could not start: the next attempt goes over HTTP long-polling, at
@@ -174,6 +176,18 @@ impl Supervisor {
                     self.set_state(ConnectionState::SignedOut {
                         reason,
                         account_deleted: false,
+                        suspended: false,
+                    });
+                    continue;
+                }
+                End::Suspended => {
+                    tracing::info!("the account is suspended");
+                    self.tokens.forget();
+                    self.signed_out = true;
+                    self.set_state(ConnectionState::SignedOut {
+                        reason: session::SUSPENDED.into(),
+                        account_deleted: false,
+                        suspended: true,
                     });
                     continue;
                 }
@@ -193,6 +207,7 @@ impl Supervisor {
                     self.set_state(ConnectionState::SignedOut {
                         reason: "this account was deleted".into(),
                         account_deleted: true,
+                        suspended: false,
                     });
                     continue;
                 }
@@ -237,6 +252,7 @@ impl Supervisor {
                     self.set_state(ConnectionState::SignedOut {
                         reason: "signed out".into(),
                         account_deleted: false,
+                        suspended: false,
                     });
                 }
                 Wait::Shutdown => break,

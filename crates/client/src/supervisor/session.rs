@@ -42,6 +42,7 @@ impl Supervisor {
                     }
                     Err(TokenError::Refused(m)) => End::SignedOut(m),
                     Err(TokenError::AccountDeleted) => End::AccountDeleted,
+                    Err(TokenError::AccountSuspended) => End::Suspended,
                     Err(TokenError::Unavailable(m)) => failed(m),
                 }
             }
@@ -49,11 +50,7 @@ impl Supervisor {
                 End::SignedOut("the server refused the connection (bad_auth)".into())
             }
             Refusal::AccountDeleted => End::AccountDeleted,
-            Refusal::AccountSuspended => {
-                // Its sessions were ended: the stored one is of no use any more.
-                self.tokens.forget();
-                End::SignedOut(SUSPENDED.into())
-            }
+            Refusal::AccountSuspended => End::Suspended,
             Refusal::Forbidden => failed("the server refused the connection (forbidden)"),
             Refusal::Other(m) => failed(m),
         }
@@ -70,6 +67,7 @@ impl Supervisor {
                 Ok(_) => tracing::debug!("access token refreshed before connecting"),
                 Err(TokenError::Refused(m)) => return End::SignedOut(m),
                 Err(TokenError::AccountDeleted) => return End::AccountDeleted,
+                Err(TokenError::AccountSuspended) => return End::Suspended,
                 // Perhaps still valid; if not, the refusal path refreshes again.
                 Err(TokenError::Unavailable(m)) => {
                     tracing::info!(error = %m, "token refresh failed; connecting with the current token")
@@ -307,6 +305,7 @@ impl Supervisor {
                         }
                         Err(TokenError::Refused(m)) => return End::SignedOut(m),
                         Err(TokenError::AccountDeleted) => return End::AccountDeleted,
+                        Err(TokenError::AccountSuspended) => return End::Suspended,
                         Err(TokenError::Unavailable(m)) => {
                             tracing::info!(error = %m, "token refresh failed; trying again soon");
                             refresh_retry = Some(Instant::now() + REFRESH_RETRY);

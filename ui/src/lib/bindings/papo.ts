@@ -133,7 +133,12 @@ at: number, in_ms: number, reason: string, } | { "state": "signed_out", reason: 
 /**
  * The account was deleted (from another device), and this device's cache erased.
  */
-account_deleted: boolean, } | { "state": "stopped" };
+account_deleted: boolean, 
+/**
+ * The account is suspended by a moderator (the cache is kept); signing in is refused
+ * until the suspension is lifted.
+ */
+suspended: boolean, } | { "state": "stopped" };
 
 export type AdminStats = { 
 /**
@@ -445,7 +450,11 @@ queued: Array<UiEvent>,
 /**
  * The OS locale (BCP 47), for `Language::System`.
  */
-os_locale: string, os: OsStatus, };
+os_locale: string, os: OsStatus, 
+/**
+ * The account held the admin role at its last connection (shows the Admin page).
+ */
+admin: boolean, };
 
 export type ClientErrorCode = "unreachable" | "cache" | "session_store" | "not_signed_in" | "invalid_input" | "msg_usage" | "empty" | "reply_gone" | "admin_closed";
 
