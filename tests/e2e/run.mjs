@@ -449,7 +449,9 @@ async function scenario() {
   check(true, "a message written offline is pending");
   await screenshot("offline-banner");
 
-  // Start the server again: the message is sent, once.
+  // Start the server again: the message is sent, once. Meanwhile ana was made an admin on the
+  // server's machine (papo-server grant-admin): the next connection's sync says so.
+  execFileSync(SERVER, ["--db", join(tmp, "server.db"), "grant-admin", "ana"], { env: { ...process.env, PAPO_LOG: "warn" } });
   await startServer();
   await click('[data-testid="retry-now"]').catch(() => {});
   await until("reconnected", async () => (await bannerState()) === "connected", 40000);
@@ -458,6 +460,42 @@ async function scenario() {
   const history = cli("history", "public");
   const copies = history.split("written while offline").length - 1;
   check(copies === 1, `the offline message reached the server exactly once (${copies})`);
+
+  // Admin: the page appears for an admin only, with the server's live figures; a post of
+  // joao's is removed from its card; joao is suspended (his CLI is refused) and then let back.
+  await until("Admin in the sidebar", () => find('[data-testid="nav-admin"]'), 20000);
+  await click('[data-testid="nav-admin"]');
+  await until("the /admin connection open", async () => (await attr('[data-testid="admin-state"]', "data-state")) === "open", 20000);
+  await waitText('[data-testid="admin-node-count"]', "1");
+  await until("live stats count the app's connection", async () => Number(await textOf('[data-testid="admin-connections"]')) >= 1, 10000);
+  check(true, "the Admin page shows the live figures of the one node");
+  await screenshot("admin");
+  cli("post", "spam do joao para moderar");
+  await click('[data-testid="nav-feed"]');
+  await waitText('[data-testid="feed-list"]', "spam do joao para moderar");
+  await js(`${cardOf("spam do joao para moderar")}.querySelector('[data-testid="admin-remove-post"]').click()`);
+  await until("the removed post leaves the feed", () => js(`return !${cardOf("spam do joao para moderar")}`), 20000);
+  check(true, "an admin removes someone else's post from its card");
+  await click('[data-testid="nav-admin"]');
+  await until("the /admin connection open again", async () => (await attr('[data-testid="admin-state"]', "data-state")) === "open", 20000);
+  await js(`const s = document.querySelector('[data-testid="admin-action"]'); s.value = 'suspend'; s.dispatchEvent(new Event('change'));`);
+  await type('[data-testid="admin-target"]', "joao");
+  await click('[data-testid="admin-apply"]');
+  await waitText(".toast", "Done");
+  let refused = "";
+  try {
+    cli("login", "joao");
+  } catch (e) {
+    refused = String(e.stdout);
+  }
+  check(/suspended/.test(refused), `a suspended joao cannot sign in (${refused.trim()})`);
+  await js(`const s = document.querySelector('[data-testid="admin-action"]'); s.value = 'unsuspend'; s.dispatchEvent(new Event('change'));`);
+  await type('[data-testid="admin-target"]', "joao");
+  await click('[data-testid="admin-apply"]');
+  await until("lifted", async () => ((await js(`return document.querySelector('.toast')?.innerText ?? ''`)) ?? "").includes("Lift suspension"), 10000);
+  cli("login", "joao");
+  check(true, "after the suspension is lifted joao signs in again");
+  await click('[data-testid="nav-chat"]');
 
   // Drafts: text typed and not sent stays in its conversation when switching away and back,
   // and (below) across a restart of the app.
