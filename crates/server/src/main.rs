@@ -17,28 +17,10 @@ async fn main() -> std::process::ExitCode {
         _ => None,
     };
     if let Some((username, admin)) = admin_change {
-        return match papo_server::set_admin(&config, &username, admin).await {
-            Ok(done) => {
-                println!("{done}");
-                std::process::ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("papo-server: {e}");
-                std::process::ExitCode::FAILURE
-            }
-        };
+        return report(papo_server::set_admin(&config, &username, admin).await);
     }
     if let Some(papo_server::Command::RotateTokenKey) = config.command {
-        return match papo_server::rotate_token_key(&config) {
-            Ok(done) => {
-                println!("{done}");
-                std::process::ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("papo-server: {e}");
-                std::process::ExitCode::FAILURE
-            }
-        };
+        return report(papo_server::rotate_token_key(&config));
     }
     let server = match Server::start(config).await {
         Ok(s) => s,
@@ -58,4 +40,18 @@ async fn main() -> std::process::ExitCode {
     server.serve(shutdown_signal()).await;
     tracing::info!("stopped");
     std::process::ExitCode::SUCCESS
+}
+
+/// A command's outcome: what it did on stdout, or why not on stderr.
+fn report(outcome: Result<String, papo_server::StartError>) -> std::process::ExitCode {
+    match outcome {
+        Ok(done) => {
+            println!("{done}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("papo-server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
