@@ -138,10 +138,6 @@ impl AdminHandle {
         !self.commands.is_closed()
     }
 
-    pub(crate) fn clone_sender(&self) -> AdminHandle {
-        self.clone()
-    }
-
     pub(crate) fn close(&self) {
         let _ = self.commands.send(Cmd::Close);
     }

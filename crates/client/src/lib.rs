@@ -955,7 +955,7 @@ impl Core {
         let handle = {
             let admin = self.inner.admin.lock().unwrap();
             match admin.as_ref() {
-                Some(a) if a.is_running() => a.clone_sender(),
+                Some(a) if a.is_running() => a.clone(),
                 _ => return Err(admin::AdminError::Closed.into()),
             }
         };

@@ -37,6 +37,7 @@ pub async fn authenticate<A: Adapter>(
         return Err(Refusal(connect_errors::BAD_AUTH));
     };
     let claims = verify(&app, &socket, &auth.token).await?;
+    // The signature is not enough: the session must still exist (logout revokes it).
     let admin = live_session(&app, &claims).await?;
     let heads = match heads(&app, claims.uid).await {
         Ok(h) => h,
@@ -113,7 +114,6 @@ async fn verify<A: Adapter>(
             return Err(Refusal(connect_errors::TOKEN_INVALID));
         }
     };
-    // The signature is not enough: the session must still exist (logout revokes it).
     Ok(claims)
 }
 
