@@ -31,6 +31,8 @@ use crate::transport::{Inbound, Link, Refusal, SocketIoTransport};
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long opening the connection may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first wait after a failed attempt; it doubles up to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// The longest wait between two attempts.
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
@@ -175,11 +177,20 @@ async fn run(
     let publish = |s: AdminState| {
         let _ = events.send(CoreEvent::Admin(s));
     };
-    let mut delay = Duration::from_secs(1);
+    let mut delay = FIRST_RETRY;
     let mut refreshed = false;
     loop {
         publish(AdminState::Connecting);
-        match session(&url, &*tokens, &events, &mut commands, &mut refreshed).await {
+        match session(
+            &url,
+            &*tokens,
+            &events,
+            &mut commands,
+            &mut refreshed,
+            &mut delay,
+        )
+        .await
+        {
             Ended::Closed => {
                 publish(AdminState::Closed);
                 return;
@@ -223,6 +234,7 @@ async fn session(
     events: &broadcast::Sender<CoreEvent>,
     commands: &mut mpsc::UnboundedReceiver<Cmd>,
     refreshed: &mut bool,
+    delay: &mut Duration,
 ) -> Ended {
     let Some(token) = tokens.access_token().await else {
         return Ended::Refused("not signed in".into());
@@ -239,7 +251,16 @@ async fn session(
         Ok(Err(e)) => return Ended::Retry(e.to_string()),
         Err(_) => return Ended::Retry("timed out connecting".into()),
     };
-    let end = open_session(&*link, tokens, events, commands, &mut inbound, refreshed).await;
+    let end = open_session(
+        &*link,
+        tokens,
+        events,
+        commands,
+        &mut inbound,
+        refreshed,
+        delay,
+    )
+    .await;
     let _ = tokio::time::timeout(Duration::from_secs(2), link.close()).await;
     end
 }
@@ -251,6 +272,7 @@ async fn open_session(
     commands: &mut mpsc::UnboundedReceiver<Cmd>,
     inbound: &mut mpsc::UnboundedReceiver<Inbound>,
     refreshed: &mut bool,
+    delay: &mut Duration,
 ) -> Ended {
     // The CONNECT answer.
     let opened = tokio::time::timeout(OPEN_TIMEOUT, async {
@@ -270,7 +292,9 @@ async fn open_session(
         Ok(Err(None)) => return Ended::Retry("closed before it opened".into()),
         Err(_) => return Ended::Retry("no answer to CONNECT".into()),
     }
+    // A session that opened: the next drop starts the backoff again from its first step.
     *refreshed = false;
+    *delay = FIRST_RETRY;
     let _ = events.send(CoreEvent::Admin(AdminState::Open));
     let mut waiting: HashMap<Uuid, oneshot::Sender<Result<(), AdminError>>> = HashMap::new();
     let end = loop {
