@@ -617,7 +617,7 @@ impl Core {
 
     /// Pending and wedged outbox items, in send order.
     pub async fn outbox(&self) -> Result<Vec<outbox::OutboxItem>, CoreError> {
-        Ok(self.inner.cache.read(|c| c.outbox()).await?)
+        self.read(|c| c.outbox()).await
     }
 
     /// Wedged outbox items (of one queue, e.g. `dm:bia` or `feed`, when given), in order.
@@ -626,11 +626,7 @@ impl Core {
         queue: Option<&str>,
     ) -> Result<Vec<outbox::OutboxItem>, CoreError> {
         let queue = queue.map(str::to_string);
-        Ok(self
-            .inner
-            .cache
-            .read(move |c| c.wedged_outbox(queue.as_deref()))
-            .await?)
+        self.read(move |c| c.wedged_outbox(queue.as_deref())).await
     }
 
     /// One outbox item by client id (`None` once it is gone).
@@ -638,16 +634,12 @@ impl Core {
         &self,
         client_id: Uuid,
     ) -> Result<Option<outbox::OutboxItem>, CoreError> {
-        Ok(self
-            .inner
-            .cache
-            .read(move |c| c.outbox_item(client_id))
-            .await?)
+        self.read(move |c| c.outbox_item(client_id)).await
     }
 
     /// Outbox items `(pending, sent, failed)`.
     pub async fn outbox_counts(&self) -> Result<(i64, i64, i64), CoreError> {
-        Ok(self.inner.cache.read(|c| c.outbox_counts()).await?)
+        self.read(|c| c.outbox_counts()).await
     }
 
     // ------------------------------------------------------------------ reads (offline)
@@ -674,16 +666,12 @@ impl Core {
         limit: usize,
     ) -> Result<Vec<cache::PostRow>, CoreError> {
         let me = self.me_or_empty().await;
-        Ok(self
-            .inner
-            .cache
-            .read(move |c| c.feed_page(&me, before, limit))
-            .await?)
+        self.read(move |c| c.feed_page(&me, before, limit)).await
     }
 
     /// Comments of a post (by server id), oldest first.
     pub async fn comments(&self, post_id: i64) -> Result<Vec<cache::CommentRow>, CoreError> {
-        Ok(self.inner.cache.read(move |c| c.comments(post_id)).await?)
+        self.read(move |c| c.comments(post_id)).await
     }
 
     pub async fn conversation_page(
@@ -693,11 +681,8 @@ impl Core {
         limit: usize,
     ) -> Result<Vec<cache::MessageRow>, CoreError> {
         let conversation = conversation.to_string();
-        Ok(self
-            .inner
-            .cache
-            .read(move |c| c.conversation_page(&conversation, before, limit))
-            .await?)
+        self.read(move |c| c.conversation_page(&conversation, before, limit))
+            .await
     }
 
     /// The next page of a conversation after `after`, oldest first (paging forward from a
@@ -709,11 +694,8 @@ impl Core {
         limit: usize,
     ) -> Result<Vec<cache::MessageRow>, CoreError> {
         let conversation = conversation.to_string();
-        Ok(self
-            .inner
-            .cache
-            .read(move |c| c.conversation_page_after(&conversation, after, limit))
-            .await?)
+        self.read(move |c| c.conversation_page_after(&conversation, after, limit))
+            .await
     }
 
     /// A window of `context` rows each side of the message `server_id` of `conversation` (the
@@ -725,11 +707,8 @@ impl Core {
         context: usize,
     ) -> Result<Option<cache::AroundPage>, CoreError> {
         let conversation = conversation.to_string();
-        Ok(self
-            .inner
-            .cache
-            .read(move |c| c.conversation_around(&conversation, server_id, context))
-            .await?)
+        self.read(move |c| c.conversation_around(&conversation, server_id, context))
+            .await
     }
 
     /// Where the unread messages of a conversation begin (read before marking it read).
@@ -738,21 +717,13 @@ impl Core {
         conversation: &str,
     ) -> Result<Option<cache::UnreadStart>, CoreError> {
         let conversation = conversation.to_string();
-        Ok(self
-            .inner
-            .cache
-            .read(move |c| c.unread_start(&conversation))
-            .await?)
+        self.read(move |c| c.unread_start(&conversation)).await
     }
 
     /// The unsent text of a conversation's composer (kept across views and restarts).
     pub async fn draft(&self, conversation: &str) -> Result<Option<String>, CoreError> {
         let conversation = conversation.to_string();
-        Ok(self
-            .inner
-            .cache
-            .read(move |c| c.draft(&conversation))
-            .await?)
+        self.read(move |c| c.draft(&conversation)).await
     }
 
     /// Keeps (or, blank, removes) a conversation's draft. Refused past
@@ -780,11 +751,8 @@ impl Core {
         before: Option<(Millis, String)>,
         limit: usize,
     ) -> Result<cache::ConversationPage, CoreError> {
-        Ok(self
-            .inner
-            .cache
-            .read(move |c| c.conversations_page(before, limit))
-            .await?)
+        self.read(move |c| c.conversations_page(before, limit))
+            .await
     }
 
     pub async fn notifications_page(
@@ -792,15 +760,12 @@ impl Core {
         before: Option<(Millis, i64)>,
         limit: usize,
     ) -> Result<Vec<Notification>, CoreError> {
-        Ok(self
-            .inner
-            .cache
-            .read(move |c| c.notifications_page(before, limit))
-            .await?)
+        self.read(move |c| c.notifications_page(before, limit))
+            .await
     }
 
     pub async fn unread_counts(&self) -> Result<cache::UnreadCounts, CoreError> {
-        Ok(self.inner.cache.read(|c| c.unread_counts()).await?)
+        self.read(|c| c.unread_counts()).await
     }
 
     pub async fn search(
@@ -809,16 +774,12 @@ impl Core {
         limit: usize,
     ) -> Result<Vec<cache::SearchHit>, CoreError> {
         let query = query.to_string();
-        Ok(self
-            .inner
-            .cache
-            .read(move |c| c.search(&query, limit))
-            .await?)
+        self.read(move |c| c.search(&query, limit)).await
     }
 
     /// Users last known to be online.
     pub async fn online_users(&self) -> Result<Vec<String>, CoreError> {
-        Ok(self.inner.cache.read(|c| c.online_users()).await?)
+        self.read(|c| c.online_users()).await
     }
 
     /// Whether the signed-in user follows `username`, as far as the cache knows (false when
@@ -827,11 +788,7 @@ impl Core {
     pub async fn known_users(&self, prefix: &str) -> Result<Vec<String>, CoreError> {
         let me = self.me().await.unwrap_or_default();
         let prefix = prefix.to_string();
-        Ok(self
-            .inner
-            .cache
-            .read(move |c| c.known_users(&prefix, &me, 8))
-            .await?)
+        self.read(move |c| c.known_users(&prefix, &me, 8)).await
     }
 
     /// A user's profile header (counts, whether I follow them and they me, last known
@@ -839,11 +796,7 @@ impl Core {
     pub async fn profile(&self, username: &str) -> Result<cache::Profile, CoreError> {
         let me = self.me_or_empty().await;
         let username = username.to_string();
-        Ok(self
-            .inner
-            .cache
-            .read(move |c| c.profile(&me, &username))
-            .await?)
+        self.read(move |c| c.profile(&me, &username)).await
     }
 
     /// A user's posts, newest first, older than `before`.
@@ -855,11 +808,8 @@ impl Core {
     ) -> Result<Vec<cache::PostRow>, CoreError> {
         let me = self.me_or_empty().await;
         let author = author.to_string();
-        Ok(self
-            .inner
-            .cache
-            .read(move |c| c.posts_by(&me, &author, before, limit))
-            .await?)
+        self.read(move |c| c.posts_by(&me, &author, before, limit))
+            .await
     }
 
     /// A user's followers or followed users, by name, after `after`.
@@ -871,11 +821,8 @@ impl Core {
         limit: usize,
     ) -> Result<Vec<String>, CoreError> {
         let username = username.to_string();
-        Ok(self
-            .inner
-            .cache
-            .read(move |c| c.follow_list(&username, list, after.as_deref(), limit))
-            .await?)
+        self.read(move |c| c.follow_list(&username, list, after.as_deref(), limit))
+            .await
     }
 
     pub async fn is_following(&self, username: &str) -> Result<bool, CoreError> {
@@ -883,16 +830,12 @@ impl Core {
             return Ok(false);
         };
         let username = username.to_string();
-        Ok(self
-            .inner
-            .cache
-            .read(move |c| c.follows(&me, &username))
-            .await?)
+        self.read(move |c| c.follows(&me, &username)).await
     }
 
     /// The resume position `(cursor, epoch)` stored in the cache.
     pub async fn resume_point(&self) -> Result<(papo_protocol::Cursor, Option<String>), CoreError> {
-        Ok(self.inner.cache.read(|c| c.resume_point()).await?)
+        self.read(|c| c.resume_point()).await
     }
 
     // ------------------------------------------------------------------ notification policy
@@ -912,10 +855,19 @@ impl Core {
 
     /// A snapshot of the connection for the Diagnostics page and `papo-cli diag` (no token, no
     /// message text).
+    /// A read of the cache, on its reader threads.
+    async fn read<T, F>(&self, f: F) -> Result<T, CoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Cache) -> Result<T, CacheError> + Send + 'static,
+    {
+        Ok(self.inner.cache.read(f).await?)
+    }
+
     /// Whether the account held the admin role at its last connection (the server tells it
     /// in every `sync`; `papo-server grant-admin` takes effect at the next one).
     pub async fn is_admin(&self) -> Result<bool, CoreError> {
-        Ok(self.inner.cache.read(|c| c.is_admin()).await?)
+        self.read(|c| c.is_admin()).await
     }
 
     /// Opens the `/admin` connection (if it is not open already): [`CoreEvent::Admin`] tells

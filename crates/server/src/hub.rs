@@ -278,6 +278,14 @@ impl Hub {
     }
 
     /// Everyone online, sorted.
+    /// How many users have a device connected to this node.
+    pub fn local_online_count(&self) -> usize {
+        self.presence
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     pub fn online(&self) -> Vec<String> {
         let p = self.presence.lock().unwrap_or_else(|p| p.into_inner());
         let mut v: Vec<String> = p.keys().cloned().collect();

@@ -6,7 +6,7 @@ use papo_protocol::{
     PostShare, ShareChange, UserAction,
 };
 
-use super::notify::{notify, notify_mentions, About};
+use super::notify::{notify, notify_author, notify_mentions, About};
 use super::{check_text, counter, find_post, refuse, Req, TxError};
 use crate::store::logic::accounts::find_user;
 
@@ -157,17 +157,7 @@ pub(super) fn post_share(q: &mut Req<'_>, r: &PostShare) -> Result<Option<LogEve
         text: (!r.text.is_empty()).then_some(r.text.as_str()),
         ..About::default()
     };
-    if author.live {
-        notify(
-            q.db,
-            q.out,
-            author.id,
-            q.actor,
-            NotificationKind::Share,
-            about,
-            q.now,
-        )?;
-    }
+    notify_author(q, &author, NotificationKind::Share, about)?;
     let mentions = About {
         post_id: Some(id),
         ..about
@@ -223,17 +213,7 @@ pub(super) fn post_like(q: &mut Req<'_>, r: &PostAction) -> Result<Option<LogEve
         post_id: Some(r.post_id),
         ..About::default()
     };
-    if author.live {
-        notify(
-            q.db,
-            q.out,
-            author.id,
-            q.actor,
-            NotificationKind::Like,
-            about,
-            q.now,
-        )?;
-    }
+    notify_author(q, &author, NotificationKind::Like, about)?;
     Ok(ev)
 }
 
@@ -293,17 +273,7 @@ pub(super) fn comment_create(
         text: Some(&r.text),
         ..About::default()
     };
-    if author.live {
-        notify(
-            q.db,
-            q.out,
-            author.id,
-            q.actor,
-            NotificationKind::Comment,
-            about,
-            q.now,
-        )?;
-    }
+    notify_author(q, &author, NotificationKind::Comment, about)?;
     // The post's author is told of the comment already.
     notify_mentions(q.db, q.out, q.actor, about, Some(author.id), q.now)?;
     Ok(ev)

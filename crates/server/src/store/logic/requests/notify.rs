@@ -49,6 +49,20 @@ pub(super) fn notify_mentions(
     Ok(())
 }
 
+/// Notifies a post's author of what the actor did to it, unless the author's account was
+/// deleted (its posts stay, and notify nobody).
+pub(super) fn notify_author(
+    q: &mut super::Req<'_>,
+    author: &super::PostAuthor,
+    kind: NotificationKind,
+    about: About<'_>,
+) -> Result<(), TxError> {
+    if !author.live {
+        return Ok(());
+    }
+    notify(q.db, q.out, author.id, q.actor, kind, about, q.now)
+}
+
 pub(super) fn notify(
     db: &mut dyn Sql,
     out: &mut Vec<(StreamKey, StoredEvent)>,
